@@ -1,0 +1,28 @@
+# mk_add_test(NAME <name> SOURCES <files...> LIBS <targets...> LABELS <labels...> [TIMEOUT s])
+# The one helper that registers every test binary with ctest and its labels
+# (unit, integration, gpu, uring, fuzz, perf).
+function(mk_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME} ${T_ARGS})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+  # Tests labelled `concurrency` also run under ThreadSanitizer (preset tsan, deploy/test.sh).
+  if("concurrency" IN_LIST T_LABELS)
+    add_dependencies(mk_concurrency_tests ${T_NAME})
+  endif()
+endfunction()
+
+# mk_add_bench(NAME <name> SOURCES <files...> LIBS <targets...>): a benchmark binary with the
+# `perf` label; not part of the default test run (ctest -LE perf).
+function(mk_add_bench)
+  cmake_parse_arguments(B "" "NAME" "SOURCES;LIBS" ${ARGN})
+  add_executable(${B_NAME} ${B_SOURCES})
+  target_link_libraries(${B_NAME} PRIVATE ${B_LIBS})
+  add_test(NAME ${B_NAME} COMMAND ${B_NAME})
+  set_tests_properties(${B_NAME} PROPERTIES LABELS "perf" TIMEOUT 600
+                       ENVIRONMENT "MK_BENCH_QUICK=1")
+endfunction()

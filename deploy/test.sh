@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The README's test command: install, build, and run the whole test suite (every label but
+# perf), then the concurrency tests again under ThreadSanitizer. GPU tests skip with their reason
+# on a machine without a CUDA device (MK_REQUIRE_GPU=1 turns that skip into a failure).
+set -euo pipefail
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+bash deploy/build.sh
+ctest --preset default
+if [ "${MK_SKIP_TSAN:-0}" != 1 ]; then
+  cmake --preset tsan >/dev/null
+  cmake --build --preset tsan --target mk_concurrency_tests
+  ctest --preset tsan
+fi
