@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "mk/engine/interpreter.h"
 #include "mk/engine/protocol.h"
 
 namespace mk::engine {
@@ -32,18 +33,10 @@ absl::Status DecodeDebugLog(absl::Span<const uint32_t> buffer, DebugLogContents*
 
 bool AppendDebugRecord(absl::Span<uint32_t> buffer, const DebugRecord& record) {
   if (buffer.empty()) return false;
-  const uint32_t capacity_words =
-      static_cast<uint32_t>((buffer.size() - dl::kFirstRecordWord) / dl::kRecordWords) *
-      dl::kRecordWords;
-  const uint32_t at = std::atomic_ref<uint32_t>(buffer[dl::kCursorWord])
-                          .fetch_add(dl::kRecordWords, std::memory_order_acq_rel);
-  if (at >= capacity_words) return false;
-  uint32_t* r = &buffer[dl::kFirstRecordWord + at];
-  r[0] = record.fmt_id;
-  r[1] = record.arg1;
-  r[2] = record.arg2;
-  r[3] = record.slot_index;
-  return true;
+  const auto capacity_records =
+      static_cast<uint32_t>((buffer.size() - dl::kFirstRecordWord) / dl::kRecordWords);
+  return protocol::AppendLogRecord(buffer.data(), capacity_records, record.fmt_id, record.arg1,
+                                   record.arg2, record.slot_index);
 }
 
 }  // namespace mk::engine

@@ -104,12 +104,12 @@ absl::Status DecodeWindows(absl::Span<const uint32_t> ring,
     if (status == static_cast<uint32_t>(SlotStatus::kEmpty) || status >= protocol::kSlotStatusCount) {
       continue;
     }
-    const uint32_t op = ring[i + protocol::kWordOpcode];
+    const uint32_t op = AtomicLoad(ring[i + protocol::kWordOpcode]);
     if (std::find(window_opcodes.begin(), window_opcodes.end(), op) == window_opcodes.end()) continue;
     WindowGroup g;
-    g.ticket = ring[i + protocol::kWordArg0];
+    g.ticket = AtomicLoad(ring[i + protocol::kWordArg0]);
     g.opcode = op;
-    g.by_class[ring[i + protocol::kWordArg0 + 1] == 0 ? 0 : 1] = 1;
+    g.by_class[AtomicLoad(ring[i + protocol::kWordArg0 + 1]) == 0 ? 0 : 1] = 1;
     g.by_status[status] = 1;
     out->push_back(g);
   }

@@ -1,0 +1,162 @@
+// The abstract engine: what the server (and tests) see of the CPU and CUDA engines.
+//
+// Lifetime: Create an engine through CreateEngine, Start it, publish and wait; Drain or Shutdown
+// before destroying it (the destructor shuts down without drain if neither was called).
+// Thread safety: every method may be called from any thread concurrently, except Start, which is
+// called once before anything else that waits on work.
+//
+// Ordering contract:
+// - Every accepted slot gets a ticket (per tenant, monotonically increasing from 1; a batch of N
+//   slots gets N consecutive tickets) and reaches exactly one terminal outcome: DONE, FAULT or
+//   CANCELLED. That holds across Cancel, Drain, Shutdown and tenant disable.
+// - Within a priority class slots are claimed in publish order; a higher class is claimed before
+//   a lower one, except that after 16 consecutive CRITICAL/HIGH claims the next claim prefers the
+//   lower classes (the starvation guard, control word 135).
+// - BATCH_FENCE(count, tag) completes only after the `count` slots before it in the same Publish
+//   call are terminal; then EPOCH += 1 and its result0 = tag.
+#ifndef MK_ENGINE_ENGINE_H_
+#define MK_ENGINE_ENGINE_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "mk/engine/debug_log.h"
+#include "mk/engine/protocol.h"
+#include "mk/engine/ring_view.h"
+#include "mk/engine/telemetry.h"
+
+namespace mk::engine {
+
+enum class CompletionStatus : uint32_t { kDone = 1, kFault = 2, kCancelled = 3 };
+
+struct Completion {
+  uint32_t tenant = 0;
+  uint64_t ticket = 0;
+  CompletionStatus status = CompletionStatus::kDone;
+  uint32_t fault_code = 0;    // FAULT: protocol::FaultCode
+  uint32_t fault_detail = 0;  // FAULT: detail word (ARG1)
+  // DONE: the slot's 12 result words; words the opcode does not produce are zero.
+  std::array<uint32_t, protocol::kArgWords> results{};
+};
+
+// Receives completions, in batches, on an engine thread (a worker or the thread that cancelled
+// or shut down). Implementations must be thread-safe and must not block: hand the batch off.
+// Lifetime: a sink must stay valid until every slot published with it has completed.
+class CompletionSink {
+ public:
+  virtual ~CompletionSink() = default;
+  virtual void OnCompletions(absl::Span<const Completion> batch) = 0;
+};
+
+struct PublishOptions {
+  // Where completions go. nullptr: they are kept by the engine until collected with WaitFor.
+  CompletionSink* sink = nullptr;
+};
+
+struct PublishResult {
+  uint64_t first_ticket = 0;
+  uint32_t count = 0;
+};
+
+struct EngineInfo {
+  std::string backend;  // "cpu" or "cuda"
+  std::string device;   // human-readable executor description
+  uint32_t ring_slots = 0;
+  uint32_t workers = 0;
+  uint32_t max_tenants = 0;
+  uint32_t scratch_words = 0;
+};
+
+// Outcome totals since Create. accepted == done + faulted + cancelled + in_flight.
+struct EngineCounters {
+  uint64_t accepted = 0;
+  uint64_t done = 0;
+  uint64_t faulted = 0;
+  uint64_t cancelled = 0;
+  uint64_t in_flight = 0;
+  uint64_t stored_completions = 0;  // completed, not yet collected by WaitFor
+  uint32_t parked_workers = 0;      // workers asleep for lack of work
+};
+
+struct EngineOptions {
+  enum class Backend { kAuto, kCpu, kCuda };
+  Backend backend = Backend::kAuto;
+  uint32_t ring_slots = 1u << 16;
+  uint32_t workers = 0;  // 0: one per core, minus one for producers (at least 1)
+  uint32_t max_tenants = 1024;
+  uint32_t scratch_words = 64;
+  uint32_t debug_log_records = 1024;
+  // Slots a worker claims at once from a priority partition (1..1024).
+  uint32_t claim_batch = 64;
+  // Share of the ring per priority class CRITICAL..IDLE (relative weights, each >= 1).
+  std::array<uint32_t, protocol::kPriorityCount> partition_weights = {1, 2, 8, 3, 2};
+  // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them).
+  uint64_t max_stored_completions = 1u << 22;
+};
+
+absl::StatusOr<EngineOptions::Backend> ParseBackend(absl::string_view name);
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual absl::Status Start() = 0;
+
+  // Validates every slot (opcode registered, priority 0..4, BATCH_FENCE count within the batch,
+  // PACKED_SLOT inner ops) and publishes all of them or none. The tenant comes from the caller's
+  // credentials; payload.tenant is overwritten. Errors: INVALID_ARGUMENT naming the slot and
+  // field; RESOURCE_EXHAUSTED with a retry hint when the slots' priority partition is full;
+  // FAILED_PRECONDITION for a disabled tenant; UNAVAILABLE while draining or shut down.
+  virtual absl::StatusOr<PublishResult> Publish(uint32_t tenant,
+                                                absl::Span<const SlotPayload> slots,
+                                                const PublishOptions& options) = 0;
+
+  // Collects the completions of `tickets` (published without a sink), waiting until all of them
+  // are complete or `deadline` passes; returns those complete by then, removing them from the
+  // engine. INVALID_ARGUMENT for a ticket this tenant was never issued.
+  virtual absl::StatusOr<std::vector<Completion>> WaitFor(uint32_t tenant,
+                                                          absl::Span<const uint64_t> tickets,
+                                                          absl::Time deadline) = 0;
+
+  // Cancels tickets whose slots no worker has claimed; they complete as CANCELLED. Returns how
+  // many were cancelled (claimed or finished ones are left to complete normally).
+  virtual absl::StatusOr<uint32_t> Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) = 0;
+
+  // Disabled tenants' published slots stay PUBLISHED (unclaimed) until re-enabled or cancelled;
+  // new publishes from them get FAILED_PRECONDITION.
+  virtual absl::Status SetTenantEnabled(uint32_t tenant, bool enabled) = 0;
+
+  // Decodes telemetry from the live ring and control buffer into caller-owned storage.
+  virtual absl::Status Telemetry(absl::Span<const uint32_t> window_opcodes,
+                                 TelemetrySnapshot* out) = 0;
+  // Decodes the PRINTF debug log (records and overflow count) into caller-owned storage.
+  virtual absl::Status ReadDebugLog(DebugLogContents* out) = 0;
+
+  // Stops accepting work, cancels slots of disabled tenants, and waits until every accepted
+  // slot is terminal. DEADLINE_EXCEEDED if work remains at `deadline` (the engine keeps
+  // draining; call again or Shutdown).
+  virtual absl::StatusOr<EngineCounters> Drain(absl::Time deadline) = 0;
+  // Stops the executor. Slots not yet terminal complete as FAULT(ENGINE_RESTART).
+  virtual absl::StatusOr<EngineCounters> Shutdown() = 0;
+
+  virtual EngineCounters counters() const = 0;
+  virtual EngineInfo info() const = 0;
+};
+
+// The one place a backend is chosen: kAuto picks CUDA when this build has the CUDA engine and a
+// usable device is present, else the CPU engine.
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options);
+
+const char* CompletionStatusName(CompletionStatus status);
+
+}  // namespace mk::engine
+
+#endif  // MK_ENGINE_ENGINE_H_

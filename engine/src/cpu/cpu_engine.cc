@@ -1,0 +1,446 @@
+#include "engine/src/cpu/cpu_engine.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "engine/src/host/publish_validation.h"
+#include "mk/engine/atomics.h"
+#include "mk/engine/opcode_registry.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace mk::engine::cpu {
+
+namespace ctl = protocol::control;
+using protocol::SlotStatus;
+
+namespace {
+
+// How long an idle worker spins (checking for work) before it parks on a futex.
+constexpr auto kSpinBeforePark = std::chrono::microseconds(50);
+constexpr uint32_t kHighPriorityClasses = 2;  // CRITICAL and HIGH
+
+void CpuRelax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
+  return std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]);
+}
+
+}  // namespace
+
+// Per-worker state: the interpreter context, a completion batcher, and counters that are
+// added to the control buffer once per claimed batch instead of once per slot.
+struct CpuEngine::WorkerState {
+  explicit WorkerState(host::RingHost* host) : ctx(host->MakeExecContext()), batcher(host) {}
+
+  void FlushCounters() {
+    uint32_t* control = ctx.control;
+    if (done_count != 0) protocol::AtomicFetchAdd(&control[ctl::kDoneCount], done_count);
+    for (uint32_t i = 0; i < opcode_runs.size(); ++i) {
+      if (opcode_runs[i] != 0) {
+        protocol::AtomicFetchAdd(&control[ctl::kOpcodeMetricsFirst + i], opcode_runs[i]);
+      }
+    }
+    for (uint32_t i = 0; i < tenant_claims.size(); ++i) {
+      if (tenant_claims[i] != 0) {
+        protocol::AtomicFetchAdd(&control[ctl::kTenantFairnessFirst + i], tenant_claims[i]);
+      }
+    }
+    for (uint32_t i = 0; i < priority_claims.size(); ++i) {
+      if (priority_claims[i] != 0) {
+        protocol::AtomicFetchAdd(&control[ctl::kPriorityFairnessFirst + i], priority_claims[i]);
+      }
+    }
+    done_count = 0;
+    opcode_runs.fill(0);
+    tenant_claims.fill(0);
+    priority_claims.fill(0);
+  }
+
+  protocol::ExecContext ctx;
+  host::CompletionBatcher batcher;
+  uint32_t done_count = 0;
+  std::array<uint32_t, ctl::kOpcodeMetricsCount> opcode_runs{};
+  std::array<uint32_t, ctl::kTenantFairnessCount> tenant_claims{};
+  std::array<uint32_t, protocol::kPriorityCount> priority_claims{};
+  std::vector<uint32_t> ready;  // indices taken from the engine's ready list
+};
+
+absl::StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::Create(const EngineOptions& options) {
+  if (options.claim_batch == 0 || options.claim_batch > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine: claim_batch ", options.claim_batch, " out of range; use 1..1024"));
+  }
+  if (options.workers > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine: ", options.workers, " workers requested; use 0 (auto) .. 256"));
+  }
+  auto host = host::RingHost::Create(options);
+  if (!host.ok()) return host.status();
+  return std::unique_ptr<CpuEngine>(new CpuEngine(*std::move(host), options));
+}
+
+CpuEngine::CpuEngine(std::unique_ptr<host::RingHost> host, const EngineOptions& options)
+    : host_(std::move(host)),
+      options_(options),
+      worker_count_(options.workers != 0
+                        ? options.workers
+                        : std::max(1u, std::thread::hardware_concurrency() - 1)) {
+  host_->SetFenceReadyCallback([this](uint32_t index) { PushReady(index); });
+}
+
+CpuEngine::~CpuEngine() {
+  if (!shut_down_.load()) Shutdown().IgnoreError();
+}
+
+absl::Status CpuEngine::Start() {
+  if (started_.exchange(true)) {
+    return absl::FailedPreconditionError("engine: Start called twice");
+  }
+  if (shut_down_.load()) return absl::FailedPreconditionError("engine: already shut down");
+  workers_.reserve(worker_count_);
+  for (uint32_t i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  return absl::OkStatus();
+}
+
+absl::Status CpuEngine::CheckTenant(uint32_t tenant) const {
+  if (tenant < options_.max_tenants) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("engine: tenant ", tenant,
+                                                 " out of range; this engine serves tenants 0..",
+                                                 options_.max_tenants - 1));
+}
+
+bool CpuEngine::TenantEnabled(uint32_t tenant) const {
+  return host_->control().Load(host_->control().layout().MaskBase() + tenant) != 0;
+}
+
+absl::StatusOr<PublishResult> CpuEngine::Publish(uint32_t tenant,
+                                                 absl::Span<const SlotPayload> slots,
+                                                 const PublishOptions& options) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (!accepting_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError(
+        "engine: draining or shut down; no new work is accepted (retry on another instance)");
+  }
+  if (!TenantEnabled(tenant)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine: tenant ", tenant, " is disabled; an admin must enable it before it publishes"));
+  }
+  if (absl::Status s = host::ValidatePublish(slots); !s.ok()) return s;
+  auto result = host_->Publish(tenant, slots, options.sink);
+  if (result.ok()) WakeWorkers();
+  return result;
+}
+
+absl::StatusOr<std::vector<Completion>> CpuEngine::WaitFor(uint32_t tenant,
+                                                           absl::Span<const uint64_t> tickets,
+                                                           absl::Time deadline) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  const uint64_t issued = host_->IssuedTickets(tenant);
+  for (size_t i = 0; i < tickets.size(); ++i) {
+    if (tickets[i] == 0 || tickets[i] > issued) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "engine: tickets[", i, "] = ", tickets[i], " was never issued to tenant ", tenant,
+          " (tickets issued so far: 1..", issued, ")"));
+    }
+  }
+  return host_->store().Take(tenant, tickets, deadline);
+}
+
+absl::StatusOr<uint32_t> CpuEngine::Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  uint32_t cancelled;
+  {
+    host::CompletionBatcher batcher(host_.get());
+    cancelled = host_->CancelTickets(tenant, tickets, &batcher);
+  }
+  NotifyProgress();
+  return cancelled;
+}
+
+absl::Status CpuEngine::SetTenantEnabled(uint32_t tenant, bool enabled) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (absl::Status s = host_->control().SetTenantEnabled(tenant, enabled); !s.ok()) return s;
+  if (!enabled) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    auto it = parked_.find(tenant);
+    if (it == parked_.end()) return absl::OkStatus();
+    ready_.insert(ready_.end(), it->second.begin(), it->second.end());
+    parked_.erase(it);
+    ready_count_.store(ready_.size(), std::memory_order_release);
+  }
+  WakeWorkers();
+  return absl::OkStatus();
+}
+
+absl::Status CpuEngine::Telemetry(absl::Span<const uint32_t> window_opcodes,
+                                  TelemetrySnapshot* out) {
+  return DecodeTelemetry(host_->ring().words(), host_->control().words(), window_opcodes, out);
+}
+
+absl::Status CpuEngine::ReadDebugLog(DebugLogContents* out) {
+  return DecodeDebugLog(host_->debug_log(), out);
+}
+
+void CpuEngine::NotifyProgress() {
+  if (draining_flag_.load(std::memory_order_seq_cst)) {
+    absl::MutexLock lock(&drain_mu_);  // releasing it re-evaluates Drain's condition
+  }
+}
+
+absl::StatusOr<EngineCounters> CpuEngine::Drain(absl::Time deadline) {
+  accepting_.store(false, std::memory_order_seq_cst);
+  draining_flag_.store(true, std::memory_order_seq_cst);
+  // Slots of disabled tenants can never run: cancel them (PROTOCOL.md: tenant disabled ->
+  // CANCELLED), and make workers cancel instead of park from now on.
+  std::vector<uint32_t> to_cancel;
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    draining_ = true;
+    for (auto& [tenant, indices] : parked_) {
+      to_cancel.insert(to_cancel.end(), indices.begin(), indices.end());
+    }
+    parked_.clear();
+  }
+  {
+    host::CompletionBatcher batcher(host_.get());
+    for (uint32_t index : to_cancel) host_->CancelSlot(index, &batcher);
+  }
+  if (!started_.load()) {
+    return absl::FailedPreconditionError(
+        "engine: Drain before Start; nothing executes the accepted slots (Start, or Shutdown)");
+  }
+  auto drained = [this] { return host_->in_flight() == 0; };
+  absl::MutexLock lock(&drain_mu_);
+  if (!drain_mu_.AwaitWithDeadline(absl::Condition(&drained), deadline)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "engine: drain deadline passed with ", host_->in_flight(),
+        " slots still in flight; call Drain again or Shutdown to fail them"));
+  }
+  return host_->counters();
+}
+
+absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_.load()) return host_->counters();
+  accepting_.store(false, std::memory_order_seq_cst);
+  stop_.store(true, std::memory_order_seq_cst);
+  host_->control().RequestShutdown();
+  WakeWorkers();
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+  {
+    host::CompletionBatcher batcher(host_.get());
+    host_->FailInFlight(&batcher);
+  }
+  {
+    absl::MutexLock deferred(&deferred_mu_);
+    ready_.clear();
+    parked_.clear();
+    ready_count_.store(0);
+  }
+  shut_down_.store(true);
+  NotifyProgress();
+  return host_->counters();
+}
+
+EngineCounters CpuEngine::counters() const {
+  EngineCounters c = host_->counters();
+  c.parked_workers = sleepers_.load(std::memory_order_acquire);
+  return c;
+}
+
+EngineInfo CpuEngine::info() const {
+  EngineInfo i;
+  i.backend = "cpu";
+  i.device = absl::StrCat("host CPU, ", worker_count_, " worker threads");
+  i.ring_slots = host_->slot_count();
+  i.workers = worker_count_;
+  i.max_tenants = options_.max_tenants;
+  i.scratch_words = options_.scratch_words;
+  return i;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker side.
+
+void CpuEngine::WorkerLoop() {
+  WorkerState ws(host_.get());
+  auto idle_since = std::chrono::steady_clock::now();
+  uint32_t idle_spins = 0;
+  while (!stop_.load(std::memory_order_acquire) && !host_->control().shutdown_requested()) {
+    bool worked = false;
+    if (ready_count_.load(std::memory_order_acquire) != 0) worked = ProcessReady(ws);
+    host::ClaimRange range;
+    if (ClaimNext(&range)) {
+      ProcessClaim(range, ws);
+      worked = true;
+    }
+    if (worked) {
+      idle_spins = 0;
+      continue;
+    }
+    if (idle_spins++ == 0) idle_since = std::chrono::steady_clock::now();
+    if ((idle_spins & 63) != 0 || std::chrono::steady_clock::now() - idle_since < kSpinBeforePark) {
+      CpuRelax();
+      continue;
+    }
+    IdleWait();
+    idle_spins = 0;
+  }
+}
+
+bool CpuEngine::ClaimNext(host::ClaimRange* range) {
+  uint32_t* starvation = &host_->control().words()[ctl::kStarvationCounter];
+  // After kStarvationLimit consecutive CRITICAL/HIGH claims, look at the lower classes first.
+  const bool prefer_lower = protocol::AtomicLoad(starvation) >= ctl::kStarvationLimit;
+  static constexpr uint32_t kNormalOrder[] = {0, 1, 2, 3, 4};
+  static constexpr uint32_t kStarvedOrder[] = {2, 3, 4, 0, 1};
+  for (uint32_t p : prefer_lower ? kStarvedOrder : kNormalOrder) {
+    if (!host_->HasClaimable(p) || !host_->ClaimBatch(p, options_.claim_batch, range)) continue;
+    if (p < kHighPriorityClasses) {
+      protocol::AtomicFetchAdd(starvation, 1);
+    } else if (protocol::AtomicLoad(starvation) != 0) {
+      protocol::AtomicStore(starvation, 0);
+    }
+    return true;
+  }
+  return false;
+}
+
+void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
+  for (uint64_t seq = range.begin; seq < range.end; ++seq) {
+    TryRun(host_->IndexOf(range.partition, seq), ws);
+  }
+  ws.FlushCounters();
+  host_->ReapRange(range, &ws.batcher);
+  ws.batcher.Flush();
+  NotifyProgress();
+}
+
+bool CpuEngine::ProcessReady(WorkerState& ws) {
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    ws.ready.swap(ready_);
+    ready_.clear();
+    ready_count_.store(0, std::memory_order_release);
+  }
+  if (ws.ready.empty()) return false;
+  for (uint32_t index : ws.ready) TryRun(index, ws);
+  ws.FlushCounters();
+  for (uint32_t index : ws.ready) host_->ReapSlot(index, &ws.batcher);
+  ws.batcher.Flush();
+  ws.ready.clear();
+  NotifyProgress();
+  return true;
+}
+
+bool CpuEngine::TryRun(uint32_t index, WorkerState& ws) {
+  uint32_t* w = host_->ring().slot(index);
+  uint32_t status = StatusWord(w).load(std::memory_order_acquire);
+  if (!protocol::IsClaimable(static_cast<SlotStatus>(status))) return false;  // cancelled
+  const uint32_t tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
+  if (!TenantEnabled(tenant)) {
+    ParkSlot(tenant, index, ws);
+    return false;
+  }
+  if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kClaimed),
+                                             std::memory_order_acq_rel)) {
+    return false;  // cancelled or claimed through another path
+  }
+  RunClaimed(index, ws);
+  return true;
+}
+
+void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
+  uint32_t* w = host_->ring().slot(index);
+  host::SlotMeta& meta = host_->meta(index);
+  const uint32_t op = w[protocol::kWordOpcode];
+  ++ws.tenant_claims[w[protocol::kWordTenant] % ctl::kTenantFairnessCount];
+  ++ws.priority_claims[w[protocol::kWordPriority]];
+  if (op == protocol::opcode::kBatchFence &&
+      meta.fence_pending.load(std::memory_order_seq_cst) != 0) {
+    // Park the fence; whoever finishes its last predecessor re-queues it (see ReleaseFence).
+    StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_seq_cst);
+    if (meta.fence_pending.load(std::memory_order_seq_cst) != 0) return;
+    uint32_t expected = static_cast<uint32_t>(SlotStatus::kRequeue);
+    if (!StatusWord(w).compare_exchange_strong(expected, static_cast<uint32_t>(SlotStatus::kClaimed),
+                                               std::memory_order_acq_rel)) {
+      return;  // the ready path claimed it
+    }
+  }
+  const protocol::ExecResult r =
+      protocol::Execute<protocol::ProductOpcodes>(w, index, ws.ctx);
+  switch (r.status) {
+    case SlotStatus::kDone:
+    case SlotStatus::kFault: {
+      std::copy(r.results, r.results + r.result_count, w + protocol::kWordArg0);
+      std::fill(w + protocol::kWordArg0 + r.result_count, w + protocol::kSlotWords, 0u);
+      const uint32_t fence = meta.fence_waiter;  // read before the slot becomes reapable
+      StatusWord(w).store(static_cast<uint32_t>(r.status), std::memory_order_release);
+      ++ws.done_count;
+      if (op < ctl::kOpcodeMetricsCount) ++ws.opcode_runs[op];
+      if (fence != host::kNoFence && host_->ReleaseFence(fence)) PushReady(fence);
+      break;
+    }
+    case SlotStatus::kRequeue:
+      StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_release);
+      PushReady(index);
+      break;
+    default:  // WAIT_IO: the io path completes the slot when its load finishes
+      StatusWord(w).store(static_cast<uint32_t>(r.status), std::memory_order_release);
+      break;
+  }
+}
+
+void CpuEngine::ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws) {
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    if (!draining_) {
+      if (TenantEnabled(tenant)) {  // enabled meanwhile: SetTenantEnabled moved the list already
+        ready_.push_back(index);
+        ready_count_.store(ready_.size(), std::memory_order_release);
+      } else {
+        parked_[tenant].push_back(index);
+      }
+      return;
+    }
+  }
+  // Cancelling may release a fence, which takes deferred_mu_ again: do it outside the lock.
+  host_->CancelSlot(index, &ws.batcher);
+}
+
+void CpuEngine::PushReady(uint32_t index) {
+  {
+    absl::MutexLock lock(&deferred_mu_);
+    ready_.push_back(index);
+    ready_count_.store(ready_.size(), std::memory_order_release);
+  }
+  WakeWorkers();
+}
+
+void CpuEngine::IdleWait() {
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  const uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
+  if (!stop_.load(std::memory_order_seq_cst) && !host_->HasAnyClaimable() &&
+      ready_count_.load(std::memory_order_seq_cst) == 0) {
+    work_epoch_.wait(epoch, std::memory_order_seq_cst);
+  }
+  sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void CpuEngine::WakeWorkers() {
+  work_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  if (sleepers_.load(std::memory_order_seq_cst) != 0) work_epoch_.notify_all();
+}
+
+}  // namespace mk::engine::cpu

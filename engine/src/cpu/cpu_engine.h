@@ -1,0 +1,97 @@
+// The CPU engine: host worker threads execute the shared interpreter over the same ring,
+// control buffer and protocol the CUDA engine uses. It is the embedded default when no GPU is
+// present.
+//
+// Threads: `workers` executor threads (each claims a batch from the highest-priority non-empty
+// partition, runs it, and reaps it), plus whatever caller threads publish, wait and cancel.
+// Idle workers spin for a short while and then park on a futex (std::atomic::wait); publishers
+// wake them only when some are parked, so an idle engine costs no CPU and a busy one pays no
+// system call per publish.
+//
+// Deferred slots: a slot of a disabled tenant stays PUBLISHED and its index is kept in
+// `parked_` until the tenant is enabled (then it moves to `ready_`) or it is cancelled. A
+// BATCH_FENCE claimed before its predecessors finished is moved to REQUEUE; the thread that
+// finishes its last predecessor puts it on `ready_`.
+#ifndef MK_ENGINE_SRC_CPU_CPU_ENGINE_H_
+#define MK_ENGINE_SRC_CPU_CPU_ENGINE_H_
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/src/host/ring_host.h"
+#include "mk/engine/engine.h"
+
+namespace mk::engine::cpu {
+
+class CpuEngine final : public Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<CpuEngine>> Create(const EngineOptions& options);
+  ~CpuEngine() override;
+
+  absl::Status Start() override;
+  absl::StatusOr<PublishResult> Publish(uint32_t tenant, absl::Span<const SlotPayload> slots,
+                                        const PublishOptions& options) override;
+  absl::StatusOr<std::vector<Completion>> WaitFor(uint32_t tenant,
+                                                  absl::Span<const uint64_t> tickets,
+                                                  absl::Time deadline) override;
+  absl::StatusOr<uint32_t> Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) override;
+  absl::Status SetTenantEnabled(uint32_t tenant, bool enabled) override;
+  absl::Status Telemetry(absl::Span<const uint32_t> window_opcodes,
+                         TelemetrySnapshot* out) override;
+  absl::Status ReadDebugLog(DebugLogContents* out) override;
+  absl::StatusOr<EngineCounters> Drain(absl::Time deadline) override;
+  absl::StatusOr<EngineCounters> Shutdown() override;
+  EngineCounters counters() const override;
+  EngineInfo info() const override;
+
+ private:
+  struct WorkerState;
+
+  CpuEngine(std::unique_ptr<host::RingHost> host, const EngineOptions& options);
+
+  void WorkerLoop();
+  bool ClaimNext(host::ClaimRange* range);
+  void ProcessClaim(const host::ClaimRange& range, WorkerState& ws);
+  bool ProcessReady(WorkerState& ws);
+  // Claims and runs `index` if it is claimable and its tenant enabled (else parks it).
+  bool TryRun(uint32_t index, WorkerState& ws);
+  void RunClaimed(uint32_t index, WorkerState& ws);
+  void ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws);
+  void PushReady(uint32_t index);
+  void IdleWait();
+  void WakeWorkers();
+  // Lets Drain re-check its condition after outcomes were counted.
+  void NotifyProgress();
+  absl::Status CheckTenant(uint32_t tenant) const;
+  bool TenantEnabled(uint32_t tenant) const;
+
+  std::unique_ptr<host::RingHost> host_;
+  const EngineOptions options_;
+  const uint32_t worker_count_;
+  std::vector<std::thread> workers_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> accepting_{true};
+  std::atomic<bool> shut_down_{false};
+
+  absl::Mutex deferred_mu_;
+  std::vector<uint32_t> ready_ ABSL_GUARDED_BY(deferred_mu_);
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> parked_ ABSL_GUARDED_BY(deferred_mu_);
+  bool draining_ ABSL_GUARDED_BY(deferred_mu_) = false;
+  std::atomic<uint32_t> ready_count_{0};
+  std::atomic<bool> draining_flag_{false};
+
+  std::atomic<uint32_t> work_epoch_{0};
+  std::atomic<uint32_t> sleepers_{0};
+
+  absl::Mutex drain_mu_;
+  absl::Mutex shutdown_mu_;
+};
+
+}  // namespace mk::engine::cpu
+
+#endif  // MK_ENGINE_SRC_CPU_CPU_ENGINE_H_

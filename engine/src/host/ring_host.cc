@@ -1,0 +1,386 @@
+#include "engine/src/host/ring_host.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/str_cat.h"
+#include "mk/engine/atomics.h"
+
+namespace mk::engine::host {
+
+namespace ctl = protocol::control;
+using protocol::SlotStatus;
+
+namespace {
+
+constexpr const char* kPriorityNames[] = {"CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE"};
+
+std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
+  return std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]);
+}
+
+Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t ticket) {
+  Completion c;
+  c.tenant = slot[protocol::kWordTenant];
+  c.ticket = ticket;
+  const uint32_t* args = slot + protocol::kWordArg0;
+  if (status == SlotStatus::kDone) {
+    c.status = CompletionStatus::kDone;
+    std::copy(args, args + protocol::kArgWords, c.results.begin());
+  } else {
+    c.status = CompletionStatus::kFault;
+    c.fault_code = args[0];
+    c.fault_detail = args[1];
+  }
+  return c;
+}
+
+}  // namespace
+
+CompletionBatcher::CompletionBatcher(RingHost* host) : host_(host) { batch_.reserve(256); }
+
+void CompletionBatcher::Add(CompletionSink* sink, const Completion& c) {
+  if (sink == nullptr) sink = &host_->store();
+  if (sink != current_ || batch_.size() == batch_.capacity()) {
+    Deliver();
+    current_ = sink;
+  }
+  batch_.push_back(c);
+  switch (c.status) {
+    case CompletionStatus::kDone: ++done_; break;
+    case CompletionStatus::kFault: ++faulted_; break;
+    case CompletionStatus::kCancelled: ++cancelled_; break;
+  }
+}
+
+void CompletionBatcher::Deliver() {
+  if (!batch_.empty()) current_->OnCompletions(batch_);
+  batch_.clear();
+}
+
+void CompletionBatcher::Flush() {
+  Deliver();
+  if (done_ + faulted_ + cancelled_ == 0) return;
+  host_->AddOutcomes(done_, faulted_, cancelled_);
+  done_ = faulted_ = cancelled_ = 0;
+}
+
+absl::StatusOr<std::unique_ptr<RingHost>> RingHost::Create(const EngineOptions& options) {
+  if (options.ring_slots < protocol::kPriorityCount * 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: ring_slots ", options.ring_slots, " is too small; use at least 10 (two per "
+        "priority partition)"));
+  }
+  for (uint32_t w : options.partition_weights) {
+    if (w == 0 || w > 1024) {
+      return absl::InvalidArgumentError(
+          "engine: partition_weights must each be 1..1024 so every priority has slots");
+    }
+  }
+  if (options.debug_log_records < protocol::debug_log::kMinRecords) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: debug_log_records ",
+                                                   options.debug_log_records,
+                                                   " is below the protocol minimum of 64"));
+  }
+  if (options.max_tenants == 0 || options.scratch_words == 0 ||
+      uint64_t{ctl::kObservablesFirst} +
+              uint64_t{options.max_tenants} * (uint64_t{options.scratch_words} + 1) >
+          (uint64_t{1} << 28)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: max_tenants ", options.max_tenants, " x scratch_words ", options.scratch_words,
+        " must both be >= 1 and fit a control buffer of at most 2^28 words"));
+  }
+  auto ring = HostRing::Create(options.ring_slots);
+  if (!ring.ok()) return ring.status();
+  const ctl::Layout layout{options.max_tenants, options.scratch_words};
+  std::vector<uint32_t> control_words(layout.TotalWords());
+  return std::unique_ptr<RingHost>(
+      new RingHost(*std::move(ring), std::move(control_words), options));
+}
+
+RingHost::RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control_words,
+                   const EngineOptions& options)
+    : ring_(std::move(ring)),
+      control_words_(std::move(control_words)),
+      control_(*ControlView::Create(absl::MakeSpan(control_words_),
+                                    {options.max_tenants, options.scratch_words})),
+      debug_log_(protocol::debug_log::BufferWords(options.debug_log_records)),
+      debug_log_records_(options.debug_log_records),
+      meta_(new SlotMeta[ring_->slot_count()]),
+      next_ticket_(new std::atomic<uint64_t>[options.max_tenants]),
+      max_stored_completions_(options.max_stored_completions) {
+  control_.Initialize();
+  for (uint32_t t = 0; t < options.max_tenants; ++t) next_ticket_[t].store(0);
+  // Partition sizes in proportion to the weights; NORMAL takes the rounding remainder.
+  const uint32_t total = ring_->slot_count();
+  const uint64_t weight_sum = std::accumulate(options.partition_weights.begin(),
+                                              options.partition_weights.end(), uint64_t{0});
+  uint32_t assigned = 0;
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    partitions_[p].size = std::max<uint32_t>(
+        2, static_cast<uint32_t>(uint64_t{total} * options.partition_weights[p] / weight_sum));
+    assigned += partitions_[p].size;
+  }
+  const uint32_t normal = static_cast<uint32_t>(protocol::Priority::kNormal);
+  partitions_[normal].size = partitions_[normal].size + total - assigned;
+  uint32_t first = 0;
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    partitions_[p].first = first;
+    control_.Store(ctl::kPriorityPartitionFirst + p, first);
+    first += partitions_[p].size;
+  }
+  control_.Store(ctl::kPriorityPartitionFirst + protocol::kPriorityCount, first);
+}
+
+protocol::ExecContext RingHost::MakeExecContext() {
+  protocol::ExecContext ctx;
+  ctx.control = control_words_.data();
+  ctx.layout = control_.layout();
+  ctx.debug_log = debug_log_.data();
+  ctx.debug_log_records = debug_log_records_;
+  return ctx;
+}
+
+uint64_t RingHost::IssuedTickets(uint32_t tenant) const {
+  return next_ticket_[tenant].load(std::memory_order_acquire);
+}
+
+absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
+                                                absl::Span<const SlotPayload> slots,
+                                                CompletionSink* sink) {
+  std::array<uint32_t, protocol::kPriorityCount> wanted{};
+  for (const SlotPayload& s : slots) ++wanted[s.priority];
+  if (sink == nullptr && store_.size() + in_flight() + slots.size() > max_stored_completions_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "engine: ", store_.size(), " completions are waiting to be collected; poll them "
+        "(WaitFor) before publishing more, or publish with a completion sink"));
+  }
+  absl::InlinedVector<uint32_t, 64> index_of(slots.size());
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    Partition& part = partitions_[p];
+    if (wanted[p] == 0) continue;
+    if (wanted[p] > part.size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "publish: ", wanted[p], " ", kPriorityNames[p], " slots in one batch exceed the ",
+          kPriorityNames[p], " partition (", part.size, " slots); split the batch"));
+    }
+    const uint64_t used = part.reserve - part.tail.load(std::memory_order_acquire);
+    if (used + wanted[p] > part.size) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "ring: the ", kPriorityNames[p], " partition is full (", used, " of ", part.size,
+          " slots in flight); retry after about 50us with backoff, or publish fewer slots"));
+    }
+  }
+  const uint64_t first_ticket = next_ticket_[tenant].load(std::memory_order_relaxed) + 1;
+  // Pass 1: choose slots and write the host bookkeeping, fences included, before any slot
+  // becomes visible.
+  for (size_t i = 0; i < slots.size(); ++i) {
+    Partition& part = partitions_[slots[i].priority];
+    const uint32_t index = part.first + static_cast<uint32_t>(part.reserve++ % part.size);
+    index_of[i] = index;
+    SlotMeta& m = meta_[index];
+    m.ticket.store(first_ticket + i, std::memory_order_relaxed);
+    m.sink = sink;
+    m.fence_waiter = kNoFence;
+    m.fence_pending.store(0, std::memory_order_relaxed);
+  }
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i].opcode != protocol::opcode::kBatchFence) continue;
+    uint32_t pending = 0;
+    for (size_t j = i - slots[i].args[0]; j < i; ++j) {
+      // A predecessor already covered by an earlier fence in the range is waited for through
+      // that fence, which is itself a predecessor.
+      SlotMeta& pm = meta_[index_of[j]];
+      if (pm.fence_waiter != kNoFence) continue;
+      pm.fence_waiter = index_of[i];
+      ++pending;
+    }
+    meta_[index_of[i]].fence_pending.store(pending, std::memory_order_relaxed);
+  }
+  // Pass 2: payload words, then STATUS=PUBLISHED.
+  for (size_t i = 0; i < slots.size(); ++i) {
+    uint32_t* w = ring().slot(index_of[i]);
+    w[protocol::kWordOpcode] = slots[i].opcode;
+    w[protocol::kWordTenant] = tenant;
+    w[protocol::kWordPriority] = slots[i].priority;
+    std::copy(slots[i].args.begin(), slots[i].args.end(), w + protocol::kWordArg0);
+    StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kPublished), std::memory_order_release);
+  }
+  next_ticket_[tenant].store(first_ticket + slots.size() - 1, std::memory_order_release);
+  accepted_.fetch_add(slots.size(), std::memory_order_acq_rel);
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    if (wanted[p] != 0) partitions_[p].frontier.store(partitions_[p].reserve, std::memory_order_release);
+  }
+  return PublishResult{first_ticket, static_cast<uint32_t>(slots.size())};
+}
+
+bool RingHost::HasClaimable(uint32_t partition) const {
+  const Partition& part = partitions_[partition];
+  return part.claim.load(std::memory_order_acquire) != part.frontier.load(std::memory_order_acquire);
+}
+
+bool RingHost::HasAnyClaimable() const {
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    if (HasClaimable(p)) return true;
+  }
+  return false;
+}
+
+bool RingHost::ClaimBatch(uint32_t partition, uint32_t max, ClaimRange* out) {
+  Partition& part = partitions_[partition];
+  uint64_t begin = part.claim.load(std::memory_order_acquire);
+  for (;;) {
+    const uint64_t frontier = part.frontier.load(std::memory_order_acquire);
+    if (begin >= frontier) return false;
+    const uint64_t end = std::min(begin + max, frontier);
+    if (part.claim.compare_exchange_weak(begin, end, std::memory_order_acq_rel)) {
+      *out = ClaimRange{partition, begin, end};
+      return true;
+    }
+  }
+}
+
+uint32_t RingHost::IndexOf(uint32_t partition, uint64_t sequence) const {
+  const Partition& part = partitions_[partition];
+  return part.first + static_cast<uint32_t>(sequence % part.size);
+}
+
+uint32_t RingHost::PartitionOf(uint32_t index) const {
+  for (uint32_t p = protocol::kPriorityCount - 1; p > 0; --p) {
+    if (index >= partitions_[p].first) return p;
+  }
+  return 0;
+}
+
+bool RingHost::ReleaseFence(uint32_t fence_index) {
+  return meta_[fence_index].fence_pending.fetch_sub(1, std::memory_order_acq_rel) == 1;
+}
+
+bool RingHost::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
+  uint32_t* w = ring().slot(index);
+  uint32_t status = StatusWord(w).load(std::memory_order_acquire);
+  if (!protocol::IsTerminal(static_cast<SlotStatus>(status))) return false;
+  const SlotMeta& m = meta_[index];
+  const Completion c = CompletionFromSlot(w, static_cast<SlotStatus>(status),
+                                          m.ticket.load(std::memory_order_relaxed));
+  CompletionSink* sink = m.sink;
+  if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kEmpty),
+                                             std::memory_order_acq_rel)) {
+    return false;  // another thread reaped it first
+  }
+  out->Add(sink, c);
+  return true;
+}
+
+void RingHost::ReapRange(const ClaimRange& range, CompletionBatcher* out) {
+  for (uint64_t seq = range.begin; seq < range.end; ++seq) {
+    ReapIfTerminal(IndexOf(range.partition, seq), out);
+  }
+  AdvanceTail(range.partition);
+}
+
+void RingHost::ReapSlot(uint32_t index, CompletionBatcher* out) {
+  ReapIfTerminal(index, out);
+  AdvanceTail(PartitionOf(index));
+}
+
+void RingHost::AdvanceTail(uint32_t partition) {
+  Partition& part = partitions_[partition];
+  std::lock_guard<std::mutex> lock(part.tail_mu);
+  uint64_t tail = part.tail.load(std::memory_order_relaxed);
+  const uint64_t claim = part.claim.load(std::memory_order_acquire);
+  const uint64_t start = tail;
+  while (tail < claim &&
+         StatusWord(ring().slot(IndexOf(partition, tail))).load(std::memory_order_acquire) ==
+             static_cast<uint32_t>(SlotStatus::kEmpty)) {
+    ++tail;
+  }
+  if (tail != start) part.tail.store(tail, std::memory_order_release);
+}
+
+bool RingHost::CancelSlot(uint32_t index, CompletionBatcher* out) {
+  uint32_t* w = ring().slot(index);
+  uint32_t status = StatusWord(w).load(std::memory_order_acquire);
+  if (!protocol::IsClaimable(static_cast<SlotStatus>(status))) return false;
+  const SlotMeta& m = meta_[index];
+  Completion c;
+  c.tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
+  c.ticket = m.ticket.load(std::memory_order_relaxed);
+  c.status = CompletionStatus::kCancelled;
+  CompletionSink* sink = m.sink;
+  const uint32_t fence = m.fence_waiter;
+  if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kEmpty),
+                                             std::memory_order_acq_rel)) {
+    return false;  // a worker claimed it first
+  }
+  out->Add(sink, c);
+  if (fence != kNoFence && ReleaseFence(fence) && on_fence_ready_) on_fence_ready_(fence);
+  return true;
+}
+
+uint32_t RingHost::CancelTickets(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                 CompletionBatcher* out) {
+  absl::flat_hash_set<uint64_t> wanted(tickets.begin(), tickets.end());
+  uint32_t cancelled = 0;
+  for (uint32_t p = 0; p < protocol::kPriorityCount && cancelled < wanted.size(); ++p) {
+    Partition& part = partitions_[p];
+    const uint64_t frontier = part.frontier.load(std::memory_order_acquire);
+    for (uint64_t seq = part.tail.load(std::memory_order_acquire); seq < frontier; ++seq) {
+      const uint32_t index = IndexOf(p, seq);
+      if (!wanted.contains(meta_[index].ticket.load(std::memory_order_relaxed))) continue;
+      if (protocol::AtomicLoad(&ring().slot(index)[protocol::kWordTenant]) != tenant) continue;
+      cancelled += CancelSlot(index, out);
+    }
+    AdvanceTail(p);
+  }
+  return cancelled;
+}
+
+void RingHost::FailInFlight(CompletionBatcher* out) {
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    Partition& part = partitions_[p];
+    for (uint64_t seq = part.tail.load(); seq < part.reserve; ++seq) {
+      const uint32_t index = IndexOf(p, seq);
+      uint32_t* w = ring().slot(index);
+      const auto status = static_cast<SlotStatus>(StatusWord(w).load(std::memory_order_acquire));
+      if (status != SlotStatus::kEmpty && !protocol::IsTerminal(status)) {
+        w[protocol::kWordArg0] = static_cast<uint32_t>(protocol::FaultCode::kEngineRestart);
+        w[protocol::kWordArg0 + 1] = static_cast<uint32_t>(status);  // where it was
+        StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kFault), std::memory_order_release);
+      }
+      ReapIfTerminal(index, out);
+    }
+    part.claim.store(part.reserve, std::memory_order_release);
+    part.tail.store(part.reserve, std::memory_order_release);
+  }
+}
+
+void RingHost::AddOutcomes(uint64_t done, uint64_t faulted, uint64_t cancelled) {
+  if (done != 0) done_.fetch_add(done, std::memory_order_acq_rel);
+  if (faulted != 0) faulted_.fetch_add(faulted, std::memory_order_acq_rel);
+  if (cancelled != 0) cancelled_.fetch_add(cancelled, std::memory_order_acq_rel);
+}
+
+uint64_t RingHost::in_flight() const {
+  const uint64_t finished = done_.load(std::memory_order_acquire) +
+                            faulted_.load(std::memory_order_acquire) +
+                            cancelled_.load(std::memory_order_acquire);
+  return accepted_.load(std::memory_order_acquire) - finished;
+}
+
+EngineCounters RingHost::counters() const {
+  EngineCounters c;
+  c.done = done_.load(std::memory_order_acquire);
+  c.faulted = faulted_.load(std::memory_order_acquire);
+  c.cancelled = cancelled_.load(std::memory_order_acquire);
+  c.accepted = accepted_.load(std::memory_order_acquire);
+  c.in_flight = c.accepted - c.done - c.faulted - c.cancelled;
+  c.stored_completions = store_.size();
+  return c;
+}
+
+}  // namespace mk::engine::host

@@ -1,0 +1,173 @@
+// RingHost: the host side of an engine that no executor changes: the ring and control buffers,
+// priority partitions, tickets, the publish path, claim cursors, reaping (terminal slots ->
+// completions -> EMPTY), cancellation, and the teardown sweep that fails what was in flight.
+//
+// Ring layout: the ring's slots are split into five contiguous partitions, one per priority
+// (control words 129..134 hold their first slot and the end). Each partition is a FIFO over
+// 64-bit sequence numbers with four cursors:
+//   tail <= claim <= frontier == reserve
+// - reserve/frontier: next sequence to publish. Publish runs under `publish_mu_`: it checks
+//   capacity against `tail`, writes every slot of the batch, then moves `frontier` (release), so
+//   executors only ever see whole batches.
+// - claim: next sequence an executor may take; ClaimBatch advances it with a CAS, a single-owner
+//   claim of a contiguous range. The executor then moves each slot PUBLISHED -> CLAIMED with a
+//   CAS (which loses to a concurrent Cancel).
+// - tail: everything before it is EMPTY and reusable. AdvanceTail walks EMPTY slots in
+//   [tail, claim); a slot that stays PUBLISHED (disabled tenant) or REQUEUE (waiting fence)
+//   holds it.
+//
+// Reaping moves a terminal slot to EMPTY with a CAS, so exactly one thread delivers each
+// completion even when two threads scan the same slot.
+//
+// Thread safety: all methods are safe to call concurrently. Buffers are owned here and live as
+// long as the RingHost.
+#ifndef MK_ENGINE_SRC_HOST_RING_HOST_H_
+#define MK_ENGINE_SRC_HOST_RING_HOST_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/src/host/completion_store.h"
+#include "mk/engine/control_buffer.h"
+#include "mk/engine/engine.h"
+#include "mk/engine/host_ring.h"
+#include "mk/engine/interpreter.h"
+
+namespace mk::engine::host {
+
+inline constexpr uint32_t kNoFence = UINT32_MAX;
+
+// Host-side bookkeeping of one ring slot, written by Publish before the frontier moves.
+struct SlotMeta {
+  std::atomic<uint64_t> ticket{0};
+  CompletionSink* sink = nullptr;  // nullptr: the engine's CompletionStore
+  uint32_t fence_waiter = kNoFence;  // ring index of the BATCH_FENCE waiting on this slot
+  std::atomic<uint32_t> fence_pending{0};  // for a fence: predecessors not yet terminal
+};
+
+// Collects completions during a reap pass and delivers them in runs that share a sink.
+// Counts outcomes locally and adds them to the RingHost's totals after delivering, so the
+// totals never run ahead of delivered completions and workers do not contend per slot.
+class RingHost;
+class CompletionBatcher {
+ public:
+  explicit CompletionBatcher(RingHost* host);
+  CompletionBatcher(const CompletionBatcher&) = delete;
+  CompletionBatcher& operator=(const CompletionBatcher&) = delete;
+  ~CompletionBatcher() { Flush(); }
+  void Add(CompletionSink* sink, const Completion& c);
+  void Flush();
+
+ private:
+  void Deliver();
+  RingHost* host_;
+  CompletionSink* current_ = nullptr;
+  std::vector<Completion> batch_;
+  uint64_t done_ = 0, faulted_ = 0, cancelled_ = 0;
+};
+
+struct ClaimRange {
+  uint32_t partition = 0;
+  uint64_t begin = 0;
+  uint64_t end = 0;
+};
+
+class RingHost {
+ public:
+  static absl::StatusOr<std::unique_ptr<RingHost>> Create(const EngineOptions& options);
+
+  const RingView& ring() const { return ring_->view(); }
+  const ControlView& control() const { return control_; }
+  protocol::ExecContext MakeExecContext();
+  CompletionStore& store() { return store_; }
+  absl::Span<const uint32_t> debug_log() const { return debug_log_; }
+  SlotMeta& meta(uint32_t index) { return meta_[index]; }
+
+  // Publish (validated by the caller). Fails RESOURCE_EXHAUSTED when a partition is full.
+  absl::StatusOr<PublishResult> Publish(uint32_t tenant, absl::Span<const SlotPayload> slots,
+                                        CompletionSink* sink);
+  uint64_t IssuedTickets(uint32_t tenant) const;
+
+  // Executor side.
+  bool HasClaimable(uint32_t partition) const;
+  bool HasAnyClaimable() const;
+  bool ClaimBatch(uint32_t partition, uint32_t max, ClaimRange* out);
+  uint32_t IndexOf(uint32_t partition, uint64_t sequence) const;
+  uint32_t PartitionOf(uint32_t index) const;
+
+  // A slot of a batch reached a terminal state (or was cancelled): tells its fence. Returns
+  // true when that fence has no predecessors left and may run.
+  // Read the predecessor's meta().fence_waiter before its slot can be reaped.
+  bool ReleaseFence(uint32_t fence_index);
+  // Called with a fence whose predecessors became terminal through cancellation or teardown
+  // (the executor's own completions use ReleaseFence's return value).
+  void SetFenceReadyCallback(std::function<void(uint32_t)> callback) {
+    on_fence_ready_ = std::move(callback);
+  }
+
+  // Reaps every terminal slot of the range (or the one slot) and advances the tail.
+  void ReapRange(const ClaimRange& range, CompletionBatcher* out);
+  void ReapSlot(uint32_t index, CompletionBatcher* out);
+  void AdvanceTail(uint32_t partition);
+
+  // Host cancellation of one slot: claimable -> EMPTY. True when this call cancelled it (the
+  // CANCELLED completion is added to `out`).
+  bool CancelSlot(uint32_t index, CompletionBatcher* out);
+  // Cancels the given tickets of `tenant` wherever they sit unclaimed; returns how many.
+  uint32_t CancelTickets(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                         CompletionBatcher* out);
+  // With the executor stopped: every slot not yet terminal becomes FAULT(ENGINE_RESTART), and
+  // everything is reaped.
+  void FailInFlight(CompletionBatcher* out);
+
+  void AddOutcomes(uint64_t done, uint64_t faulted, uint64_t cancelled);
+  EngineCounters counters() const;
+  uint64_t in_flight() const;
+  uint32_t slot_count() const { return ring().slot_count(); }
+
+ private:
+  struct alignas(64) Partition {
+    uint32_t first = 0;
+    uint32_t size = 0;
+    uint64_t reserve = 0;  // guarded by publish_mu_
+    alignas(64) std::atomic<uint64_t> frontier{0};
+    alignas(64) std::atomic<uint64_t> claim{0};
+    alignas(64) std::atomic<uint64_t> tail{0};
+    std::mutex tail_mu;  // one thread advances the tail at a time
+  };
+
+  RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control_words,
+           const EngineOptions& options);
+  // Copies a terminal slot into a completion and delivers it if this thread wins the
+  // terminal -> EMPTY CAS.
+  bool ReapIfTerminal(uint32_t index, CompletionBatcher* out);
+
+  std::unique_ptr<HostRing> ring_;
+  std::vector<uint32_t> control_words_;
+  ControlView control_;
+  std::vector<uint32_t> debug_log_;
+  uint32_t debug_log_records_;
+  std::unique_ptr<SlotMeta[]> meta_;
+  std::array<Partition, protocol::kPriorityCount> partitions_;
+  std::unique_ptr<std::atomic<uint64_t>[]> next_ticket_;  // per tenant; written under publish_mu_
+  std::mutex publish_mu_;
+  CompletionStore store_;
+  uint64_t max_stored_completions_;
+  std::function<void(uint32_t)> on_fence_ready_;
+
+  std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> done_{0};
+  std::atomic<uint64_t> faulted_{0};
+  std::atomic<uint64_t> cancelled_{0};
+};
+
+}  // namespace mk::engine::host
+
+#endif  // MK_ENGINE_SRC_HOST_RING_HOST_H_

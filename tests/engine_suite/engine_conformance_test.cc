@@ -1,0 +1,330 @@
+// The black-box engine suite: the same tests run against every backend. The backend comes from
+// MK_TEST_ENGINE (cpu by default; ctest registers one run per backend).
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mk/engine/engine.h"
+#include "mk/engine/opcode_registry.h"
+#include "mk/engine/packed_slot.h"
+#include "tests/engine_suite/engine_test_util.h"
+
+namespace mk::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RecordingSink;
+using testing::Slot;
+using testing::Tickets;
+namespace op = protocol::opcode;
+using protocol::FaultCode;
+
+class EngineConformanceTest : public ::testing::Test {
+ protected:
+  EngineOptions Options() {
+    EngineOptions o;
+    const char* backend = std::getenv("MK_TEST_ENGINE");
+    o.backend = *ParseBackend(backend == nullptr ? "cpu" : backend);
+    o.ring_slots = 4096;
+    o.workers = 2;
+    o.max_tenants = 64;
+    o.scratch_words = 16;
+    return o;
+  }
+  std::unique_ptr<Engine> Make(EngineOptions o) {
+    auto e = CreateEngine(o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *std::move(e) : nullptr;
+  }
+  std::unique_ptr<Engine> MakeStarted() {
+    auto e = Make(Options());
+    if (e != nullptr) EXPECT_TRUE(e->Start().ok());
+    return e;
+  }
+  // Publishes one slot and waits for its completion.
+  Completion RunOne(Engine& e, const SlotPayload& s, uint32_t tenant = 1) {
+    auto r = e.Publish(tenant, {&s, 1}, {});
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return {};
+    auto done = e.WaitFor(tenant, Tickets(*r), absl::Now() + absl::Seconds(30));
+    EXPECT_TRUE(done.ok() && done->size() == 1);
+    return done.ok() && done->size() == 1 ? (*done)[0] : Completion{};
+  }
+  static void ExpectFault(const Completion& c, FaultCode code, uint32_t detail) {
+    EXPECT_EQ(c.status, CompletionStatus::kFault);
+    EXPECT_EQ(c.fault_code, static_cast<uint32_t>(code));
+    EXPECT_EQ(c.fault_detail, detail);
+  }
+};
+
+TEST_F(EngineConformanceTest, NopRoundTripAndTickets) {
+  auto e = MakeStarted();
+  Completion c = RunOne(*e, Slot(op::kNop, {5, 6, 7}));
+  EXPECT_EQ(c.status, CompletionStatus::kDone);
+  EXPECT_EQ(c.ticket, 1u) << "tickets start at 1 per tenant";
+  EXPECT_EQ(c.tenant, 1u);
+  EXPECT_EQ(c.results, (std::array<uint32_t, 12>{})) << "unused result words are zero";
+  EXPECT_EQ(RunOne(*e, Slot(op::kNop)).ticket, 2u);
+  EXPECT_EQ(RunOne(*e, Slot(op::kNop), /*tenant=*/2).ticket, 1u) << "tickets are per tenant";
+}
+
+TEST_F(EngineConformanceTest, ScratchBuiltinsAndFaults) {
+  auto e = MakeStarted();
+  EXPECT_EQ(RunOne(*e, Slot(op::kStoreU32, {40, 2})).status, CompletionStatus::kDone);
+  EXPECT_EQ(RunOne(*e, Slot(op::kAtomicAdd, {2, 2})).results[0], 40u);
+  EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {2})).results[0], 42u);
+  EXPECT_EQ(RunOne(*e, Slot(op::kCompareSwap, {2, 42, 7})).results[0], 42u);
+  EXPECT_EQ(RunOne(*e, Slot(op::kMemcpy, {2, 9, 1})).status, CompletionStatus::kDone);
+  EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {9})).results[0], 7u);
+  Completion sum = RunOne(*e, Slot(protocol::ScratchSumOp::kOpcode, {0, 16}));
+  EXPECT_EQ(sum.results[0], 14u);
+  EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {2}), /*tenant=*/3).results[0], 0u)
+      << "another tenant's window is separate";
+  ExpectFault(RunOne(*e, Slot(op::kStoreU32, {1, 16})), FaultCode::kOutOfBounds, 16);
+  ExpectFault(RunOne(*e, Slot(op::kLoadU32, {0xFFFFFFFF})), FaultCode::kOutOfBounds, 0xFFFFFFFF);
+  ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {4, 0})), FaultCode::kResourceNotFound, 4);
+}
+
+TEST_F(EngineConformanceTest, PackedSlotRunsAllInnerOps) {
+  auto e = MakeStarted();
+  // Six inner ops (vyre runs at most four): 1 + 3 + 3 + 1 + 1 + 1 + 2 = 12 words.
+  const std::vector<InnerOp> ops = {{op::kAtomicAdd, {3, 0}}, {op::kAtomicAdd, {3, 0}},
+                                    {op::kNop, {}},           {op::kNop, {}},
+                                    {op::kNop, {}},           {op::kLoadU32, {0}}};
+  auto args = EncodePackedSlot(ops);
+  ASSERT_TRUE(args.ok()) << args.status();
+  SlotPayload s = Slot(op::kPackedSlot);
+  s.args = *args;
+  Completion c = RunOne(*e, s);
+  ASSERT_EQ(c.status, CompletionStatus::kDone);
+  EXPECT_EQ(c.results[1], 3u) << "inner op 1's result0 is the previous value";
+  EXPECT_EQ(c.results[5], 6u) << "the sixth inner op ran and saw both adds";
+}
+
+TEST_F(EngineConformanceTest, PrintfLandsInDebugLog) {
+  auto e = MakeStarted();
+  for (uint32_t i = 0; i < 3; ++i) RunOne(*e, Slot(op::kPrintf, {100 + i, i, 2 * i}));
+  DebugLogContents log;
+  ASSERT_TRUE(e->ReadDebugLog(&log).ok());
+  ASSERT_EQ(log.records.size(), 3u);
+  std::set<uint32_t> fmts;
+  for (const DebugRecord& r : log.records) fmts.insert(r.fmt_id);
+  EXPECT_EQ(fmts, (std::set<uint32_t>{100, 101, 102}));
+  EXPECT_EQ(log.overflow, 0u);
+}
+
+TEST_F(EngineConformanceTest, ValidationNamesSlotAndField) {
+  auto e = MakeStarted();
+  auto expect_invalid = [&](std::vector<SlotPayload> slots, const std::string& needle) {
+    auto r = e->Publish(1, slots, {});
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << needle;
+    EXPECT_THAT(r.status().message(), HasSubstr(needle));
+  };
+  expect_invalid({Slot(op::kNop), Slot(9999)}, "slot 1: opcode 9999 has no registered handler");
+  expect_invalid({Slot(op::kNop, {}, 5)}, "slot 0: priority 5 out of range");
+  expect_invalid({Slot(op::kNop), Slot(op::kBatchFence, {2, 0})}, "slot 1: args[0] (BATCH_FENCE count)");
+  expect_invalid({Slot(op::kShutdown)}, "admin-only");
+  expect_invalid({Slot(op::kPackedSlot, {0})}, "slot 0: args (PACKED_SLOT)");
+  expect_invalid({}, "empty batch");
+  EXPECT_EQ(e->Publish(64, std::vector<SlotPayload>{Slot(op::kNop)}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto never = e->WaitFor(1, std::vector<uint64_t>{5}, absl::Now());
+  EXPECT_THAT(never.status().message(), HasSubstr("never issued"));
+  EXPECT_EQ(e->counters().accepted, 0u) << "nothing of a rejected batch was published";
+}
+
+TEST_F(EngineConformanceTest, PrioritiesWithStarvationGuard) {
+  EngineOptions o = Options();
+  o.workers = 1;
+  o.claim_batch = 1;
+  auto e = Make(o);
+  RecordingSink sink;
+  std::vector<SlotPayload> idle(40, Slot(op::kNop, {}, 4));
+  std::vector<SlotPayload> critical(40, Slot(op::kNop, {}, 0));
+  auto idle_r = *e->Publish(1, idle, {&sink});
+  auto crit_r = *e->Publish(2, critical, {&sink});
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink.WaitForCount(80));
+  std::string order;
+  for (const Completion& c : sink.completions()) order += c.tenant == 2 ? 'C' : 'I';
+  // 16 consecutive CRITICAL claims, then the guard lets one IDLE slot through.
+  EXPECT_EQ(order.substr(0, 34), std::string(16, 'C') + "I" + std::string(16, 'C') + "I");
+  EXPECT_EQ(std::count(order.begin(), order.end(), 'C'), 40);
+  (void)idle_r;
+  (void)crit_r;
+}
+
+TEST_F(EngineConformanceTest, BatchFenceCompletesAfterItsBatch) {
+  EngineOptions o = Options();
+  o.workers = 1;
+  auto e = Make(o);
+  RecordingSink sink;
+  // Predecessors at IDLE, the fence at CRITICAL: the fence is claimed first and must wait.
+  std::vector<SlotPayload> batch;
+  for (uint32_t i = 0; i < 10; ++i) batch.push_back(Slot(op::kAtomicAdd, {1, 0}, 4));
+  batch.push_back(Slot(op::kBatchFence, {10, 77}, 0));
+  batch.push_back(Slot(op::kNop, {}, 4));  // after the fence, not covered by it
+  auto r = *e->Publish(1, batch, {&sink});
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink.WaitForCount(12));
+  std::vector<Completion> got = sink.completions();
+  size_t fence_pos = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i].ticket == r.first_ticket + 10) fence_pos = i;
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (got[i].ticket < r.first_ticket + 10) EXPECT_LT(i, fence_pos) << "ticket " << got[i].ticket;
+  }
+  EXPECT_EQ(got[fence_pos].results[0], 77u);
+  TelemetrySnapshot t;
+  ASSERT_TRUE(e->Telemetry({}, &t).ok());
+  EXPECT_EQ(t.control.epoch, 1u);
+}
+
+TEST_F(EngineConformanceTest, FenceReleasedByCancelledPredecessors) {
+  auto e = Make(Options());
+  RecordingSink sink;
+  std::vector<SlotPayload> batch = {Slot(op::kNop), Slot(op::kNop), Slot(op::kBatchFence, {2, 5})};
+  auto r = *e->Publish(1, batch, {&sink});
+  ASSERT_EQ(*e->Cancel(1, std::vector<uint64_t>{r.first_ticket, r.first_ticket + 1}), 2u);
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink.WaitForCount(3));
+  EXPECT_EQ(sink.completions().back().status, CompletionStatus::kDone);
+}
+
+TEST_F(EngineConformanceTest, DisabledTenantSlotsStayPublishedUntilEnabled) {
+  EngineOptions o = Options();
+  o.workers = 1;
+  auto e = Make(o);
+  std::vector<SlotPayload> three(3, Slot(op::kNop));
+  auto parked = *e->Publish(3, three, {});
+  ASSERT_TRUE(e->SetTenantEnabled(3, false).ok());
+  EXPECT_EQ(e->Publish(3, three, {}).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(e->Start().ok());
+  // Tenant 4's slot sits behind tenant 3's in the same partition: once it completed, the
+  // worker has passed tenant 3's slots and left them unclaimed.
+  EXPECT_EQ(RunOne(*e, Slot(op::kNop), 4).status, CompletionStatus::kDone);
+  TelemetrySnapshot t;
+  ASSERT_TRUE(e->Telemetry({}, &t).ok());
+  EXPECT_EQ(t.occupancy.count(protocol::SlotStatus::kPublished), 3u);
+  EXPECT_TRUE(e->WaitFor(3, Tickets(parked), absl::Now())->empty());
+  ASSERT_TRUE(e->SetTenantEnabled(3, true).ok());
+  auto done = e->WaitFor(3, Tickets(parked), absl::Now() + absl::Seconds(30));
+  ASSERT_EQ(done->size(), 3u);
+  for (const Completion& c : *done) EXPECT_EQ(c.status, CompletionStatus::kDone);
+}
+
+TEST_F(EngineConformanceTest, CancelUnclaimedSlots) {
+  auto e = Make(Options());
+  std::vector<SlotPayload> batch(10, Slot(op::kNop));
+  auto r = *e->Publish(1, batch, {});
+  std::vector<uint64_t> odd;
+  for (uint64_t t = r.first_ticket + 1; t < r.first_ticket + 10; t += 2) odd.push_back(t);
+  EXPECT_EQ(*e->Cancel(1, odd), 5u);
+  EXPECT_EQ(*e->Cancel(2, std::vector<uint64_t>{r.first_ticket}), 0u) << "not tenant 2's ticket";
+  ASSERT_TRUE(e->Start().ok());
+  auto done = *e->WaitFor(1, Tickets(r), absl::Now() + absl::Seconds(30));
+  ASSERT_EQ(done.size(), 10u);
+  for (const Completion& c : done) {
+    EXPECT_EQ(c.status, (c.ticket - r.first_ticket) % 2 == 1 ? CompletionStatus::kCancelled
+                                                            : CompletionStatus::kDone);
+  }
+  EngineCounters n = e->counters();
+  EXPECT_EQ(n.accepted, 10u);
+  EXPECT_EQ(n.done, 5u);
+  EXPECT_EQ(n.cancelled, 5u);
+}
+
+TEST_F(EngineConformanceTest, RingFullBackpressureLosesNothing) {
+  EngineOptions o = Options();
+  o.ring_slots = 64;
+  auto e = Make(o);
+  RecordingSink sink;
+  uint64_t accepted = 0;
+  absl::Status full;
+  for (int i = 0; i < 100 && full.ok(); ++i) {
+    auto r = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink});
+    if (r.ok()) ++accepted; else full = r.status();
+  }
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(full.message(), HasSubstr("retry"));
+  EXPECT_EQ(e->counters().accepted, accepted);
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink.WaitForCount(accepted));
+  EXPECT_TRUE(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink}).ok())
+      << "reaped slots are reusable";
+  ASSERT_TRUE(sink.WaitForCount(accepted + 1));
+}
+
+TEST_F(EngineConformanceTest, DrainFinishesAcceptedWork) {
+  auto e = MakeStarted();
+  RecordingSink sink;
+  std::vector<SlotPayload> batch(500, Slot(op::kAtomicAdd, {1, 0}));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(e->Publish(1, batch, {&sink}).ok());
+  auto counters = e->Drain(absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(counters.ok()) << counters.status();
+  EXPECT_EQ(counters->accepted, 2000u);
+  EXPECT_EQ(counters->done, 2000u);
+  EXPECT_EQ(counters->in_flight, 0u);
+  EXPECT_EQ(sink.completions().size(), 2000u);
+  EXPECT_EQ(e->Publish(1, batch, {&sink}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(EngineConformanceTest, DrainCancelsDisabledTenantsSlots) {
+  auto e = Make(Options());
+  auto r = *e->Publish(5, std::vector<SlotPayload>(4, Slot(op::kNop)), {});
+  ASSERT_TRUE(e->SetTenantEnabled(5, false).ok());
+  ASSERT_TRUE(e->Start().ok());
+  auto counters = e->Drain(absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(counters.ok()) << counters.status();
+  EXPECT_EQ(counters->cancelled, 4u);
+  for (const Completion& c : *e->WaitFor(5, Tickets(r), absl::Now())) {
+    EXPECT_EQ(c.status, CompletionStatus::kCancelled);
+  }
+}
+
+TEST_F(EngineConformanceTest, ShutdownWithoutDrainFaultsInFlight) {
+  auto e = Make(Options());  // never started: everything stays in flight
+  RecordingSink sink;
+  ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(300, Slot(op::kNop)), {&sink}).ok());
+  auto counters = e->Shutdown();
+  ASSERT_TRUE(counters.ok());
+  EXPECT_EQ(counters->accepted, 300u);
+  EXPECT_EQ(counters->faulted, 300u);
+  EXPECT_EQ(counters->accepted, counters->done + counters->faulted + counters->cancelled);
+  ASSERT_EQ(sink.completions().size(), 300u);
+  ExpectFault(sink.completions()[0], FaultCode::kEngineRestart,
+              static_cast<uint32_t>(protocol::SlotStatus::kPublished));
+  EXPECT_EQ(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {}).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST_F(EngineConformanceTest, TelemetryCountsWork) {
+  auto e = MakeStarted();
+  RecordingSink sink;
+  ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(100, Slot(op::kNop, {}, 1)), {&sink}).ok());
+  ASSERT_TRUE(sink.WaitForCount(100));
+  TelemetrySnapshot t;
+  ASSERT_TRUE(e->Telemetry({}, &t).ok());
+  EXPECT_EQ(t.control.done_count, 100u);
+  ASSERT_FALSE(t.control.opcode_metrics.empty());
+  EXPECT_EQ(t.control.opcode_metrics[0], std::make_pair(0u, 100u));
+  EXPECT_EQ(t.control.priority_fairness[1], 100u);
+  EXPECT_EQ(t.control.tenant_fairness[1], 100u);
+  EXPECT_EQ(t.occupancy.total, 4096u);
+  EXPECT_EQ(e->info().ring_slots, 4096u);
+}
+
+TEST_F(EngineConformanceTest, IdleWorkersPark) {
+  auto e = MakeStarted();
+  RunOne(*e, Slot(op::kNop));
+  EXPECT_TRUE(testing::WaitUntil([&] { return e->counters().parked_workers == e->info().workers; }))
+      << "idle workers must stop spinning";
+  EXPECT_EQ(RunOne(*e, Slot(op::kNop)).status, CompletionStatus::kDone) << "and wake for work";
+}
+
+}  // namespace
+}  // namespace mk::engine
