@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include <mutex>
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
 #include "tests/engine_suite/engine_test_util.h"
@@ -22,7 +22,7 @@ class OutcomeLedger final : public CompletionSink {
   OutcomeLedger(uint32_t tenants, uint64_t per_tenant)
       : seen_(tenants, std::vector<uint8_t>(per_tenant + 1, 0)) {}
   void OnCompletions(absl::Span<const Completion> batch) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (const Completion& c : batch) {
       uint8_t& slot = seen_[c.tenant][c.ticket];
       if (slot != 0) ++duplicates_;
@@ -32,24 +32,24 @@ class OutcomeLedger final : public CompletionSink {
       if (c.status == CompletionStatus::kFault) ++faulted_;
     }
   }
-  uint64_t total() { absl::MutexLock l(&mu_); return total_; }
-  uint64_t duplicates() { absl::MutexLock l(&mu_); return duplicates_; }
-  uint64_t cancelled() { absl::MutexLock l(&mu_); return cancelled_; }
-  uint64_t faulted() { absl::MutexLock l(&mu_); return faulted_; }
+  uint64_t total() { std::lock_guard<std::mutex> l(mu_); return total_; }
+  uint64_t duplicates() { std::lock_guard<std::mutex> l(mu_); return duplicates_; }
+  uint64_t cancelled() { std::lock_guard<std::mutex> l(mu_); return cancelled_; }
+  uint64_t faulted() { std::lock_guard<std::mutex> l(mu_); return faulted_; }
   uint64_t missing(uint32_t tenant, uint64_t issued) {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     uint64_t n = 0;
     for (uint64_t t = 1; t <= issued; ++t) n += seen_[tenant][t] == 0;
     return n;
   }
 
  private:
-  absl::Mutex mu_;
-  std::vector<std::vector<uint8_t>> seen_ ABSL_GUARDED_BY(mu_);
-  uint64_t total_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t duplicates_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t cancelled_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t faulted_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mutex mu_;  // guards everything below
+  std::vector<std::vector<uint8_t>> seen_;
+  uint64_t total_ = 0;
+  uint64_t duplicates_ = 0;
+  uint64_t cancelled_ = 0;
+  uint64_t faulted_ = 0;
 };
 
 #if defined(__SANITIZE_THREAD__)

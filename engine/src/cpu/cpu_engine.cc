@@ -171,7 +171,7 @@ absl::Status CpuEngine::SetTenantEnabled(uint32_t tenant, bool enabled) {
   if (absl::Status s = host_->control().SetTenantEnabled(tenant, enabled); !s.ok()) return s;
   if (!enabled) return absl::OkStatus();
   {
-    absl::MutexLock lock(&deferred_mu_);
+    std::lock_guard<std::mutex> lock(deferred_mu_);
     auto it = parked_.find(tenant);
     if (it == parked_.end()) return absl::OkStatus();
     ready_.insert(ready_.end(), it->second.begin(), it->second.end());
@@ -193,7 +193,8 @@ absl::Status CpuEngine::ReadDebugLog(DebugLogContents* out) {
 
 void CpuEngine::NotifyProgress() {
   if (draining_flag_.load(std::memory_order_seq_cst)) {
-    absl::MutexLock lock(&drain_mu_);  // releasing it re-evaluates Drain's condition
+    std::lock_guard<std::mutex> lock(drain_mu_);
+    drain_cv_.notify_all();
   }
 }
 
@@ -204,7 +205,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Drain(absl::Time deadline) {
   // CANCELLED), and make workers cancel instead of park from now on.
   std::vector<uint32_t> to_cancel;
   {
-    absl::MutexLock lock(&deferred_mu_);
+    std::lock_guard<std::mutex> lock(deferred_mu_);
     draining_ = true;
     for (auto& [tenant, indices] : parked_) {
       to_cancel.insert(to_cancel.end(), indices.begin(), indices.end());
@@ -219,9 +220,13 @@ absl::StatusOr<EngineCounters> CpuEngine::Drain(absl::Time deadline) {
     return absl::FailedPreconditionError(
         "engine: Drain before Start; nothing executes the accepted slots (Start, or Shutdown)");
   }
-  auto drained = [this] { return host_->in_flight() == 0; };
-  absl::MutexLock lock(&drain_mu_);
-  if (!drain_mu_.AwaitWithDeadline(absl::Condition(&drained), deadline)) {
+  std::unique_lock<std::mutex> lock(drain_mu_);
+  bool drained = host_->in_flight() == 0;
+  while (!drained && absl::Now() < deadline) {
+    const auto until = absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Minutes(1)));
+    drained = drain_cv_.wait_until(lock, until, [this] { return host_->in_flight() == 0; });
+  }
+  if (!drained) {
     return absl::DeadlineExceededError(absl::StrCat(
         "engine: drain deadline passed with ", host_->in_flight(),
         " slots still in flight; call Drain again or Shutdown to fail them"));
@@ -230,7 +235,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Drain(absl::Time deadline) {
 }
 
 absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
-  absl::MutexLock lock(&shutdown_mu_);
+  std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_.load()) return host_->counters();
   accepting_.store(false, std::memory_order_seq_cst);
   stop_.store(true, std::memory_order_seq_cst);
@@ -243,7 +248,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
     host_->FailInFlight(&batcher);
   }
   {
-    absl::MutexLock deferred(&deferred_mu_);
+    std::lock_guard<std::mutex> deferred(deferred_mu_);
     ready_.clear();
     parked_.clear();
     ready_count_.store(0);
@@ -318,9 +323,7 @@ bool CpuEngine::ClaimNext(host::ClaimRange* range) {
 }
 
 void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
-  for (uint64_t seq = range.begin; seq < range.end; ++seq) {
-    TryRun(host_->IndexOf(range.partition, seq), ws);
-  }
+  host_->ForEachIndex(range, [&](uint32_t index) { TryRun(index, ws); });
   ws.FlushCounters();
   host_->ReapRange(range, &ws.batcher);
   ws.batcher.Flush();
@@ -329,7 +332,7 @@ void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
 
 bool CpuEngine::ProcessReady(WorkerState& ws) {
   {
-    absl::MutexLock lock(&deferred_mu_);
+    std::lock_guard<std::mutex> lock(deferred_mu_);
     ws.ready.swap(ready_);
     ready_.clear();
     ready_count_.store(0, std::memory_order_release);
@@ -404,7 +407,7 @@ void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
 
 void CpuEngine::ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws) {
   {
-    absl::MutexLock lock(&deferred_mu_);
+    std::lock_guard<std::mutex> lock(deferred_mu_);
     if (!draining_) {
       if (TenantEnabled(tenant)) {  // enabled meanwhile: SetTenantEnabled moved the list already
         ready_.push_back(index);
@@ -421,7 +424,7 @@ void CpuEngine::ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws) {
 
 void CpuEngine::PushReady(uint32_t index) {
   {
-    absl::MutexLock lock(&deferred_mu_);
+    std::lock_guard<std::mutex> lock(deferred_mu_);
     ready_.push_back(index);
     ready_count_.store(ready_.size(), std::memory_order_release);
   }

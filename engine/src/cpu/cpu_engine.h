@@ -16,12 +16,13 @@
 #define MK_ENGINE_SRC_CPU_CPU_ENGINE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "engine/src/host/ring_host.h"
 #include "mk/engine/engine.h"
 
@@ -78,18 +79,20 @@ class CpuEngine final : public Engine {
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shut_down_{false};
 
-  absl::Mutex deferred_mu_;
-  std::vector<uint32_t> ready_ ABSL_GUARDED_BY(deferred_mu_);
-  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> parked_ ABSL_GUARDED_BY(deferred_mu_);
-  bool draining_ ABSL_GUARDED_BY(deferred_mu_) = false;
+  // std::mutex, not absl::Mutex: see completion_store.h (ThreadSanitizer).
+  std::mutex deferred_mu_;
+  std::vector<uint32_t> ready_;                                  // guarded by deferred_mu_
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> parked_;  // guarded by deferred_mu_
+  bool draining_ = false;                                        // guarded by deferred_mu_
   std::atomic<uint32_t> ready_count_{0};
   std::atomic<bool> draining_flag_{false};
 
   std::atomic<uint32_t> work_epoch_{0};
   std::atomic<uint32_t> sleepers_{0};
 
-  absl::Mutex drain_mu_;
-  absl::Mutex shutdown_mu_;
+  std::mutex drain_mu_;
+  std::condition_variable drain_cv_;  // signalled after outcomes are counted while draining
+  std::mutex shutdown_mu_;
 };
 
 }  // namespace mk::engine::cpu

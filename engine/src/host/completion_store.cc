@@ -10,13 +10,15 @@ constexpr absl::Duration kSpinBeforeBlocking = absl::Microseconds(50);
 }  // namespace
 
 void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
+  bool wake;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (const Completion& c : batch) completions_.insert_or_assign(Key{c.tenant, c.ticket}, c);
     size_.store(completions_.size(), std::memory_order_relaxed);
-    // Bumped under the lock: absl re-evaluates waiters' conditions when the lock is released.
     generation_.fetch_add(1, std::memory_order_release);
+    wake = blocked_waiters_ != 0;
   }
+  if (wake) arrived_.notify_all();
 }
 
 size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tickets,
@@ -46,7 +48,7 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
   for (;;) {
     const uint64_t seen = generation_.load(std::memory_order_acquire);
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (Collect(tenant, tickets, &out, &taken) == 0) return out;
     }
     const absl::Time now = absl::Now();
@@ -56,10 +58,15 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
       }
       continue;
     }
-    // Block until a new batch arrives or the deadline passes.
-    absl::MutexLock lock(&mu_);
-    auto changed = [this, seen] { return generation_.load(std::memory_order_acquire) != seen; };
-    mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
+    // Block until a new batch arrives or the deadline passes (re-armed at most every minute so
+    // an infinite deadline never overflows the clock conversion).
+    const auto until = absl::ToChronoTime(std::min(deadline, now + absl::Minutes(1)));
+    std::unique_lock<std::mutex> lock(mu_);
+    ++blocked_waiters_;
+    arrived_.wait_until(lock, until, [&] {
+      return generation_.load(std::memory_order_acquire) != seen;
+    });
+    --blocked_waiters_;
   }
 }
 

@@ -27,6 +27,8 @@ absl::Status ValidatePublish(absl::Span<const SlotPayload> slots) {
   }
   for (size_t i = 0; i < slots.size(); ++i) {
     const SlotPayload& s = slots[i];
+    // Fast path: scratch built-ins take no validation beyond the priority.
+    if (s.opcode <= op::kDfaStep && s.priority < protocol::kPriorityCount) continue;
     if (s.opcode == op::kShutdown) {
       return SlotError(i, "opcode", "0xFFFFFFFF (SHUTDOWN) is admin-only; use the Admin service");
     }

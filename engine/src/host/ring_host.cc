@@ -157,7 +157,7 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
         "engine: ", store_.size(), " completions are waiting to be collected; poll them "
         "(WaitFor) before publishing more, or publish with a completion sink"));
   }
-  absl::InlinedVector<uint32_t, 64> index_of(slots.size());
+  absl::InlinedVector<uint32_t, 64> index_of(slots.size());  // batch position -> ring slot
   std::lock_guard<std::mutex> lock(publish_mu_);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     Partition& part = partitions_[p];
@@ -175,19 +175,34 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
     }
   }
   const uint64_t first_ticket = next_ticket_[tenant].load(std::memory_order_relaxed) + 1;
-  // Pass 1: choose slots and write the host bookkeeping, fences included, before any slot
-  // becomes visible.
+  // One pass writes bookkeeping, payload and STATUS=PUBLISHED. Nothing is visible to executors
+  // or to Cancel until the frontier moves below, so the order inside the pass is free.
+  std::array<uint32_t, protocol::kPriorityCount> next_index;
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    next_index[p] = partitions_[p].first + static_cast<uint32_t>(partitions_[p].reserve % partitions_[p].size);
+  }
+  bool has_fence = false;
   for (size_t i = 0; i < slots.size(); ++i) {
-    Partition& part = partitions_[slots[i].priority];
-    const uint32_t index = part.first + static_cast<uint32_t>(part.reserve++ % part.size);
+    const SlotPayload& slot = slots[i];
+    Partition& part = partitions_[slot.priority];
+    const uint32_t index = next_index[slot.priority];
+    next_index[slot.priority] = index + 1 == part.first + part.size ? part.first : index + 1;
+    ++part.reserve;
     index_of[i] = index;
+    has_fence |= slot.opcode == protocol::opcode::kBatchFence;
     SlotMeta& m = meta_[index];
     m.ticket.store(first_ticket + i, std::memory_order_relaxed);
     m.sink = sink;
     m.fence_waiter = kNoFence;
     m.fence_pending.store(0, std::memory_order_relaxed);
+    uint32_t* w = ring().slot(index);
+    w[protocol::kWordOpcode] = slot.opcode;
+    w[protocol::kWordTenant] = tenant;
+    w[protocol::kWordPriority] = slot.priority;
+    std::copy(slot.args.begin(), slot.args.end(), w + protocol::kWordArg0);
+    StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kPublished), std::memory_order_release);
   }
-  for (size_t i = 0; i < slots.size(); ++i) {
+  for (size_t i = 0; has_fence && i < slots.size(); ++i) {
     if (slots[i].opcode != protocol::opcode::kBatchFence) continue;
     uint32_t pending = 0;
     for (size_t j = i - slots[i].args[0]; j < i; ++j) {
@@ -199,15 +214,6 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
       ++pending;
     }
     meta_[index_of[i]].fence_pending.store(pending, std::memory_order_relaxed);
-  }
-  // Pass 2: payload words, then STATUS=PUBLISHED.
-  for (size_t i = 0; i < slots.size(); ++i) {
-    uint32_t* w = ring().slot(index_of[i]);
-    w[protocol::kWordOpcode] = slots[i].opcode;
-    w[protocol::kWordTenant] = tenant;
-    w[protocol::kWordPriority] = slots[i].priority;
-    std::copy(slots[i].args.begin(), slots[i].args.end(), w + protocol::kWordArg0);
-    StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kPublished), std::memory_order_release);
   }
   next_ticket_[tenant].store(first_ticket + slots.size() - 1, std::memory_order_release);
   accepted_.fetch_add(slots.size(), std::memory_order_acq_rel);
@@ -276,9 +282,7 @@ bool RingHost::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
 }
 
 void RingHost::ReapRange(const ClaimRange& range, CompletionBatcher* out) {
-  for (uint64_t seq = range.begin; seq < range.end; ++seq) {
-    ReapIfTerminal(IndexOf(range.partition, seq), out);
-  }
+  ForEachIndex(range, [&](uint32_t index) { ReapIfTerminal(index, out); });
   AdvanceTail(range.partition);
 }
 

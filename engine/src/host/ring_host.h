@@ -100,6 +100,17 @@ class RingHost {
   bool HasAnyClaimable() const;
   bool ClaimBatch(uint32_t partition, uint32_t max, ClaimRange* out);
   uint32_t IndexOf(uint32_t partition, uint64_t sequence) const;
+  // Calls fn(ring index) for each sequence of the range, in order, without a division per slot.
+  template <typename Fn>
+  void ForEachIndex(const ClaimRange& range, Fn&& fn) const {
+    const Partition& part = partitions_[range.partition];
+    const uint32_t end_index = part.first + part.size;
+    uint32_t index = IndexOf(range.partition, range.begin);
+    for (uint64_t seq = range.begin; seq < range.end; ++seq) {
+      fn(index);
+      if (++index == end_index) index = part.first;
+    }
+  }
   uint32_t PartitionOf(uint32_t index) const;
 
   // A slot of a batch reached a terminal state (or was cancelled): tells its fence. Returns

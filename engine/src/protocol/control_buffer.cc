@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "mk/engine/atomics.h"
 
 namespace mk::engine {
 
@@ -104,7 +105,7 @@ absl::StatusOr<uint32_t> ReadDoneCount(absl::Span<const uint32_t> snapshot) {
         "control: snapshot of ", snapshot.size(),
         " words is shorter than the 160-word control header; read the whole control buffer"));
   }
-  return snapshot[ctl::kDoneCount];
+  return protocol::AtomicLoad(&snapshot[ctl::kDoneCount]);  // the engine may be writing it
 }
 
 }  // namespace mk::engine

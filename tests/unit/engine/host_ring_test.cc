@@ -1,11 +1,11 @@
 #include "mk/engine/host_ring.h"
 
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 
 namespace mk::engine {
@@ -44,7 +44,7 @@ TEST(HostRingTest, ConcurrentProducersAndConsumersLoseNothing) {
   constexpr uint32_t kPerProducer = 20000;
   constexpr int kProducers = 3;
   std::atomic<bool> producers_done{false};
-  absl::Mutex mu;
+  std::mutex mu;
   std::multiset<uint32_t> seen;
   std::vector<std::thread> threads;
   for (int p = 0; p < kProducers; ++p) {
@@ -68,7 +68,7 @@ TEST(HostRingTest, ConcurrentProducersAndConsumersLoseNothing) {
         auto r = ring->Reap(*index);
         ASSERT_TRUE(r.ok()) << r.status();
         {
-          absl::MutexLock lock(&mu);
+          std::lock_guard<std::mutex> lock(mu);
           seen.insert(r->payload.args[0]);
         }
         reaped.fetch_add(1);
