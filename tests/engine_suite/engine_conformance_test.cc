@@ -1,6 +1,8 @@
 // The black-box engine suite: the same tests run against every backend. The backend comes from
 // MK_TEST_ENGINE (cpu by default; ctest registers one run per backend).
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -316,6 +318,35 @@ TEST_F(EngineConformanceTest, TelemetryCountsWork) {
   EXPECT_EQ(t.control.tenant_fairness[1], 100u);
   EXPECT_EQ(t.occupancy.total, 4096u);
   EXPECT_EQ(e->info().ring_slots, 4096u);
+}
+
+TEST_F(EngineConformanceTest, WaitForAsyncDeliversOnceAllCompleteOrAtDeadline) {
+  auto e = Make(Options());
+  auto r = *e->Publish(1, std::vector<SlotPayload>(5, Slot(op::kNop)), {});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::vector<Completion>> calls;
+  auto record = [&](std::vector<Completion> got) {
+    std::lock_guard<std::mutex> lock(mu);
+    calls.push_back(std::move(got));
+    cv.notify_all();
+  };
+  auto wait_calls = [&](size_t n) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return calls.size() >= n; });
+  };
+  // Not started: nothing completes, so the deadline answers with an empty set.
+  ASSERT_TRUE(e->WaitForAsync(1, Tickets(r), absl::Now() + absl::Milliseconds(20), record).ok());
+  ASSERT_TRUE(wait_calls(1));
+  EXPECT_TRUE(calls[0].empty());
+  ASSERT_TRUE(e->WaitForAsync(1, Tickets(r), absl::Now() + absl::Seconds(30), record).ok());
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(wait_calls(2));
+  EXPECT_EQ(calls[1].size(), 5u) << "answered as soon as all five completed, long before 30 s";
+  EXPECT_EQ(e->WaitForAsync(1, std::vector<uint64_t>{99}, absl::Now(), record).code(),
+            absl::StatusCode::kInvalidArgument);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(calls.size(), 2u) << "an invalid wait never calls back";
 }
 
 TEST_F(EngineConformanceTest, IdleWorkersPark) {

@@ -144,15 +144,16 @@ absl::StatusOr<std::vector<Completion>> CpuEngine::WaitFor(uint32_t tenant,
                                                            absl::Span<const uint64_t> tickets,
                                                            absl::Time deadline) {
   if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  const uint64_t issued = host_->IssuedTickets(tenant);
-  for (size_t i = 0; i < tickets.size(); ++i) {
-    if (tickets[i] == 0 || tickets[i] > issued) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "engine: tickets[", i, "] = ", tickets[i], " was never issued to tenant ", tenant,
-          " (tickets issued so far: 1..", issued, ")"));
-    }
-  }
+  if (absl::Status s = host_->CheckTicketsIssued(tenant, tickets); !s.ok()) return s;
   return host_->store().Take(tenant, tickets, deadline);
+}
+
+absl::Status CpuEngine::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                     absl::Time deadline, CompletionsCallback done) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (absl::Status s = host_->CheckTicketsIssued(tenant, tickets); !s.ok()) return s;
+  host_->WaitForAsync(tenant, tickets, deadline, std::move(done));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint32_t> CpuEngine::Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) {

@@ -39,6 +39,8 @@ class CpuEngine final : public Engine {
   absl::StatusOr<std::vector<Completion>> WaitFor(uint32_t tenant,
                                                   absl::Span<const uint64_t> tickets,
                                                   absl::Time deadline) override;
+  absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                            absl::Time deadline, CompletionsCallback done) override;
   absl::StatusOr<uint32_t> Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) override;
   absl::Status SetTenantEnabled(uint32_t tenant, bool enabled) override;
   absl::Status Telemetry(absl::Span<const uint32_t> window_opcodes,

@@ -11,14 +11,83 @@ constexpr absl::Duration kSpinBeforeBlocking = absl::Microseconds(50);
 
 void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
   bool wake;
+  std::vector<AsyncWaiter> finished;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const Completion& c : batch) completions_.insert_or_assign(Key{c.tenant, c.ticket}, c);
+    for (const Completion& c : batch) {
+      const Key key{c.tenant, c.ticket};
+      if (!async_keys_.empty()) {
+        auto k = async_keys_.find(key);
+        if (k != async_keys_.end()) {
+          auto w = async_.find(k->second);
+          async_keys_.erase(k);
+          w->second.got.push_back(c);
+          if (--w->second.remaining == 0) {
+            finished.push_back(std::move(w->second));
+            async_.erase(w);
+          }
+          continue;
+        }
+      }
+      completions_.insert_or_assign(key, c);
+    }
     size_.store(completions_.size(), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
     wake = blocked_waiters_ != 0;
   }
   if (wake) arrived_.notify_all();
+  for (AsyncWaiter& w : finished) w.done(std::move(w.got));
+}
+
+uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                    Callback done) {
+  AsyncWaiter waiter;
+  waiter.tenant = tenant;
+  waiter.done = std::move(done);
+  uint64_t id;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    id = next_async_id_++;
+    for (uint64_t ticket : tickets) {
+      const Key key{tenant, ticket};
+      auto it = completions_.find(key);
+      if (it != completions_.end()) {
+        waiter.got.push_back(it->second);
+        completions_.erase(it);
+      } else if (async_keys_.emplace(key, id).second) {  // duplicates and other waiters' keys
+        ++waiter.remaining;                               // are not waited for twice
+        waiter.waiting.push_back(ticket);
+      }
+    }
+    size_.store(completions_.size(), std::memory_order_relaxed);
+    if (waiter.remaining != 0) {
+      async_.emplace(id, std::move(waiter));
+      return id;
+    }
+  }
+  waiter.done(std::move(waiter.got));
+  return id;
+}
+
+void CompletionStore::Expire(uint64_t id) {
+  AsyncWaiter waiter;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = async_.find(id);
+    if (it == async_.end()) return;
+    waiter = std::move(it->second);
+    async_.erase(it);
+    for (uint64_t ticket : waiter.waiting) {
+      auto k = async_keys_.find(Key{waiter.tenant, ticket});
+      if (k != async_keys_.end() && k->second == id) async_keys_.erase(k);
+    }
+  }
+  waiter.done(std::move(waiter.got));
+}
+
+size_t CompletionStore::async_waiters() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return async_.size();
 }
 
 size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tickets,

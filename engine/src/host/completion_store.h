@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -31,6 +32,16 @@ class CompletionStore final : public CompletionSink {
   std::vector<Completion> Take(uint32_t tenant, absl::Span<const uint64_t> tickets,
                                absl::Time deadline);
 
+  using Callback = std::function<void(std::vector<Completion>)>;
+  // Asynchronous Take: `done` runs exactly once with the completions of `tickets`, as soon as
+  // all have arrived (on the thread delivering the last one, or on this thread if all are
+  // present now), or when Expire(id) is called first (with those present then). Completions
+  // routed to a waiter are never stored. Returns the waiter id.
+  uint64_t TakeAsync(uint32_t tenant, absl::Span<const uint64_t> tickets, Callback done);
+  // Finishes waiter `id` with what it has collected; no effect if it finished already.
+  void Expire(uint64_t id);
+  size_t async_waiters();
+
   uint64_t size() const { return size_.load(std::memory_order_relaxed); }
 
  private:
@@ -47,8 +58,19 @@ class CompletionStore final : public CompletionSink {
   size_t Collect(uint32_t tenant, absl::Span<const uint64_t> tickets, std::vector<Completion>* out,
                  std::vector<bool>* taken);  // needs mu_
 
+  struct AsyncWaiter {
+    uint32_t tenant = 0;
+    size_t remaining = 0;
+    std::vector<uint64_t> waiting;  // tickets registered in async_keys_
+    std::vector<Completion> got;
+    Callback done;
+  };
+
   std::mutex mu_;
   std::condition_variable arrived_;
+  absl::flat_hash_map<uint64_t, AsyncWaiter> async_;  // guarded by mu_
+  absl::flat_hash_map<Key, uint64_t> async_keys_;     // (tenant, ticket) -> waiter; guarded by mu_
+  uint64_t next_async_id_ = 1;                        // guarded by mu_
   absl::flat_hash_map<Key, Completion> completions_;  // guarded by mu_
   uint32_t blocked_waiters_ = 0;                       // guarded by mu_
   std::atomic<uint64_t> generation_{0};  // bumped (under mu_) after every batch

@@ -147,6 +147,40 @@ uint64_t RingHost::IssuedTickets(uint32_t tenant) const {
   return next_ticket_[tenant].load(std::memory_order_acquire);
 }
 
+absl::Status RingHost::CheckTicketsIssued(uint32_t tenant,
+                                          absl::Span<const uint64_t> tickets) const {
+  const uint64_t issued = IssuedTickets(tenant);
+  for (size_t i = 0; i < tickets.size(); ++i) {
+    if (tickets[i] == 0 || tickets[i] > issued) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "engine: tickets[", i, "] = ", tickets[i], " was never issued to tenant ", tenant,
+          " (tickets issued so far: 1..", issued, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RingHost::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                            absl::Time deadline, CompletionStore::Callback done) {
+  // The timer id is known only after TakeAsync returned; `expiry` lets whichever side finishes
+  // second cancel the timer so finished waits leave nothing scheduled.
+  struct Expiry {
+    std::atomic<uint64_t> timer{0};
+    std::atomic<bool> finished{false};
+  };
+  auto expiry = std::make_shared<Expiry>();
+  const uint64_t id = store_.TakeAsync(
+      tenant, tickets, [this, expiry, done = std::move(done)](std::vector<Completion> got) {
+        expiry->finished.store(true, std::memory_order_seq_cst);
+        if (uint64_t t = expiry->timer.load(std::memory_order_seq_cst); t != 0) timer_.Cancel(t);
+        done(std::move(got));
+      });
+  if (expiry->finished.load(std::memory_order_seq_cst)) return;
+  expiry->timer.store(timer_.Schedule(deadline, [this, id] { store_.Expire(id); }),
+                      std::memory_order_seq_cst);
+  if (expiry->finished.load(std::memory_order_seq_cst)) timer_.Cancel(expiry->timer.load());
+}
+
 absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
                                                 absl::Span<const SlotPayload> slots,
                                                 CompletionSink* sink) {

@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/src/host/completion_store.h"
+#include "engine/src/host/deadline_timer.h"
 #include "mk/engine/control_buffer.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/host_ring.h"
@@ -94,6 +95,11 @@ class RingHost {
   absl::StatusOr<PublishResult> Publish(uint32_t tenant, absl::Span<const SlotPayload> slots,
                                         CompletionSink* sink);
   uint64_t IssuedTickets(uint32_t tenant) const;
+  // INVALID_ARGUMENT naming the first ticket `tenant` was never issued.
+  absl::Status CheckTicketsIssued(uint32_t tenant, absl::Span<const uint64_t> tickets) const;
+  // Engine::WaitForAsync on the store, with expiry through the timer.
+  void WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets, absl::Time deadline,
+                    CompletionStore::Callback done);
 
   // Executor side.
   bool HasClaimable(uint32_t partition) const;
@@ -170,6 +176,7 @@ class RingHost {
   std::unique_ptr<std::atomic<uint64_t>[]> next_ticket_;  // per tenant; written under publish_mu_
   std::mutex publish_mu_;
   CompletionStore store_;
+  DeadlineTimer timer_;  // declared after store_: stopped before the store goes away
   uint64_t max_stored_completions_;
   std::function<void(uint32_t)> on_fence_ready_;
 

@@ -19,6 +19,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -125,6 +126,14 @@ class Engine {
   virtual absl::StatusOr<std::vector<Completion>> WaitFor(uint32_t tenant,
                                                           absl::Span<const uint64_t> tickets,
                                                           absl::Time deadline) = 0;
+
+  // Asynchronous WaitFor: never blocks. `done` runs exactly once, on an engine thread (or on
+  // the calling thread when everything is complete already), with the completions of `tickets`
+  // as soon as all are complete, or at `deadline` with those complete by then. It must not
+  // block. Errors (never-issued ticket) are returned and `done` is not called.
+  using CompletionsCallback = std::function<void(std::vector<Completion>)>;
+  virtual absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                    absl::Time deadline, CompletionsCallback done) = 0;
 
   // Cancels tickets whose slots no worker has claimed; they complete as CANCELLED. Returns how
   // many were cancelled (claimed or finished ones are left to complete normally).
