@@ -1,0 +1,52 @@
+// The megakerneld gRPC server: mk.v1.Megakernel, mk.v1.Admin, mk.v1.Diagnostics,
+// grpc.health.v1.Health and server reflection, over one engine.
+//
+// Lifetime: Create binds and starts serving (health NOT_SERVING until one NOP has made a round
+// trip through the engine, then SERVING). DrainAndShutdown stops new work, drains the engine and
+// shuts the gRPC server down; the destructor does the same with an immediate deadline. The
+// engine must outlive the Server.
+#ifndef MK_SERVER_SERVER_H_
+#define MK_SERVER_SERVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "mk/engine/engine.h"
+
+namespace mk::server {
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free port
+  std::string tenants_file;                // empty: single-tenant development mode
+  std::string tls_cert_file;               // PEM; with tls_key_file enables TLS
+  std::string tls_key_file;
+  std::string tls_client_ca_file;          // PEM; requires and verifies client certificates
+  // Completions a Stream may buffer for a slow reader before it stops reading requests.
+  size_t stream_max_pending_completions = 1 << 16;
+  // Called (on a gRPC thread) when an admin calls Admin.Shutdown; the owner of the server
+  // performs the shutdown, e.g. main() runs the same path as SIGTERM.
+  std::function<void(bool drain)> on_shutdown_request;
+};
+
+class Server {
+ public:
+  static absl::StatusOr<std::unique_ptr<Server>> Create(const ServerOptions& options,
+                                                        engine::Engine* engine);
+  virtual ~Server() = default;
+
+  virtual int port() const = 0;
+  virtual bool development_mode() const = 0;
+  // Health NOT_SERVING, engine drain until `deadline`, then gRPC shutdown (in-flight RPCs get
+  // until `deadline` to finish). Returns the engine's final counters.
+  virtual absl::StatusOr<engine::EngineCounters> DrainAndShutdown(absl::Time deadline) = 0;
+  // Blocks until the gRPC server has shut down.
+  virtual void Wait() = 0;
+};
+
+}  // namespace mk::server
+
+#endif  // MK_SERVER_SERVER_H_

@@ -1,0 +1,149 @@
+// megakerneld: the gRPC front door of the megakernel engine.
+//
+// Threads: main (startup, then waits for a shutdown request), a signal thread (sigwait on
+// SIGTERM/SIGINT), gRPC's threads, and the engine's. Shutdown (SIGTERM, SIGINT or
+// Admin.Shutdown): health NOT_SERVING, stop accepting, drain accepted work (or fail it with
+// FAULT ENGINE_RESTART when Admin.Shutdown asked for no drain), stop gRPC, exit 0.
+#include <signal.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "mk/engine/engine.h"
+#include "mk/server/server.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "host:port to serve gRPC on; port 0 picks a free port (printed at startup)");
+ABSL_FLAG(std::string, engine, "auto",
+          "engine backend: auto (CUDA when a usable GPU is present, else CPU), cpu, or cuda");
+ABSL_FLAG(uint32_t, ring_slots, 1u << 16, "ring slots (64 bytes each) shared by all tenants");
+ABSL_FLAG(uint32_t, workers, 0, "CPU engine worker threads; 0 = one per core minus one");
+ABSL_FLAG(uint32_t, max_tenants, 1024, "tenants the engine serves (ids 0..max_tenants-1)");
+ABSL_FLAG(uint32_t, scratch_words, 64, "scratch words per tenant window");
+ABSL_FLAG(std::string, tenants_file, "",
+          "bearer tokens: lines 'tenant <id> <token>' and 'admin <token>'; empty = "
+          "single-tenant development mode (every caller is tenant 0 and admin)");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate (enables TLS with --tls_key_file)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "on SIGTERM, how long accepted work may take to finish before the engine fails it");
+
+namespace {
+
+// Set once by a signal or by Admin.Shutdown; main waits on it.
+class ShutdownRequest {
+ public:
+  void Request(bool drain, const char* why) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (requested_) return;
+    requested_ = true;
+    drain_ = drain;
+    why_ = why;
+    cv_.notify_all();
+  }
+  // Returns (drain, why).
+  std::pair<bool, const char*> Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return requested_; });
+    return {drain_, why_};
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool requested_ = false;
+  bool drain_ = true;
+  const char* why_ = "";
+};
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "megakerneld: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "megakerneld: serves the megakernel over gRPC (mk.v1.Megakernel, mk.v1.Admin, "
+      "mk.v1.Diagnostics, grpc.health.v1.Health, reflection).\n"
+      "Usage: megakerneld [--listen=127.0.0.1:50051] [--engine=auto|cpu|cuda] "
+      "[--tenants_file=FILE] [--tls_cert_file=PEM --tls_key_file=PEM "
+      "[--tls_client_ca_file=PEM]]");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the shutdown signals in every thread; one thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  mk::engine::EngineOptions eo;
+  auto backend = mk::engine::ParseBackend(absl::GetFlag(FLAGS_engine));
+  if (!backend.ok()) return Fail(backend.status());
+  eo.backend = *backend;
+  eo.ring_slots = absl::GetFlag(FLAGS_ring_slots);
+  eo.workers = absl::GetFlag(FLAGS_workers);
+  eo.max_tenants = absl::GetFlag(FLAGS_max_tenants);
+  eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
+  auto engine = mk::engine::CreateEngine(eo);
+  if (!engine.ok()) return Fail(engine.status());
+  if (absl::Status s = (*engine)->Start(); !s.ok()) return Fail(s);
+
+  ShutdownRequest shutdown;
+  mk::server::ServerOptions so;
+  so.listen = absl::GetFlag(FLAGS_listen);
+  so.tenants_file = absl::GetFlag(FLAGS_tenants_file);
+  so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  so.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  so.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  so.on_shutdown_request = [&shutdown](bool drain) { shutdown.Request(drain, "Admin.Shutdown"); };
+  auto server = mk::server::Server::Create(so, engine->get());
+  if (!server.ok()) return Fail(server.status());
+
+  const auto info = (*engine)->info();
+  std::printf("megakerneld: engine %s (%s), %u ring slots\n", info.backend.c_str(),
+              info.device.c_str(), info.ring_slots);
+  if ((*server)->development_mode()) {
+    std::printf("megakerneld: DEVELOPMENT MODE: no --tenants_file, every caller is tenant 0 and "
+                "admin; do not expose this port\n");
+  }
+  const std::string host = so.listen.substr(0, so.listen.rfind(':'));
+  std::printf("megakerneld: listening on %s:%d (%s)\n", host.c_str(), (*server)->port(),
+              so.tls_cert_file.empty() ? "plaintext" : "TLS");
+  std::fflush(stdout);
+
+  std::thread([&shutdown, signals] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    shutdown.Request(true, signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  }).detach();
+
+  const auto [drain, why] = shutdown.Wait();
+  std::printf("megakerneld: %s: %s\n", why, drain ? "draining" : "failing in-flight work");
+  std::fflush(stdout);
+  absl::StatusOr<mk::engine::EngineCounters> counters =
+      drain ? (*server)->DrainAndShutdown(absl::Now() + absl::GetFlag(FLAGS_drain_timeout))
+            : (*engine)->Shutdown();
+  if (!drain) (*server)->DrainAndShutdown(absl::Now()).IgnoreError();
+  (*server)->Wait();
+  server->reset();
+  auto final_counters = (*engine)->Shutdown();  // fails whatever a timed-out drain left
+  if (final_counters.ok()) counters = final_counters;
+  std::printf("megakerneld: stopped: accepted=%llu done=%llu faulted=%llu cancelled=%llu\n",
+              static_cast<unsigned long long>(counters->accepted),
+              static_cast<unsigned long long>(counters->done),
+              static_cast<unsigned long long>(counters->faulted),
+              static_cast<unsigned long long>(counters->cancelled));
+  return 0;
+}

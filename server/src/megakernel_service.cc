@@ -1,0 +1,249 @@
+#include "server/src/megakernel_service.h"
+
+#include <grpcpp/alarm.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "server/src/convert.h"
+#include "server/src/status_mapping.h"
+#include "server/src/stream_reactor.h"
+
+namespace mk::server {
+
+namespace {
+
+absl::Time RpcDeadline(const grpc::CallbackServerContext& context) {
+  return absl::FromChrono(context.deadline());
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+// Answers RESOURCE_EXHAUSTED with a retry hint in trailing metadata as well as the message.
+grpc::Status Reject(grpc::CallbackServerContext* context, const absl::Status& status) {
+  if (absl::IsResourceExhausted(status)) context->AddTrailingMetadata("retry-after-ms", "1");
+  return ToGrpcStatus(status);
+}
+
+// Publish with `wait`: collects the batch's completions without blocking a gRPC thread.
+// Finishes OK with what completed by the wait; at the RPC deadline or on client cancellation it
+// cancels the slots no worker has claimed yet and finishes DEADLINE_EXCEEDED / CANCELLED.
+class PublishWaitReactor final : public grpc::ServerUnaryReactor {
+ public:
+  PublishWaitReactor(engine::Engine* engine, grpc::CallbackServerContext* context,
+                     uint32_t tenant, const engine::PublishResult& published, absl::Duration wait,
+                     v1::PublishResponse* response)
+      : engine_(engine), tenant_(tenant), response_(response) {
+    for (uint32_t i = 0; i < published.count; ++i) tickets_.push_back(published.first_ticket + i);
+    const absl::Time rpc_deadline = RpcDeadline(*context);
+    const absl::Time wait_until = absl::Now() + wait;
+    hit_rpc_deadline_ = rpc_deadline <= wait_until;
+    absl::Status s = engine_->WaitForAsync(
+        tenant_, tickets_, std::min(wait_until, rpc_deadline),
+        [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
+    if (!s.ok()) Finish(ToGrpcStatus(s));
+  }
+
+  void OnCancel() override {
+    cancelled_ = true;
+    CancelUnclaimed();  // their CANCELLED completions then finish the wait
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void OnCompletions(std::vector<engine::Completion> got) {
+    std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
+    for (const engine::Completion& c : got) ToProto(c, response_->add_completions());
+    const bool complete = got.size() == tickets_.size();
+    if (cancelled_) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "publish: the client cancelled the wait"));
+    } else if (!complete && hit_rpc_deadline_) {
+      CancelUnclaimed();
+      Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat("publish: deadline passed with ", tickets_.size() - got.size(),
+                                       " of ", tickets_.size(),
+                                       " slots incomplete; unclaimed ones were cancelled")));
+    } else {
+      Finish(grpc::Status::OK);  // possibly partial: the rest stay pollable
+    }
+  }
+  void CancelUnclaimed() { engine_->Cancel(tenant_, tickets_).IgnoreError(); }
+
+  engine::Engine* engine_;
+  const uint32_t tenant_;
+  v1::PublishResponse* response_;
+  std::vector<uint64_t> tickets_;
+  bool hit_rpc_deadline_ = false;
+  std::atomic<bool> cancelled_{false};
+};
+
+// Periodic telemetry on a server stream. One write in flight at a time; a grpc::Alarm spaces
+// the snapshots. The reactor deletes itself in OnDone, after Finish, once no alarm is pending.
+class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetry> {
+ public:
+  WatchTelemetryReactor(MegakernelService* service, absl::Duration interval)
+      : service_(service), interval_(interval) {
+    WriteNext();
+  }
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ok || done_) return FinishLocked(grpc::Status::OK);
+    alarm_pending_ = true;
+    alarm_.Set(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(interval_),
+               [this](bool fired) {
+                 {
+                   std::lock_guard<std::mutex> lock(mu_);
+                   alarm_pending_ = false;
+                   if (!fired || done_) return FinishLocked(grpc::Status::OK);
+                 }
+                 WriteNext();
+               });
+  }
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    if (alarm_pending_) alarm_.Cancel();  // its callback then finishes
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    absl::Status s = service_->Snapshot(v1::TelemetryRequest(), &snapshot_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!s.ok()) return FinishLocked(ToGrpcStatus(s));
+    StartWrite(&snapshot_);
+  }
+  void FinishLocked(const grpc::Status& status) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  MegakernelService* service_;
+  const absl::Duration interval_;
+  grpc::Alarm alarm_;
+  v1::Telemetry snapshot_;
+  std::mutex mu_;
+  bool alarm_pending_ = false;  // guarded by mu_
+  bool done_ = false;           // guarded by mu_
+  bool finished_ = false;       // guarded by mu_
+};
+
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const grpc::Status& s) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(s);
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* MegakernelService::Publish(grpc::CallbackServerContext* context,
+                                                     const v1::PublishRequest* request,
+                                                     v1::PublishResponse* response) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
+  auto slots = DecodePublish(*request);
+  if (!slots.ok()) return Finished(context, ToGrpcStatus(slots.status()));
+  auto published = engine_->Publish(caller->tenant, *slots, {});
+  if (!published.ok()) return Finished(context, Reject(context, published.status()));
+  response->set_first_ticket(published->first_ticket);
+  response->set_count(published->count);
+  const absl::Duration wait = FromProto(request->wait());
+  if (wait <= absl::ZeroDuration()) return Finished(context, grpc::Status::OK);
+  return new PublishWaitReactor(engine_, context, caller->tenant, *published, wait, response);
+}
+
+grpc::ServerUnaryReactor* MegakernelService::Poll(grpc::CallbackServerContext* context,
+                                                  const v1::PollRequest* request,
+                                                  v1::PollResponse* response) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
+  if (request->tickets().empty()) {
+    return Finished(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          "poll: no tickets; pass the tickets Publish returned"));
+  }
+  auto* reactor = context->DefaultReactor();
+  const std::vector<uint64_t> tickets(request->tickets().begin(), request->tickets().end());
+  const absl::Time deadline =
+      std::min(absl::Now() + std::max(FromProto(request->wait()), absl::ZeroDuration()),
+               RpcDeadline(*context));
+  absl::Status s = engine_->WaitForAsync(
+      caller->tenant, tickets, deadline, [reactor, response](std::vector<engine::Completion> got) {
+        std::sort(got.begin(), got.end(),
+                  [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
+        for (const engine::Completion& c : got) ToProto(c, response->add_completions());
+        reactor->Finish(grpc::Status::OK);
+      });
+  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* MegakernelService::Stream(
+    grpc::CallbackServerContext* context) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  return StreamReactor::Start(engine_, caller, stream_max_pending_);
+}
+
+absl::Status MegakernelService::Snapshot(const v1::TelemetryRequest& request, v1::Telemetry* out) {
+  engine::TelemetrySnapshot t;
+  const std::vector<uint32_t> windows(request.window_opcodes().begin(),
+                                      request.window_opcodes().end());
+  if (absl::Status s = engine_->Telemetry(windows, &t); !s.ok()) return s;
+  engine::WatchdogReport watchdog;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    watchdog = engine::EvaluateWatchdog(last_control_, t.control, t.occupancy);
+    last_control_ = t.control;
+  }
+  ToProto(t, watchdog, engine_->info(), out);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* MegakernelService::GetTelemetry(grpc::CallbackServerContext* context,
+                                                          const v1::TelemetryRequest* request,
+                                                          v1::Telemetry* response) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
+  return Finished(context, ToGrpcStatus(Snapshot(*request, response)));
+}
+
+grpc::ServerWriteReactor<v1::Telemetry>* MegakernelService::WatchTelemetry(
+    grpc::CallbackServerContext* context, const v1::WatchTelemetryRequest* request) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  absl::Duration interval = FromProto(request->interval());
+  if (!caller.ok() || interval < absl::Milliseconds(10)) {
+    struct Rejected final : grpc::ServerWriteReactor<v1::Telemetry> {
+      explicit Rejected(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Rejected(!caller.ok()
+                            ? ToGrpcStatus(caller.status())
+                            : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                           "watch: interval must be at least 10ms"));
+  }
+  return new WatchTelemetryReactor(this, interval);
+}
+
+// The resource table arrives with the resource-loading issue; until then these RPCs say so.
+grpc::ServerUnaryReactor* MegakernelService::RegisterResource(
+    grpc::CallbackServerContext* context, const v1::RegisterResourceRequest*,
+    v1::RegisterResourceResponse*) {
+  return Finished(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                        "resources: this build has no resource loader yet"));
+}
+grpc::ServerUnaryReactor* MegakernelService::ListResources(grpc::CallbackServerContext* context,
+                                                           const v1::ListResourcesRequest*,
+                                                           v1::ListResourcesResponse*) {
+  return Finished(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                        "resources: this build has no resource loader yet"));
+}
+grpc::ServerUnaryReactor* MegakernelService::EvictResource(grpc::CallbackServerContext* context,
+                                                           const v1::EvictResourceRequest*,
+                                                           v1::EvictResourceResponse*) {
+  return Finished(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                        "resources: this build has no resource loader yet"));
+}
+
+}  // namespace mk::server

@@ -1,0 +1,57 @@
+// mk.v1.Megakernel on the gRPC callback API. No reaction blocks: waits go through
+// Engine::WaitForAsync and finish the RPC from the engine's thread.
+#ifndef MK_SERVER_SRC_MEGAKERNEL_SERVICE_H_
+#define MK_SERVER_SRC_MEGAKERNEL_SERVICE_H_
+
+#include <atomic>
+#include <mutex>
+
+#include "mk/engine/engine.h"
+#include "mk/v1/megakernel.grpc.pb.h"
+#include "server/src/auth.h"
+
+namespace mk::server {
+
+class MegakernelService final : public v1::Megakernel::CallbackService {
+ public:
+  MegakernelService(engine::Engine* engine, const TenantDirectory* tenants,
+                    size_t stream_max_pending)
+      : engine_(engine), tenants_(tenants), stream_max_pending_(stream_max_pending) {}
+
+  grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* context,
+                                    const v1::PublishRequest* request,
+                                    v1::PublishResponse* response) override;
+  grpc::ServerUnaryReactor* Poll(grpc::CallbackServerContext* context,
+                                 const v1::PollRequest* request,
+                                 v1::PollResponse* response) override;
+  grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* Stream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* GetTelemetry(grpc::CallbackServerContext* context,
+                                         const v1::TelemetryRequest* request,
+                                         v1::Telemetry* response) override;
+  grpc::ServerWriteReactor<v1::Telemetry>* WatchTelemetry(
+      grpc::CallbackServerContext* context, const v1::WatchTelemetryRequest* request) override;
+  grpc::ServerUnaryReactor* RegisterResource(grpc::CallbackServerContext* context,
+                                             const v1::RegisterResourceRequest* request,
+                                             v1::RegisterResourceResponse* response) override;
+  grpc::ServerUnaryReactor* ListResources(grpc::CallbackServerContext* context,
+                                          const v1::ListResourcesRequest* request,
+                                          v1::ListResourcesResponse* response) override;
+  grpc::ServerUnaryReactor* EvictResource(grpc::CallbackServerContext* context,
+                                          const v1::EvictResourceRequest* request,
+                                          v1::EvictResourceResponse* response) override;
+
+  // Fills `out` with a telemetry snapshot; the watchdog compares with the previous call.
+  absl::Status Snapshot(const v1::TelemetryRequest& request, v1::Telemetry* out);
+
+ private:
+  engine::Engine* engine_;
+  const TenantDirectory* tenants_;
+  const size_t stream_max_pending_;
+  std::mutex snapshot_mu_;
+  engine::ControlSnapshot last_control_;  // guarded by snapshot_mu_
+};
+
+}  // namespace mk::server
+
+#endif  // MK_SERVER_SRC_MEGAKERNEL_SERVICE_H_

@@ -1,0 +1,172 @@
+#include "mk/server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/src/admin_service.h"
+#include "server/src/auth.h"
+#include "server/src/megakernel_service.h"
+
+namespace mk::server {
+
+namespace {
+
+constexpr char kServiceName[] = "mk.v1.Megakernel";
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("server: cannot read ", path, " (", flag, ")"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    if (!o.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "server: --tls_client_ca_file needs --tls_cert_file and --tls_key_file");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "server: TLS needs both --tls_cert_file and --tls_key_file");
+  }
+  auto cert = ReadFile(o.tls_cert_file, "--tls_cert_file");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadFile(o.tls_key_file, "--tls_key_file");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!o.tls_client_ca_file.empty()) {
+    auto ca = ReadFile(o.tls_client_ca_file, "--tls_client_ca_file");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(engine::Engine* engine, std::unique_ptr<TenantDirectory> tenants,
+             const ServerOptions& options)
+      : engine_(engine),
+        tenants_(std::move(tenants)),
+        megakernel_(engine, tenants_.get(), options.stream_max_pending_completions),
+        admin_(engine, tenants_.get(),
+               [this](auto done) { DrainInBackground(std::move(done)); },
+               options.on_shutdown_request) {}
+
+  ~ServerImpl() override {
+    if (server_ != nullptr) {
+      SetServing(false);
+      server_->Shutdown(std::chrono::system_clock::now());
+      server_->Wait();
+    }
+    std::lock_guard<std::mutex> lock(drain_threads_mu_);
+    for (std::thread& t : drain_threads_) t.join();
+  }
+
+  absl::Status Start(const ServerOptions& options) {
+    auto credentials = MakeCredentials(options);
+    if (!credentials.ok()) return credentials.status();
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options.listen, *credentials, &port_);
+    builder.RegisterService(&megakernel_);
+    builder.RegisterService(&admin_);
+    builder.RegisterService(&diagnostics_);
+    builder.SetMaxReceiveMessageSize(64 << 20);
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr || port_ == 0) {
+      server_.reset();
+      return absl::UnavailableError(absl::StrCat(
+          "server: cannot listen on ", options.listen,
+          "; the address is in use or malformed (use host:port; port 0 picks a free one)"));
+    }
+    SetServing(false);
+    // SERVING only once the engine has completed a round trip.
+    engine::SlotPayload nop;
+    auto r = engine_->Publish(0, {&nop, 1}, {});
+    if (!r.ok()) return r.status();
+    auto done = engine_->WaitFor(0, std::vector<uint64_t>{r->first_ticket},
+                                 absl::Now() + absl::Seconds(30));
+    if (!done.ok() || done->size() != 1) {
+      return absl::UnavailableError(
+          "server: the engine did not complete a NOP round trip within 30s; check the engine");
+    }
+    SetServing(true);
+    return absl::OkStatus();
+  }
+
+  int port() const override { return port_; }
+  bool development_mode() const override { return tenants_->development_mode(); }
+
+  absl::StatusOr<engine::EngineCounters> DrainAndShutdown(absl::Time deadline) override {
+    SetServing(false);
+    auto counters = engine_->Drain(deadline);
+    server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now())));
+    return counters;
+  }
+
+  void Wait() override { server_->Wait(); }
+
+ private:
+  void SetServing(bool serving) {
+    if (server_ == nullptr) return;
+    auto* health = server_->GetHealthCheckService();
+    health->SetServingStatus("", serving);
+    health->SetServingStatus(kServiceName, serving);
+  }
+
+  // Admin.Drain: drains off the gRPC threads (a drain waits for the engine).
+  void DrainInBackground(std::function<void(absl::StatusOr<engine::EngineCounters>)> done) {
+    SetServing(false);
+    std::lock_guard<std::mutex> lock(drain_threads_mu_);
+    drain_threads_.emplace_back([this, done = std::move(done)] {
+      done(engine_->Drain(absl::Now() + absl::Minutes(5)));
+    });
+  }
+
+  engine::Engine* engine_;
+  std::unique_ptr<TenantDirectory> tenants_;
+  MegakernelService megakernel_;
+  AdminService admin_;
+  DiagnosticsService diagnostics_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::mutex drain_threads_mu_;
+  std::vector<std::thread> drain_threads_;  // guarded by drain_threads_mu_
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
+                                                       engine::Engine* engine) {
+  std::unique_ptr<TenantDirectory> tenants;
+  if (options.tenants_file.empty()) {
+    tenants = TenantDirectory::DevelopmentMode();
+  } else {
+    auto loaded = TenantDirectory::Load(options.tenants_file, engine->info().max_tenants);
+    if (!loaded.ok()) return loaded.status();
+    tenants = *std::move(loaded);
+  }
+  auto server = std::make_unique<ServerImpl>(engine, std::move(tenants), options);
+  if (absl::Status s = server->Start(options); !s.ok()) return s;
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace mk::server

@@ -1,0 +1,77 @@
+// The bidirectional Stream: PublishRequests in, CompletionBatches (acks + completions) out.
+//
+// Threads: gRPC reactions (OnReadDone, OnWriteDone, OnCancel, OnDone) and engine threads
+// (OnCompletions, as the CompletionSink of everything this stream publishes). One mutex guards
+// the state; gRPC calls made under it never run a reaction inline.
+//
+// Flow control: one write in flight; completions queue in `pending_`. When pending plus
+// outstanding slots exceed `max_pending`, the reactor stops reading requests (the client then
+// feels TCP backpressure) and resumes below half of it. A slow reader therefore bounds what the
+// server buffers.
+//
+// Lifetime: the reactor is also the sink the engine holds for every outstanding slot, so it
+// deletes itself only when gRPC is done with it (OnDone) AND no slot is outstanding. On
+// cancellation it cancels its unclaimed slots, and the rest complete normally.
+#ifndef MK_SERVER_SRC_STREAM_REACTOR_H_
+#define MK_SERVER_SRC_STREAM_REACTOR_H_
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "mk/engine/engine.h"
+#include "mk/v1/megakernel.grpc.pb.h"
+#include "server/src/auth.h"
+
+namespace mk::server {
+
+class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>,
+                            public engine::CompletionSink {
+ public:
+  // Returns a reactor that finishes at once with the caller's error when `caller` failed.
+  static grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* Start(
+      engine::Engine* engine, const absl::StatusOr<Caller>& caller, size_t max_pending);
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+  void OnCompletions(absl::Span<const engine::Completion> batch) override;
+
+ private:
+  StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending);
+  void MaybeWriteLocked();
+  void MaybeResumeReadLocked();
+  void MaybeFinishLocked();
+  // True when this call made the reactor deletable (done and nothing outstanding).
+  bool ReleasableLocked();
+
+  engine::Engine* const engine_;
+  const uint32_t tenant_;
+  const size_t max_pending_;
+  v1::PublishRequest request_;  // written by gRPC between StartRead and OnReadDone
+  v1::CompletionBatch out_;     // read by gRPC between StartWrite and OnWriteDone
+
+  std::mutex mu_;  // guards everything below
+  std::vector<engine::Completion> pending_;
+  std::vector<v1::PublishAck> acks_;
+  struct OpenRange {
+    uint32_t count;      // tickets first .. first + count - 1
+    uint32_t remaining;  // not yet complete
+  };
+  std::map<uint64_t, OpenRange> open_ranges_;  // by first ticket
+  uint64_t outstanding_ = 0;
+  int packed_mode_ = -1;  // -1 unknown, 0 typed, 1 packed (from the first request)
+  bool write_in_flight_ = false;
+  bool read_paused_ = false;
+  bool half_closed_ = false;
+  bool cancelled_ = false;
+  bool finished_ = false;
+  bool done_ = false;
+  bool released_ = false;
+};
+
+}  // namespace mk::server
+
+#endif  // MK_SERVER_SRC_STREAM_REACTOR_H_
