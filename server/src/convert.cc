@@ -1,5 +1,8 @@
 #include "server/src/convert.h"
 
+#include <bit>
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "mk/engine/ring_view.h"
 
@@ -40,12 +43,16 @@ absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::Publish
         return absl::InvalidArgumentError(absl::StrCat(
             "packed_slots: ", bytes.size(), " bytes is not a whole number of 64-byte slots"));
       }
-      const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-      out.reserve(bytes.size() / protocol::kSlotBytes);
-      for (size_t i = 0; i * protocol::kSlotBytes < bytes.size(); ++i) {
-        auto slot = engine::DecodeSlotBytes({data + i * protocol::kSlotBytes, protocol::kSlotBytes}, i);
-        if (!slot.ok()) return slot.status();
-        out.push_back(*slot);
+      // Little-endian host: the 64-byte images copy straight into payloads (the length was
+      // checked above, so no per-slot decode can fail).
+      static_assert(std::endian::native == std::endian::little);
+      out.resize(bytes.size() / protocol::kSlotBytes);
+      for (size_t i = 0; i < out.size(); ++i) {
+        uint32_t words[protocol::kSlotWords];
+        std::memcpy(words, bytes.data() + i * protocol::kSlotBytes, protocol::kSlotBytes);
+        out[i].opcode = words[protocol::kWordOpcode];
+        out[i].priority = words[protocol::kWordPriority];
+        std::memcpy(out[i].args.data(), words + protocol::kWordArg0, sizeof(out[i].args));
       }
       break;
     }
@@ -77,10 +84,8 @@ void ToProto(const engine::Completion& c, v1::Completion* out) {
   }
 }
 
-void AppendPacked(const engine::Completion& c, std::string* out) {
-  const size_t at = out->size();
-  out->resize(at + protocol::kSlotBytes, '\0');
-  char* p = out->data() + at;
+void AppendPacked(const engine::Completion& c, char* p) {
+  std::memset(p, 0, protocol::kSlotBytes);
   uint32_t status = kPackedCancelled;
   if (c.status == engine::CompletionStatus::kDone) status = 3;
   if (c.status == engine::CompletionStatus::kFault) status = 7;

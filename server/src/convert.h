@@ -19,8 +19,8 @@ namespace mk::server {
 absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::PublishRequest& request);
 
 void ToProto(const engine::Completion& c, v1::Completion* out);
-// Appends the 64-byte packed form of `c` (see CompletionBatch.packed_completions).
-void AppendPacked(const engine::Completion& c, std::string* out);
+// Writes the 64-byte packed form of `c` (see CompletionBatch.packed_completions) at `out`.
+void AppendPacked(const engine::Completion& c, char* out);
 
 void ToProto(const engine::TelemetrySnapshot& t, const engine::WatchdogReport& watchdog,
              const engine::EngineInfo& info, v1::Telemetry* out);

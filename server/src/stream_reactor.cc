@@ -52,9 +52,12 @@ void StreamReactor::OnReadDone(bool ok) {
     ack.set_error_code(static_cast<int>(published.status().code()));
     ack.set_error_message(std::string(published.status().message()));
   }
+  const bool accepted = published.ok();
   acks_.push_back(std::move(ack));
-  MaybeWriteLocked();
-  if (pending_.size() + outstanding_ > max_pending_) {
+  // An accepted request's ack rides with its first completions (one message instead of two);
+  // a rejection is sent at once.
+  if (!accepted) MaybeWriteLocked();
+  if (pending_count() + outstanding_ > max_pending_) {
     read_paused_ = true;  // flow control: resume when the client has read enough
   } else {
     StartRead(&request_);
@@ -65,16 +68,35 @@ void StreamReactor::OnCompletions(absl::Span<const engine::Completion> batch) {
   bool release;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Completions of one request mostly arrive together and in order: look a range up only
+    // when the ticket leaves the one found last.
+    auto range = open_ranges_.end();
     for (const engine::Completion& c : batch) {
-      auto range = open_ranges_.upper_bound(c.ticket);
-      if (range != open_ranges_.begin()) {
+      if (range == open_ranges_.end() || c.ticket < range->first ||
+          c.ticket >= range->first + range->second.count) {
+        range = open_ranges_.upper_bound(c.ticket);
+        if (range == open_ranges_.begin()) {
+          range = open_ranges_.end();
+          continue;
+        }
         --range;
-        if (--range->second.remaining == 0) open_ranges_.erase(range);
+      }
+      if (--range->second.remaining == 0) {
+        open_ranges_.erase(range);
+        range = open_ranges_.end();
       }
     }
     outstanding_ -= batch.size();
     if (!done_ && !cancelled_) {
-      pending_.insert(pending_.end(), batch.begin(), batch.end());
+      if (packed_mode_ == 1) {
+        const size_t at = pending_packed_.size();
+        pending_packed_.resize(at + batch.size() * protocol::kSlotBytes);
+        for (size_t i = 0; i < batch.size(); ++i) {
+          AppendPacked(batch[i], pending_packed_.data() + at + i * protocol::kSlotBytes);
+        }
+      } else {
+        pending_.insert(pending_.end(), batch.begin(), batch.end());
+      }
       MaybeWriteLocked();
     }
     MaybeFinishLocked();
@@ -85,18 +107,20 @@ void StreamReactor::OnCompletions(absl::Span<const engine::Completion> batch) {
 
 void StreamReactor::MaybeWriteLocked() {
   if (write_in_flight_ || finished_ || done_ || cancelled_) return;
-  if (pending_.empty() && acks_.empty()) return;
+  if (pending_count() == 0 && acks_.empty()) return;
   out_.Clear();
   for (v1::PublishAck& ack : acks_) *out_.add_acks() = std::move(ack);
   acks_.clear();
-  const size_t n = std::min(pending_.size(), kCompletionsPerMessage);
-  if (packed_mode_ == 1) {
-    std::string* packed = out_.mutable_packed_completions();
-    packed->reserve(n * protocol::kSlotBytes);
-    for (size_t i = 0; i < n; ++i) AppendPacked(pending_[i], packed);
+  constexpr size_t kPackedBytes = kCompletionsPerMessage * protocol::kSlotBytes;
+  if (pending_packed_.size() <= kPackedBytes) {
+    out_.mutable_packed_completions()->swap(pending_packed_);  // no copy
+    pending_packed_.clear();
   } else {
-    for (size_t i = 0; i < n; ++i) ToProto(pending_[i], out_.add_completions());
+    out_.set_packed_completions(pending_packed_.substr(0, kPackedBytes));
+    pending_packed_.erase(0, kPackedBytes);
   }
+  const size_t n = std::min(pending_.size(), kCompletionsPerMessage);
+  for (size_t i = 0; i < n; ++i) ToProto(pending_[i], out_.add_completions());
   pending_.erase(pending_.begin(), pending_.begin() + n);
   write_in_flight_ = true;
   StartWrite(&out_);
@@ -108,6 +132,7 @@ void StreamReactor::OnWriteDone(bool ok) {
   if (!ok) {  // the client is gone; OnCancel follows
     cancelled_ = true;
     pending_.clear();
+    pending_packed_.clear();
     MaybeFinishLocked();
     return;
   }
@@ -118,7 +143,7 @@ void StreamReactor::OnWriteDone(bool ok) {
 
 void StreamReactor::MaybeResumeReadLocked() {
   if (!read_paused_ || half_closed_ || cancelled_) return;
-  if (pending_.size() + outstanding_ > max_pending_ / 2) return;
+  if (pending_count() + outstanding_ > max_pending_ / 2) return;
   read_paused_ = false;
   StartRead(&request_);
 }
@@ -130,7 +155,7 @@ void StreamReactor::MaybeFinishLocked() {
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream: cancelled"));
     return;
   }
-  if (half_closed_ && outstanding_ == 0 && pending_.empty() && acks_.empty()) {
+  if (half_closed_ && outstanding_ == 0 && pending_count() == 0 && acks_.empty()) {
     finished_ = true;
     Finish(grpc::Status::OK);
   }
@@ -142,6 +167,7 @@ void StreamReactor::OnCancel() {
     std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
     pending_.clear();
+    pending_packed_.clear();
     for (const auto& [first, range] : open_ranges_) {
       // Cancel ignores tickets that already completed, so the whole range can be passed.
       for (uint64_t t = first; t < first + range.count; ++t) tickets.push_back(t);

@@ -54,7 +54,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   v1::CompletionBatch out_;     // read by gRPC between StartWrite and OnWriteDone
 
   std::mutex mu_;  // guards everything below
-  std::vector<engine::Completion> pending_;
+  std::vector<engine::Completion> pending_;  // typed mode
+  std::string pending_packed_;               // packed mode: 64 bytes per completion
+  size_t pending_count() const {
+    return pending_.size() + pending_packed_.size() / protocol::kSlotBytes;
+  }
   std::vector<v1::PublishAck> acks_;
   struct OpenRange {
     uint32_t count;      // tickets first .. first + count - 1

@@ -20,8 +20,6 @@ using protocol::SlotStatus;
 
 namespace {
 
-// How long an idle worker spins (checking for work) before it parks on a futex.
-constexpr auto kSpinBeforePark = std::chrono::microseconds(50);
 constexpr uint32_t kHighPriorityClasses = 2;  // CRITICAL and HIGH
 
 void CpuRelax() {
@@ -281,6 +279,7 @@ EngineInfo CpuEngine::info() const {
 
 void CpuEngine::WorkerLoop() {
   WorkerState ws(host_.get());
+  const auto spin_before_park = absl::ToChronoNanoseconds(options_.idle_spin);
   auto idle_since = std::chrono::steady_clock::now();
   uint32_t idle_spins = 0;
   while (!stop_.load(std::memory_order_acquire) && !host_->control().shutdown_requested()) {
@@ -296,7 +295,7 @@ void CpuEngine::WorkerLoop() {
       continue;
     }
     if (idle_spins++ == 0) idle_since = std::chrono::steady_clock::now();
-    if ((idle_spins & 63) != 0 || std::chrono::steady_clock::now() - idle_since < kSpinBeforePark) {
+    if ((idle_spins & 63) != 0 || std::chrono::steady_clock::now() - idle_since < spin_before_park) {
       CpuRelax();
       continue;
     }

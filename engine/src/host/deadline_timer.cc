@@ -19,15 +19,16 @@ DeadlineTimer::~DeadlineTimer() {
 
 uint64_t DeadlineTimer::Schedule(absl::Time deadline, std::function<void()> callback) {
   uint64_t id;
-  bool earliest;
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     id = next_id_++;
     queue_.emplace(std::make_pair(deadline, id), std::move(callback));
     deadline_of_[id] = deadline;
-    earliest = queue_.begin()->first.second == id;
+    wake = deadline + kSlack < sleeping_until_;
+    if (wake) sleeping_until_ = deadline;
   }
-  if (earliest) changed_.notify_all();
+  if (wake) changed_.notify_all();
   return id;
 }
 
@@ -43,6 +44,7 @@ void DeadlineTimer::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     if (queue_.empty()) {
+      sleeping_until_ = absl::InfiniteFuture();
       changed_.wait(lock);
       continue;
     }
@@ -50,7 +52,8 @@ void DeadlineTimer::Run() {
     const absl::Time now = absl::Now();
     if (next > now) {
       // Re-armed at least every minute so a far deadline never overflows the conversion.
-      changed_.wait_until(lock, absl::ToChronoTime(std::min(next, now + absl::Minutes(1))));
+      sleeping_until_ = std::min(next, now + absl::Minutes(1));
+      changed_.wait_until(lock, absl::ToChronoTime(sleeping_until_));
       continue;
     }
     auto node = queue_.extract(queue_.begin());

@@ -27,6 +27,9 @@ class DeadlineTimer {
   DeadlineTimer(const DeadlineTimer&) = delete;
   DeadlineTimer& operator=(const DeadlineTimer&) = delete;
 
+  // Callbacks run at most this long after their deadline.
+  static constexpr absl::Duration kSlack = absl::Milliseconds(2);
+
   // Returns an id for Cancel. A deadline in the past runs the callback promptly.
   uint64_t Schedule(absl::Time deadline, std::function<void()> callback);
   // Removes a scheduled callback; no effect if it already ran.
@@ -42,6 +45,9 @@ class DeadlineTimer {
   absl::flat_hash_map<uint64_t, absl::Time> deadline_of_;  // guarded by mu_
   uint64_t next_id_ = 1;                                   // guarded by mu_
   bool stop_ = false;                                      // guarded by mu_
+  // When the thread next wakes by itself; guarded by mu_. A new deadline wakes the thread only
+  // if it falls more than kSlack before this, so a stream of waits costs no wake-ups.
+  absl::Time sleeping_until_ = absl::InfiniteFuture();
   std::thread thread_;
 };
 

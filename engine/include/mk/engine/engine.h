@@ -99,6 +99,10 @@ struct EngineOptions {
   uint32_t claim_batch = 64;
   // Share of the ring per priority class CRITICAL..IDLE (relative weights, each >= 1).
   std::array<uint32_t, protocol::kPriorityCount> partition_weights = {1, 2, 8, 3, 2};
+  // How long an idle worker keeps polling for work before it parks (then a publish must wake
+  // it, which costs a futex wake-up). Longer: lower latency for sparse requests, more CPU
+  // right after a burst. The engine parks completely once this has passed without work.
+  absl::Duration idle_spin = absl::Microseconds(200);
   // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them).
   uint64_t max_stored_completions = 1u << 22;
 };

@@ -1,0 +1,366 @@
+// mkctl bench: load generation against megakerneld.
+//   --mode=closed  N concurrent callers, each publishing one batch and waiting for its results
+//   --mode=open    requests started at a fixed rate; latency counts from the scheduled start
+//                  (no coordinated omission)
+//   --mode=suite   the product's RPCs against the same-channel baselines (Diagnostics echo):
+//                  unary round trip, stream ping-pong, and pipelined packed-stream throughput.
+// Prints `bench:` lines, a text latency histogram, and optionally an SVG plot (--plot).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/src/mkctl_common.h"
+
+namespace mk::mkctl {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(p * (v.size() - 1))];
+}
+
+void PrintFigure(const char* figure, double value, const char* unit) {
+  std::printf("bench: grpc %s %.4g %s\n", figure, value, unit);
+  std::fflush(stdout);
+}
+
+// Latencies from many threads.
+class Recorder {
+ public:
+  void Add(double us) {
+    std::lock_guard<std::mutex> lock(mu_);
+    samples_.push_back(us);
+  }
+  std::vector<double> samples() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return samples_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<double> samples_;
+};
+
+// Log2 buckets from 1 us: bucket i holds [2^i, 2^(i+1)) us.
+std::vector<uint64_t> Histogram(const std::vector<double>& us) {
+  std::vector<uint64_t> buckets(24, 0);
+  for (double v : us) {
+    const int b = v < 1 ? 0 : std::min<int>(23, static_cast<int>(std::log2(v)));
+    ++buckets[b];
+  }
+  return buckets;
+}
+
+void PrintHistogram(const std::vector<double>& us) {
+  const auto buckets = Histogram(us);
+  const uint64_t max = *std::max_element(buckets.begin(), buckets.end());
+  std::printf("latency histogram (us):\n");
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    if (buckets[b] == 0) continue;
+    const int bar = max == 0 ? 0 : static_cast<int>(50.0 * buckets[b] / max);
+    std::printf("  [%8.0f, %8.0f) %-50s %llu\n", std::pow(2.0, b), std::pow(2.0, b + 1),
+                std::string(bar, '#').c_str(), static_cast<unsigned long long>(buckets[b]));
+  }
+}
+
+absl::Status WritePlot(const std::string& path, const std::vector<double>& us,
+                       const std::string& title) {
+  const auto buckets = Histogram(us);
+  const uint64_t max = std::max<uint64_t>(1, *std::max_element(buckets.begin(), buckets.end()));
+  std::ofstream out(path);
+  if (!out) return absl::UnavailableError(absl::StrCat("bench: cannot write ", path));
+  const int width = 720, height = 360, left = 60, bottom = 300, bar_w = 26;
+  out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width << "\" height=\"" << height
+      << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
+      << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\">" << title << "</text>\n"
+      << "<line x1=\"" << left << "\" y1=\"" << bottom << "\" x2=\"" << width - 10 << "\" y2=\""
+      << bottom << "\" stroke=\"black\"/>\n";
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    const int h = static_cast<int>(250.0 * buckets[b] / max);
+    const int x = left + static_cast<int>(b) * bar_w;
+    out << "<rect x=\"" << x << "\" y=\"" << bottom - h << "\" width=\"" << bar_w - 2
+        << "\" height=\"" << h << "\" fill=\"steelblue\"/>\n";
+    if (b % 2 == 0) {
+      out << "<text x=\"" << x << "\" y=\"" << bottom + 14 << "\">" << (1u << b) << "</text>\n";
+    }
+  }
+  out << "<text x=\"" << left << "\" y=\"" << bottom + 34
+      << "\">latency, microseconds (log2 buckets); bar height = requests</text>\n</svg>\n";
+  return absl::OkStatus();
+}
+
+// Prints "\r[#####.....] 40% 12345 req/s" to stderr until stopped.
+class ProgressBar {
+ public:
+  ProgressBar(absl::Duration total, const std::atomic<uint64_t>* done)
+      : thread_([this, total, done] {
+          const auto start = Clock::now();
+          std::unique_lock<std::mutex> lock(mu_);
+          while (!cv_.wait_for(lock, std::chrono::milliseconds(250), [this] { return stop_; })) {
+            const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+            const double frac = std::min(1.0, elapsed / absl::ToDoubleSeconds(total));
+            const int filled = static_cast<int>(frac * 30);
+            std::fprintf(stderr, "\r[%s%s] %3.0f%% %10.0f req/s", std::string(filled, '#').c_str(),
+                         std::string(30 - filled, '.').c_str(), frac * 100,
+                         elapsed > 0 ? done->load() / elapsed : 0.0);
+          }
+          std::fprintf(stderr, "\n");
+        }) {}
+  ~ProgressBar() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Suite: product vs. the echo baseline on the same channel.
+
+std::vector<double> TimeUnary(int n, const std::function<bool()>& call) {
+  std::vector<double> us;
+  us.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const auto start = Clock::now();
+    if (!call()) return {};
+    us.push_back(Micros(Clock::now() - start));
+  }
+  return us;
+}
+
+int Suite(client::Client& c, bool quick) {
+  const int n = quick ? 2000 : 20000;
+  const std::vector<client::Slot> nop(1);
+  // 1. Unary: Publish(1 NOP, wait) vs Echo(64 B).
+  const std::string payload(64, 'x');
+  auto echo = [&] { return c.Echo(payload).ok(); };
+  auto publish = [&] {
+    auto r = c.Publish(nop, absl::Seconds(5));
+    return r.ok() && r->completions.size() == 1;
+  };
+  TimeUnary(n / 10, echo);
+  TimeUnary(n / 10, publish);
+  const auto echo_us = TimeUnary(n, echo);
+  const auto publish_us = TimeUnary(n, publish);
+  if (echo_us.empty() || publish_us.empty()) {
+    std::fprintf(stderr, "mkctl: unary suite failed\n");
+    return 1;
+  }
+  PrintFigure("unary_echo_p50", Percentile(echo_us, 0.5), "us");
+  PrintFigure("unary_echo_p99", Percentile(echo_us, 0.99), "us");
+  PrintFigure("unary_publish_wait_p50", Percentile(publish_us, 0.5), "us");
+  PrintFigure("unary_publish_wait_p99", Percentile(publish_us, 0.99), "us");
+  PrintFigure("unary_ratio_vs_echo", Percentile(publish_us, 0.5) / Percentile(echo_us, 0.5), "x");
+
+  // 2. Stream ping-pong: one slot in, its completion out; vs EchoStream ping-pong.
+  std::vector<double> stream_us, echo_stream_us;
+  {
+    auto s = c.OpenStream();
+    v1::PublishRequest req;
+    req.mutable_slots()->add_slots();
+    v1::CompletionBatch batch;
+    for (int i = 0; i < n + n / 10; ++i) {
+      const auto start = Clock::now();
+      if (!s->Write(req)) break;
+      int got = 0;
+      while (got == 0 && s->Read(&batch)) got = batch.completions_size();
+      if (i >= n / 10) stream_us.push_back(Micros(Clock::now() - start));
+    }
+    s->WritesDone();
+    if (absl::Status st = s->Finish(); !st.ok() || stream_us.size() != static_cast<size_t>(n)) {
+      std::fprintf(stderr, "mkctl: stream ping-pong failed: %s\n", st.ToString().c_str());
+      return 1;
+    }
+    grpc::ClientContext ctx;
+    auto e = c.diagnostics()->EchoStream(&ctx);
+    v1::EchoRequest er;
+    er.set_payload(payload);
+    v1::EchoResponse resp;
+    for (int i = 0; i < n + n / 10; ++i) {
+      const auto start = Clock::now();
+      if (!e->Write(er) || !e->Read(&resp)) break;
+      if (i >= n / 10) echo_stream_us.push_back(Micros(Clock::now() - start));
+    }
+    e->WritesDone();
+    e->Finish();
+  }
+  PrintFigure("stream_echo_pingpong_p50", Percentile(echo_stream_us, 0.5), "us");
+  PrintFigure("stream_pingpong_p50", Percentile(stream_us, 0.5), "us");
+  PrintFigure("stream_pingpong_p99", Percentile(stream_us, 0.99), "us");
+  PrintFigure("stream_ratio_vs_echo",
+              Percentile(stream_us, 0.5) / Percentile(echo_stream_us, 0.5), "x");
+
+  // 3. Pipelined packed batches of 1024 NOPs vs an echo stream of the same 64 KiB messages.
+  const int batches = quick ? 2000 : 10000;
+  constexpr int kWindow = 16;
+  const std::string packed = client::EncodePacked(std::vector<client::Slot>(1024));
+  double slots_per_s = 0, echo_slots_per_s = 0;
+  {
+    auto s = c.OpenStream();
+    v1::PublishRequest req;
+    req.set_packed_slots(packed);
+    std::atomic<int64_t> received{0};
+    const auto start = Clock::now();
+    std::thread reader([&] {
+      v1::CompletionBatch batch;
+      while (received.load() < int64_t{batches} * 1024 && s->Read(&batch)) {
+        received += batch.packed_completions().size() / 64;
+      }
+    });
+    for (int i = 0; i < batches; ++i) {
+      while (int64_t{i} * 1024 - received.load() >= int64_t{kWindow} * 1024) std::this_thread::yield();
+      s->Write(req);
+    }
+    reader.join();
+    slots_per_s = received.load() / std::chrono::duration<double>(Clock::now() - start).count();
+    s->WritesDone();
+    s->Finish().IgnoreError();
+
+    grpc::ClientContext ctx;
+    auto e = c.diagnostics()->EchoStream(&ctx);
+    v1::EchoRequest er;
+    er.set_payload(packed);
+    std::atomic<int64_t> echoed{0};
+    const auto estart = Clock::now();
+    std::thread ereader([&] {
+      v1::EchoResponse resp;
+      while (echoed.load() < batches && e->Read(&resp)) ++echoed;
+    });
+    for (int i = 0; i < batches; ++i) {
+      while (i - echoed.load() >= kWindow) std::this_thread::yield();
+      e->Write(er);
+    }
+    ereader.join();
+    echo_slots_per_s =
+        echoed.load() * 1024.0 / std::chrono::duration<double>(Clock::now() - estart).count();
+    e->WritesDone();
+    e->Finish();
+  }
+  PrintFigure("stream_packed1024_throughput", slots_per_s, "slots/s");
+  PrintFigure("echo_stream_64KiB_throughput", echo_slots_per_s, "slot_equivalents/s");
+  PrintFigure("stream_packed_ratio_vs_echo", slots_per_s / echo_slots_per_s, "x");
+  return 0;
+}
+
+}  // namespace
+
+int RunBench(const std::vector<std::string>& argv) {
+  const auto specs = WithConnectionFlags({
+      {"mode", "closed", "closed | open | suite"},
+      {"duration", "5s", "how long to run (closed and open)"},
+      {"concurrency", "4", "concurrent callers (closed) or sender threads (open)"},
+      {"rate", "1000", "requests per second (open)"},
+      {"batch", "1", "NOP slots per request"},
+      {"plot", "", "write the latency histogram as an SVG image to this file"},
+  });
+  auto args = Args::Parse(argv, specs);
+  if (!args.ok()) {
+    std::fprintf(stderr, "mkctl: %s\n", args.status().ToString().c_str());
+    return 1;
+  }
+  if (args->help()) {
+    PrintHelp("bench", "Load generator; --mode=suite compares with the same-channel baselines.",
+              specs);
+    return 0;
+  }
+  auto c = ConnectFromArgs(*args);
+  if (!c.ok()) {
+    std::fprintf(stderr, "mkctl: %s\n", c.status().ToString().c_str());
+    return 1;
+  }
+  const std::string mode = args->Get("mode");
+  if (mode == "suite") {
+    const char* quick = std::getenv("MK_BENCH_QUICK");
+    return Suite(**c, quick != nullptr && quick[0] == '1');
+  }
+  auto duration = args->GetDuration("duration");
+  auto concurrency = args->GetUint("concurrency");
+  auto rate = args->GetUint("rate");
+  auto batch = args->GetUint("batch");
+  for (const absl::Status& s : {duration.status(), concurrency.status(), rate.status(), batch.status()}) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
+      return 1;
+    }
+  }
+  if (mode != "closed" && mode != "open") {
+    std::fprintf(stderr, "mkctl: --mode must be closed, open or suite\n");
+    return 1;
+  }
+  const std::vector<client::Slot> slots(std::max<uint64_t>(1, *batch));
+  Recorder recorder;
+  std::atomic<uint64_t> requests{0}, errors{0};
+  const auto start = Clock::now();
+  const auto end = start + absl::ToChronoNanoseconds(*duration);
+  {
+    ProgressBar bar(*duration, &requests);
+    std::vector<std::thread> threads;
+    for (uint64_t t = 0; t < std::max<uint64_t>(1, *concurrency); ++t) {
+      threads.emplace_back([&, t] {
+        for (uint64_t i = t;; i += std::max<uint64_t>(1, *concurrency)) {
+          auto scheduled = Clock::now();
+          if (mode == "open") {
+            scheduled = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / *rate));
+            std::this_thread::sleep_until(scheduled);  // the open-loop schedule
+          }
+          if (scheduled >= end) return;
+          auto r = (*c)->Publish(slots, absl::Seconds(10));
+          if (r.ok() && r->completions.size() == slots.size()) {
+            recorder.Add(Micros(Clock::now() - scheduled));
+          } else {
+            ++errors;
+          }
+          ++requests;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  const auto us = recorder.samples();
+  std::printf("mode=%s requests=%llu errors=%llu slots/request=%zu\n", mode.c_str(),
+              static_cast<unsigned long long>(requests.load()),
+              static_cast<unsigned long long>(errors.load()), slots.size());
+  PrintFigure("bench_requests_per_second", us.size() / seconds, "req/s");
+  PrintFigure("bench_slots_per_second", us.size() * slots.size() / seconds, "slots/s");
+  PrintFigure("bench_latency_p50", Percentile(us, 0.5), "us");
+  PrintFigure("bench_latency_p99", Percentile(us, 0.99), "us");
+  if (!us.empty()) PrintHistogram(us);
+  if (const std::string plot = args->Get("plot"); !plot.empty() && !us.empty()) {
+    absl::Status s = WritePlot(plot, us, absl::StrFormat("mkctl bench --mode=%s: %d requests",
+                                                         mode, us.size()));
+    if (!s.ok()) {
+      std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
+      return 1;
+    }
+    std::printf("plot written to %s\n", plot.c_str());
+  }
+  return errors.load() == 0 ? 0 : 1;
+}
+
+}  // namespace mk::mkctl
