@@ -1,10 +1,44 @@
 #!/usr/bin/env bash
-# The README's run command: install what is missing, build, and run the main job: the embedded
-# default engine (--engine=auto: CUDA when this build has it and a device is present, else the
-# CPU engine) with a short demo workload. The gRPC server megakerneld is not built yet; this
-# script will start it instead once it exists.
+# The README's run command: install what is missing, build, and run the main job:
+# megakerneld on the embedded default engine (--engine=auto: the CUDA engine when this build has
+# it and a GPU is present, else the CPU engine), driven by a short mkctl demo workload, then
+# stopped with SIGTERM (which drains). MK_ENGINE overrides the engine; MK_KEEP_RUNNING=1 leaves
+# the server up after the demo until Ctrl-C.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
-bash deploy/build.sh
-exec ./build/engine/engine_demo --engine="${MK_ENGINE:-auto}"
+bash deploy/build.sh >/dev/null
+
+log=$(mktemp)
+./build/server/megakerneld --listen=127.0.0.1:0 --engine="${MK_ENGINE:-auto}" >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 300); do
+  grep -q "listening on" "$log" && break
+  kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.1
+done
+cat "$log"
+target=$(grep -o 'listening on [0-9.]*:[0-9]*' "$log" | awk '{print $3}')
+mkctl=./build/client/mkctl
+
+echo; echo "== mkctl publish: 3 x ATOMIC_ADD(5) on scratch word 0, waiting for the results"
+$mkctl publish --target="$target" --opcode=2 --args=5,0 --count=3 --wait=2s
+echo; echo "== mkctl publish: LOAD_U32 of word 0 (tickets only), then mkctl poll"
+tickets=$($mkctl publish --target="$target" --opcode=3 --args=0 | awk '/tickets/ {print $NF}')
+$mkctl poll --target="$target" --tickets="${tickets%%..*}" --wait=2s
+echo; echo "== mkctl publish: a slot that faults (index outside the scratch window)"
+$mkctl publish --target="$target" --opcode=3 --args=100000 --wait=2s
+echo; echo "== mkctl bench: 2 s closed loop, 2 callers, batches of 64 NOPs"
+$mkctl bench --target="$target" --duration=2s --concurrency=2 --batch=64 2>/dev/null
+echo; echo "== mkctl top: one frame"
+$mkctl top --target="$target" --iterations=2 --interval=500ms | tail -n 16
+if [ "${MK_KEEP_RUNNING:-0}" = 1 ]; then
+  echo; echo "megakerneld keeps serving on $target (Ctrl-C to stop)"
+  wait $server
+else
+  echo; echo "== SIGTERM: megakerneld drains and exits"
+  kill -TERM $server
+  wait $server
+  tail -n 2 "$log"
+fi

@@ -54,20 +54,25 @@ class PublishWaitReactor final : public grpc::ServerUnaryReactor {
 
  private:
   void OnCompletions(std::vector<engine::Completion> got) {
+    const bool complete = got.size() == tickets_.size();
+    if (cancelled_ || (!complete && hit_rpc_deadline_)) {
+      // The client will not see this response: keep the outcomes pollable, cancel the rest.
+      engine_->ReturnCompletions(got);
+      CancelUnclaimed();
+      Finish(cancelled_ ? grpc::Status(grpc::StatusCode::CANCELLED,
+                                       "publish: the client cancelled; unclaimed slots were "
+                                       "cancelled, outcomes stay pollable")
+                        : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                       absl::StrCat("publish: deadline passed with ",
+                                                    tickets_.size() - got.size(), " of ",
+                                                    tickets_.size(),
+                                                    " slots incomplete; unclaimed ones were "
+                                                    "cancelled, outcomes stay pollable")));
+      return;
+    }
     std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
     for (const engine::Completion& c : got) ToProto(c, response_->add_completions());
-    const bool complete = got.size() == tickets_.size();
-    if (cancelled_) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "publish: the client cancelled the wait"));
-    } else if (!complete && hit_rpc_deadline_) {
-      CancelUnclaimed();
-      Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          absl::StrCat("publish: deadline passed with ", tickets_.size() - got.size(),
-                                       " of ", tickets_.size(),
-                                       " slots incomplete; unclaimed ones were cancelled")));
-    } else {
-      Finish(grpc::Status::OK);  // possibly partial: the rest stay pollable
-    }
+    Finish(grpc::Status::OK);  // possibly partial: the rest stay pollable
   }
   void CancelUnclaimed() { engine_->Cancel(tenant_, tickets_).IgnoreError(); }
 

@@ -154,6 +154,10 @@ absl::Status CpuEngine::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t>
   return absl::OkStatus();
 }
 
+void CpuEngine::ReturnCompletions(absl::Span<const Completion> completions) {
+  if (!completions.empty()) host_->store().OnCompletions(completions);
+}
+
 absl::StatusOr<uint32_t> CpuEngine::Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) {
   if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   uint32_t cancelled;

@@ -41,6 +41,7 @@ class CpuEngine final : public Engine {
                                                   absl::Time deadline) override;
   absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
                             absl::Time deadline, CompletionsCallback done) override;
+  void ReturnCompletions(absl::Span<const Completion> completions) override;
   absl::StatusOr<uint32_t> Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) override;
   absl::Status SetTenantEnabled(uint32_t tenant, bool enabled) override;
   absl::Status Telemetry(absl::Span<const uint32_t> window_opcodes,

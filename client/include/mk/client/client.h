@@ -19,6 +19,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include <grpcpp/channel.h>
+
 #include "mk/v1/megakernel.grpc.pb.h"
 
 namespace mk::client {

@@ -139,6 +139,10 @@ class Engine {
   virtual absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
                                     absl::Time deadline, CompletionsCallback done) = 0;
 
+  // Gives completions taken by a wait that could not deliver them (its RPC was cancelled or
+  // timed out) back to the engine, so WaitFor / WaitForAsync find them again.
+  virtual void ReturnCompletions(absl::Span<const Completion> completions) = 0;
+
   // Cancels tickets whose slots no worker has claimed; they complete as CANCELLED. Returns how
   // many were cancelled (claimed or finished ones are left to complete normally).
   virtual absl::StatusOr<uint32_t> Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) = 0;

@@ -1,0 +1,152 @@
+// Credentials: tenant isolation, the admin role, and TLS / mutual TLS.
+#include <cstdlib>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/test_server.h"
+
+namespace mk {
+namespace {
+
+using ::testing::HasSubstr;
+using client::Slot;
+using testing::TestServer;
+
+constexpr char kTenants[] =
+    "# test tenants\n"
+    "tenant 1 token-of-tenant-one\n"
+    "tenant 2 token-of-tenant-two\n"
+    "admin token-of-the-admin\n";
+
+class ServerAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server::ServerOptions so;
+    so.tenants_file = testing::WriteTempFile("tenants.txt", kTenants);
+    ts_ = TestServer::Start(so);
+    ASSERT_NE(ts_, nullptr);
+    ASSERT_FALSE(ts_->server->development_mode());
+  }
+  std::unique_ptr<TestServer> ts_;
+};
+
+TEST_F(ServerAuthTest, MissingOrUnknownTokenIsUnauthenticated) {
+  EXPECT_EQ(ts_->Client()->Publish({Slot{}}).status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ts_->Client("not-a-real-token")->Publish({Slot{}}).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(ts_->Client()->GetTelemetry().status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(ServerAuthTest, TenantsAreIsolated) {
+  auto a = ts_->Client("token-of-tenant-one");
+  auto b = ts_->Client("token-of-tenant-two");
+  // The TENANT word of packed slots is ignored: this STORE runs as tenant 1 whatever it says.
+  std::string packed = client::EncodePacked({Slot{1, 2, {1234, 0}}});
+  packed[8] = 2;
+  auto stored = a->PublishPacked(packed, absl::Seconds(10));
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_EQ(a->Publish({Slot{3, 2, {0}}}, absl::Seconds(10))->completions[0].results[0], 1234u);
+  EXPECT_EQ(b->Publish({Slot{3, 2, {0}}}, absl::Seconds(10))->completions[0].results[0], 0u)
+      << "tenant 2 sees its own scratch window";
+  // Tenant 2 cannot collect tenant 1's tickets: its ticket space is its own.
+  auto pending = a->Publish({Slot{}});
+  ASSERT_TRUE(pending.ok());
+  auto stolen = b->Poll(std::vector<uint64_t>{pending->first_ticket + 5}, absl::ZeroDuration());
+  EXPECT_THAT(stolen.status().message(), HasSubstr("never issued to tenant 2"));
+  auto mine = a->Poll(std::vector<uint64_t>{pending->first_ticket}, absl::Seconds(10));
+  ASSERT_TRUE(mine.ok());
+  EXPECT_EQ(mine->size(), 1u);
+}
+
+TEST_F(ServerAuthTest, AdminNeedsTheAdminToken) {
+  auto tenant = ts_->Client("token-of-tenant-one");
+  EXPECT_EQ(tenant->SetTenantEnabled(2, false).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(tenant->Drain().status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ts_->Client()->Shutdown(true).code(), absl::StatusCode::kUnauthenticated);
+  auto admin = ts_->Client("token-of-the-admin");
+  ASSERT_TRUE(admin->SetTenantEnabled(2, false).ok());
+  auto disabled = ts_->Client("token-of-tenant-two")->Publish({Slot{}});
+  EXPECT_EQ(disabled.status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(admin->SetTenantEnabled(2, true).ok());
+  EXPECT_TRUE(ts_->Client("token-of-tenant-two")->Publish({Slot{}}).ok());
+  EXPECT_EQ(admin->Shutdown(true).code(), absl::StatusCode::kFailedPrecondition)
+      << "this in-process server has no shutdown handler";
+}
+
+TEST(TenantsFileTest, MalformedFileIsAClearStartupError) {
+  auto engine = *engine::CreateEngine(testing::TestEngineOptions());
+  ASSERT_TRUE(engine->Start().ok());
+  server::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  so.tenants_file = testing::WriteTempFile("bad_tenants.txt", "tenant 99 some-long-token\n");
+  auto s = server::Server::Create(so, engine.get());
+  EXPECT_THAT(s.status().message(), HasSubstr("bad_tenants.txt:1: tenant id '99'"));
+  so.tenants_file = "/nonexistent/tenants.txt";
+  EXPECT_EQ(server::Server::Create(so, engine.get()).status().code(), absl::StatusCode::kNotFound);
+}
+
+// Certificates made with the openssl CLI for this test: a CA, a server certificate for
+// "localhost", and a client certificate, all signed by the CA.
+class TlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(::testing::TempDir() + "/mk_tls");
+    const std::string d = *dir_;
+    const std::string script =
+        "set -e; rm -rf " + d + "; mkdir -p " + d + "; cd " + d + ";"
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mk-test-ca "
+        "  -keyout ca.key -out ca.pem 2>/dev/null;"
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext;"
+        "for who in server client; do "
+        "  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout $who.key "
+        "    -out $who.csr 2>/dev/null;"
+        "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "    -extfile san.ext -out $who.pem 2>/dev/null;"
+        "done";
+    ASSERT_EQ(std::system(script.c_str()), 0) << "openssl failed";
+  }
+  static std::string Path(const std::string& f) { return *dir_ + "/" + f; }
+  static std::string* dir_;
+};
+std::string* TlsTest::dir_ = nullptr;
+
+TEST_F(TlsTest, MutualTlsAcceptsSignedClientsOnly) {
+  server::ServerOptions so;
+  so.tls_cert_file = Path("server.pem");
+  so.tls_key_file = Path("server.key");
+  so.tls_client_ca_file = Path("ca.pem");
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  client::ClientOptions co;
+  co.target = ts->target();
+  co.tls_ca_file = Path("ca.pem");
+  co.tls_server_name = "localhost";
+  co.max_attempts = 1;
+  co.rpc_timeout = absl::Seconds(5);
+  auto without_cert = *client::Client::Create(co);
+  EXPECT_FALSE(without_cert->Publish({Slot{}}).ok()) << "mTLS requires a client certificate";
+  co.tls_cert_file = Path("client.pem");
+  co.tls_key_file = Path("client.key");
+  auto with_cert = *client::Client::Create(co);
+  auto r = with_cert->Publish({Slot{}}, absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->completions.size(), 1u);
+  client::ClientOptions plaintext;
+  plaintext.target = ts->target();
+  plaintext.max_attempts = 1;
+  plaintext.rpc_timeout = absl::Seconds(5);
+  EXPECT_FALSE((*client::Client::Create(plaintext))->Publish({Slot{}}).ok());
+}
+
+TEST_F(TlsTest, MisconfiguredTlsIsAClearError) {
+  auto engine = *engine::CreateEngine(testing::TestEngineOptions());
+  ASSERT_TRUE(engine->Start().ok());
+  server::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  so.tls_cert_file = Path("server.pem");
+  EXPECT_THAT(server::Server::Create(so, engine.get()).status().message(),
+              HasSubstr("both --tls_cert_file and --tls_key_file"));
+}
+
+}  // namespace
+}  // namespace mk

@@ -1,0 +1,187 @@
+// Every RPC of megakerneld through the C++ client, every validation error, health, reflection.
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "grpc_health_v1.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/integration/test_server.h"
+
+namespace mk {
+namespace {
+
+using ::testing::HasSubstr;
+using client::Completion;
+using client::Slot;
+using testing::TestServer;
+
+class ServerRpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ts_ = TestServer::Start();
+    ASSERT_NE(ts_, nullptr);
+    c_ = ts_->Client();
+  }
+  std::unique_ptr<TestServer> ts_;
+  std::unique_ptr<client::Client> c_;
+};
+
+TEST_F(ServerRpcTest, PublishTypedWithWaitReturnsResults) {
+  auto r = c_->Publish({Slot{2, 2, {5, 3}}, Slot{2, 2, {5, 3}}, Slot{3, 2, {3}}}, absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->count, 3u);
+  ASSERT_EQ(r->completions.size(), 3u);
+  EXPECT_EQ(r->completions[0].ticket, r->first_ticket);
+  EXPECT_EQ(r->completions[1].results[0], 5u) << "second ATOMIC_ADD sees the first";
+  EXPECT_EQ(r->completions[2].results[0], 10u);
+}
+
+TEST_F(ServerRpcTest, PublishPackedThenPoll) {
+  std::vector<Slot> slots(100, Slot{2, 2, {1, 7}});
+  auto r = c_->PublishPacked(client::EncodePacked(slots));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->completions.empty()) << "no wait: tickets only";
+  std::vector<uint64_t> tickets;
+  for (uint32_t i = 0; i < r->count; ++i) tickets.push_back(r->first_ticket + i);
+  auto got = c_->Poll(tickets, absl::Seconds(10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 100u);
+  std::vector<uint32_t> previous;
+  for (const Completion& c : *got) previous.push_back(c.results[0]);
+  std::sort(previous.begin(), previous.end());
+  for (uint32_t i = 0; i < 100; ++i) EXPECT_EQ(previous[i], i) << "every add ran exactly once";
+  auto again = c_->Poll(tickets, absl::ZeroDuration());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty()) << "a completion is collected once";
+}
+
+TEST_F(ServerRpcTest, StreamTypedAndPacked) {
+  for (bool packed : {false, true}) {
+    auto s = c_->OpenStream();
+    for (uint64_t id = 1; id <= 3; ++id) {
+      v1::PublishRequest req;
+      req.set_request_id(id);
+      if (packed) {
+        req.set_packed_slots(client::EncodePacked(std::vector<Slot>(10, Slot{0, 2, {}})));
+      } else {
+        for (int i = 0; i < 10; ++i) req.mutable_slots()->add_slots()->set_opcode(0);
+      }
+      ASSERT_TRUE(s->Write(req));
+    }
+    v1::PublishRequest bad;
+    bad.set_request_id(4);
+    bad.mutable_slots()->add_slots()->set_opcode(4242);
+    ASSERT_TRUE(s->Write(bad));
+    ASSERT_TRUE(s->WritesDone());
+    size_t completions = 0;
+    std::vector<v1::PublishAck> acks;
+    v1::CompletionBatch batch;
+    while (s->Read(&batch)) {
+      if (packed) {
+        auto decoded = client::DecodePackedCompletions(batch.packed_completions());
+        ASSERT_TRUE(decoded.ok());
+        for (const Completion& c : *decoded) EXPECT_EQ(c.status, Completion::Status::kDone);
+        completions += decoded->size();
+        EXPECT_EQ(batch.completions_size(), 0);
+      } else {
+        completions += batch.completions_size();
+      }
+      acks.insert(acks.end(), batch.acks().begin(), batch.acks().end());
+    }
+    EXPECT_TRUE(s->Finish().ok());
+    EXPECT_EQ(completions, 30u) << (packed ? "packed" : "typed");
+    ASSERT_EQ(acks.size(), 4u);
+    for (const auto& ack : acks) {
+      if (ack.request_id() == 4) {
+        EXPECT_EQ(ack.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+        EXPECT_THAT(ack.error_message(), HasSubstr("slot 0: opcode 4242"));
+      } else {
+        EXPECT_EQ(ack.count(), 10u);
+      }
+    }
+  }
+}
+
+TEST_F(ServerRpcTest, TelemetryAndWatch) {
+  ASSERT_TRUE(c_->Publish(std::vector<Slot>(20, Slot{}), absl::Seconds(10)).ok());
+  auto t = c_->GetTelemetry();
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->engine().backend(), "cpu");
+  EXPECT_EQ(t->occupancy().total(), 1u << 14);
+  EXPECT_GE(t->done_count(), 21u) << "20 NOPs + the startup round trip";
+  EXPECT_EQ(t->priority_fairness_size(), 5);
+  auto ctx = c_->NewContext(absl::Seconds(10));
+  v1::WatchTelemetryRequest req;
+  req.mutable_interval()->set_nanos(20'000'000);
+  auto reader = c_->megakernel()->WatchTelemetry(ctx.get(), req);
+  v1::Telemetry a, b;
+  ASSERT_TRUE(reader->Read(&a));
+  ASSERT_TRUE(c_->Publish(std::vector<Slot>(5, Slot{}), absl::Seconds(10)).ok());
+  ASSERT_TRUE(reader->Read(&b));
+  while (b.done_count() < a.done_count() + 5) ASSERT_TRUE(reader->Read(&b));
+  ctx->TryCancel();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(ServerRpcTest, ValidationErrorsNameSlotAndField) {
+  auto expect = [&](const absl::StatusOr<client::PublishResult>& r, const std::string& needle) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << needle;
+    EXPECT_THAT(r.status().message(), HasSubstr(needle));
+  };
+  expect(c_->Publish({Slot{}, Slot{0, 2, std::vector<uint32_t>(13, 1)}}),
+         "slot 1: args has 13 words");
+  expect(c_->PublishPacked(std::string(100, '\0')), "100 bytes is not a whole number");
+  expect(c_->Publish({}), "no slots");
+  expect(c_->Publish({Slot{}, Slot{}, Slot{77777}}), "slot 2: opcode 77777");
+  expect(c_->Publish({Slot{0, 9, {}}}), "slot 0: priority 9");
+  expect(c_->Publish({Slot{7, 2, {3, 0}}}), "BATCH_FENCE count");
+  expect(c_->Publish({Slot{0xFFFFFFFFu}}), "admin-only");
+  EXPECT_THAT(c_->Poll({}, absl::ZeroDuration()).status().message(), HasSubstr("no tickets"));
+  EXPECT_THAT(c_->Poll(std::vector<uint64_t>{999999}, absl::ZeroDuration()).status().message(),
+              HasSubstr("never issued"));
+  v1::ListResourcesResponse resources;
+  EXPECT_EQ(c_->megakernel()
+                ->ListResources(c_->NewContext(absl::Seconds(5)).get(), {}, &resources)
+                .error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(ServerRpcTest, EchoBaselines) {
+  EXPECT_EQ(*c_->Echo("ping"), "ping");
+  grpc::ClientContext ctx;
+  auto s = c_->diagnostics()->EchoStream(&ctx);
+  v1::EchoRequest req;
+  v1::EchoResponse resp;
+  for (int i = 0; i < 3; ++i) {
+    req.set_payload(std::string(i + 1, 'a'));
+    ASSERT_TRUE(s->Write(req));
+    ASSERT_TRUE(s->Read(&resp));
+    EXPECT_EQ(resp.payload(), req.payload());
+  }
+  s->WritesDone();
+  EXPECT_TRUE(s->Finish().ok());
+}
+
+TEST_F(ServerRpcTest, HealthServingThenNotServingDuringDrain) {
+  auto health = grpc::health::v1::Health::NewStub(c_->channel());
+  for (const char* service : {"", "mk.v1.Megakernel"}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(service);
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+  }
+  auto drained = c_->Drain();
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(drained->accepted(), drained->done());
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service("mk.v1.Megakernel");
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(c_->Publish({Slot{}}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace mk
