@@ -349,6 +349,44 @@ TEST_F(EngineConformanceTest, WaitForAsyncDeliversOnceAllCompleteOrAtDeadline) {
   EXPECT_EQ(calls.size(), 2u) << "an invalid wait never calls back";
 }
 
+TEST_F(EngineConformanceTest, SecondWaiterGetsACompletionTheFirstHandsBack) {
+  auto e = Make(Options());
+  auto r = *e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Completion> first, second;
+  bool first_done = false, second_done = false;
+  auto wait = [&](bool& flag) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] { return flag; });
+  };
+  ASSERT_TRUE(e->WaitForAsync(1, Tickets(r), absl::Now() + absl::Seconds(30),
+                              [&](std::vector<Completion> got) {
+                                std::lock_guard<std::mutex> lock(mu);
+                                first = std::move(got);
+                                first_done = true;
+                                cv.notify_all();
+                              }).ok());
+  ASSERT_TRUE(e->WaitForAsync(1, Tickets(r), absl::Now() + absl::Seconds(30),
+                              [&](std::vector<Completion> got) {
+                                std::lock_guard<std::mutex> lock(mu);
+                                second = std::move(got);
+                                second_done = true;
+                                cv.notify_all();
+                              }).ok());
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(wait(first_done));
+  ASSERT_EQ(first.size(), 1u) << "the first waiter gets the completion";
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_FALSE(second_done) << "the second keeps waiting";
+  }
+  e->ReturnCompletions(first);  // e.g. the first waiter's RPC was cancelled
+  ASSERT_TRUE(wait(second_done));
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].ticket, r.first_ticket);
+}
+
 TEST_F(EngineConformanceTest, IdleWorkersPark) {
   auto e = MakeStarted();
   RunOne(*e, Slot(op::kNop));

@@ -1,5 +1,7 @@
 #include "engine/src/host/completion_store.h"
 
+#include <algorithm>
+
 #include "absl/base/optimization.h"
 
 namespace mk::engine::host {
@@ -19,8 +21,9 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
       if (!async_keys_.empty()) {
         auto k = async_keys_.find(key);
         if (k != async_keys_.end()) {
-          auto w = async_.find(k->second);
-          async_keys_.erase(k);
+          auto w = async_.find(k->second.front());
+          k->second.erase(k->second.begin());
+          if (k->second.empty()) async_keys_.erase(k);
           w->second.got.push_back(c);
           if (--w->second.remaining == 0) {
             finished.push_back(std::move(w->second));
@@ -54,8 +57,11 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
       if (it != completions_.end()) {
         waiter.got.push_back(it->second);
         completions_.erase(it);
-      } else if (async_keys_.emplace(key, id).second) {  // duplicates and other waiters' keys
-        ++waiter.remaining;                               // are not waited for twice
+      } else {
+        std::vector<uint64_t>& waiters = async_keys_[key];
+        if (std::find(waiters.begin(), waiters.end(), id) != waiters.end()) continue;  // duplicate
+        waiters.push_back(id);
+        ++waiter.remaining;
         waiter.waiting.push_back(ticket);
       }
     }
@@ -79,7 +85,10 @@ void CompletionStore::Expire(uint64_t id) {
     async_.erase(it);
     for (uint64_t ticket : waiter.waiting) {
       auto k = async_keys_.find(Key{waiter.tenant, ticket});
-      if (k != async_keys_.end() && k->second == id) async_keys_.erase(k);
+      if (k == async_keys_.end()) continue;  // already delivered to this waiter
+      auto pos = std::find(k->second.begin(), k->second.end(), id);
+      if (pos != k->second.end()) k->second.erase(pos);
+      if (k->second.empty()) async_keys_.erase(k);
     }
   }
   waiter.done(std::move(waiter.got));

@@ -36,7 +36,8 @@ class CompletionStore final : public CompletionSink {
   // Asynchronous Take: `done` runs exactly once with the completions of `tickets`, as soon as
   // all have arrived (on the thread delivering the last one, or on this thread if all are
   // present now), or when Expire(id) is called first (with those present then). Completions
-  // routed to a waiter are never stored. Returns the waiter id.
+  // routed to a waiter are never stored. Several waiters may wait for one ticket: the first
+  // gets it (and may hand it back with OnCompletions). Returns the waiter id.
   uint64_t TakeAsync(uint32_t tenant, absl::Span<const uint64_t> tickets, Callback done);
   // Finishes waiter `id` with what it has collected; no effect if it finished already.
   void Expire(uint64_t id);
@@ -69,7 +70,8 @@ class CompletionStore final : public CompletionSink {
   std::mutex mu_;
   std::condition_variable arrived_;
   absl::flat_hash_map<uint64_t, AsyncWaiter> async_;  // guarded by mu_
-  absl::flat_hash_map<Key, uint64_t> async_keys_;     // (tenant, ticket) -> waiter; guarded by mu_
+  // (tenant, ticket) -> waiters in arrival order; a completion goes to the first. Guarded by mu_.
+  absl::flat_hash_map<Key, std::vector<uint64_t>> async_keys_;
   uint64_t next_async_id_ = 1;                        // guarded by mu_
   absl::flat_hash_map<Key, Completion> completions_;  // guarded by mu_
   uint32_t blocked_waiters_ = 0;                       // guarded by mu_
