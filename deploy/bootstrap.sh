@@ -2,7 +2,8 @@
 # Installs everything megakerneld needs on a fresh Debian 12 machine (run as root).
 # Idempotent and quiet when everything is already present.
 #
-# - Debian 12 packages through apt-get (only the missing ones are installed).
+# - Debian 12 packages through apt-get (only the missing ones are installed). `civetweb` (the
+#   binary) is needed only because libcivetweb-dev's CMake config checks that it exists.
 # - prometheus-cpp 1.0 (core + pull) from Debian 13 packages, unpacked into a project-local
 #   prefix (.deps/prometheus-cpp) instead of /usr: Debian 12 does not ship it, and the trixie
 #   dev package would drag a trixie libcurl into the system. A separate apt configuration reads
@@ -17,7 +18,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev liburing-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libcivetweb-dev zlib1g-dev libcurl4-openssl-dev
+  libcivetweb-dev civetweb zlib1g-dev libcurl4-openssl-dev
   prometheus python3-grpcio python3-grpc-tools fio curl ca-certificates
 )
 

@@ -34,6 +34,16 @@ ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate (enables TLS w
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
+          "host:port serving Prometheus /metrics; port 0 picks a free one; empty disables");
+ABSL_FLAG(int, metrics_top_tenants, 20,
+          "tenants with their own label in per-tenant metrics; the rest are tenant=\"other\"");
+ABSL_FLAG(absl::Duration, watchdog_interval, absl::Seconds(1),
+          "how often the watchdog samples engine progress; 0 disables it");
+ABSL_FLAG(int, watchdog_stall_intervals, 2,
+          "samples without progress, while work waits, that mark the engine stalled");
+ABSL_FLAG(bool, watchdog_recover, true,
+          "on a stall, restart the engine (in-flight slots fail with FAULT ENGINE_RESTART)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "on SIGTERM, how long accepted work may take to finish before the engine fails it");
 
@@ -107,6 +117,11 @@ int main(int argc, char** argv) {
   so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
   so.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   so.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  so.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  so.metrics_top_tenants = absl::GetFlag(FLAGS_metrics_top_tenants);
+  so.watchdog.interval = absl::GetFlag(FLAGS_watchdog_interval);
+  so.watchdog.stall_intervals = absl::GetFlag(FLAGS_watchdog_stall_intervals);
+  so.watchdog.recover = absl::GetFlag(FLAGS_watchdog_recover);
   so.on_shutdown_request = [&shutdown](bool drain) { shutdown.Request(drain, "Admin.Shutdown"); };
   auto server = mk::server::Server::Create(so, engine->get());
   if (!server.ok()) return Fail(server.status());
@@ -121,6 +136,11 @@ int main(int argc, char** argv) {
   const std::string host = so.listen.substr(0, so.listen.rfind(':'));
   std::printf("megakerneld: listening on %s:%d (%s)\n", host.c_str(), (*server)->port(),
               so.tls_cert_file.empty() ? "plaintext" : "TLS");
+  if ((*server)->metrics_port() != 0) {
+    const std::string mhost = so.metrics_listen.substr(0, so.metrics_listen.rfind(':'));
+    std::printf("megakerneld: metrics on http://%s:%d/metrics\n", mhost.c_str(),
+                (*server)->metrics_port());
+  }
   std::fflush(stdout);
 
   std::thread([&shutdown, signals] {

@@ -1,9 +1,12 @@
 #include "mk/server/server.h"
 
+#include "mk/metrics/metrics.h"
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -14,6 +17,9 @@
 #include "server/src/admin_service.h"
 #include "server/src/auth.h"
 #include "server/src/megakernel_service.h"
+#include "server/src/metrics_collector.h"
+#include "server/src/rpc_stats.h"
+#include "server/src/watchdog.h"
 
 namespace mk::server {
 
@@ -70,8 +76,11 @@ class ServerImpl final : public Server {
                options.on_shutdown_request) {}
 
   ~ServerImpl() override {
+    exporter_.reset();  // no scrape may outlive what it reads
+    watchdog_.reset();
     if (server_ != nullptr) {
-      SetServing(false);
+      draining_ = true;
+      UpdateHealth();
       server_->Shutdown(std::chrono::system_clock::now());
       server_->Wait();
     }
@@ -85,6 +94,9 @@ class ServerImpl final : public Server {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(rpc_stats_.InterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
     builder.AddListeningPort(options.listen, *credentials, &port_);
     builder.RegisterService(&megakernel_);
     builder.RegisterService(&admin_);
@@ -97,7 +109,14 @@ class ServerImpl final : public Server {
           "server: cannot listen on ", options.listen,
           "; the address is in use or malformed (use host:port; port 0 picks a free one)"));
     }
-    SetServing(false);
+    if (!options.metrics_listen.empty()) {
+      auto exporter = metrics::Exporter::Create(options.metrics_listen);
+      if (!exporter.ok()) return exporter.status();
+      exporter_ = *std::move(exporter);
+    } else {
+      exporter_ = metrics::Exporter::CreateUnserved();
+    }
+    UpdateHealth();
     // SERVING only once the engine has completed a round trip.
     engine::SlotPayload nop;
     auto r = engine_->Publish(0, {&nop, 1}, {});
@@ -108,15 +127,28 @@ class ServerImpl final : public Server {
       return absl::UnavailableError(
           "server: the engine did not complete a NOP round trip within 30s; check the engine");
     }
-    SetServing(true);
+    engine_ready_ = true;
+    UpdateHealth();
+    if (options.watchdog.interval > absl::ZeroDuration()) {
+      watchdog_ = std::make_unique<Watchdog>(engine_, options.watchdog, [this](bool healthy) {
+        engine_healthy_ = healthy;
+        UpdateHealth();
+      });
+    }
+    RegisterServerMetrics(exporter_.get(), engine_, &rpc_stats_, watchdog_.get(),
+                          options.metrics_top_tenants);
     return absl::OkStatus();
   }
 
   int port() const override { return port_; }
+  int metrics_port() const override { return exporter_ == nullptr ? 0 : exporter_->port(); }
+  std::string RenderMetrics() override { return exporter_->Render(); }
   bool development_mode() const override { return tenants_->development_mode(); }
 
   absl::StatusOr<engine::EngineCounters> DrainAndShutdown(absl::Time deadline) override {
-    SetServing(false);
+    watchdog_.reset();  // no restart in the middle of a drain
+    draining_ = true;
+    UpdateHealth();
     auto counters = engine_->Drain(deadline);
     server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now())));
     return counters;
@@ -125,8 +157,11 @@ class ServerImpl final : public Server {
   void Wait() override { server_->Wait(); }
 
  private:
-  void SetServing(bool serving) {
+  // SERVING when the engine has made its first round trip, the watchdog sees it healthy, and
+  // no drain has begun.
+  void UpdateHealth() {
     if (server_ == nullptr) return;
+    const bool serving = engine_ready_ && engine_healthy_ && !draining_;
     auto* health = server_->GetHealthCheckService();
     health->SetServingStatus("", serving);
     health->SetServingStatus(kServiceName, serving);
@@ -134,7 +169,8 @@ class ServerImpl final : public Server {
 
   // Admin.Drain: drains off the gRPC threads (a drain waits for the engine).
   void DrainInBackground(std::function<void(absl::StatusOr<engine::EngineCounters>)> done) {
-    SetServing(false);
+    draining_ = true;
+    UpdateHealth();
     std::lock_guard<std::mutex> lock(drain_threads_mu_);
     drain_threads_.emplace_back([this, done = std::move(done)] {
       done(engine_->Drain(absl::Now() + absl::Minutes(5)));
@@ -148,6 +184,12 @@ class ServerImpl final : public Server {
   DiagnosticsService diagnostics_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  RpcStats rpc_stats_;
+  std::unique_ptr<metrics::Exporter> exporter_;
+  std::unique_ptr<Watchdog> watchdog_;
+  std::atomic<bool> engine_ready_{false};
+  std::atomic<bool> engine_healthy_{true};
+  std::atomic<bool> draining_{false};
   std::mutex drain_threads_mu_;
   std::vector<std::thread> drain_threads_;  // guarded by drain_threads_mu_
 };

@@ -69,6 +69,7 @@ struct CpuEngine::WorkerState {
   std::array<uint32_t, ctl::kOpcodeMetricsCount> opcode_runs{};
   std::array<uint32_t, ctl::kTenantFairnessCount> tenant_claims{};
   std::array<uint32_t, protocol::kPriorityCount> priority_claims{};
+  LatencyHistogram queue_wait;
   std::vector<uint32_t> ready;  // indices taken from the engine's ready list
 };
 
@@ -104,9 +105,50 @@ absl::Status CpuEngine::Start() {
     return absl::FailedPreconditionError("engine: Start called twice");
   }
   if (shut_down_.load()) return absl::FailedPreconditionError("engine: already shut down");
+  StartWorkers();
+  return absl::OkStatus();
+}
+
+void CpuEngine::StartWorkers() {
   workers_.reserve(worker_count_);
   for (uint32_t i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+void CpuEngine::StopWorkers() {
+  stop_.store(true, std::memory_order_seq_cst);
+  host_->control().RequestShutdown();
+  WakeWorkers();
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+}
+
+absl::Status CpuEngine::Restart() {
+  std::lock_guard<std::mutex> lock(shutdown_mu_);
+  if (shut_down_.load()) return absl::FailedPreconditionError("engine: restart after shutdown");
+  StopWorkers();
+  {
+    std::lock_guard<std::mutex> deferred(deferred_mu_);
+    ready_.clear();
+    parked_.clear();
+    ready_count_.store(0);
+    parked_count_.store(0);
+  }
+  {
+    host::CompletionBatcher batcher(host_.get());
+    host_->FailInFlight(&batcher);
+  }
+  host_->control().Store(ctl::kShutdown, 0);
+  paused_.store(false);
+  stop_.store(false, std::memory_order_seq_cst);
+  restarts_.fetch_add(1);
+  if (started_.load()) StartWorkers();
+  NotifyProgress();
   return absl::OkStatus();
+}
+
+void CpuEngine::SetExecutionPausedForTesting(bool paused) {
+  paused_.store(paused, std::memory_order_seq_cst);
+  WakeWorkers();
 }
 
 absl::Status CpuEngine::CheckTenant(uint32_t tenant) const {
@@ -178,6 +220,7 @@ absl::Status CpuEngine::SetTenantEnabled(uint32_t tenant, bool enabled) {
     auto it = parked_.find(tenant);
     if (it == parked_.end()) return absl::OkStatus();
     ready_.insert(ready_.end(), it->second.begin(), it->second.end());
+    parked_count_.fetch_sub(it->second.size());
     parked_.erase(it);
     ready_count_.store(ready_.size(), std::memory_order_release);
   }
@@ -187,7 +230,14 @@ absl::Status CpuEngine::SetTenantEnabled(uint32_t tenant, bool enabled) {
 
 absl::Status CpuEngine::Telemetry(absl::Span<const uint32_t> window_opcodes,
                                   TelemetrySnapshot* out) {
-  return DecodeTelemetry(host_->ring().words(), host_->control().words(), window_opcodes, out);
+  if (!window_opcodes.empty()) {  // windows need every slot's words: the full decode
+    return DecodeTelemetry(host_->ring().words(), host_->control().words(), window_opcodes, out);
+  }
+  host_->CountOccupancy(&out->occupancy);
+  if (absl::Status s = DecodeControl(host_->control().words(), &out->control); !s.ok()) return s;
+  DeriveCounters(out->occupancy, out->control, &out->counters);
+  out->windows.clear();
+  return absl::OkStatus();
 }
 
 absl::Status CpuEngine::ReadDebugLog(DebugLogContents* out) {
@@ -214,6 +264,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Drain(absl::Time deadline) {
       to_cancel.insert(to_cancel.end(), indices.begin(), indices.end());
     }
     parked_.clear();
+    parked_count_.store(0);
   }
   {
     host::CompletionBatcher batcher(host_.get());
@@ -241,11 +292,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_.load()) return host_->counters();
   accepting_.store(false, std::memory_order_seq_cst);
-  stop_.store(true, std::memory_order_seq_cst);
-  host_->control().RequestShutdown();
-  WakeWorkers();
-  for (std::thread& t : workers_) t.join();
-  workers_.clear();
+  StopWorkers();
   {
     host::CompletionBatcher batcher(host_.get());
     host_->FailInFlight(&batcher);
@@ -255,6 +302,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
     ready_.clear();
     parked_.clear();
     ready_count_.store(0);
+    parked_count_.store(0);
   }
   shut_down_.store(true);
   NotifyProgress();
@@ -264,7 +312,14 @@ absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
 EngineCounters CpuEngine::counters() const {
   EngineCounters c = host_->counters();
   c.parked_workers = sleepers_.load(std::memory_order_acquire);
+  c.parked_slots = parked_count_.load(std::memory_order_acquire);
+  c.done_count = host_->control().done_count();
   return c;
+}
+
+void CpuEngine::Stats(EngineStats* out) const {
+  host_->Stats(out);
+  out->restarts = restarts_.load();
 }
 
 EngineInfo CpuEngine::info() const {
@@ -287,6 +342,15 @@ void CpuEngine::WorkerLoop() {
   auto idle_since = std::chrono::steady_clock::now();
   uint32_t idle_spins = 0;
   while (!stop_.load(std::memory_order_acquire) && !host_->control().shutdown_requested()) {
+    if (paused_.load(std::memory_order_acquire)) {  // test-only stall: claim nothing
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      const uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
+      if (paused_.load(std::memory_order_seq_cst) && !stop_.load(std::memory_order_seq_cst)) {
+        work_epoch_.wait(epoch, std::memory_order_seq_cst);
+      }
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      continue;
+    }
     bool worked = false;
     if (ready_count_.load(std::memory_order_acquire) != 0) worked = ProcessReady(ws);
     host::ClaimRange range;
@@ -327,8 +391,22 @@ bool CpuEngine::ClaimNext(host::ClaimRange* range) {
 }
 
 void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
-  host_->ForEachIndex(range, [&](uint32_t index) { TryRun(index, ws); });
+  const bool timed = host_->collect_latency();
+  LatencyRecorder queue_wait(&ws.queue_wait);
+  if (timed) queue_wait.SetNow(host::NowNs());
+  host_->ForEachIndex(range, [&](uint32_t index) {
+    // publish_ns is read after the claim: RunClaimed has the meta line in cache by then, and a
+    // read before the claim's compare-and-swap (a full barrier) would stall on it.
+    if (TryRun(index, ws) && timed) {
+      const uint64_t publish_ns = host_->meta(index).publish_ns;
+      if (publish_ns != 0) queue_wait.Record(publish_ns);
+    }
+  });
   ws.FlushCounters();
+  if (!ws.queue_wait.empty()) {
+    host_->RecordQueueWait(ws.queue_wait);
+    ws.queue_wait.Clear();
+  }
   host_->ReapRange(range, &ws.batcher);
   ws.batcher.Flush();
   NotifyProgress();
@@ -418,6 +496,7 @@ void CpuEngine::ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws) {
         ready_count_.store(ready_.size(), std::memory_order_release);
       } else {
         parked_[tenant].push_back(index);
+        parked_count_.fetch_add(1);
       }
       return;
     }

@@ -49,7 +49,10 @@ class CpuEngine final : public Engine {
   absl::Status ReadDebugLog(DebugLogContents* out) override;
   absl::StatusOr<EngineCounters> Drain(absl::Time deadline) override;
   absl::StatusOr<EngineCounters> Shutdown() override;
+  absl::Status Restart() override;
+  void SetExecutionPausedForTesting(bool paused) override;
   EngineCounters counters() const override;
+  void Stats(EngineStats* out) const override;
   EngineInfo info() const override;
 
  private:
@@ -58,6 +61,9 @@ class CpuEngine final : public Engine {
   CpuEngine(std::unique_ptr<host::RingHost> host, const EngineOptions& options);
 
   void WorkerLoop();
+  void StartWorkers();
+  // Stops and joins the workers (they finish the batch in hand).
+  void StopWorkers();
   bool ClaimNext(host::ClaimRange* range);
   void ProcessClaim(const host::ClaimRange& range, WorkerState& ws);
   bool ProcessReady(WorkerState& ws);
@@ -89,6 +95,9 @@ class CpuEngine final : public Engine {
   bool draining_ = false;                                        // guarded by deferred_mu_
   std::atomic<uint32_t> ready_count_{0};
   std::atomic<bool> draining_flag_{false};
+  std::atomic<uint64_t> parked_count_{0};  // entries in parked_
+  std::atomic<bool> paused_{false};        // SetExecutionPausedForTesting
+  std::atomic<uint64_t> restarts_{0};
 
   std::atomic<uint32_t> work_epoch_{0};
   std::atomic<uint32_t> sleepers_{0};

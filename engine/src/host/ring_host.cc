@@ -1,6 +1,7 @@
 #include "engine/src/host/ring_host.h"
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 
 #include "absl/container/flat_hash_set.h"
@@ -24,6 +25,7 @@ std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
 Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t ticket) {
   Completion c;
   c.tenant = slot[protocol::kWordTenant];
+  c.opcode = slot[protocol::kWordOpcode];
   c.ticket = ticket;
   const uint32_t* args = slot + protocol::kWordArg0;
   if (status == SlotStatus::kDone) {
@@ -39,20 +41,46 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
 
 }  // namespace
 
+uint64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 CompletionBatcher::CompletionBatcher(RingHost* host) : host_(host) { batch_.reserve(256); }
 
-void CompletionBatcher::Add(CompletionSink* sink, const Completion& c) {
+void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns) {
   if (sink == nullptr) sink = &host_->store();
   if (sink != current_ || batch_.size() == batch_.capacity()) {
     Deliver();
     current_ = sink;
   }
   batch_.push_back(c);
+  Outcome outcome = Outcome::kDone;
   switch (c.status) {
     case CompletionStatus::kDone: ++done_; break;
-    case CompletionStatus::kFault: ++faulted_; break;
-    case CompletionStatus::kCancelled: ++cancelled_; break;
+    case CompletionStatus::kFault: ++faulted_; outcome = Outcome::kFaulted; break;
+    case CompletionStatus::kCancelled: ++cancelled_; outcome = Outcome::kCancelled; break;
   }
+  if (c.tenant != counts_tenant_) {
+    FlushTenantCounts();
+    counts_tenant_ = c.tenant;
+  }
+  ++counts_[static_cast<uint32_t>(OpcodeClassOf(c.opcode))][static_cast<uint32_t>(outcome)];
+  if (publish_ns != 0 && host_->collect_latency()) {
+    if (!now_set_) {
+      latency_recorder_.SetNow(NowNs());
+      now_set_ = true;
+    }
+    latency_recorder_.Record(publish_ns);
+  }
+}
+
+void CompletionBatcher::FlushTenantCounts() {
+  if (counts_tenant_ == UINT32_MAX) return;
+  host_->AddOutcomeCounts(counts_tenant_, counts_);
+  counts_ = {};
+  counts_tenant_ = UINT32_MAX;
 }
 
 void CompletionBatcher::Deliver() {
@@ -62,7 +90,13 @@ void CompletionBatcher::Deliver() {
 
 void CompletionBatcher::Flush() {
   Deliver();
+  now_set_ = false;
   if (done_ + faulted_ + cancelled_ == 0) return;
+  FlushTenantCounts();
+  if (!latency_.empty()) {
+    host_->RecordLatency(latency_);
+    latency_.Clear();
+  }
   host_->AddOutcomes(done_, faulted_, cancelled_);
   done_ = faulted_ = cancelled_ = 0;
 }
@@ -110,7 +144,14 @@ RingHost::RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control
       debug_log_records_(options.debug_log_records),
       meta_(new SlotMeta[ring_->slot_count()]),
       next_ticket_(new std::atomic<uint64_t>[options.max_tenants]),
-      max_stored_completions_(options.max_stored_completions) {
+      max_stored_completions_(options.max_stored_completions),
+      collect_latency_(options.collect_latency),
+      max_tenants_(options.max_tenants),
+      outcome_counts_(new std::atomic<uint64_t>[size_t{options.max_tenants} * kOpcodeClassCount *
+                                                kOutcomeCount]) {
+  for (size_t i = 0; i < size_t{max_tenants_} * kOpcodeClassCount * kOutcomeCount; ++i) {
+    outcome_counts_[i].store(0, std::memory_order_relaxed);
+  }
   control_.Initialize();
   for (uint32_t t = 0; t < options.max_tenants; ++t) next_ticket_[t].store(0);
   // Partition sizes in proportion to the weights; NORMAL takes the rounding remainder.
@@ -209,6 +250,8 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
     }
   }
   const uint64_t first_ticket = next_ticket_[tenant].load(std::memory_order_relaxed) + 1;
+  const uint64_t publish_ns = collect_latency_ ? NowNs() : 0;
+  std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount> published{};
   // One pass writes bookkeeping, payload and STATUS=PUBLISHED. Nothing is visible to executors
   // or to Cancel until the frontier moves below, so the order inside the pass is free.
   std::array<uint32_t, protocol::kPriorityCount> next_index;
@@ -226,7 +269,10 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
     has_fence |= slot.opcode == protocol::opcode::kBatchFence;
     SlotMeta& m = meta_[index];
     m.ticket.store(first_ticket + i, std::memory_order_relaxed);
+    m.publish_ns = publish_ns;
     m.sink = sink;
+    ++published[static_cast<uint32_t>(OpcodeClassOf(slot.opcode))]
+               [static_cast<uint32_t>(Outcome::kPublished)];
     m.fence_waiter = kNoFence;
     m.fence_pending.store(0, std::memory_order_relaxed);
     uint32_t* w = ring().slot(index);
@@ -254,6 +300,7 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     if (wanted[p] != 0) partitions_[p].frontier.store(partitions_[p].reserve, std::memory_order_release);
   }
+  AddOutcomeCounts(tenant, published);
   return PublishResult{first_ticket, static_cast<uint32_t>(slots.size())};
 }
 
@@ -307,11 +354,12 @@ bool RingHost::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
   const Completion c = CompletionFromSlot(w, static_cast<SlotStatus>(status),
                                           m.ticket.load(std::memory_order_relaxed));
   CompletionSink* sink = m.sink;
+  const uint64_t publish_ns = m.publish_ns;
   if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kEmpty),
                                              std::memory_order_acq_rel)) {
     return false;  // another thread reaped it first
   }
-  out->Add(sink, c);
+  out->Add(sink, c, publish_ns);
   return true;
 }
 
@@ -346,15 +394,17 @@ bool RingHost::CancelSlot(uint32_t index, CompletionBatcher* out) {
   const SlotMeta& m = meta_[index];
   Completion c;
   c.tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
+  c.opcode = protocol::AtomicLoad(&w[protocol::kWordOpcode]);
   c.ticket = m.ticket.load(std::memory_order_relaxed);
   c.status = CompletionStatus::kCancelled;
   CompletionSink* sink = m.sink;
   const uint32_t fence = m.fence_waiter;
+  const uint64_t publish_ns = m.publish_ns;
   if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kEmpty),
                                              std::memory_order_acq_rel)) {
     return false;  // a worker claimed it first
   }
-  out->Add(sink, c);
+  out->Add(sink, c, publish_ns);
   if (fence != kNoFence && ReleaseFence(fence) && on_fence_ready_) on_fence_ready_(fence);
   return true;
 }
@@ -397,10 +447,62 @@ void RingHost::FailInFlight(CompletionBatcher* out) {
   }
 }
 
+void RingHost::CountOccupancy(Occupancy* out) {
+  out->by_status.fill(0);
+  out->invalid = 0;
+  out->total = slot_count();
+  uint64_t scanned = 0;
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    Partition& part = partitions_[p];
+    uint64_t reserve;
+    {
+      std::lock_guard<std::mutex> lock(publish_mu_);  // reserve is guarded by it
+      reserve = part.reserve;
+    }
+    const uint64_t tail = std::min(part.tail.load(std::memory_order_acquire), reserve);
+    const uint64_t span = std::min<uint64_t>(reserve - tail, part.size);
+    ForEachIndex(ClaimRange{p, tail, tail + span}, [&](uint32_t index) {
+      const uint32_t status = StatusWord(ring().slot(index)).load(std::memory_order_acquire);
+      if (status < protocol::kSlotStatusCount) {
+        ++out->by_status[status];
+      } else {
+        ++out->invalid;
+      }
+    });
+    scanned += span;
+  }
+  out->by_status[static_cast<uint32_t>(SlotStatus::kEmpty)] += out->total - scanned;
+  out->queue_depth = out->total - out->count(SlotStatus::kEmpty) - out->count(SlotStatus::kDone);
+}
+
 void RingHost::AddOutcomes(uint64_t done, uint64_t faulted, uint64_t cancelled) {
   if (done != 0) done_.fetch_add(done, std::memory_order_acq_rel);
   if (faulted != 0) faulted_.fetch_add(faulted, std::memory_order_acq_rel);
   if (cancelled != 0) cancelled_.fetch_add(cancelled, std::memory_order_acq_rel);
+}
+
+void RingHost::AddOutcomeCounts(
+    uint32_t tenant, const std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount>& c) {
+  std::atomic<uint64_t>* row = &outcome_counts_[size_t{tenant} * kOpcodeClassCount * kOutcomeCount];
+  for (uint32_t k = 0; k < kOpcodeClassCount; ++k) {
+    for (uint32_t o = 0; o < kOutcomeCount; ++o) {
+      if (c[k][o] != 0) row[k * kOutcomeCount + o].fetch_add(c[k][o], std::memory_order_relaxed);
+    }
+  }
+}
+
+void RingHost::Stats(EngineStats* out) const {
+  out->by_tenant.resize(max_tenants_);
+  for (uint32_t t = 0; t < max_tenants_; ++t) {
+    const std::atomic<uint64_t>* row = &outcome_counts_[size_t{t} * kOpcodeClassCount * kOutcomeCount];
+    for (uint32_t k = 0; k < kOpcodeClassCount; ++k) {
+      for (uint32_t o = 0; o < kOutcomeCount; ++o) {
+        out->by_tenant[t][k][o] = row[k * kOutcomeCount + o].load(std::memory_order_relaxed);
+      }
+    }
+  }
+  latency_.Snapshot(&out->latency);
+  queue_wait_.Snapshot(&out->queue_wait);
 }
 
 uint64_t RingHost::in_flight() const {

@@ -38,8 +38,10 @@
 #include "engine/src/host/deadline_timer.h"
 #include "mk/engine/control_buffer.h"
 #include "mk/engine/engine.h"
+#include "mk/engine/engine_stats.h"
 #include "mk/engine/host_ring.h"
 #include "mk/engine/interpreter.h"
+#include "mk/engine/telemetry.h"
 
 namespace mk::engine::host {
 
@@ -48,6 +50,7 @@ inline constexpr uint32_t kNoFence = UINT32_MAX;
 // Host-side bookkeeping of one ring slot, written by Publish before the frontier moves.
 struct SlotMeta {
   std::atomic<uint64_t> ticket{0};
+  uint64_t publish_ns = 0;  // steady-clock time of the Publish call; 0 when not collected
   CompletionSink* sink = nullptr;  // nullptr: the engine's CompletionStore
   uint32_t fence_waiter = kNoFence;  // ring index of the BATCH_FENCE waiting on this slot
   std::atomic<uint32_t> fence_pending{0};  // for a fence: predecessors not yet terminal
@@ -63,16 +66,27 @@ class CompletionBatcher {
   CompletionBatcher(const CompletionBatcher&) = delete;
   CompletionBatcher& operator=(const CompletionBatcher&) = delete;
   ~CompletionBatcher() { Flush(); }
-  void Add(CompletionSink* sink, const Completion& c);
+  // `publish_ns` (0 = unknown) feeds the publish-to-completion latency histogram.
+  void Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns);
   void Flush();
 
  private:
   void Deliver();
+  void FlushTenantCounts();
   RingHost* host_;
   CompletionSink* current_ = nullptr;
   std::vector<Completion> batch_;
   uint64_t done_ = 0, faulted_ = 0, cancelled_ = 0;
+  // Outcome counts of the tenant seen last, by opcode class (flushed when the tenant changes).
+  uint32_t counts_tenant_ = UINT32_MAX;
+  std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount> counts_{};
+  LatencyHistogram latency_;
+  LatencyRecorder latency_recorder_{&latency_};
+  bool now_set_ = false;  // the recorder's clock is read once per flush interval
 };
+
+// Monotonic nanoseconds for the latency histograms.
+uint64_t NowNs();
 
 struct ClaimRange {
   uint32_t partition = 0;
@@ -145,7 +159,18 @@ class RingHost {
   void FailInFlight(CompletionBatcher* out);
 
   void AddOutcomes(uint64_t done, uint64_t faulted, uint64_t cancelled);
+  void AddOutcomeCounts(uint32_t tenant,
+                        const std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount>& c);
+  void RecordLatency(const LatencyHistogram& h) { latency_.Merge(h); }
+  void RecordQueueWait(const LatencyHistogram& h) { queue_wait_.Merge(h); }
+  bool collect_latency() const { return collect_latency_; }
+  // Fills everything but `restarts`.
+  void Stats(EngineStats* out) const;
   EngineCounters counters() const;
+  // Occupancy from the in-flight windows only: every slot outside [tail, reserve) of its
+  // partition is EMPTY by construction, so a lightly loaded ring is cheap to inspect. A
+  // snapshot taken while the engine runs, like DecodeOccupancy.
+  void CountOccupancy(Occupancy* out);
   uint64_t in_flight() const;
   uint32_t slot_count() const { return ring().slot_count(); }
 
@@ -179,6 +204,13 @@ class RingHost {
   DeadlineTimer timer_;  // declared after store_: stopped before the store goes away
   uint64_t max_stored_completions_;
   std::function<void(uint32_t)> on_fence_ready_;
+
+  const bool collect_latency_;
+  const uint32_t max_tenants_;
+  // [tenant][class][outcome] flattened; relaxed atomics, added in aggregated steps.
+  std::unique_ptr<std::atomic<uint64_t>[]> outcome_counts_;
+  SharedLatencyHistogram latency_;
+  SharedLatencyHistogram queue_wait_;
 
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> done_{0};

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "mk/engine/debug_log.h"
+#include "mk/engine/engine_stats.h"
 #include "mk/engine/protocol.h"
 #include "mk/engine/ring_view.h"
 #include "mk/engine/telemetry.h"
@@ -40,6 +41,7 @@ enum class CompletionStatus : uint32_t { kDone = 1, kFault = 2, kCancelled = 3 }
 
 struct Completion {
   uint32_t tenant = 0;
+  uint32_t opcode = 0;
   uint64_t ticket = 0;
   CompletionStatus status = CompletionStatus::kDone;
   uint32_t fault_code = 0;    // FAULT: protocol::FaultCode
@@ -84,7 +86,9 @@ struct EngineCounters {
   uint64_t cancelled = 0;
   uint64_t in_flight = 0;
   uint64_t stored_completions = 0;  // completed, not yet collected by WaitFor
+  uint64_t parked_slots = 0;        // in flight but held: slots of disabled tenants
   uint32_t parked_workers = 0;      // workers asleep for lack of work
+  uint32_t done_count = 0;          // control word DONE_COUNT (executor progress; wraps)
 };
 
 struct EngineOptions {
@@ -103,6 +107,8 @@ struct EngineOptions {
   // it, which costs a futex wake-up). Longer: lower latency for sparse requests, more CPU
   // right after a burst. The engine parks completely once this has passed without work.
   absl::Duration idle_spin = absl::Microseconds(200);
+  // Record the latency histograms (one clock read per publish call and per reap pass).
+  bool collect_latency = true;
   // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them).
   uint64_t max_stored_completions = 1u << 22;
 };
@@ -164,7 +170,14 @@ class Engine {
   // Stops the executor. Slots not yet terminal complete as FAULT(ENGINE_RESTART).
   virtual absl::StatusOr<EngineCounters> Shutdown() = 0;
 
+  // Recovery (the watchdog's): stops the executor, fails every slot not yet terminal with
+  // FAULT(ENGINE_RESTART), and starts a fresh executor. Accepting continues.
+  virtual absl::Status Restart() = 0;
+  // Test-only: stops executors from claiming work (a stall), until false or Restart.
+  virtual void SetExecutionPausedForTesting(bool paused) = 0;
+
   virtual EngineCounters counters() const = 0;
+  virtual void Stats(EngineStats* out) const = 0;
   virtual EngineInfo info() const = 0;
 };
 

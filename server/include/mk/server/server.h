@@ -19,6 +19,12 @@
 
 namespace mk::server {
 
+struct WatchdogOptions {
+  absl::Duration interval = absl::Seconds(1);  // zero disables the watchdog
+  int stall_intervals = 2;  // samples without progress (while work waits) that mean a stall
+  bool recover = true;      // restart the engine on a stall
+};
+
 struct ServerOptions {
   std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free port
   std::string tenants_file;                // empty: single-tenant development mode
@@ -27,6 +33,11 @@ struct ServerOptions {
   std::string tls_client_ca_file;          // PEM; requires and verifies client certificates
   // Completions a Stream may buffer for a slow reader before it stops reading requests.
   size_t stream_max_pending_completions = 1 << 16;
+  // Prometheus /metrics ("host:port", port 0 picks a free one); empty disables the endpoint.
+  std::string metrics_listen;
+  // Tenants with their own label in per-tenant series; the rest are summed as tenant="other".
+  int metrics_top_tenants = 20;
+  WatchdogOptions watchdog;
   // Called (on a gRPC thread) when an admin calls Admin.Shutdown; the owner of the server
   // performs the shutdown, e.g. main() runs the same path as SIGTERM.
   std::function<void(bool drain)> on_shutdown_request;
@@ -39,6 +50,9 @@ class Server {
   virtual ~Server() = default;
 
   virtual int port() const = 0;
+  virtual int metrics_port() const = 0;  // 0 when the metrics endpoint is disabled
+  // The Prometheus text exposition, as served on /metrics (also without the endpoint).
+  virtual std::string RenderMetrics() = 0;
   virtual bool development_mode() const = 0;
   // Health NOT_SERVING, engine drain until `deadline`, then gRPC shutdown (in-flight RPCs get
   // until `deadline` to finish). Returns the engine's final counters.

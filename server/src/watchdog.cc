@@ -1,0 +1,86 @@
+#include "server/src/watchdog.h"
+
+#include <cstdio>
+
+namespace mk::server {
+
+Watchdog::Watchdog(engine::Engine* engine, const WatchdogOptions& options,
+                   std::function<void(bool)> set_healthy)
+    : engine_(engine), options_(options), set_healthy_(std::move(set_healthy)) {
+  last_done_count_ = engine_->counters().done_count;
+  thread_ = std::thread([this] { Run(); });
+}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  stop_cv_.notify_all();
+  thread_.join();
+}
+
+Watchdog::State Watchdog::state() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  State s = state_;
+  s.last_progress_age_seconds = absl::ToDoubleSeconds(absl::Now() - last_progress_);
+  return s;
+}
+
+void Watchdog::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_cv_.wait_for(lock, absl::ToChronoNanoseconds(options_.interval),
+                            [this] { return stop_; })) {
+    lock.unlock();
+    Sample();
+    lock.lock();
+  }
+}
+
+void Watchdog::Sample() {
+  const engine::EngineCounters c = engine_->counters();
+  const uint64_t waiting_work = c.in_flight > c.parked_slots ? c.in_flight - c.parked_slots : 0;
+  const bool progressed = c.done_count != last_done_count_;  // wrap-safe: any change is progress
+  last_done_count_ = c.done_count;
+  if (progressed || waiting_work == 0) {
+    idle_samples_ = 0;
+    bool recovered;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_progress_ = absl::Now();
+      recovered = state_.stalled;  // (without `recover`) the engine moved again by itself
+      state_.stalled = false;
+    }
+    if (recovered) set_healthy_(true);
+    return;
+  }
+  if (++idle_samples_ < options_.stall_intervals) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (state_.stalled) return;
+    state_.stalled = true;
+    ++state_.stalls;
+  }
+  std::fprintf(stderr,
+               "megakerneld: watchdog: engine stalled: %llu slots waiting, no progress for %d "
+               "samples of %s; health NOT_SERVING%s\n",
+               static_cast<unsigned long long>(waiting_work), idle_samples_,
+               absl::FormatDuration(options_.interval).c_str(),
+               options_.recover ? ", restarting the engine" : "");
+  set_healthy_(false);
+  if (!options_.recover) return;
+  const absl::Status restarted = engine_->Restart();
+  std::fprintf(stderr, "megakerneld: watchdog: engine restart: %s\n",
+               restarted.ToString().c_str());
+  if (!restarted.ok()) return;
+  idle_samples_ = 0;
+  last_done_count_ = engine_->counters().done_count;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    state_.stalled = false;
+    last_progress_ = absl::Now();
+  }
+  set_healthy_(true);
+}
+
+}  // namespace mk::server

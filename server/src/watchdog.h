@@ -1,0 +1,57 @@
+// The watchdog: samples engine progress every `interval`. Work in flight (excluding slots
+// parked for disabled tenants) with no DONE_COUNT progress for `stall_intervals` consecutive
+// samples marks the engine stalled: the stalled metric, health NOT_SERVING, a log line, and,
+// when `recover` is set, Engine::Restart (in-flight slots fail with FAULT ENGINE_RESTART), after
+// which health returns to SERVING.
+//
+// Threads: one owned sampling thread; state() is safe from any thread (the metrics collector).
+#ifndef MK_SERVER_SRC_WATCHDOG_H_
+#define MK_SERVER_SRC_WATCHDOG_H_
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "mk/engine/engine.h"
+#include "mk/server/server.h"
+
+namespace mk::server {
+
+class Watchdog {
+ public:
+  struct State {
+    bool stalled = false;
+    double last_progress_age_seconds = 0;
+    uint64_t stalls = 0;
+  };
+
+  Watchdog(engine::Engine* engine, const WatchdogOptions& options,
+           std::function<void(bool healthy)> set_healthy);
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  State state() const;
+
+ private:
+  void Run();
+  void Sample();
+
+  engine::Engine* const engine_;
+  const WatchdogOptions options_;
+  const std::function<void(bool)> set_healthy_;
+  mutable std::mutex mu_;
+  std::condition_variable stop_cv_;
+  bool stop_ = false;                          // guarded by mu_
+  State state_;                                // guarded by mu_
+  uint32_t last_done_count_ = 0;               // sampling thread only
+  int idle_samples_ = 0;                       // sampling thread only
+  absl::Time last_progress_ = absl::Now();     // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace mk::server
+
+#endif  // MK_SERVER_SRC_WATCHDOG_H_
