@@ -125,6 +125,7 @@ void CpuEngine::StopWorkers() {
 absl::Status CpuEngine::Restart() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_.load()) return absl::FailedPreconditionError("engine: restart after shutdown");
+  restarts_.fetch_add(1);  // counted before the in-flight slots fail, so their FAULTs see it
   StopWorkers();
   {
     std::lock_guard<std::mutex> deferred(deferred_mu_);
@@ -140,7 +141,6 @@ absl::Status CpuEngine::Restart() {
   host_->control().Store(ctl::kShutdown, 0);
   paused_.store(false);
   stop_.store(false, std::memory_order_seq_cst);
-  restarts_.fetch_add(1);
   if (started_.load()) StartWorkers();
   NotifyProgress();
   return absl::OkStatus();
@@ -176,7 +176,8 @@ absl::StatusOr<PublishResult> CpuEngine::Publish(uint32_t tenant,
   }
   if (absl::Status s = host::ValidatePublish(slots); !s.ok()) return s;
   auto result = host_->Publish(tenant, slots, options.sink);
-  if (result.ok()) WakeWorkers();
+  // One claim batch needs one worker: waking every parked worker for it is a thundering herd.
+  if (result.ok()) WakeWorkers(/*all=*/slots.size() > options_.claim_batch);
   return result;
 }
 
@@ -524,9 +525,14 @@ void CpuEngine::IdleWait() {
   sleepers_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
-void CpuEngine::WakeWorkers() {
+void CpuEngine::WakeWorkers(bool all) {
   work_epoch_.fetch_add(1, std::memory_order_seq_cst);
-  if (sleepers_.load(std::memory_order_seq_cst) != 0) work_epoch_.notify_all();
+  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
+  if (all) {
+    work_epoch_.notify_all();
+  } else {
+    work_epoch_.notify_one();
+  }
 }
 
 }  // namespace mk::engine::cpu

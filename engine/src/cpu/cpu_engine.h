@@ -73,7 +73,8 @@ class CpuEngine final : public Engine {
   void ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws);
   void PushReady(uint32_t index);
   void IdleWait();
-  void WakeWorkers();
+  // Wakes parked workers (all of them, or one for a single batch of work).
+  void WakeWorkers(bool all = true);
   // Lets Drain re-check its condition after outcomes were counted.
   void NotifyProgress();
   absl::Status CheckTenant(uint32_t tenant) const;

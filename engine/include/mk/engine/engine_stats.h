@@ -69,25 +69,39 @@ class LatencyRecorder {
   size_t memo_bucket_ = 0;
 };
 
-// A histogram many threads add whole local histograms into.
+// A histogram many threads add whole local histograms into. Sharded so that threads merging
+// concurrently (one per executor) do not bounce the same cache lines; Snapshot sums the shards.
 class SharedLatencyHistogram {
  public:
   void Merge(const LatencyHistogram& h) {
+    Shard& shard = shards_[ShardIndex()];
     for (size_t b = 0; b < kLatencyBuckets; ++b) {
-      if (h.buckets[b] != 0) buckets_[b].fetch_add(h.buckets[b], std::memory_order_relaxed);
+      if (h.buckets[b] != 0) shard.buckets[b].fetch_add(h.buckets[b], std::memory_order_relaxed);
     }
-    sum_ns_.fetch_add(h.sum_ns, std::memory_order_relaxed);
+    shard.sum_ns.fetch_add(h.sum_ns, std::memory_order_relaxed);
   }
   void Snapshot(LatencyHistogram* out) const {
-    for (size_t b = 0; b < kLatencyBuckets; ++b) {
-      out->buckets[b] = buckets_[b].load(std::memory_order_relaxed);
+    *out = LatencyHistogram{};
+    for (const Shard& shard : shards_) {
+      for (size_t b = 0; b < kLatencyBuckets; ++b) {
+        out->buckets[b] += shard.buckets[b].load(std::memory_order_relaxed);
+      }
+      out->sum_ns += shard.sum_ns.load(std::memory_order_relaxed);
     }
-    out->sum_ns = sum_ns_.load(std::memory_order_relaxed);
   }
 
  private:
-  std::array<std::atomic<uint64_t>, kLatencyBuckets> buckets_{};
-  std::atomic<uint64_t> sum_ns_{0};
+  static constexpr size_t kShards = 16;
+  struct alignas(64) Shard {
+    std::array<std::atomic<uint64_t>, kLatencyBuckets> buckets{};
+    std::atomic<uint64_t> sum_ns{0};
+  };
+  static size_t ShardIndex() {
+    static std::atomic<size_t> next{0};
+    thread_local const size_t index = next.fetch_add(1, std::memory_order_relaxed) % kShards;
+    return index;
+  }
+  std::array<Shard, kShards> shards_{};
 };
 
 enum class OpcodeClass : uint32_t { kScratch = 0, kControl = 1, kIo = 2, kCustom = 3 };
