@@ -9,17 +9,12 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 bash deploy/build.sh >/dev/null
 
+source deploy/start_megakerneld.sh
 log=$(mktemp)
-./build/server/megakerneld --listen=127.0.0.1:0 --engine="${MK_ENGINE:-auto}" >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 300); do
-  grep -q "listening on" "$log" && break
-  kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
+trap 'kill ${server:-} 2>/dev/null || true; rm -f "$log"' EXIT
+start_megakerneld ./build/server/megakerneld "$log" --engine="${MK_ENGINE:-auto}" \
+  --metrics_listen=127.0.0.1:0
 cat "$log"
-target=$(grep -o 'listening on [0-9.]*:[0-9]*' "$log" | awk '{print $3}')
 mkctl=./build/client/mkctl
 
 echo; echo "== mkctl publish: 3 x ATOMIC_ADD(5) on scratch word 0, waiting for the results"
@@ -31,6 +26,9 @@ echo; echo "== mkctl publish: a slot that faults (index outside the scratch wind
 $mkctl publish --target="$target" --opcode=3 --args=100000 --wait=2s
 echo; echo "== mkctl bench: 2 s closed loop, 2 callers, batches of 64 NOPs"
 $mkctl bench --target="$target" --duration=2s --concurrency=2 --batch=64 2>/dev/null
+metrics=$(grep -o 'metrics on http://[0-9.:]*/metrics' "$log" | awk '{print $3}')
+echo; echo "== Prometheus metrics ($metrics), a few families"
+curl -s "$metrics" | grep -E '^mk_(slots_completed_total|slot_latency_seconds_count|watchdog_stalled|ring_capacity_slots)'
 echo; echo "== mkctl top: one frame"
 $mkctl top --target="$target" --iterations=2 --interval=500ms | tail -n 16
 if [ "${MK_KEEP_RUNNING:-0}" = 1 ]; then

@@ -153,6 +153,29 @@ std::vector<double> TimeUnary(int n, const std::function<bool()>& call) {
   return us;
 }
 
+// Writes `messages` copies of `request` with at most `window` messages unanswered, reading the
+// answers on a second thread; returns units answered per second (`units_of` counts the units a
+// response answers; each request carries `units_per_message`).
+template <typename Response, typename Stream, typename Request, typename UnitsOf>
+double PipelinedThroughput(Stream& stream, const Request& request, int messages, int window,
+                           int64_t units_per_message, UnitsOf units_of) {
+  const int64_t total = int64_t{messages} * units_per_message;
+  std::atomic<int64_t> answered{0};
+  const auto start = Clock::now();
+  std::thread reader([&] {
+    Response response;
+    while (answered.load() < total && stream.Read(&response)) answered += units_of(response);
+  });
+  for (int i = 0; i < messages; ++i) {
+    while (int64_t{i} * units_per_message - answered.load() >= int64_t{window} * units_per_message) {
+      std::this_thread::yield();  // the pipelining window is full
+    }
+    if (!stream.Write(request)) break;
+  }
+  reader.join();
+  return answered.load() / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 int Suite(client::Client& c, bool quick) {
   const int n = quick ? 2000 : 20000;
   const std::vector<client::Slot> nop(1);
@@ -224,20 +247,9 @@ int Suite(client::Client& c, bool quick) {
     auto s = c.OpenStream();
     v1::PublishRequest req;
     req.set_packed_slots(packed);
-    std::atomic<int64_t> received{0};
-    const auto start = Clock::now();
-    std::thread reader([&] {
-      v1::CompletionBatch batch;
-      while (received.load() < int64_t{batches} * 1024 && s->Read(&batch)) {
-        received += batch.packed_completions().size() / 64;
-      }
-    });
-    for (int i = 0; i < batches; ++i) {
-      while (int64_t{i} * 1024 - received.load() >= int64_t{kWindow} * 1024) std::this_thread::yield();
-      s->Write(req);
-    }
-    reader.join();
-    slots_per_s = received.load() / std::chrono::duration<double>(Clock::now() - start).count();
+    slots_per_s = PipelinedThroughput<v1::CompletionBatch>(
+        *s, req, batches, kWindow, 1024,
+        [](const v1::CompletionBatch& b) { return int64_t(b.packed_completions().size() / 64); });
     s->WritesDone();
     s->Finish().IgnoreError();
 
@@ -245,19 +257,8 @@ int Suite(client::Client& c, bool quick) {
     auto e = c.diagnostics()->EchoStream(&ctx);
     v1::EchoRequest er;
     er.set_payload(packed);
-    std::atomic<int64_t> echoed{0};
-    const auto estart = Clock::now();
-    std::thread ereader([&] {
-      v1::EchoResponse resp;
-      while (echoed.load() < batches && e->Read(&resp)) ++echoed;
-    });
-    for (int i = 0; i < batches; ++i) {
-      while (i - echoed.load() >= kWindow) std::this_thread::yield();
-      e->Write(er);
-    }
-    ereader.join();
-    echo_slots_per_s =
-        echoed.load() * 1024.0 / std::chrono::duration<double>(Clock::now() - estart).count();
+    echo_slots_per_s = PipelinedThroughput<v1::EchoResponse>(
+        *e, er, batches, kWindow, 1024, [](const v1::EchoResponse&) { return int64_t{1024}; });
     e->WritesDone();
     e->Finish();
   }

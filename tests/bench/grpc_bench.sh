@@ -6,16 +6,10 @@
 set -euo pipefail
 megakerneld=$1
 mkctl=$2
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/start_megakerneld.sh"
 log=$(mktemp)
-"$megakerneld" --listen=127.0.0.1:0 --engine=cpu >"$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 1 300); do
-  grep -q "listening on" "$log" && break
-  kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
-target=$(grep -o 'listening on [0-9.]*:[0-9]*' "$log" | awk '{print $3}')
+trap 'kill ${server:-} 2>/dev/null || true; rm -f "$log"' EXIT
+start_megakerneld "$megakerneld" "$log" --engine=cpu --metrics_listen=
 echo "# grpc: megakerneld $(grep -o 'engine [a-z]* ([^)]*)' "$log"), $(nproc) cores"
 "$mkctl" bench --mode=suite --target="$target"
 kill -TERM $server

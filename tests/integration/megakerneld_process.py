@@ -25,6 +25,9 @@ def generate_stubs(proto_roots):
 
 class Megakerneld:
     def __init__(self, binary, *flags):
+        # Tests never use fixed ports: metrics go to a free port unless the test chose one.
+        if not any(f.startswith("--metrics_listen") for f in flags):
+            flags = (*flags, "--metrics_listen=127.0.0.1:0")
         self.proc = subprocess.Popen([binary, "--listen=127.0.0.1:0", *flags],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []

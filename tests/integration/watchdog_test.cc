@@ -28,12 +28,17 @@ bool MetricsContain(TestServer& ts, const std::string& line) {
   return ("\n" + ts.server->RenderMetrics()).find("\n" + line + "\n") != std::string::npos;
 }
 
-TEST(WatchdogTest, StallIsDetectedAndReportedWithoutRecovery) {
+// A server whose watchdog samples every 50 ms and calls two samples without progress a stall.
+std::unique_ptr<TestServer> StartWithWatchdog(bool recover) {
   server::ServerOptions so;
   so.watchdog.interval = absl::Milliseconds(50);
   so.watchdog.stall_intervals = 2;
-  so.watchdog.recover = false;
-  auto ts = TestServer::Start(so);
+  so.watchdog.recover = recover;
+  return TestServer::Start(so);
+}
+
+TEST(WatchdogTest, StallIsDetectedAndReportedWithoutRecovery) {
+  auto ts = StartWithWatchdog(/*recover=*/false);
   ASSERT_NE(ts, nullptr);
   auto c = ts->Client();
   EXPECT_TRUE(MetricsContain(*ts, "mk_watchdog_stalled 0"));
@@ -52,11 +57,7 @@ TEST(WatchdogTest, StallIsDetectedAndReportedWithoutRecovery) {
 }
 
 TEST(WatchdogTest, RecoveryRestartsTheEngineAndFailsInFlightSlots) {
-  server::ServerOptions so;
-  so.watchdog.interval = absl::Milliseconds(50);
-  so.watchdog.stall_intervals = 2;
-  so.watchdog.recover = true;
-  auto ts = TestServer::Start(so);
+  auto ts = StartWithWatchdog(/*recover=*/true);
   ASSERT_NE(ts, nullptr);
   auto c = ts->Client();
   ts->engine->SetExecutionPausedForTesting(true);
