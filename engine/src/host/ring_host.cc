@@ -41,66 +41,6 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
 
 }  // namespace
 
-uint64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-CompletionBatcher::CompletionBatcher(RingHost* host) : host_(host) { batch_.reserve(256); }
-
-void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns) {
-  if (sink == nullptr) sink = &host_->store();
-  if (sink != current_ || batch_.size() == batch_.capacity()) {
-    Deliver();
-    current_ = sink;
-  }
-  batch_.push_back(c);
-  Outcome outcome = Outcome::kDone;
-  switch (c.status) {
-    case CompletionStatus::kDone: ++done_; break;
-    case CompletionStatus::kFault: ++faulted_; outcome = Outcome::kFaulted; break;
-    case CompletionStatus::kCancelled: ++cancelled_; outcome = Outcome::kCancelled; break;
-  }
-  if (c.tenant != counts_tenant_) {
-    FlushTenantCounts();
-    counts_tenant_ = c.tenant;
-  }
-  ++counts_[static_cast<uint32_t>(OpcodeClassOf(c.opcode))][static_cast<uint32_t>(outcome)];
-  if (publish_ns != 0 && host_->collect_latency()) {
-    if (!now_set_) {
-      latency_recorder_.SetNow(NowNs());
-      now_set_ = true;
-    }
-    latency_recorder_.Record(publish_ns);
-  }
-}
-
-void CompletionBatcher::FlushTenantCounts() {
-  if (counts_tenant_ == UINT32_MAX) return;
-  host_->AddOutcomeCounts(counts_tenant_, counts_);
-  counts_ = {};
-  counts_tenant_ = UINT32_MAX;
-}
-
-void CompletionBatcher::Deliver() {
-  if (!batch_.empty()) current_->OnCompletions(batch_);
-  batch_.clear();
-}
-
-void CompletionBatcher::Flush() {
-  Deliver();
-  now_set_ = false;
-  if (done_ + faulted_ + cancelled_ == 0) return;
-  FlushTenantCounts();
-  if (!latency_.empty()) {
-    host_->RecordLatency(latency_);
-    latency_.Clear();
-  }
-  host_->AddOutcomes(done_, faulted_, cancelled_);
-  done_ = faulted_ = cancelled_ = 0;
-}
-
 absl::StatusOr<std::unique_ptr<RingHost>> RingHost::Create(const EngineOptions& options) {
   if (options.ring_slots < protocol::kPriorityCount * 2) {
     return absl::InvalidArgumentError(absl::StrCat(
