@@ -25,6 +25,8 @@ ABSL_FLAG(std::string, engine, "auto",
           "engine backend: auto (CUDA when a usable GPU is present, else CPU), cpu, or cuda");
 ABSL_FLAG(uint32_t, ring_slots, 1u << 16, "ring slots (64 bytes each) shared by all tenants");
 ABSL_FLAG(uint32_t, workers, 0, "CPU engine worker threads; 0 = one per core minus one");
+ABSL_FLAG(uint32_t, claim_batch, 1024,
+          "slots a worker claims at once from a priority partition (1..1024)");
 ABSL_FLAG(uint32_t, max_tenants, 1024, "tenants the engine serves (ids 0..max_tenants-1)");
 ABSL_FLAG(uint32_t, scratch_words, 64, "scratch words per tenant window");
 ABSL_FLAG(std::string, tenants_file, "",
@@ -105,6 +107,7 @@ int main(int argc, char** argv) {
   eo.ring_slots = absl::GetFlag(FLAGS_ring_slots);
   eo.workers = absl::GetFlag(FLAGS_workers);
   eo.max_tenants = absl::GetFlag(FLAGS_max_tenants);
+  eo.claim_batch = absl::GetFlag(FLAGS_claim_batch);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
   auto engine = mk::engine::CreateEngine(eo);
   if (!engine.ok()) return Fail(engine.status());

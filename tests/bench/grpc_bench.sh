@@ -9,7 +9,9 @@ mkctl=$2
 source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/start_megakerneld.sh"
 log=$(mktemp)
 trap 'kill ${server:-} 2>/dev/null || true; rm -f "$log"' EXIT
-start_megakerneld "$megakerneld" "$log" --engine=cpu --metrics_listen=
+# MK_SERVER_FLAGS: extra megakerneld flags (e.g. --claim_batch=256) for experiments.
+# shellcheck disable=SC2086
+start_megakerneld "$megakerneld" "$log" --engine=cpu --metrics_listen= ${MK_SERVER_FLAGS:-}
 echo "# grpc: megakerneld $(grep -o 'engine [a-z]* ([^)]*)' "$log"), $(nproc) cores"
 "$mkctl" bench --mode=suite --target="$target"
 kill -TERM $server

@@ -72,7 +72,7 @@ class CpuEngine final : public Engine {
   void RunClaimed(uint32_t index, WorkerState& ws);
   void ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws);
   void PushReady(uint32_t index);
-  void IdleWait();
+  void IdleWait(bool was_spinning);
   // Wakes parked workers (all of them, or one for a single batch of work).
   void WakeWorkers(bool all = true);
   // Lets Drain re-check its condition after outcomes were counted.
@@ -102,6 +102,7 @@ class CpuEngine final : public Engine {
 
   std::atomic<uint32_t> work_epoch_{0};
   std::atomic<uint32_t> sleepers_{0};
+  std::atomic<uint32_t> spinners_{0};  // workers polling for work before they park
 
   std::mutex drain_mu_;
   std::condition_variable drain_cv_;  // signalled after outcomes are counted while draining

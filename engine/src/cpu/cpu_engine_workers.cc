@@ -96,17 +96,22 @@ void CpuEngine::WorkerLoop() {
       worked = true;
     }
     if (worked) {
+      if (idle_spins != 0) spinners_.fetch_sub(1, std::memory_order_seq_cst);
       idle_spins = 0;
       continue;
     }
-    if (idle_spins++ == 0) idle_since = std::chrono::steady_clock::now();
+    if (idle_spins++ == 0) {
+      idle_since = std::chrono::steady_clock::now();
+      spinners_.fetch_add(1, std::memory_order_seq_cst);
+    }
     if ((idle_spins & 63) != 0 || std::chrono::steady_clock::now() - idle_since < spin_before_park) {
       CpuRelax();
       continue;
     }
-    IdleWait();
+    IdleWait(/*was_spinning=*/true);
     idle_spins = 0;
   }
+  if (idle_spins != 0) spinners_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 bool CpuEngine::ClaimNext(host::ClaimRange* range) {
@@ -251,8 +256,11 @@ void CpuEngine::PushReady(uint32_t index) {
   WakeWorkers();
 }
 
-void CpuEngine::IdleWait() {
+void CpuEngine::IdleWait(bool was_spinning) {
+  // Counted as a sleeper before it stops counting as a spinner, so a publisher that skips the
+  // wake-up because it saw a spinner is always followed by this thread's re-check below.
   sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  if (was_spinning) spinners_.fetch_sub(1, std::memory_order_seq_cst);
   const uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
   if (!stop_.load(std::memory_order_seq_cst) && !host_->HasAnyClaimable() &&
       ready_count_.load(std::memory_order_seq_cst) == 0) {
@@ -263,6 +271,8 @@ void CpuEngine::IdleWait() {
 
 void CpuEngine::WakeWorkers(bool all) {
   work_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  // A spinning worker will find a single batch by itself: no system call on the publish path.
+  if (!all && spinners_.load(std::memory_order_seq_cst) != 0) return;
   if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
   if (all) {
     work_epoch_.notify_all();
