@@ -1,0 +1,47 @@
+#include "mk/io/file_reader.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace mk::io {
+
+namespace {
+constexpr char kErrnoPayload[] = "type.megakerneld/io.errno";
+}  // namespace
+
+absl::Status IoError(int error_number, const std::string& what) {
+  absl::Status s = absl::UnavailableError(
+      absl::StrCat("io: ", what, " (", std::strerror(error_number), ", errno ", error_number, ")"));
+  s.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(error_number)));
+  return s;
+}
+
+int ErrnoOf(const absl::Status& status) {
+  auto payload = status.GetPayload(kErrnoPayload);
+  int e = 0;
+  if (payload.has_value() && absl::SimpleAtoi(std::string(*payload), &e)) return e;
+  return 0;
+}
+
+absl::StatusOr<std::unique_ptr<FileReader>> FileReader::Create(const ReaderOptions& options) {
+  if (options.chunk_bytes == 0 || options.chunk_bytes % 4096 != 0) {
+    return absl::InvalidArgumentError("io: chunk_bytes must be a positive multiple of 4096");
+  }
+  if (options.backend == Backend::kThreads) return CreateThreadPoolReader(options);
+  auto uring = CreateUringReader(options);
+  if (uring.ok() || options.backend == Backend::kUring) return uring;
+  std::fprintf(stderr,
+               "io: io_uring unavailable (%s); using the thread-pool reader. A seccomp profile "
+               "(Docker/Kubernetes RuntimeDefault) blocks io_uring_setup: allow "
+               "io_uring_setup/io_uring_enter/io_uring_register, or pass --io_backend=threads "
+               "to choose this backend explicitly.\n",
+               std::string(uring.status().message()).c_str());
+  return CreateThreadPoolReader(options);
+}
+
+}  // namespace mk::io
