@@ -1,0 +1,122 @@
+// io benchmark (label perf): the resource loader's reader against fio on the same files, in the
+// same run, with the same block size and queue depth, both with O_DIRECT (the page cache would
+// otherwise measure memory copies, not the device). Prints both bandwidths and the ratio.
+// Files: 64 x 16 MiB (MK_BENCH_QUICK=1: 8 x 16 MiB), laid out by fio itself.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "mk/io/file_reader.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+constexpr uint32_t kBlock = 1 << 20;
+constexpr uint32_t kQueueDepth = 32;
+constexpr uint64_t kFileBytes = 16ull << 20;
+
+void Print(const char* figure, double value, const char* unit) {
+  std::printf("bench: io %s %.4g %s\n", figure, value, unit);
+  std::fflush(stdout);
+}
+
+std::string Run(const std::string& command) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  if (pclose(p) != 0) {
+    std::fprintf(stderr, "command failed: %s\n%s\n", command.c_str(), out.c_str());
+    std::exit(1);
+  }
+  return out;
+}
+
+std::string FioCommand(const std::string& dir, int files, const char* extra) {
+  return "fio --name=seqread --directory=" + dir + " --nrfiles=" + std::to_string(files) +
+         " --filesize=16M --size=" + std::to_string(files * 16) + "M --rw=read --bs=1M --iodepth=" +
+         std::to_string(kQueueDepth) + " --ioengine=io_uring --direct=1 --file_service_type=sequential "
+         "--output-format=terse --terse-version=3 " + extra;
+}
+
+// Terse v3: field 7 (1-based) is the read bandwidth in KiB/s.
+double FioReadBandwidth(const std::string& terse) {
+  size_t pos = 0;
+  for (int field = 1; field < 7; ++field) pos = terse.find(';', pos) + 1;
+  return std::strtod(terse.c_str() + pos, nullptr) * 1024.0;
+}
+
+}  // namespace
+
+int main() {
+  const char* q = std::getenv("MK_BENCH_QUICK");
+  const int files = q != nullptr && q[0] == '1' ? 8 : 64;
+  const fs::path dir = fs::temp_directory_path() / ("mk_io_bench_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  Run(FioCommand(dir.string(), files, "--create_only=1") + " >/dev/null");
+  std::vector<std::string> paths;
+  for (const auto& entry : fs::directory_iterator(dir)) paths.push_back(entry.path().string());
+  std::printf("# %zu files x 16 MiB, block %u KiB, queue depth %u, O_DIRECT\n", paths.size(),
+              kBlock >> 10, kQueueDepth);
+
+  mk::io::ReaderOptions options;
+  options.backend = mk::io::Backend::kAuto;
+  options.chunk_bytes = kBlock;
+  options.staging_buffers = kQueueDepth;
+  options.o_direct = true;
+  auto reader = mk::io::FileReader::Create(options);
+  if (!reader.ok()) {
+    std::fprintf(stderr, "%s\n", reader.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("# loader backend: %s\n", (*reader)->backend_name());
+  // fio runs before and after the loader; the better of the two is the baseline, so caching
+  // below the file system cannot favour the loader.
+  const double fio_before = FioReadBandwidth(Run(FioCommand(dir.string(), files, "")));
+  std::vector<char> dest(kFileBytes * 4);  // reused: the bytes land in host memory
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t completed = 0;
+  bool failed = false;
+  const auto start = Clock::now();
+  for (size_t i = 0; i < paths.size(); ++i) {
+    {  // keep at most 4 files in flight; each is split into kBlock chunks by the reader
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return i - completed < 4; });
+    }
+    char* slot = dest.data() + (i % 4) * kFileBytes;
+    absl::Status s = (*reader)->Read(paths[i], 0, kFileBytes, slot, [&](absl::Status st, uint64_t) {
+      std::lock_guard<std::mutex> lock(mu);
+      failed |= !st.ok();
+      ++completed;
+      cv.notify_all();
+    });
+    if (!s.ok()) return 1;
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return completed == paths.size(); });
+  }
+  const double loader = paths.size() * kFileBytes / std::chrono::duration<double>(Clock::now() - start).count();
+  if (failed) return 1;
+  const double fio =
+      std::max(fio_before, FioReadBandwidth(Run(FioCommand(dir.string(), files, ""))));
+  Print("loader_bandwidth", loader / 1e9, "GB/s");
+  Print("fio_io_uring_bandwidth", fio / 1e9, "GB/s");
+  Print("loader_ratio_vs_fio", loader / fio, "x");
+  fs::remove_all(dir);
+  return 0;
+}
