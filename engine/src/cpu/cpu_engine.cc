@@ -27,11 +27,19 @@ absl::StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::Create(const EngineOptions
   }
   auto host = host::RingHost::Create(options);
   if (!host.ok()) return host.status();
-  return std::unique_ptr<CpuEngine>(new CpuEngine(*std::move(host), options));
+  std::unique_ptr<host::ResourceLoader> loader;
+  if (!options.resource_root.empty()) {
+    auto created = host::ResourceLoader::Create(options, host->get());
+    if (!created.ok()) return created.status();
+    loader = *std::move(created);
+  }
+  return std::unique_ptr<CpuEngine>(new CpuEngine(*std::move(host), std::move(loader), options));
 }
 
-CpuEngine::CpuEngine(std::unique_ptr<host::RingHost> host, const EngineOptions& options)
+CpuEngine::CpuEngine(std::unique_ptr<host::RingHost> host,
+                     std::unique_ptr<host::ResourceLoader> loader, const EngineOptions& options)
     : host_(std::move(host)),
+      loader_(std::move(loader)),
       options_(options),
       worker_count_(options.workers != 0
                         ? options.workers
@@ -63,6 +71,31 @@ void CpuEngine::StopWorkers() {
   WakeWorkers();
   for (std::thread& t : workers_) t.join();
   workers_.clear();
+}
+
+absl::Status CpuEngine::CheckLoader() const {
+  if (loader_ != nullptr) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      "engine: no resource root is configured; start the server with --resource_root=DIR");
+}
+
+absl::StatusOr<uint32_t> CpuEngine::RegisterResource(uint32_t tenant, const std::string& path,
+                                                     uint64_t offset, uint64_t length) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (absl::Status s = CheckLoader(); !s.ok()) return s;
+  return loader_->Register(tenant, path, offset, length);
+}
+
+absl::StatusOr<std::vector<ResourceInfo>> CpuEngine::ListResources(uint32_t tenant) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (absl::Status s = CheckLoader(); !s.ok()) return s;
+  return loader_->List(tenant);
+}
+
+absl::Status CpuEngine::EvictResource(uint32_t tenant, uint32_t resource_id) {
+  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  if (absl::Status s = CheckLoader(); !s.ok()) return s;
+  return loader_->Evict(tenant, resource_id);
 }
 
 absl::Status CpuEngine::Restart() {
@@ -264,6 +297,7 @@ EngineCounters CpuEngine::counters() const {
 void CpuEngine::Stats(EngineStats* out) const {
   host_->Stats(out);
   out->restarts = restarts_.load();
+  if (loader_ != nullptr) loader_->Stats(&out->io);
 }
 
 EngineInfo CpuEngine::info() const {

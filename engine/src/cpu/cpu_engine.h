@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "engine/src/host/resource_loader.h"
 #include "engine/src/host/ring_host.h"
 #include "mk/engine/engine.h"
 
@@ -49,6 +50,10 @@ class CpuEngine final : public Engine {
   absl::Status ReadDebugLog(DebugLogContents* out) override;
   absl::StatusOr<EngineCounters> Drain(absl::Time deadline) override;
   absl::StatusOr<EngineCounters> Shutdown() override;
+  absl::StatusOr<uint32_t> RegisterResource(uint32_t tenant, const std::string& path,
+                                            uint64_t offset, uint64_t length) override;
+  absl::StatusOr<std::vector<ResourceInfo>> ListResources(uint32_t tenant) override;
+  absl::Status EvictResource(uint32_t tenant, uint32_t resource_id) override;
   absl::Status Restart() override;
   void SetExecutionPausedForTesting(bool paused) override;
   EngineCounters counters() const override;
@@ -58,7 +63,9 @@ class CpuEngine final : public Engine {
  private:
   struct WorkerState;
 
-  CpuEngine(std::unique_ptr<host::RingHost> host, const EngineOptions& options);
+  CpuEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<host::ResourceLoader> loader,
+            const EngineOptions& options);
+  absl::Status CheckLoader() const;
 
   void WorkerLoop();
   void StartWorkers();
@@ -81,6 +88,8 @@ class CpuEngine final : public Engine {
   bool TenantEnabled(uint32_t tenant) const;
 
   std::unique_ptr<host::RingHost> host_;
+  // LOAD_MISS / CHECKSUM; null without a resource root. Declared after host_: destroyed first.
+  std::unique_ptr<host::ResourceLoader> loader_;
   const EngineOptions options_;
   const uint32_t worker_count_;
   std::vector<std::thread> workers_;

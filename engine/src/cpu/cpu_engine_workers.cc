@@ -75,6 +75,7 @@ struct CpuEngine::WorkerState {
 
 void CpuEngine::WorkerLoop() {
   WorkerState ws(host_.get());
+  if (loader_ != nullptr) ws.ctx.io = loader_->Hook();
   const auto spin_before_park = absl::ToChronoNanoseconds(options_.idle_spin);
   auto idle_since = std::chrono::steady_clock::now();
   uint32_t idle_spins = 0;
@@ -223,9 +224,13 @@ void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
       StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_release);
       PushReady(index);
       break;
-    default:  // WAIT_IO: the io path completes the slot when its load finishes
-      StatusWord(w).store(static_cast<uint32_t>(r.status), std::memory_order_release);
+    default: {  // WAIT_IO: the loader parked the slot already (and the io may even have
+                // completed it); only a slot still CLAIMED moves here.
+      uint32_t claimed = static_cast<uint32_t>(SlotStatus::kClaimed);
+      StatusWord(w).compare_exchange_strong(claimed, static_cast<uint32_t>(r.status),
+                                            std::memory_order_acq_rel);
       break;
+    }
   }
 }
 

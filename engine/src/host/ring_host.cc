@@ -367,8 +367,31 @@ uint32_t RingHost::CancelTickets(uint32_t tenant, absl::Span<const uint64_t> tic
   return cancelled;
 }
 
+bool RingHost::ResumeWaiting(uint32_t index, uint64_t ticket, const protocol::ExecResult& result,
+                             CompletionBatcher* out) {
+  uint32_t fence = kNoFence;
+  {
+    std::lock_guard<std::mutex> lock(resume_mu_);
+    uint32_t* w = ring().slot(index);
+    if (StatusWord(w).load(std::memory_order_acquire) !=
+            static_cast<uint32_t>(SlotStatus::kWaitIo) ||
+        meta_[index].ticket.load(std::memory_order_relaxed) != ticket) {
+      return false;
+    }
+    std::copy(result.results, result.results + result.result_count, w + protocol::kWordArg0);
+    std::fill(w + protocol::kWordArg0 + result.result_count, w + protocol::kSlotWords, 0u);
+    fence = meta_[index].fence_waiter;
+    StatusWord(w).store(static_cast<uint32_t>(result.status), std::memory_order_release);
+    protocol::AtomicFetchAdd(&control_words_[ctl::kDoneCount], 1);
+  }
+  if (fence != kNoFence && ReleaseFence(fence) && on_fence_ready_) on_fence_ready_(fence);
+  ReapSlot(index, out);
+  return true;
+}
+
 void RingHost::FailInFlight(CompletionBatcher* out) {
   std::lock_guard<std::mutex> lock(publish_mu_);
+  std::lock_guard<std::mutex> resume(resume_mu_);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     Partition& part = partitions_[p];
     for (uint64_t seq = part.tail.load(); seq < part.reserve; ++seq) {

@@ -157,6 +157,19 @@ class RingHost {
   // With the executor stopped: every slot not yet terminal becomes FAULT(ENGINE_RESTART), and
   // everything is reaped.
   void FailInFlight(CompletionBatcher* out);
+  // CLAIMED -> WAIT_IO for a slot whose io request is about to become visible (the loader does
+  // this before publishing, so a fast completion always finds the slot waiting).
+  void MarkWaiting(uint32_t index) {
+    uint32_t expected = static_cast<uint32_t>(protocol::SlotStatus::kClaimed);
+    std::atomic_ref<uint32_t>(ring().slot(index)[protocol::kWordStatus])
+        .compare_exchange_strong(expected, static_cast<uint32_t>(protocol::SlotStatus::kWaitIo),
+                                 std::memory_order_acq_rel);
+  }
+  // An io completion resumes a slot parked in WAIT_IO: writes the outcome (DONE or FAULT),
+  // releases its fence and reaps it. False when the slot no longer waits under `ticket` (a
+  // teardown failed it meanwhile). Serialized with FailInFlight.
+  bool ResumeWaiting(uint32_t index, uint64_t ticket, const protocol::ExecResult& result,
+                     CompletionBatcher* out);
 
   void AddOutcomes(uint64_t done, uint64_t faulted, uint64_t cancelled);
   void AddOutcomeCounts(uint32_t tenant,
@@ -200,6 +213,7 @@ class RingHost {
   std::array<Partition, protocol::kPriorityCount> partitions_;
   std::unique_ptr<std::atomic<uint64_t>[]> next_ticket_;  // per tenant; written under publish_mu_
   std::mutex publish_mu_;
+  std::mutex resume_mu_;  // ResumeWaiting vs FailInFlight
   CompletionStore store_;
   DeadlineTimer timer_;  // declared after store_: stopped before the store goes away
   uint64_t max_stored_completions_;

@@ -91,6 +91,15 @@ struct EngineCounters {
   uint32_t done_count = 0;          // control word DONE_COUNT (executor progress; wraps)
 };
 
+struct ResourceInfo {
+  uint32_t id = 0;
+  uint32_t tenant = 0;
+  std::string path;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool resident = false;
+};
+
 struct EngineOptions {
   enum class Backend { kAuto, kCpu, kCuda };
   Backend backend = Backend::kAuto;
@@ -109,6 +118,12 @@ struct EngineOptions {
   // it, which costs a futex wake-up). Longer: lower latency for sparse requests, more CPU
   // right after a burst. The engine parks completely once this has passed without work.
   absl::Duration idle_spin = absl::Microseconds(200);
+  // Resource loading (LOAD_MISS / CHECKSUM). Empty root: no resources, both opcodes fault
+  // RESOURCE_NOT_FOUND.
+  std::string resource_root;
+  uint64_t residency_budget_bytes = 1ull << 30;  // resident copies; LRU eviction beyond it
+  std::string io_backend = "auto";               // auto | io_uring | threads
+  uint32_t io_queue_slots = 64;
   // Record the latency histograms (one clock read per publish call and per reap pass).
   bool collect_latency = true;
   // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them).
@@ -171,6 +186,15 @@ class Engine {
   virtual absl::StatusOr<EngineCounters> Drain(absl::Time deadline) = 0;
   // Stops the executor. Slots not yet terminal complete as FAULT(ENGINE_RESTART).
   virtual absl::StatusOr<EngineCounters> Shutdown() = 0;
+
+  // The resource table behind LOAD_MISS (FAILED_PRECONDITION without a resource root).
+  // Resources belong to the registering tenant; other tenants' LOAD_MISS / CHECKSUM of them
+  // fault RESOURCE_NOT_FOUND.
+  virtual absl::StatusOr<uint32_t> RegisterResource(uint32_t tenant, const std::string& path,
+                                                    uint64_t offset, uint64_t length) = 0;
+  virtual absl::StatusOr<std::vector<ResourceInfo>> ListResources(uint32_t tenant) = 0;
+  // Drops the resource and its resident copy; FAILED_PRECONDITION while it is loading.
+  virtual absl::Status EvictResource(uint32_t tenant, uint32_t resource_id) = 0;
 
   // Recovery (the watchdog's): stops the executor, fails every slot not yet terminal with
   // FAULT(ENGINE_RESTART), and starts a fresh executor. Accepting continues.

@@ -127,12 +127,30 @@ inline const char* OpcodeClassName(OpcodeClass c) {
 enum class Outcome : uint32_t { kPublished = 0, kDone = 1, kFaulted = 2, kCancelled = 3 };
 inline constexpr uint32_t kOutcomeCount = 4;
 
+// The resource loader's counters (all zero when no resource root is configured).
+struct IoStats {
+  const char* backend = "none";  // "io_uring", "threads" or "none"
+  uint64_t requests_ok = 0;
+  uint64_t requests_error = 0;
+  uint64_t bytes = 0;
+  uint64_t load_misses = 0;   // LOAD_MISS slots executed
+  uint64_t coalesced = 0;     // misses that joined a load already under way
+  uint64_t requeued = 0;      // misses answered REQUEUE (io queue or budget momentarily full)
+  uint64_t evictions = 0;
+  uint64_t resident_bytes = 0;
+  uint64_t resident_resources = 0;
+  uint64_t loading_resources = 0;
+  uint64_t registered_resources = 0;
+  LatencyHistogram latency;  // io request published -> read complete
+};
+
 struct EngineStats {
   // [tenant][opcode class][outcome], totals since Create.
   std::vector<std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount>> by_tenant;
   LatencyHistogram latency;     // publish -> completion reaped
   LatencyHistogram queue_wait;  // publish -> claimed by an executor
   uint64_t restarts = 0;
+  IoStats io;
 };
 
 }  // namespace mk::engine

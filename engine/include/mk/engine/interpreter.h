@@ -32,8 +32,10 @@ struct ExecResult {
 // loader pass nullptr, and those opcodes fault RESOURCE_NOT_FOUND.
 struct IoHook {
   void* context = nullptr;
-  ExecResult (*load_miss)(void* context, uint32_t slot_index, const uint32_t* args) = nullptr;
-  ExecResult (*checksum)(void* context, uint32_t slot_index, const uint32_t* args) = nullptr;
+  ExecResult (*load_miss)(void* context, uint32_t slot_index, uint32_t tenant,
+                          const uint32_t* args) = nullptr;
+  ExecResult (*checksum)(void* context, uint32_t slot_index, uint32_t tenant,
+                         const uint32_t* args) = nullptr;
 };
 
 // Everything an opcode may touch. All pointers are owned by the engine and outlive the call.
@@ -206,10 +208,10 @@ MK_HOST_DEVICE ExecResult Execute(const uint32_t* slot, uint32_t slot_index, Exe
       return ExecutePacked(args, scratch);
     case opcode::kLoadMiss:
       if (ctx.io.load_miss == nullptr) return Fault(FaultCode::kResourceNotFound, args[0]);
-      return ctx.io.load_miss(ctx.io.context, slot_index, args);
+      return ctx.io.load_miss(ctx.io.context, slot_index, tenant, args);
     case opcode::kChecksum:
       if (ctx.io.checksum == nullptr) return Fault(FaultCode::kResourceNotFound, args[0]);
-      return ctx.io.checksum(ctx.io.context, slot_index, args);
+      return ctx.io.checksum(ctx.io.context, slot_index, tenant, args);
     default:
       if (Registry::Has(op)) return Registry::Run(op, args, scratch, ctx);
       return Fault(FaultCode::kUnknownOpcode, op);

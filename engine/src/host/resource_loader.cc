@@ -1,0 +1,325 @@
+#include "engine/src/host/resource_loader.h"
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "engine/src/host/tree_hash.h"
+
+namespace mk::engine::host {
+
+namespace {
+
+using protocol::ExecResult;
+using protocol::FaultCode;
+
+constexpr uint32_t kNoTag = UINT32_MAX;  // io request of a prefetch: no ring slot waits on it
+
+ExecResult Waiting() {
+  ExecResult r;
+  r.status = protocol::SlotStatus::kWaitIo;
+  return r;
+}
+ExecResult Requeue() {
+  ExecResult r;
+  r.status = protocol::SlotStatus::kRequeue;
+  return r;
+}
+// DONE for LOAD_MISS: result0/1 = the resource's length in bytes.
+ExecResult Loaded(uint64_t length) {
+  ExecResult r = protocol::Done(2);
+  r.results[0] = static_cast<uint32_t>(length);
+  r.results[1] = static_cast<uint32_t>(length >> 32);
+  return r;
+}
+
+absl::StatusOr<io::Backend> ParseIoBackend(const std::string& name) {
+  if (name == "auto") return io::Backend::kAuto;
+  if (name == "io_uring") return io::Backend::kUring;
+  if (name == "threads") return io::Backend::kThreads;
+  return absl::InvalidArgumentError(
+      absl::StrCat("engine: io backend '", name, "' unknown; use auto, io_uring or threads"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const EngineOptions& options,
+                                                                     RingHost* host) {
+  auto backend = ParseIoBackend(options.io_backend);
+  if (!backend.ok()) return backend.status();
+  if (options.io_queue_slots < protocol::io::kMinSlots) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: io_queue_slots ", options.io_queue_slots,
+                                                   " is below the protocol minimum of 64"));
+  }
+  auto table = io::ResourceTable::Create(options.resource_root);
+  if (!table.ok()) return table.status();
+  io::ReaderOptions ro;
+  ro.backend = *backend;
+  auto reader = io::FileReader::Create(ro);
+  if (!reader.ok()) return reader.status();
+  return std::unique_ptr<ResourceLoader>(
+      new ResourceLoader(options, host, *std::move(table), *std::move(reader)));
+}
+
+ResourceLoader::ResourceLoader(const EngineOptions& options, RingHost* host,
+                               std::unique_ptr<io::ResourceTable> table,
+                               std::unique_ptr<io::FileReader> reader)
+    : host_(host),
+      budget_bytes_(options.residency_budget_bytes),
+      table_(std::move(table)),
+      io_words_(size_t{options.io_queue_slots} * protocol::io::kSlotWords, 0),
+      io_queue_(*IoQueueView::Create(absl::MakeSpan(io_words_))),
+      reader_(std::move(reader)) {
+  stats_.backend = reader_->backend_name();
+  pump_ = std::thread([this] { PumpLoop(); });
+}
+
+ResourceLoader::~ResourceLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_.notify_all();
+  pump_.join();
+  reader_.reset();  // waits for every read in flight to call back
+}
+
+protocol::IoHook ResourceLoader::Hook() {
+  protocol::IoHook hook;
+  hook.context = this;
+  hook.load_miss = [](void* ctx, uint32_t slot, uint32_t tenant, const uint32_t* args) {
+    return static_cast<ResourceLoader*>(ctx)->LoadMiss(slot, tenant, args);
+  };
+  hook.checksum = [](void* ctx, uint32_t slot, uint32_t tenant, const uint32_t* args) {
+    return static_cast<ResourceLoader*>(ctx)->Checksum(slot, tenant, args);
+  };
+  return hook;
+}
+
+absl::StatusOr<io::Resource> ResourceLoader::Owned(uint32_t tenant, uint32_t id) const {
+  auto r = table_->Lookup(id);
+  if (!r.ok() || r->tenant != tenant) {
+    return absl::NotFoundError(absl::StrCat("engine: tenant ", tenant, " has no resource ", id));
+  }
+  return r;
+}
+
+bool ResourceLoader::MakeRoomLocked(uint64_t bytes) {
+  while (used_bytes_ + bytes > budget_bytes_) {
+    auto victim = resident_.end();
+    for (auto it = resident_.begin(); it != resident_.end(); ++it) {
+      const Resident& r = it->second;
+      if (r.loading || r.readers != 0) continue;
+      if (victim == resident_.end() || r.last_use < victim->second.last_use) victim = it;
+    }
+    if (victim == resident_.end()) return false;
+    used_bytes_ -= victim->second.reserved;
+    resident_.erase(victim);
+    ++stats_.evictions;
+  }
+  return true;
+}
+
+ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const uint32_t* args) {
+  const uint32_t id = args[0];
+  const bool prefetch = args[1] != 0;
+  auto resource = Owned(tenant, id);
+  std::unique_lock<std::mutex> lock(mu_);
+  ++stats_.load_misses;
+  if (!resource.ok()) return protocol::Fault(FaultCode::kResourceNotFound, id);
+  auto it = resident_.find(id);
+  if (it != resident_.end()) {
+    Resident& r = it->second;
+    r.last_use = ++clock_;
+    if (!r.loading) return Loaded(resource->length);
+    ++stats_.coalesced;
+    if (prefetch) return Loaded(resource->length);
+    host_->MarkWaiting(slot_index);
+    r.waiters.push_back({slot_index, host_->meta(slot_index).ticket.load(std::memory_order_relaxed)});
+    return Waiting();
+  }
+  if (resource->length > budget_bytes_) {
+    return protocol::Fault(FaultCode::kResourceExhausted, id);  // can never fit
+  }
+  if (!MakeRoomLocked(resource->length)) {
+    ++stats_.requeued;  // everything resident is loading or being hashed: retry shortly
+    return Requeue();
+  }
+  if (!prefetch) host_->MarkWaiting(slot_index);  // before the request can complete
+  IoRequest request;
+  request.resource_id = id;
+  request.residency = id;
+  request.byte_count = static_cast<uint32_t>(std::min<uint64_t>(resource->length, UINT32_MAX));
+  request.tag = prefetch ? kNoTag : slot_index;
+  auto io_slot = io_queue_.Publish(request, io_hint_.fetch_add(1, std::memory_order_relaxed));
+  if (!io_slot.ok()) {  // io queue full: the ring slot is retried, never skipped
+    ++stats_.requeued;
+    if (!prefetch) {  // back to CLAIMED: the worker moves it to REQUEUE
+      uint32_t waiting = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
+      std::atomic_ref<uint32_t>(host_->ring().slot(slot_index)[protocol::kWordStatus])
+          .compare_exchange_strong(waiting, static_cast<uint32_t>(protocol::SlotStatus::kClaimed));
+    }
+    return Requeue();
+  }
+  Resident& r = resident_[id];
+  r.last_use = ++clock_;
+  r.reserved = resource->length;  // budget held now; the bytes arrive with the read
+  used_bytes_ += r.reserved;
+  if (!prefetch) {
+    r.waiters.push_back({slot_index, host_->meta(slot_index).ticket.load(std::memory_order_relaxed)});
+  }
+  lock.unlock();
+  work_.notify_one();
+  return prefetch ? Loaded(resource->length) : Waiting();
+}
+
+ExecResult ResourceLoader::Checksum(uint32_t, uint32_t tenant, const uint32_t* args) {
+  const uint32_t id = args[0];
+  const uint64_t offset = uint64_t{args[1]} | uint64_t{args[2]} << 32;
+  uint64_t length = args[3];
+  if (!Owned(tenant, id).ok()) return protocol::Fault(FaultCode::kResourceNotFound, id);
+  Resident* r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = resident_.find(id);
+    if (it == resident_.end() || it->second.loading) {
+      return protocol::Fault(FaultCode::kResourceNotFound, id);
+    }
+    r = &it->second;
+    const uint64_t size = r->bytes.size();
+    if (length == 0 && offset <= size) length = size - offset;  // 0: to the end
+    if (offset > size || length > size - offset) return protocol::Fault(FaultCode::kOutOfBounds, id);
+    ++r->readers;  // pinned: not evicted while hashed (map nodes keep their address)
+    r->last_use = ++clock_;
+  }
+  const TreeHashResult h = TreeHash({r->bytes.data() + offset, length});
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --r->readers;
+  }
+  ExecResult out = protocol::Done(3);
+  out.results[0] = static_cast<uint32_t>(h.root);
+  out.results[1] = static_cast<uint32_t>(h.root >> 32);
+  out.results[2] = h.blocks;
+  return out;
+}
+
+void ResourceLoader::PumpLoop() {
+  std::vector<uint32_t> published;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    lock.unlock();
+    io_queue_.Poll(&published);
+    for (uint32_t io_index : published) StartRead(io_index);
+    lock.lock();
+    if (stop_) return;
+    if (!published.empty()) continue;
+    // Workers publish under mu_, so a poll under it cannot miss a request whose notification
+    // came before this wait.
+    io_queue_.Poll(&published);
+    if (published.empty()) work_.wait(lock);
+  }
+}
+
+void ResourceLoader::StartRead(uint32_t io_index) {
+  auto request = io_queue_.Claim(io_index);  // exactly once
+  if (!request.ok()) return;
+  const uint64_t start_ns = NowNs();
+  auto resource = table_->Lookup(request->resource_id);
+  if (!resource.ok()) {
+    FinishRead(io_index, request->resource_id, io::IoError(ENOENT, "resource evicted"), start_ns);
+    return;
+  }
+  uint8_t* dest;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Resident& r = resident_[request->resource_id];
+    r.bytes.resize(resource->length);
+    dest = r.bytes.data();
+  }
+  const uint32_t id = request->resource_id;
+  absl::Status s = reader_->Read(resource->resolved, resource->offset, resource->length, dest,
+                                 [this, io_index, id, start_ns](absl::Status st, uint64_t) {
+                                   FinishRead(io_index, id, std::move(st), start_ns);
+                                 });
+  if (!s.ok()) FinishRead(io_index, id, s, start_ns);
+}
+
+void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::Status status,
+                                uint64_t start_ns) {
+  const int error_number = status.ok() ? 0 : std::max(1, io::ErrnoOf(status));
+  io_queue_.Complete({io_index, status.ok(), static_cast<uint32_t>(error_number)}).IgnoreError();
+  std::vector<Waiter> waiters;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    io_latency_.Add(NowNs() - start_ns);
+    auto it = resident_.find(resource_id);
+    if (it != resident_.end()) {
+      waiters.swap(it->second.waiters);
+      if (status.ok()) {
+        it->second.loading = false;
+        ++stats_.requests_ok;
+        stats_.bytes += it->second.bytes.size();
+      } else {
+        used_bytes_ -= it->second.reserved;
+        resident_.erase(it);  // a later LOAD_MISS tries again
+        ++stats_.requests_error;
+      }
+    } else if (!status.ok()) {
+      ++stats_.requests_error;
+    }
+  }
+  const auto resource = table_->Lookup(resource_id);
+  const ExecResult outcome =
+      status.ok() ? Loaded(resource.ok() ? resource->length : 0)
+                  : protocol::Fault(FaultCode::kIoError, static_cast<uint32_t>(error_number));
+  {
+    CompletionBatcher batcher(host_);
+    for (const Waiter& w : waiters) host_->ResumeWaiting(w.index, w.ticket, outcome, &batcher);
+  }
+  io_queue_.Recycle(io_index).IgnoreError();
+}
+
+absl::StatusOr<uint32_t> ResourceLoader::Register(uint32_t tenant, const std::string& path,
+                                                  uint64_t offset, uint64_t length) {
+  return table_->Register(tenant, path, offset, length);
+}
+
+std::vector<ResourceInfo> ResourceLoader::List(uint32_t tenant) {
+  std::vector<ResourceInfo> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const io::Resource& r : table_->List()) {
+    if (r.tenant != tenant) continue;
+    auto it = resident_.find(r.id);
+    out.push_back(ResourceInfo{r.id, r.tenant, r.path, r.offset, r.length,
+                               it != resident_.end() && !it->second.loading});
+  }
+  return out;
+}
+
+absl::Status ResourceLoader::Evict(uint32_t tenant, uint32_t resource_id) {
+  if (auto owned = Owned(tenant, resource_id); !owned.ok()) return owned.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = resident_.find(resource_id);
+  if (it != resident_.end()) {
+    if (it->second.loading || it->second.readers != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "engine: resource ", resource_id, " is loading or being read; evict it afterwards"));
+    }
+    used_bytes_ -= it->second.reserved;
+    resident_.erase(it);
+  }
+  return table_->Remove(resource_id);
+}
+
+void ResourceLoader::Stats(IoStats* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  *out = stats_;
+  out->latency = io_latency_;
+  out->resident_bytes = used_bytes_;
+  out->resident_resources = 0;
+  out->loading_resources = 0;
+  for (const auto& [id, r] : resident_) ++(r.loading ? out->loading_resources : out->resident_resources);
+  out->registered_resources = table_->List().size();
+}
+
+}  // namespace mk::engine::host
