@@ -119,18 +119,51 @@ int Telemetry(const std::vector<std::string>& argv) {
 }
 
 int Resources(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({});
+  const auto specs = WithConnectionFlags({
+      {"register", "", "register this file (relative to the server's --resource_root)"},
+      {"offset", "0", "with --register: first byte"},
+      {"length", "0", "with --register: bytes (0 = to the end of the file)"},
+      {"evict", "", "evict this resource id"},
+  });
   auto args = Args::Parse(argv, specs);
   if (!args.ok()) return Fail(args.status());
   if (args->help()) {
-    PrintHelp("resources", "Lists the resources registered for LOAD_MISS.", specs);
+    PrintHelp("resources",
+              "Lists your resources for LOAD_MISS; --register=PATH adds one, --evict=ID drops one.",
+              specs);
     return 0;
   }
   auto c = ConnectFromArgs(*args);
   if (!c.ok()) return Fail(c.status());
+  auto* stub = (*c)->megakernel();
+  if (!args->Get("register").empty()) {
+    auto offset = args->GetUint("offset");
+    auto length = args->GetUint("length");
+    if (!offset.ok() || !length.ok()) return Fail(offset.ok() ? length.status() : offset.status());
+    v1::RegisterResourceRequest req;
+    req.set_path(args->Get("register"));
+    req.set_offset(*offset);
+    req.set_length(*length);
+    v1::RegisterResourceResponse resp;
+    grpc::Status s = stub->RegisterResource((*c)->NewContext(absl::Seconds(10)).get(), req, &resp);
+    if (!s.ok()) return Fail(client::FromGrpcStatus(s));
+    std::printf("registered resource %u\n", resp.resource_id());
+    return 0;
+  }
+  if (!args->Get("evict").empty()) {
+    auto id = args->GetUint("evict");
+    if (!id.ok()) return Fail(id.status());
+    v1::EvictResourceRequest req;
+    req.set_resource_id(static_cast<uint32_t>(*id));
+    v1::EvictResourceResponse resp;
+    grpc::Status s = stub->EvictResource((*c)->NewContext(absl::Seconds(10)).get(), req, &resp);
+    if (!s.ok()) return Fail(client::FromGrpcStatus(s));
+    std::printf("evicted resource %llu\n", static_cast<unsigned long long>(*id));
+    return 0;
+  }
   v1::ListResourcesResponse response;
-  grpc::Status s = (*c)->megakernel()->ListResources((*c)->NewContext(absl::Seconds(10)).get(),
-                                                     v1::ListResourcesRequest(), &response);
+  grpc::Status s = stub->ListResources((*c)->NewContext(absl::Seconds(10)).get(),
+                                       v1::ListResourcesRequest(), &response);
   if (!s.ok()) return Fail(client::FromGrpcStatus(s));
   for (const v1::Resource& r : response.resources()) {
     std::printf("%u %s offset=%llu length=%llu resident=%d\n", r.resource_id(), r.path().c_str(),
@@ -150,7 +183,7 @@ int main(int argc, char** argv) {
       "  publish     publish slots (optionally wait for results)\n"
       "  poll        collect completions of tickets\n"
       "  telemetry   print a telemetry snapshot\n"
-      "  resources   list LOAD_MISS resources\n"
+      "  resources   list, register or evict LOAD_MISS resources\n"
       "  bench       load generator (closed/open loop) and the baseline suite\n"
       "  top         live view of occupancy, throughput per tenant, watchdog\n"
       "run 'mkctl <command> --help' for a command's flags\n";

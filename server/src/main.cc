@@ -29,6 +29,14 @@ ABSL_FLAG(uint32_t, claim_batch, 1024,
           "slots a worker claims at once from a priority partition (1..1024)");
 ABSL_FLAG(uint32_t, max_tenants, 1024, "tenants the engine serves (ids 0..max_tenants-1)");
 ABSL_FLAG(uint32_t, scratch_words, 64, "scratch words per tenant window");
+ABSL_FLAG(std::string, resource_root, "",
+          "directory holding the files LOAD_MISS loads (resources are registered relative to "
+          "it); empty disables LOAD_MISS and CHECKSUM");
+ABSL_FLAG(uint64_t, residency_budget_bytes, 1ull << 30,
+          "bytes of resident resource copies; least recently used ones are evicted beyond it");
+ABSL_FLAG(std::string, io_backend, "auto",
+          "resource reads: auto (io_uring, else a pread thread pool with a log line), io_uring, "
+          "or threads");
 ABSL_FLAG(std::string, tenants_file, "",
           "bearer tokens: lines 'tenant <id> <token>' and 'admin <token>'; empty = "
           "single-tenant development mode (every caller is tenant 0 and admin)");
@@ -108,6 +116,9 @@ int main(int argc, char** argv) {
   eo.workers = absl::GetFlag(FLAGS_workers);
   eo.max_tenants = absl::GetFlag(FLAGS_max_tenants);
   eo.claim_batch = absl::GetFlag(FLAGS_claim_batch);
+  eo.resource_root = absl::GetFlag(FLAGS_resource_root);
+  eo.residency_budget_bytes = absl::GetFlag(FLAGS_residency_budget_bytes);
+  eo.io_backend = absl::GetFlag(FLAGS_io_backend);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
   auto engine = mk::engine::CreateEngine(eo);
   if (!engine.ok()) return Fail(engine.status());

@@ -231,24 +231,43 @@ grpc::ServerWriteReactor<v1::Telemetry>* MegakernelService::WatchTelemetry(
   return new WatchTelemetryReactor(this, interval);
 }
 
-// The resource table arrives with the resource-loading issue; until then these RPCs say so.
 grpc::ServerUnaryReactor* MegakernelService::RegisterResource(
-    grpc::CallbackServerContext* context, const v1::RegisterResourceRequest*,
-    v1::RegisterResourceResponse*) {
-  return Finished(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                        "resources: this build has no resource loader yet"));
+    grpc::CallbackServerContext* context, const v1::RegisterResourceRequest* request,
+    v1::RegisterResourceResponse* response) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
+  auto id = engine_->RegisterResource(caller->tenant, request->path(), request->offset(),
+                                      request->length());
+  if (id.ok()) response->set_resource_id(*id);
+  return Finished(context, ToGrpcStatus(id.status()));
 }
+
 grpc::ServerUnaryReactor* MegakernelService::ListResources(grpc::CallbackServerContext* context,
                                                            const v1::ListResourcesRequest*,
-                                                           v1::ListResourcesResponse*) {
-  return Finished(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                        "resources: this build has no resource loader yet"));
+                                                           v1::ListResourcesResponse* response) {
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
+  auto listed = engine_->ListResources(caller->tenant);
+  if (listed.ok()) {
+    for (const engine::ResourceInfo& r : *listed) {
+      v1::Resource* out = response->add_resources();
+      out->set_resource_id(r.id);
+      out->set_path(r.path);
+      out->set_offset(r.offset);
+      out->set_length(r.length);
+      out->set_resident(r.resident);
+    }
+  }
+  return Finished(context, ToGrpcStatus(listed.status()));
 }
+
 grpc::ServerUnaryReactor* MegakernelService::EvictResource(grpc::CallbackServerContext* context,
-                                                           const v1::EvictResourceRequest*,
+                                                           const v1::EvictResourceRequest* request,
                                                            v1::EvictResourceResponse*) {
-  return Finished(context, grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                        "resources: this build has no resource loader yet"));
+  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
+  return Finished(context,
+                  ToGrpcStatus(engine_->EvictResource(caller->tenant, request->resource_id())));
 }
 
 }  // namespace mk::server

@@ -87,6 +87,38 @@ void AddOutcomeFamilies(const engine::EngineStats& stats, int top_tenants,
   }
 }
 
+// The resource loader: io requests, bytes, latency, residency, load misses.
+void AddIoFamilies(const engine::IoStats& io, std::vector<Family>* out) {
+  Family backend{"mk_io_backend_info", "Resource reader backend (value 1).", Type::kGauge, {}};
+  backend.samples.push_back(Sample{{{"backend", io.backend}}, 1, {}});
+  out->push_back(std::move(backend));
+  Family requests{"mk_io_requests_total", "Resource reads by result.", Type::kCounter, {}};
+  requests.samples.push_back(Sample{{{"result", "ok"}}, double(io.requests_ok), {}});
+  requests.samples.push_back(Sample{{{"result", "error"}}, double(io.requests_error), {}});
+  out->push_back(std::move(requests));
+  out->push_back(Scalar("mk_io_bytes_total", "Bytes read into resident copies.", Type::kCounter,
+                        double(io.bytes)));
+  Family latency{"mk_io_latency_seconds", "io request published to read complete.",
+                 Type::kHistogram, {}};
+  latency.samples.push_back(Sample{{}, 0, ToHistogram(io.latency)});
+  out->push_back(std::move(latency));
+  out->push_back(Scalar("mk_resident_bytes", "Bytes held by resident resource copies.",
+                        Type::kGauge, double(io.resident_bytes)));
+  Family resources{"mk_resources", "Resources by state.", Type::kGauge, {}};
+  resources.samples.push_back(Sample{{{"state", "registered"}}, double(io.registered_resources), {}});
+  resources.samples.push_back(Sample{{{"state", "resident"}}, double(io.resident_resources), {}});
+  resources.samples.push_back(Sample{{{"state", "loading"}}, double(io.loading_resources), {}});
+  out->push_back(std::move(resources));
+  Family misses{"mk_load_misses_total", "LOAD_MISS slots, by how they were served.",
+                Type::kCounter, {}};
+  misses.samples.push_back(Sample{{{"kind", "all"}}, double(io.load_misses), {}});
+  misses.samples.push_back(Sample{{{"kind", "coalesced"}}, double(io.coalesced), {}});
+  misses.samples.push_back(Sample{{{"kind", "requeued"}}, double(io.requeued), {}});
+  out->push_back(std::move(misses));
+  out->push_back(Scalar("mk_resource_evictions_total", "Resident copies evicted for budget.",
+                        Type::kCounter, double(io.evictions)));
+}
+
 }  // namespace
 
 void RegisterServerMetrics(metrics::Exporter* exporter, engine::Engine* engine,
@@ -167,6 +199,7 @@ void RegisterServerMetrics(metrics::Exporter* exporter, engine::Engine* engine,
     out->push_back(std::move(wait));
     out->push_back(Scalar("mk_engine_restarts_total", "Engine restarts (watchdog recovery).",
                           Type::kCounter, static_cast<double>(stats.restarts)));
+    AddIoFamilies(stats.io, out);
 
     if (watchdog != nullptr) {
       const Watchdog::State w = watchdog->state();

@@ -234,6 +234,8 @@ TEST_F(EngineConformanceTest, CancelUnclaimedSlots) {
     EXPECT_EQ(c.status, (c.ticket - r.first_ticket) % 2 == 1 ? CompletionStatus::kCancelled
                                                             : CompletionStatus::kDone);
   }
+  // Totals are added after the completions are delivered (they never run ahead of them).
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().in_flight == 0; }));
   EngineCounters n = e->counters();
   EXPECT_EQ(n.accepted, 10u);
   EXPECT_EQ(n.done, 5u);

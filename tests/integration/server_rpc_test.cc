@@ -1,4 +1,6 @@
 // Every RPC of megakerneld through the C++ client, every validation error, health, reflection.
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -139,10 +141,10 @@ TEST_F(ServerRpcTest, ValidationErrorsNameSlotAndField) {
   EXPECT_THAT(c_->Poll(std::vector<uint64_t>{999999}, absl::ZeroDuration()).status().message(),
               HasSubstr("never issued"));
   v1::ListResourcesResponse resources;
-  EXPECT_EQ(c_->megakernel()
-                ->ListResources(c_->NewContext(absl::Seconds(5)).get(), {}, &resources)
-                .error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
+  grpc::Status no_root =
+      c_->megakernel()->ListResources(c_->NewContext(absl::Seconds(5)).get(), {}, &resources);
+  EXPECT_EQ(no_root.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(no_root.error_message(), HasSubstr("--resource_root"));
 }
 
 TEST_F(ServerRpcTest, EchoBaselines) {
@@ -181,6 +183,42 @@ TEST_F(ServerRpcTest, HealthServingThenNotServingDuringDrain) {
   ASSERT_TRUE(health->Check(&ctx, req, &resp).ok());
   EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(c_->Publish({Slot{}}).status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(ServerResourcesTest, RegisterLoadChecksumListEvictOverGrpc) {
+  const std::string root = ::testing::TempDir() + "/mk_server_resources";
+  std::filesystem::create_directories(root);
+  std::ofstream(root + "/weights.bin", std::ios::binary) << std::string(200000, 'w');
+  engine::EngineOptions eo = testing::TestEngineOptions();
+  eo.resource_root = root;
+  auto ts = TestServer::Start({}, eo);
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  v1::RegisterResourceRequest reg;
+  reg.set_path("weights.bin");
+  v1::RegisterResourceResponse id;
+  ASSERT_TRUE(c->megakernel()->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id).ok());
+  auto loaded = c->Publish({Slot{0xFFFD, 2, {id.resource_id(), 0}}}, absl::Seconds(30));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->completions.size(), 1u);
+  EXPECT_EQ(loaded->completions[0].status, Completion::Status::kDone);
+  EXPECT_EQ(loaded->completions[0].results[0], 200000u);
+  auto sum = c->Publish({Slot{0xFFF0, 2, {id.resource_id(), 0, 0, 0}}}, absl::Seconds(30));
+  ASSERT_TRUE(sum.ok());
+  EXPECT_EQ(sum->completions[0].results[2], 4u) << "200000 bytes = 4 blocks of 64 KiB";
+  v1::ListResourcesResponse listed;
+  ASSERT_TRUE(c->megakernel()->ListResources(c->NewContext(absl::Seconds(5)).get(), {}, &listed).ok());
+  ASSERT_EQ(listed.resources_size(), 1);
+  EXPECT_TRUE(listed.resources(0).resident());
+  EXPECT_THAT(ts->server->RenderMetrics(), HasSubstr("mk_io_requests_total{result=\"ok\"} 1"));
+  v1::EvictResourceRequest evict;
+  evict.set_resource_id(id.resource_id());
+  v1::EvictResourceResponse evicted;
+  EXPECT_TRUE(c->megakernel()->EvictResource(c->NewContext(absl::Seconds(5)).get(), evict, &evicted).ok());
+  reg.set_path("../escape");
+  EXPECT_EQ(c->megakernel()->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  std::filesystem::remove_all(root);
 }
 
 }  // namespace

@@ -168,7 +168,9 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     r.waiters.push_back({slot_index, host_->meta(slot_index).ticket.load(std::memory_order_relaxed)});
   }
   lock.unlock();
-  work_.notify_one();
+  // The CPU engine's worker is a host thread: it serves the request it just published at once
+  // (one thread hop fewer). Claims are exactly-once, so the pump thread stays a safe backstop.
+  StartRead(*io_slot);
   return prefetch ? Loaded(resource->length) : Waiting();
 }
 

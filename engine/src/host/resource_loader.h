@@ -4,8 +4,9 @@
 // way (WAIT_IO, coalesced: one read per resource however many slots miss), or starts one: it
 // reserves residency budget (evicting least-recently-used unpinned resources), publishes an io
 // request into the io queue with a compare-and-swap, and leaves its ring slot in WAIT_IO. A
-// full io queue answers REQUEUE (the slot is retried, never skipped). The pump thread claims
-// each request exactly once, resolves the resource through the table and reads it with the io
+// full io queue answers REQUEUE (the slot is retried, never skipped). The publishing worker
+// then serves the request itself (it is a host thread); the pump thread serves whatever is
+// left (a request is claimed exactly once, by either), resolves the resource through the table and reads it with the io
 // reader; the read's completion writes OK or ERROR into the io slot, resumes every waiting ring
 // slot (DONE, or FAULT IO_ERROR with the errno), reaps them and recycles the io slot.
 //
