@@ -37,9 +37,10 @@ absl::StatusOr<std::unique_ptr<FileReader>> FileReader::Create(const ReaderOptio
   if (uring.ok() || options.backend == Backend::kUring) return uring;
   std::fprintf(stderr,
                "io: io_uring unavailable (%s); using the thread-pool reader. A seccomp profile "
-               "(Docker/Kubernetes RuntimeDefault) blocks io_uring_setup: allow "
-               "io_uring_setup/io_uring_enter/io_uring_register, or pass --io_backend=threads "
-               "to choose this backend explicitly.\n",
+               "(Docker/Kubernetes RuntimeDefault) or kernel.io_uring_disabled blocks "
+               "io_uring_setup: run with deploy/seccomp/megakerneld-io-uring.json (allows "
+               "io_uring_setup/enter/register), or pass --io_backend=threads to choose this "
+               "backend explicitly.\n",
                std::string(uring.status().message()).c_str());
   return CreateThreadPoolReader(options);
 }
