@@ -11,9 +11,11 @@ bash deploy/build.sh >/dev/null
 
 source deploy/start_megakerneld.sh
 log=$(mktemp)
-trap 'kill ${server:-} 2>/dev/null || true; rm -f "$log"' EXIT
+resources=$(mktemp -d)
+trap 'kill ${server:-} 2>/dev/null || true; rm -rf "$log" "$resources"' EXIT
+head -c 1048576 /dev/urandom >"$resources/weights.bin"
 start_megakerneld ./build/server/megakerneld "$log" --engine="${MK_ENGINE:-auto}" \
-  --metrics_listen=127.0.0.1:0
+  --metrics_listen=127.0.0.1:0 --resource_root="$resources"
 cat "$log"
 mkctl=./build/client/mkctl
 
@@ -24,11 +26,17 @@ tickets=$($mkctl publish --target="$target" --opcode=3 --args=0 | awk '/tickets/
 $mkctl poll --target="$target" --tickets="${tickets%%..*}" --wait=2s
 echo; echo "== mkctl publish: a slot that faults (index outside the scratch window)"
 $mkctl publish --target="$target" --opcode=3 --args=100000 --wait=2s
+echo; echo "== resources: register a 1 MiB file, LOAD_MISS it (io_uring read), CHECKSUM it"
+id=$($mkctl resources --target="$target" --register=weights.bin | awk '{print $NF}')
+$mkctl publish --target="$target" --opcode=$((0xFFFD)) --args="$id,0" --wait=5s
+$mkctl publish --target="$target" --opcode=$((0xFFF0)) --args="$id,0,0,0" --wait=5s
+$mkctl resources --target="$target"
+
 echo; echo "== mkctl bench: 2 s closed loop, 2 callers, batches of 64 NOPs"
 $mkctl bench --target="$target" --duration=2s --concurrency=2 --batch=64 2>/dev/null
 metrics=$(grep -o 'metrics on http://[0-9.:]*/metrics' "$log" | awk '{print $3}')
 echo; echo "== Prometheus metrics ($metrics), a few families"
-curl -s "$metrics" | grep -E '^mk_(slots_completed_total|slot_latency_seconds_count|watchdog_stalled|ring_capacity_slots)'
+curl -s "$metrics" | grep -E '^mk_(slots_completed_total|slot_latency_seconds_count|watchdog_stalled|ring_capacity_slots|io_requests_total|resident_bytes)'
 echo; echo "== mkctl top: one frame"
 $mkctl top --target="$target" --iterations=2 --interval=500ms | tail -n 16
 if [ "${MK_KEEP_RUNNING:-0}" = 1 ]; then
