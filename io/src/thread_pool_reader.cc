@@ -11,14 +11,16 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "io/src/reader_base.h"
 #include "mk/io/file_reader.h"
 
 namespace mk::io {
 namespace {
 
-class ThreadPoolReader final : public FileReader {
+class ThreadPoolReader final : public ReaderBase {
  public:
-  explicit ThreadPoolReader(const ReaderOptions& options) : options_(options) {
+  explicit ThreadPoolReader(const ReaderOptions& options)
+      : ReaderBase(options.max_queued_requests), options_(options) {
     for (uint32_t i = 0; i < std::max(1u, options.threads); ++i) {
       threads_.emplace_back([this] { Run(); });
     }
@@ -34,32 +36,13 @@ class ThreadPoolReader final : public FileReader {
 
   absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
                     ReadCallback done) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (queue_.size() >= options_.max_queued_requests) {
-        return absl::ResourceExhaustedError(
-            "io: too many reads queued; retry once earlier reads completed");
-      }
-      queue_.push_back(Request{path, offset, length, static_cast<char*>(dest), std::move(done)});
-    }
+    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(done)); !s.ok()) return s;
     cv_.notify_one();
     return absl::OkStatus();
   }
   const char* backend_name() const override { return "threads"; }
-  ReaderStats stats() const override {
-    return ReaderStats{requests_.load(), bytes_.load(), errors_.load(), chunks_.load(),
-                       short_reads_.load()};
-  }
 
  private:
-  struct Request {
-    std::string path;
-    uint64_t offset;
-    uint64_t length;
-    char* dest;
-    ReadCallback done;
-  };
-
   void Run() {
     for (;;) {
       Request r;
@@ -110,12 +93,8 @@ class ThreadPoolReader final : public FileReader {
   }
 
   const ReaderOptions options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Request> queue_;  // guarded by mu_
-  bool stop_ = false;          // guarded by mu_
+  std::condition_variable cv_;  // with ReaderBase::mu_
   std::vector<std::thread> threads_;
-  std::atomic<uint64_t> requests_{0}, bytes_{0}, errors_{0}, chunks_{0}, short_reads_{0};
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "io/src/reader_base.h"
 #include "mk/io/file_reader.h"
 
 namespace mk::io {
@@ -29,10 +30,11 @@ namespace {
 constexpr uint64_t kWakeTag = 1;  // user_data of the eventfd poll (chunk ops are pointers)
 constexpr uint64_t kDirectAlignment = 4096;
 
-class UringReader final : public FileReader {
+class UringReader final : public ReaderBase {
  public:
   UringReader(const ReaderOptions& options, io_uring ring, char* staging, int wake_fd)
-      : options_(options), ring_(ring), staging_(staging), wake_fd_(wake_fd) {
+      : ReaderBase(options.max_queued_requests),
+        options_(options), ring_(ring), staging_(staging), wake_fd_(wake_fd) {
     for (uint32_t b = 0; b < options_.staging_buffers; ++b) free_buffers_.push_back(b);
     thread_ = std::thread([this] { Run(); });
   }
@@ -57,34 +59,14 @@ class UringReader final : public FileReader {
           "io: O_DIRECT reads need 4096-aligned offset and length (got ", offset, ", ", length,
           ")"));
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return absl::FailedPreconditionError("io: reader is shutting down");
-      if (incoming_.size() >= options_.max_queued_requests) {
-        return absl::ResourceExhaustedError(
-            "io: too many reads queued; retry once earlier reads completed");
-      }
-      incoming_.push_back(Request{path, offset, length, static_cast<char*>(dest), std::move(done)});
-    }
+    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(done)); !s.ok()) return s;
     Wake();
     return absl::OkStatus();
   }
 
   const char* backend_name() const override { return "io_uring"; }
-  ReaderStats stats() const override {
-    return ReaderStats{requests_.load(), bytes_.load(), errors_.load(), chunks_.load(),
-                       short_reads_.load()};
-  }
 
- private:
-  struct Request {
-    std::string path;
-    uint64_t offset;
-    uint64_t length;
-    char* dest;
-    ReadCallback done;
-  };
-  struct Active {
+ private:  struct Active {
     Request r;
     int fd = -1;
     uint64_t next_submit = 0;  // bytes of the range handed to chunks so far
@@ -139,7 +121,7 @@ class UringReader final : public FileReader {
     std::deque<Request> fresh;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      fresh.swap(incoming_);
+      fresh.swap(queue_);
     }
     for (Request& r : fresh) {
       ++requests_;
@@ -235,7 +217,7 @@ class UringReader final : public FileReader {
       Retire();
       {
         std::lock_guard<std::mutex> lock(mu_);
-        if (stop_ && incoming_.empty() && active_.empty()) return;
+        if (stop_ && queue_.empty() && active_.empty()) return;
       }
       io_uring_submit(&ring_);
       io_uring_cqe* cqe = nullptr;
@@ -262,10 +244,6 @@ class UringReader final : public FileReader {
   const int wake_fd_;
   std::vector<uint32_t> free_buffers_;  // ring thread only
   std::list<Active> active_;            // ring thread only (stable addresses for ChunkOps)
-  std::mutex mu_;
-  std::deque<Request> incoming_;  // guarded by mu_
-  bool stop_ = false;             // guarded by mu_
-  std::atomic<uint64_t> requests_{0}, bytes_{0}, errors_{0}, chunks_{0}, short_reads_{0};
   std::thread thread_;
 };
 

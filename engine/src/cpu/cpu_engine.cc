@@ -174,7 +174,7 @@ absl::Status CpuEngine::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t>
 }
 
 void CpuEngine::ReturnCompletions(absl::Span<const Completion> completions) {
-  if (!completions.empty()) host_->store().OnCompletions(completions);
+  if (!completions.empty()) host_->store().Return(completions);
 }
 
 absl::StatusOr<uint32_t> CpuEngine::Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) {

@@ -25,6 +25,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
           k->second.erase(k->second.begin());
           if (k->second.empty()) async_keys_.erase(k);
           w->second.got.push_back(c);
+          owed_.fetch_sub(1, std::memory_order_acq_rel);
           if (--w->second.remaining == 0) {
             finished.push_back(std::move(w->second));
             async_.erase(w);
@@ -57,6 +58,7 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
       if (it != completions_.end()) {
         waiter.got.push_back(it->second);
         completions_.erase(it);
+        owed_.fetch_sub(1, std::memory_order_acq_rel);
       } else {
         std::vector<uint64_t>& waiters = async_keys_[key];
         if (std::find(waiters.begin(), waiters.end(), id) != waiters.end()) continue;  // duplicate
@@ -112,6 +114,7 @@ size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tick
     out->push_back(it->second);
     completions_.erase(it);
     (*taken)[i] = true;
+    owed_.fetch_sub(1, std::memory_order_acq_rel);
   }
   size_.store(completions_.size(), std::memory_order_relaxed);
   return missing;

@@ -45,6 +45,17 @@ class CompletionStore final : public CompletionSink {
 
   uint64_t size() const { return size_.load(std::memory_order_relaxed); }
 
+  // Completions owed to callers of Take: slots published without a sink and not yet handed
+  // out (in flight or stored). Exact at any moment, unlike in_flight + size(), which can count
+  // a just-delivered completion twice.
+  uint64_t owed() const { return owed_.load(std::memory_order_acquire); }
+  void AddOwed(uint64_t n) { owed_.fetch_add(n, std::memory_order_acq_rel); }
+  // Completions a caller took but could not deliver, handed back (they are owed again).
+  void Return(absl::Span<const Completion> batch) {
+    AddOwed(batch.size());
+    OnCompletions(batch);
+  }
+
  private:
   struct Key {
     uint32_t tenant;
@@ -77,6 +88,7 @@ class CompletionStore final : public CompletionSink {
   uint32_t blocked_waiters_ = 0;                       // guarded by mu_
   std::atomic<uint64_t> generation_{0};  // bumped (under mu_) after every batch
   std::atomic<uint64_t> size_{0};
+  std::atomic<uint64_t> owed_{0};
 };
 
 }  // namespace mk::engine::host

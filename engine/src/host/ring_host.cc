@@ -167,10 +167,10 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
                                                 CompletionSink* sink) {
   std::array<uint32_t, protocol::kPriorityCount> wanted{};
   for (const SlotPayload& s : slots) ++wanted[s.priority];
-  if (sink == nullptr && store_.size() + in_flight() + slots.size() > max_stored_completions_) {
+  if (sink == nullptr && store_.owed() + slots.size() > max_stored_completions_) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "engine: ", store_.size(), " completions are waiting to be collected; poll them "
-        "(WaitFor) before publishing more, or publish with a completion sink"));
+        "engine: ", store_.owed(), " completions are owed to Poll (in flight or stored); poll "
+        "them (WaitFor) before publishing more, or publish with a completion sink"));
   }
   absl::InlinedVector<uint32_t, 64> index_of(slots.size());  // batch position -> ring slot
   std::lock_guard<std::mutex> lock(publish_mu_);
@@ -236,6 +236,7 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
     meta_[index_of[i]].fence_pending.store(pending, std::memory_order_relaxed);
   }
   next_ticket_[tenant].store(first_ticket + slots.size() - 1, std::memory_order_release);
+  if (sink == nullptr) store_.AddOwed(slots.size());  // before any of them can be taken
   accepted_.fetch_add(slots.size(), std::memory_order_acq_rel);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     if (wanted[p] != 0) partitions_[p].frontier.store(partitions_[p].reserve, std::memory_order_release);
