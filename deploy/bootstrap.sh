@@ -19,7 +19,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev liburing-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcivetweb-dev civetweb zlib1g-dev libcurl4-openssl-dev
-  prometheus python3-grpcio python3-grpc-tools fio curl ca-certificates
+  prometheus python3-grpcio python3-grpc-tools fio curl ca-certificates openssl
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
