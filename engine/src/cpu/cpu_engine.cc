@@ -43,9 +43,8 @@ CpuEngine::CpuEngine(std::unique_ptr<host::RingHost> host,
       options_(options),
       worker_count_(options.workers != 0
                         ? options.workers
-                        : std::max(1u, std::thread::hardware_concurrency() - 1)) {
-  host_->SetFenceReadyCallback([this](uint32_t index) { PushReady(index); });
-}
+                        : std::max(1u, std::thread::hardware_concurrency() - 1)),
+      scheduler_(host_.get(), [this] { WakeWorkers(); }) {}
 
 CpuEngine::~CpuEngine() {
   if (!shut_down_.load()) Shutdown().IgnoreError();
@@ -103,13 +102,7 @@ absl::Status CpuEngine::Restart() {
   if (shut_down_.load()) return absl::FailedPreconditionError("engine: restart after shutdown");
   restarts_.fetch_add(1);  // counted before the in-flight slots fail, so their FAULTs see it
   StopWorkers();
-  {
-    std::lock_guard<std::mutex> deferred(deferred_mu_);
-    ready_.clear();
-    parked_.clear();
-    ready_count_.store(0);
-    parked_count_.store(0);
-  }
+  scheduler_.Clear();
   {
     host::CompletionBatcher batcher(host_.get());
     host_->FailInFlight(&batcher);
@@ -191,17 +184,7 @@ absl::StatusOr<uint32_t> CpuEngine::Cancel(uint32_t tenant, absl::Span<const uin
 absl::Status CpuEngine::SetTenantEnabled(uint32_t tenant, bool enabled) {
   if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (absl::Status s = host_->control().SetTenantEnabled(tenant, enabled); !s.ok()) return s;
-  if (!enabled) return absl::OkStatus();
-  {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
-    auto it = parked_.find(tenant);
-    if (it == parked_.end()) return absl::OkStatus();
-    ready_.insert(ready_.end(), it->second.begin(), it->second.end());
-    parked_count_.fetch_sub(it->second.size());
-    parked_.erase(it);
-    ready_count_.store(ready_.size(), std::memory_order_release);
-  }
-  WakeWorkers();
+  if (enabled) scheduler_.OnTenantEnabled(tenant);
   return absl::OkStatus();
 }
 
@@ -231,21 +214,10 @@ void CpuEngine::NotifyProgress() {
 absl::StatusOr<EngineCounters> CpuEngine::Drain(absl::Time deadline) {
   accepting_.store(false, std::memory_order_seq_cst);
   draining_flag_.store(true, std::memory_order_seq_cst);
-  // Slots of disabled tenants can never run: cancel them (PROTOCOL.md: tenant disabled ->
-  // CANCELLED), and make workers cancel instead of park from now on.
-  std::vector<uint32_t> to_cancel;
-  {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
-    draining_ = true;
-    for (auto& [tenant, indices] : parked_) {
-      to_cancel.insert(to_cancel.end(), indices.begin(), indices.end());
-    }
-    parked_.clear();
-    parked_count_.store(0);
-  }
+  // Slots of disabled tenants can never run: cancel them, and from now on instead of parking.
   {
     host::CompletionBatcher batcher(host_.get());
-    for (uint32_t index : to_cancel) host_->CancelSlot(index, &batcher);
+    scheduler_.BeginDrain(&batcher);
   }
   if (!started_.load()) {
     return absl::FailedPreconditionError(
@@ -274,13 +246,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
     host::CompletionBatcher batcher(host_.get());
     host_->FailInFlight(&batcher);
   }
-  {
-    std::lock_guard<std::mutex> deferred(deferred_mu_);
-    ready_.clear();
-    parked_.clear();
-    ready_count_.store(0);
-    parked_count_.store(0);
-  }
+  scheduler_.Clear();
   shut_down_.store(true);
   NotifyProgress();
   return host_->counters();
@@ -289,7 +255,7 @@ absl::StatusOr<EngineCounters> CpuEngine::Shutdown() {
 EngineCounters CpuEngine::counters() const {
   EngineCounters c = host_->counters();
   c.parked_workers = sleepers_.load(std::memory_order_acquire);
-  c.parked_slots = parked_count_.load(std::memory_order_acquire);
+  c.parked_slots = scheduler_.parked_count();
   c.done_count = host_->control().done_count();
   return c;
 }

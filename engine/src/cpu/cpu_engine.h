@@ -8,10 +8,8 @@
 // wake them only when some are parked, so an idle engine costs no CPU and a busy one pays no
 // system call per publish.
 //
-// Deferred slots: a slot of a disabled tenant stays PUBLISHED and its index is kept in
-// `parked_` until the tenant is enabled (then it moves to `ready_`) or it is cancelled. A
-// BATCH_FENCE claimed before its predecessors finished is moved to REQUEUE; the thread that
-// finishes its last predecessor puts it on `ready_`.
+// Deferred slots (disabled tenants, fences waiting for their batch) are kept by the shared
+// ClaimScheduler; workers take its ready list before claiming new ranges.
 #ifndef MK_ENGINE_SRC_CPU_CPU_ENGINE_H_
 #define MK_ENGINE_SRC_CPU_CPU_ENGINE_H_
 
@@ -22,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "engine/src/host/claim_scheduler.h"
 #include "engine/src/host/resource_loader.h"
 #include "engine/src/host/ring_host.h"
 #include "mk/engine/engine.h"
@@ -71,14 +69,11 @@ class CpuEngine final : public Engine {
   void StartWorkers();
   // Stops and joins the workers (they finish the batch in hand).
   void StopWorkers();
-  bool ClaimNext(host::ClaimRange* range);
   void ProcessClaim(const host::ClaimRange& range, WorkerState& ws);
   bool ProcessReady(WorkerState& ws);
   // Claims and runs `index` if it is claimable and its tenant enabled (else parks it).
   bool TryRun(uint32_t index, WorkerState& ws);
   void RunClaimed(uint32_t index, WorkerState& ws);
-  void ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws);
-  void PushReady(uint32_t index);
   void IdleWait(bool was_spinning);
   // Wakes parked workers (all of them, or one for a single batch of work).
   void WakeWorkers(bool all = true);
@@ -98,14 +93,8 @@ class CpuEngine final : public Engine {
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shut_down_{false};
 
-  // std::mutex, not absl::Mutex: see completion_store.h (ThreadSanitizer).
-  std::mutex deferred_mu_;
-  std::vector<uint32_t> ready_;                                  // guarded by deferred_mu_
-  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> parked_;  // guarded by deferred_mu_
-  bool draining_ = false;                                        // guarded by deferred_mu_
-  std::atomic<uint32_t> ready_count_{0};
+  host::ClaimScheduler scheduler_;  // uses host_; declared after it
   std::atomic<bool> draining_flag_{false};
-  std::atomic<uint64_t> parked_count_{0};  // entries in parked_
   std::atomic<bool> paused_{false};        // SetExecutionPausedForTesting
   std::atomic<uint64_t> restarts_{0};
 

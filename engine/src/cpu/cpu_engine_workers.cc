@@ -14,12 +14,9 @@
 
 namespace mk::engine::cpu {
 
-namespace ctl = protocol::control;
 using protocol::SlotStatus;
 
 namespace {
-
-constexpr uint32_t kHighPriorityClasses = 2;  // CRITICAL and HIGH
 
 void CpuRelax() {
 #if defined(__x86_64__)
@@ -33,43 +30,18 @@ std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
 
 }  // namespace
 
-// Per-worker state: the interpreter context, a completion batcher, and counters that are
-// added to the control buffer once per claimed batch instead of once per slot.
+// Per-worker state: the interpreter context, a completion batcher, and control counters that
+// are added to the control buffer once per claimed batch instead of once per slot.
 struct CpuEngine::WorkerState {
   explicit WorkerState(host::RingHost* host) : ctx(host->MakeExecContext()), batcher(host) {}
 
-  void FlushCounters() {
-    uint32_t* control = ctx.control;
-    if (done_count != 0) protocol::AtomicFetchAdd(&control[ctl::kDoneCount], done_count);
-    for (uint32_t i = 0; i < opcode_runs.size(); ++i) {
-      if (opcode_runs[i] != 0) {
-        protocol::AtomicFetchAdd(&control[ctl::kOpcodeMetricsFirst + i], opcode_runs[i]);
-      }
-    }
-    for (uint32_t i = 0; i < tenant_claims.size(); ++i) {
-      if (tenant_claims[i] != 0) {
-        protocol::AtomicFetchAdd(&control[ctl::kTenantFairnessFirst + i], tenant_claims[i]);
-      }
-    }
-    for (uint32_t i = 0; i < priority_claims.size(); ++i) {
-      if (priority_claims[i] != 0) {
-        protocol::AtomicFetchAdd(&control[ctl::kPriorityFairnessFirst + i], priority_claims[i]);
-      }
-    }
-    done_count = 0;
-    opcode_runs.fill(0);
-    tenant_claims.fill(0);
-    priority_claims.fill(0);
-  }
+  void FlushCounters() { counters.Flush(ctx.control); }
 
   protocol::ExecContext ctx;
   host::CompletionBatcher batcher;
-  uint32_t done_count = 0;
-  std::array<uint32_t, ctl::kOpcodeMetricsCount> opcode_runs{};
-  std::array<uint32_t, ctl::kTenantFairnessCount> tenant_claims{};
-  std::array<uint32_t, protocol::kPriorityCount> priority_claims{};
+  host::ControlCounters counters;
   LatencyHistogram queue_wait;
-  std::vector<uint32_t> ready;  // indices taken from the engine's ready list
+  std::vector<uint32_t> ready;  // indices taken from the scheduler's ready list
 };
 
 
@@ -90,9 +62,9 @@ void CpuEngine::WorkerLoop() {
       continue;
     }
     bool worked = false;
-    if (ready_count_.load(std::memory_order_acquire) != 0) worked = ProcessReady(ws);
+    if (scheduler_.has_ready()) worked = ProcessReady(ws);
     host::ClaimRange range;
-    if (ClaimNext(&range)) {
+    if (scheduler_.ClaimNext(options_.claim_batch, &range)) {
       ProcessClaim(range, ws);
       worked = true;
     }
@@ -113,24 +85,6 @@ void CpuEngine::WorkerLoop() {
     idle_spins = 0;
   }
   if (idle_spins != 0) spinners_.fetch_sub(1, std::memory_order_seq_cst);
-}
-
-bool CpuEngine::ClaimNext(host::ClaimRange* range) {
-  uint32_t* starvation = &host_->control().words()[ctl::kStarvationCounter];
-  // After kStarvationLimit consecutive CRITICAL/HIGH claims, look at the lower classes first.
-  const bool prefer_lower = protocol::AtomicLoad(starvation) >= ctl::kStarvationLimit;
-  static constexpr uint32_t kNormalOrder[] = {0, 1, 2, 3, 4};
-  static constexpr uint32_t kStarvedOrder[] = {2, 3, 4, 0, 1};
-  for (uint32_t p : prefer_lower ? kStarvedOrder : kNormalOrder) {
-    if (!host_->HasClaimable(p) || !host_->ClaimBatch(p, options_.claim_batch, range)) continue;
-    if (p < kHighPriorityClasses) {
-      protocol::AtomicFetchAdd(starvation, 1);
-    } else if (protocol::AtomicLoad(starvation) != 0) {
-      protocol::AtomicStore(starvation, 0);
-    }
-    return true;
-  }
-  return false;
 }
 
 void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
@@ -156,13 +110,7 @@ void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
 }
 
 bool CpuEngine::ProcessReady(WorkerState& ws) {
-  {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
-    ws.ready.swap(ready_);
-    ready_.clear();
-    ready_count_.store(0, std::memory_order_release);
-  }
-  if (ws.ready.empty()) return false;
+  if (!scheduler_.TakeReady(&ws.ready)) return false;
   for (uint32_t index : ws.ready) TryRun(index, ws);
   ws.FlushCounters();
   for (uint32_t index : ws.ready) host_->ReapSlot(index, &ws.batcher);
@@ -173,18 +121,7 @@ bool CpuEngine::ProcessReady(WorkerState& ws) {
 }
 
 bool CpuEngine::TryRun(uint32_t index, WorkerState& ws) {
-  uint32_t* w = host_->ring().slot(index);
-  uint32_t status = StatusWord(w).load(std::memory_order_acquire);
-  if (!protocol::IsClaimable(static_cast<SlotStatus>(status))) return false;  // cancelled
-  const uint32_t tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
-  if (!TenantEnabled(tenant)) {
-    ParkSlot(tenant, index, ws);
-    return false;
-  }
-  if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kClaimed),
-                                             std::memory_order_acq_rel)) {
-    return false;  // cancelled or claimed through another path
-  }
+  if (!scheduler_.TryClaim(index, ws.counters, ws.batcher)) return false;
   RunClaimed(index, ws);
   return true;
 }
@@ -193,19 +130,6 @@ void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
   uint32_t* w = host_->ring().slot(index);
   host::SlotMeta& meta = host_->meta(index);
   const uint32_t op = w[protocol::kWordOpcode];
-  ++ws.tenant_claims[w[protocol::kWordTenant] % ctl::kTenantFairnessCount];
-  ++ws.priority_claims[w[protocol::kWordPriority]];
-  if (op == protocol::opcode::kBatchFence &&
-      meta.fence_pending.load(std::memory_order_seq_cst) != 0) {
-    // Park the fence; whoever finishes its last predecessor re-queues it (see ReleaseFence).
-    StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_seq_cst);
-    if (meta.fence_pending.load(std::memory_order_seq_cst) != 0) return;
-    uint32_t expected = static_cast<uint32_t>(SlotStatus::kRequeue);
-    if (!StatusWord(w).compare_exchange_strong(expected, static_cast<uint32_t>(SlotStatus::kClaimed),
-                                               std::memory_order_acq_rel)) {
-      return;  // the ready path claimed it
-    }
-  }
   const protocol::ExecResult r =
       protocol::Execute<protocol::ProductOpcodes>(w, index, ws.ctx);
   switch (r.status) {
@@ -215,14 +139,13 @@ void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
       std::fill(w + protocol::kWordArg0 + r.result_count, w + protocol::kSlotWords, 0u);
       const uint32_t fence = meta.fence_waiter;  // read before the slot becomes reapable
       StatusWord(w).store(static_cast<uint32_t>(r.status), std::memory_order_release);
-      ++ws.done_count;
-      if (op < ctl::kOpcodeMetricsCount) ++ws.opcode_runs[op];
-      if (fence != host::kNoFence && host_->ReleaseFence(fence)) PushReady(fence);
+      ws.counters.CountOutcome(op);
+      if (fence != host::kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);
       break;
     }
     case SlotStatus::kRequeue:
       StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_release);
-      PushReady(index);
+      scheduler_.PushReady(index);
       break;
     default: {  // WAIT_IO: the loader parked the slot already (and the io may even have
                 // completed it); only a slot still CLAIMED moves here.
@@ -234,33 +157,6 @@ void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
   }
 }
 
-void CpuEngine::ParkSlot(uint32_t tenant, uint32_t index, WorkerState& ws) {
-  {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
-    if (!draining_) {
-      if (TenantEnabled(tenant)) {  // enabled meanwhile: SetTenantEnabled moved the list already
-        ready_.push_back(index);
-        ready_count_.store(ready_.size(), std::memory_order_release);
-      } else {
-        parked_[tenant].push_back(index);
-        parked_count_.fetch_add(1);
-      }
-      return;
-    }
-  }
-  // Cancelling may release a fence, which takes deferred_mu_ again: do it outside the lock.
-  host_->CancelSlot(index, &ws.batcher);
-}
-
-void CpuEngine::PushReady(uint32_t index) {
-  {
-    std::lock_guard<std::mutex> lock(deferred_mu_);
-    ready_.push_back(index);
-    ready_count_.store(ready_.size(), std::memory_order_release);
-  }
-  WakeWorkers();
-}
-
 void CpuEngine::IdleWait(bool was_spinning) {
   // Counted as a sleeper before it stops counting as a spinner, so a publisher that skips the
   // wake-up because it saw a spinner is always followed by this thread's re-check below.
@@ -268,7 +164,7 @@ void CpuEngine::IdleWait(bool was_spinning) {
   if (was_spinning) spinners_.fetch_sub(1, std::memory_order_seq_cst);
   const uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
   if (!stop_.load(std::memory_order_seq_cst) && !host_->HasAnyClaimable() &&
-      ready_count_.load(std::memory_order_seq_cst) == 0) {
+      !scheduler_.has_ready()) {
     work_epoch_.wait(epoch, std::memory_order_seq_cst);
   }
   sleepers_.fetch_sub(1, std::memory_order_seq_cst);

@@ -1,0 +1,175 @@
+#include "engine/src/host/claim_scheduler.h"
+
+#include <utility>
+
+#include "mk/engine/atomics.h"
+
+namespace mk::engine::host {
+
+namespace ctl = protocol::control;
+using protocol::SlotStatus;
+
+namespace {
+
+constexpr uint32_t kHighPriorityClasses = 2;  // CRITICAL and HIGH
+
+std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
+  return std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]);
+}
+
+}  // namespace
+
+void ControlCounters::Flush(uint32_t* control) {
+  if (done_count != 0) protocol::AtomicFetchAdd(&control[ctl::kDoneCount], done_count);
+  for (uint32_t i = 0; i < opcode_runs.size(); ++i) {
+    if (opcode_runs[i] != 0) {
+      protocol::AtomicFetchAdd(&control[ctl::kOpcodeMetricsFirst + i], opcode_runs[i]);
+    }
+  }
+  for (uint32_t i = 0; i < tenant_claims.size(); ++i) {
+    if (tenant_claims[i] != 0) {
+      protocol::AtomicFetchAdd(&control[ctl::kTenantFairnessFirst + i], tenant_claims[i]);
+    }
+  }
+  for (uint32_t i = 0; i < priority_claims.size(); ++i) {
+    if (priority_claims[i] != 0) {
+      protocol::AtomicFetchAdd(&control[ctl::kPriorityFairnessFirst + i], priority_claims[i]);
+    }
+  }
+  done_count = 0;
+  opcode_runs.fill(0);
+  tenant_claims.fill(0);
+  priority_claims.fill(0);
+}
+
+ClaimScheduler::ClaimScheduler(RingHost* host, std::function<void()> wake)
+    : host_(host), wake_(std::move(wake)) {
+  host_->SetFenceReadyCallback([this](uint32_t index) { PushReady(index); });
+}
+
+bool ClaimScheduler::ClaimNext(uint32_t max, ClaimRange* range) {
+  uint32_t* starvation = &host_->control().words()[ctl::kStarvationCounter];
+  // After kStarvationLimit consecutive CRITICAL/HIGH claims, look at the lower classes first.
+  const bool prefer_lower = protocol::AtomicLoad(starvation) >= ctl::kStarvationLimit;
+  static constexpr uint32_t kNormalOrder[] = {0, 1, 2, 3, 4};
+  static constexpr uint32_t kStarvedOrder[] = {2, 3, 4, 0, 1};
+  for (uint32_t p : prefer_lower ? kStarvedOrder : kNormalOrder) {
+    if (!host_->HasClaimable(p) || !host_->ClaimBatch(p, max, range)) continue;
+    if (p < kHighPriorityClasses) {
+      protocol::AtomicFetchAdd(starvation, 1);
+    } else if (protocol::AtomicLoad(starvation) != 0) {
+      protocol::AtomicStore(starvation, 0);
+    }
+    return true;
+  }
+  return false;
+}
+
+bool ClaimScheduler::TenantEnabled(uint32_t tenant) const {
+  return host_->control().Load(host_->control().layout().MaskBase() + tenant) != 0;
+}
+
+bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
+                              CompletionBatcher& batcher) {
+  uint32_t* w = host_->ring().slot(index);
+  uint32_t status = StatusWord(w).load(std::memory_order_acquire);
+  if (!protocol::IsClaimable(static_cast<SlotStatus>(status))) return false;  // cancelled
+  const uint32_t tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
+  if (!TenantEnabled(tenant)) {
+    Park(tenant, index, batcher);
+    return false;
+  }
+  if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kClaimed),
+                                             std::memory_order_acq_rel)) {
+    return false;  // cancelled or claimed through another path
+  }
+  ++counters.tenant_claims[tenant % ctl::kTenantFairnessCount];
+  ++counters.priority_claims[w[protocol::kWordPriority]];
+  SlotMeta& meta = host_->meta(index);
+  if (w[protocol::kWordOpcode] != protocol::opcode::kBatchFence ||
+      meta.fence_pending.load(std::memory_order_seq_cst) == 0) {
+    return true;
+  }
+  // Park the fence; whoever finishes its last predecessor makes it ready (RingHost::ReleaseFence
+  // and the fence-ready callback). The re-check closes the window where that happened between
+  // the test above and the store.
+  StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_seq_cst);
+  if (meta.fence_pending.load(std::memory_order_seq_cst) != 0) return false;
+  uint32_t expected = static_cast<uint32_t>(SlotStatus::kRequeue);
+  return StatusWord(w).compare_exchange_strong(
+      expected, static_cast<uint32_t>(SlotStatus::kClaimed), std::memory_order_acq_rel);
+}
+
+void ClaimScheduler::Park(uint32_t tenant, uint32_t index, CompletionBatcher& batcher) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!draining_) {
+      if (TenantEnabled(tenant)) {  // enabled meanwhile: OnTenantEnabled moved the list already
+        ready_.push_back(index);
+        ready_count_.store(ready_.size(), std::memory_order_release);
+      } else {
+        parked_[tenant].push_back(index);
+        parked_count_.fetch_add(1);
+      }
+      return;
+    }
+  }
+  // Cancelling may release a fence, which takes mu_ again: do it outside the lock.
+  host_->CancelSlot(index, &batcher);
+}
+
+void ClaimScheduler::PushReady(uint32_t index) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_.push_back(index);
+    ready_count_.store(ready_.size(), std::memory_order_release);
+  }
+  wake_();
+}
+
+bool ClaimScheduler::TakeReady(std::vector<uint32_t>* out) {
+  out->clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    out->swap(ready_);
+    ready_count_.store(0, std::memory_order_release);
+  }
+  return !out->empty();
+}
+
+void ClaimScheduler::OnTenantEnabled(uint32_t tenant) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = parked_.find(tenant);
+    if (it == parked_.end()) return;
+    ready_.insert(ready_.end(), it->second.begin(), it->second.end());
+    parked_count_.fetch_sub(it->second.size());
+    parked_.erase(it);
+    ready_count_.store(ready_.size(), std::memory_order_release);
+  }
+  wake_();
+}
+
+void ClaimScheduler::BeginDrain(CompletionBatcher* batcher) {
+  std::vector<uint32_t> to_cancel;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    draining_ = true;
+    for (auto& [tenant, indices] : parked_) {
+      to_cancel.insert(to_cancel.end(), indices.begin(), indices.end());
+    }
+    parked_.clear();
+    parked_count_.store(0);
+  }
+  for (uint32_t index : to_cancel) host_->CancelSlot(index, batcher);
+}
+
+void ClaimScheduler::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ready_.clear();
+  parked_.clear();
+  ready_count_.store(0);
+  parked_count_.store(0);
+}
+
+}  // namespace mk::engine::host

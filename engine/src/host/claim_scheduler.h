@@ -1,0 +1,92 @@
+// ClaimScheduler: the executor-independent half of claiming, shared by the CPU engine (whose
+// worker threads run what they claim) and the CUDA engine (whose host side claims and hands the
+// slots to the persistent kernel):
+// - which partition to claim from next: priority order with the starvation guard (control word
+//   135: after 16 consecutive CRITICAL/HIGH claims the lower classes go first once);
+// - the per-slot claim: a slot whose tenant is disabled stays PUBLISHED and is parked until the
+//   tenant is enabled (or cancelled by Drain); a BATCH_FENCE whose predecessors are not terminal
+//   moves to REQUEUE and becomes ready when the last one finishes;
+// - the ready list (fences released, tenants enabled, requeued slots) and the parked lists.
+//
+// Thread safety: every method may be called from any thread. The lists are guarded by `mu_`;
+// `wake` (called when slots become ready) runs without the lock held.
+#ifndef MK_ENGINE_SRC_HOST_CLAIM_SCHEDULER_H_
+#define MK_ENGINE_SRC_HOST_CLAIM_SCHEDULER_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/src/host/ring_host.h"
+#include "mk/engine/protocol.h"
+
+namespace mk::engine::host {
+
+// Control-buffer counters an executor aggregates locally and adds once per claimed batch, so
+// the hot path has no shared-counter contention.
+struct ControlCounters {
+  uint32_t done_count = 0;
+  std::array<uint32_t, protocol::control::kOpcodeMetricsCount> opcode_runs{};
+  std::array<uint32_t, protocol::control::kTenantFairnessCount> tenant_claims{};
+  std::array<uint32_t, protocol::kPriorityCount> priority_claims{};
+
+  // A slot reached DONE or FAULT.
+  void CountOutcome(uint32_t opcode) {
+    ++done_count;
+    if (opcode < opcode_runs.size()) ++opcode_runs[opcode];
+  }
+  // Adds everything to the control buffer and resets.
+  void Flush(uint32_t* control);
+};
+
+class ClaimScheduler {
+ public:
+  // `wake` tells the executor that ready slots are waiting. Registers itself as `host`'s
+  // fence-ready callback. `host` must outlive the scheduler.
+  ClaimScheduler(RingHost* host, std::function<void()> wake);
+  ClaimScheduler(const ClaimScheduler&) = delete;
+  ClaimScheduler& operator=(const ClaimScheduler&) = delete;
+
+  // Claims up to `max` published sequences from the highest-priority non-empty partition.
+  bool ClaimNext(uint32_t max, ClaimRange* range);
+  // Takes ring slot `index` for execution: true when the caller now owns it CLAIMED and must
+  // run it. False when it was cancelled meanwhile, parked (tenant disabled), cancelled because
+  // the engine drains, or set aside as a fence still waiting for its predecessors.
+  bool TryClaim(uint32_t index, ControlCounters& counters, CompletionBatcher& batcher);
+
+  // A slot that must be claimed again later (fence released, REQUEUE).
+  void PushReady(uint32_t index);
+  bool has_ready() const { return ready_count_.load(std::memory_order_acquire) != 0; }
+  // Swaps the ready list into `out`; false when it was empty.
+  bool TakeReady(std::vector<uint32_t>* out);
+  // The tenant was enabled: its parked slots become ready.
+  void OnTenantEnabled(uint32_t tenant);
+  // From now on slots of disabled tenants are cancelled instead of parked; the parked ones are
+  // cancelled now (PROTOCOL.md: tenant disabled -> CANCELLED).
+  void BeginDrain(CompletionBatcher* batcher);
+  // Forgets both lists (teardown: the ring host fails whatever they named).
+  void Clear();
+  uint64_t parked_count() const { return parked_count_.load(std::memory_order_acquire); }
+
+ private:
+  bool TenantEnabled(uint32_t tenant) const;
+  void Park(uint32_t tenant, uint32_t index, CompletionBatcher& batcher);
+
+  RingHost* const host_;
+  const std::function<void()> wake_;
+  // std::mutex, not absl::Mutex: see completion_store.h (ThreadSanitizer).
+  mutable std::mutex mu_;
+  std::vector<uint32_t> ready_;                                  // guarded by mu_
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> parked_;  // guarded by mu_
+  bool draining_ = false;                                        // guarded by mu_
+  std::atomic<uint32_t> ready_count_{0};
+  std::atomic<uint64_t> parked_count_{0};
+};
+
+}  // namespace mk::engine::host
+
+#endif  // MK_ENGINE_SRC_HOST_CLAIM_SCHEDULER_H_
