@@ -10,6 +10,10 @@ function(mk_add_test)
     set(T_TIMEOUT 300)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+  # GPU tests skip (gtest SKIPPED, reported as skipped by ctest) where no device is present.
+  if("gpu" IN_LIST T_LABELS)
+    set_tests_properties(${T_NAME} PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+  endif()
   # Tests labelled `concurrency` also run under ThreadSanitizer (preset tsan, deploy/test.sh).
   if("concurrency" IN_LIST T_LABELS)
     add_dependencies(mk_concurrency_tests ${T_NAME})
@@ -25,4 +29,14 @@ function(mk_add_bench)
   add_test(NAME ${B_NAME} COMMAND ${B_NAME})
   set_tests_properties(${B_NAME} PROPERTIES LABELS "perf" TIMEOUT 600
                        ENVIRONMENT "MK_BENCH_QUICK=1")
+endfunction()
+
+# mk_add_gpu_run(NAME <name> TARGET <test binary>): runs an existing engine-suite binary against
+# the CUDA engine (MK_TEST_ENGINE=cuda), label gpu; skipped where no device is present.
+function(mk_add_gpu_run)
+  cmake_parse_arguments(G "" "NAME;TARGET" "" ${ARGN})
+  add_test(NAME ${G_NAME} COMMAND ${G_TARGET})
+  set_tests_properties(${G_NAME} PROPERTIES LABELS gpu TIMEOUT 300
+                       ENVIRONMENT "MK_TEST_ENGINE=cuda"
+                       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
 endfunction()

@@ -4,6 +4,11 @@
 #include "absl/strings/str_cat.h"
 #include "engine/src/cpu/cpu_engine.h"
 
+// The only place the CUDA engine's availability is decided at compile time.
+#if MK_HAVE_CUDA
+#include "engine/src/cuda/cuda_engine.h"
+#endif
+
 namespace mk::engine {
 
 absl::StatusOr<EngineOptions::Backend> ParseBackend(absl::string_view name) {
@@ -23,19 +28,44 @@ const char* CompletionStatusName(CompletionStatus status) {
   return "INVALID";
 }
 
-absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options) {
-  switch (options.backend) {
-    case EngineOptions::Backend::kCuda:
-      return absl::UnavailableError(
-          "engine: this build has no CUDA engine (it arrives with the CUDA-engine issue); use "
-          "--engine=cpu or --engine=auto");
+absl::Status BackendAvailable(EngineOptions::Backend backend) {
+  switch (backend) {
     case EngineOptions::Backend::kAuto:
     case EngineOptions::Backend::kCpu:
-      break;
+      return absl::OkStatus();
+    case EngineOptions::Backend::kCuda:
+#if MK_HAVE_CUDA
+      return cuda::ProbeDevice(nullptr);
+#else
+      return absl::UnavailableError(
+          "engine: this build has no CUDA engine (nvcc was not found when it was built); use "
+          "--engine=cpu or --engine=auto");
+#endif
   }
-  auto engine = cpu::CpuEngine::Create(options);
+  return absl::InvalidArgumentError("engine: unknown backend");
+}
+
+namespace {
+
+template <typename T>
+absl::StatusOr<std::unique_ptr<Engine>> Upcast(absl::StatusOr<std::unique_ptr<T>> engine) {
   if (!engine.ok()) return engine.status();
   return std::unique_ptr<Engine>(*std::move(engine));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options) {
+  bool cuda = options.backend == EngineOptions::Backend::kCuda;
+  if (options.backend == EngineOptions::Backend::kAuto) {
+    cuda = BackendAvailable(EngineOptions::Backend::kCuda).ok();
+  }
+  if (!cuda) return Upcast(cpu::CpuEngine::Create(options));
+#if MK_HAVE_CUDA
+  return Upcast(cuda::CudaEngine::Create(options));
+#else
+  return BackendAvailable(EngineOptions::Backend::kCuda);
+#endif
 }
 
 }  // namespace mk::engine

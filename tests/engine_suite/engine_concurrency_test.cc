@@ -59,8 +59,9 @@ constexpr uint64_t kSlotsPerProducer = 250'000;  // 4 producers: 1 M slots
 #endif
 
 TEST(EngineConcurrencyTest, NoTicketLostOrDuplicatedWithRandomCancellation) {
+  MK_REQUIRE_BACKEND(testing::BackendUnderTest());
   EngineOptions o;
-  o.backend = EngineOptions::Backend::kCpu;
+  o.backend = testing::BackendUnderTest();
   o.ring_slots = 1 << 14;
   o.workers = 3;
   o.max_tenants = 8;
@@ -127,8 +128,9 @@ TEST(EngineConcurrencyTest, NoTicketLostOrDuplicatedWithRandomCancellation) {
 }
 
 TEST(EngineConcurrencyTest, ConcurrentWaitersEachGetTheirOwnTickets) {
+  MK_REQUIRE_BACKEND(testing::BackendUnderTest());
   EngineOptions o;
-  o.backend = EngineOptions::Backend::kCpu;
+  o.backend = testing::BackendUnderTest();
   o.workers = 2;
   o.max_tenants = 8;
   auto engine = *CreateEngine(o);

@@ -26,10 +26,10 @@ using protocol::FaultCode;
 
 class EngineConformanceTest : public ::testing::Test {
  protected:
+  void SetUp() override { MK_REQUIRE_BACKEND(testing::BackendUnderTest()); }
   EngineOptions Options() {
     EngineOptions o;
-    const char* backend = std::getenv("MK_TEST_ENGINE");
-    o.backend = *ParseBackend(backend == nullptr ? "cpu" : backend);
+    o.backend = testing::BackendUnderTest();
     o.ring_slots = 4096;
     o.workers = 2;
     o.max_tenants = 64;

@@ -9,10 +9,37 @@
 #include <thread>
 #include <vector>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "absl/time/clock.h"
 #include "mk/engine/engine.h"
 
 namespace mk::engine::testing {
+
+// The backend the engine suites run against: MK_TEST_ENGINE (auto, cpu or cuda; cpu by default).
+inline EngineOptions::Backend BackendUnderTest() {
+  const char* name = std::getenv("MK_TEST_ENGINE");
+  auto backend = ParseBackend(name == nullptr ? "cpu" : name);
+  return backend.ok() ? *backend : EngineOptions::Backend::kCpu;
+}
+
+// MK_REQUIRE_GPU=1 (set on the GPU machine) turns a missing device into a failure.
+inline bool GpuRequired() {
+  const char* v = std::getenv("MK_REQUIRE_GPU");
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+
+// In a test body or SetUp: skips with the reason when `backend` cannot run on this machine,
+// or fails when MK_REQUIRE_GPU=1.
+#define MK_REQUIRE_BACKEND(backend)                                                      \
+  if (const absl::Status mk_available = ::mk::engine::BackendAvailable(backend);         \
+      !mk_available.ok()) {                                                              \
+    if (::mk::engine::testing::GpuRequired()) {                                          \
+      FAIL() << "MK_REQUIRE_GPU=1 but the backend is unavailable: " << mk_available;     \
+    }                                                                                    \
+    GTEST_SKIP() << mk_available.message();                                              \
+  }
 
 // Records every completion in arrival order; waits for a count with a deadline.
 // (std::mutex: Debian's Abseil has no ThreadSanitizer annotations.)

@@ -31,6 +31,7 @@ absl::Status EngineBase::Start() {
     started_.store(false);
     return s;
   }
+  executor_starts_.fetch_add(1);
   return absl::OkStatus();
 }
 
@@ -43,8 +44,7 @@ absl::Status EngineBase::CheckTenant(uint32_t tenant) const {
 
 absl::Status EngineBase::CheckLoader() const {
   if (loader_ != nullptr) return absl::OkStatus();
-  return absl::FailedPreconditionError(
-      "engine: no resource root is configured; start the server with --resource_root=DIR");
+  return absl::FailedPreconditionError(no_loader_reason_);
 }
 
 bool EngineBase::TenantEnabled(uint32_t tenant) const {
@@ -204,6 +204,7 @@ absl::Status EngineBase::Restart() {
   host_->control().Store(ctl::kShutdown, 0);
   SetExecutionPausedForTesting(false);
   absl::Status restarted = stopped.ok() && started() ? StartExecutor() : absl::OkStatus();
+  if (restarted.ok() && started()) executor_starts_.fetch_add(1);
   NotifyProgress();
   return stopped.ok() ? restarted : stopped;
 }
@@ -219,6 +220,7 @@ EngineCounters EngineBase::counters() const {
 void EngineBase::Stats(EngineStats* out) const {
   host_->Stats(out);
   out->restarts = restarts_.load();
+  out->executor_starts = executor_starts_.load();
   if (loader_ != nullptr) loader_->Stats(&out->io);
 }
 

@@ -74,10 +74,14 @@ class EngineBase : public Engine {
   void NotifyProgress();
   bool started() const { return started_.load(std::memory_order_acquire); }
   uint64_t restarts() const { return restarts_.load(); }
+  uint64_t executor_starts() const { return executor_starts_.load(); }
 
   std::unique_ptr<RingHost> host_;
   // LOAD_MISS / CHECKSUM; null without a resource root. Declared after host_: destroyed first.
   std::unique_ptr<ResourceLoader> loader_;
+  // What resource calls answer (FAILED_PRECONDITION) when loader_ is null.
+  std::string no_loader_reason_ =
+      "engine: no resource root is configured; start the server with --resource_root=DIR";
   const EngineOptions options_;
   ClaimScheduler scheduler_;  // uses host_; declared after it
 
@@ -91,6 +95,7 @@ class EngineBase : public Engine {
   std::atomic<bool> shut_down_{false};
   std::atomic<bool> draining_{false};
   std::atomic<uint64_t> restarts_{0};
+  std::atomic<uint64_t> executor_starts_{0};  // successful StartExecutor calls
   std::mutex drain_mu_;
   std::condition_variable drain_cv_;  // signalled after outcomes are counted while draining
   std::mutex shutdown_mu_;

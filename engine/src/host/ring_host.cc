@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <new>
 #include <numeric>
 
 #include "absl/container/flat_hash_set.h"
@@ -37,6 +39,16 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
     c.fault_detail = args[1];
   }
   return c;
+}
+
+// Zeroed words in whole pages (std::bad_alloc on exhaustion, as std::vector would).
+uint32_t* AllocatePageWords(size_t words) {
+  constexpr size_t kPageBytes = 4096;
+  const size_t bytes = (words * sizeof(uint32_t) + kPageBytes - 1) / kPageBytes * kPageBytes;
+  void* memory = std::aligned_alloc(kPageBytes, bytes);
+  if (memory == nullptr) throw std::bad_alloc();
+  std::memset(memory, 0, bytes);
+  return static_cast<uint32_t*>(memory);
 }
 
 }  // namespace
@@ -80,7 +92,8 @@ RingHost::RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control
       control_words_(std::move(control_words)),
       control_(*ControlView::Create(absl::MakeSpan(control_words_),
                                     {options.max_tenants, options.scratch_words})),
-      debug_log_(protocol::debug_log::BufferWords(options.debug_log_records)),
+      debug_log_words_(protocol::debug_log::BufferWords(options.debug_log_records)),
+      debug_log_(AllocatePageWords(debug_log_words_)),
       debug_log_records_(options.debug_log_records),
       meta_(new SlotMeta[ring_->slot_count()]),
       next_ticket_(new std::atomic<uint64_t>[options.max_tenants]),
@@ -119,7 +132,7 @@ protocol::ExecContext RingHost::MakeExecContext() {
   protocol::ExecContext ctx;
   ctx.control = control_words_.data();
   ctx.layout = control_.layout();
-  ctx.debug_log = debug_log_.data();
+  ctx.debug_log = debug_log_.get();
   ctx.debug_log_records = debug_log_records_;
   return ctx;
 }
@@ -307,6 +320,17 @@ bool RingHost::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
 void RingHost::ReapRange(const ClaimRange& range, CompletionBatcher* out) {
   ForEachIndex(range, [&](uint32_t index) { ReapIfTerminal(index, out); });
   AdvanceTail(range.partition);
+}
+
+void RingHost::ReapIndices(absl::Span<const uint32_t> indices, CompletionBatcher* out) {
+  std::array<bool, protocol::kPriorityCount> touched{};
+  for (uint32_t index : indices) {
+    ReapIfTerminal(index, out);
+    touched[PartitionOf(index)] = true;
+  }
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+    if (touched[p]) AdvanceTail(p);
+  }
 }
 
 void RingHost::ReapSlot(uint32_t index, CompletionBatcher* out) {

@@ -25,6 +25,7 @@
 #define MK_ENGINE_SRC_HOST_RING_HOST_H_
 
 #include <array>
+#include <cstdlib>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -102,7 +103,9 @@ class RingHost {
   const ControlView& control() const { return control_; }
   protocol::ExecContext MakeExecContext();
   CompletionStore& store() { return store_; }
-  absl::Span<const uint32_t> debug_log() const { return debug_log_; }
+  absl::Span<const uint32_t> debug_log() const { return {debug_log_.get(), debug_log_words_}; }
+  // The debug log's storage: whole pages, so an executor may register it with a device.
+  absl::Span<uint32_t> debug_log_storage() { return {debug_log_.get(), debug_log_words_}; }
   SlotMeta& meta(uint32_t index) { return meta_[index]; }
 
   // Publish (validated by the caller). Fails RESOURCE_EXHAUSTED when a partition is full.
@@ -146,6 +149,9 @@ class RingHost {
   // Reaps every terminal slot of the range (or the one slot) and advances the tail.
   void ReapRange(const ClaimRange& range, CompletionBatcher* out);
   void ReapSlot(uint32_t index, CompletionBatcher* out);
+  // Reaps the given slots (each must be terminal or already reaped) and advances the tails of
+  // the partitions they belong to, once each.
+  void ReapIndices(absl::Span<const uint32_t> indices, CompletionBatcher* out);
   void AdvanceTail(uint32_t partition);
 
   // Host cancellation of one slot: claimable -> EMPTY. True when this call cancelled it (the
@@ -207,7 +213,11 @@ class RingHost {
   std::unique_ptr<HostRing> ring_;
   std::vector<uint32_t> control_words_;
   ControlView control_;
-  std::vector<uint32_t> debug_log_;
+  struct FreeDeleter {
+    void operator()(uint32_t* p) const { std::free(p); }
+  };
+  size_t debug_log_words_;
+  std::unique_ptr<uint32_t[], FreeDeleter> debug_log_;  // page-aligned, zeroed
   uint32_t debug_log_records_;
   std::unique_ptr<SlotMeta[]> meta_;
   std::array<Partition, protocol::kPriorityCount> partitions_;

@@ -211,6 +211,10 @@ class Engine {
 // usable device is present, else the CPU engine.
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options);
 
+// OK when CreateEngine can build `backend` on this machine; UNAVAILABLE saying why not (no CUDA
+// in this build, no device, driver missing). Tests use it to skip GPU cases with the reason.
+absl::Status BackendAvailable(EngineOptions::Backend backend);
+
 const char* CompletionStatusName(CompletionStatus status);
 
 }  // namespace mk::engine

@@ -150,6 +150,9 @@ struct EngineStats {
   LatencyHistogram latency;     // publish -> completion reaped
   LatencyHistogram queue_wait;  // publish -> claimed by an executor
   uint64_t restarts = 0;
+  // Executor launches: worker-pool starts on the CPU engine, persistent-kernel launches on the
+  // CUDA engine (one at Start, one per restart; never one per request).
+  uint64_t executor_starts = 0;
   IoStats io;
 };
 

@@ -1,0 +1,189 @@
+#include "engine/src/cuda/cuda_engine.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "engine/src/cuda/cuda_status.h"
+#include "engine/src/cuda/device_state.h"
+#include "engine/src/cuda/megakernel.h"
+#include "mk/engine/status_macros.h"
+
+namespace mk::engine::cuda {
+
+namespace {
+
+constexpr int kDevice = 0;
+constexpr uint32_t kDefaultBlocks = 8;  // few pollers: DESIGN.md floors, 1-8 blocks
+constexpr uint32_t kMaxBackoffNs = 4000;
+// How long a kernel asked to stop may take before the device is reset.
+constexpr absl::Duration kStopTimeout = absl::Seconds(2);
+
+}  // namespace
+
+absl::Status ProbeDevice(std::string* name) {
+  int count = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
+    return CudaStatus(e, "looking for a CUDA device", "run --engine=cpu on machines without a GPU");
+  }
+  if (count == 0) {
+    return absl::UnavailableError("cuda: no CUDA device is present; run --engine=cpu");
+  }
+  cudaDeviceProp prop;
+  MK_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, kDevice), "reading device properties");
+  if (prop.major < 9 || !prop.canMapHostMemory || !prop.unifiedAddressing) {
+    return absl::UnavailableError(absl::StrCat(
+        "cuda: device 0 (", prop.name, ", sm_", prop.major, prop.minor,
+        ") cannot run this build (needs sm_90 or newer with mapped host memory); run "
+        "--engine=cpu"));
+  }
+  if (name != nullptr) {
+    *name = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
+                         prop.multiProcessorCount, " SMs)");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptions& options) {
+  if (options.claim_batch == 0 || options.claim_batch > kMaxThreadsPerBlock) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: claim_batch ", options.claim_batch, " out of range; use 1..1024 (the CUDA "
+        "engine's threads per block)"));
+  }
+  std::string device_name;
+  MK_RETURN_IF_ERROR(ProbeDevice(&device_name));
+  MK_CUDA_RETURN_IF_ERROR(cudaSetDevice(kDevice), "cudaSetDevice");
+  auto config = std::make_unique<DeviceConfig>();
+  config->device = kDevice;
+  config->threads = (options.claim_batch + 31) / 32 * 32;
+  int per_sm = 0;
+  MK_CUDA_RETURN_IF_ERROR(
+      MegakernelBlocksPerMultiprocessor(static_cast<int>(config->threads), &per_sm),
+      "sizing the megakernel");
+  int sms = 0;
+  MK_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, kDevice),
+                          "reading the multiprocessor count");
+  const uint32_t co_resident = static_cast<uint32_t>(per_sm * sms);
+  const uint32_t wanted = options.workers != 0 ? options.workers : kDefaultBlocks;
+  if (co_resident == 0 || wanted > co_resident) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: ", wanted, " blocks of ", config->threads, " threads requested but only ",
+        co_resident, " can be resident at once on ", device_name,
+        "; a persistent kernel needs every block resident: lower --workers"));
+  }
+  config->blocks = wanted;
+  config->sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
+  config->max_backoff_ns = kMaxBackoffNs;
+  auto host = host::RingHost::Create(options);
+  if (!host.ok()) return host.status();
+  std::unique_ptr<CudaEngine> engine(
+      new CudaEngine(*std::move(host), std::move(config), device_name, options));
+  auto device = DeviceState::Create(*engine->config_, *engine->host_);
+  if (!device.ok()) return device.status();
+  engine->device_ = *std::move(device);
+  if (!options.resource_root.empty()) {
+    std::fprintf(stderr,
+                 "engine: the CUDA engine does not load resources yet; --resource_root is "
+                 "ignored and LOAD_MISS / CHECKSUM fault RESOURCE_NOT_FOUND (use --engine=cpu "
+                 "for resources)\n");
+  }
+  return engine;
+}
+
+CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<DeviceConfig> config,
+                       std::string device_name, const EngineOptions& options)
+    : EngineBase(std::move(host), nullptr, options),
+      config_(std::move(config)),
+      device_name_(std::move(device_name)),
+      sq_mask_(config_->sq_capacity - 1),
+      sq_index_(new uint32_t[config_->sq_capacity]),
+      dispatch_batcher_(std::make_unique<host::CompletionBatcher>(host_.get())) {
+  no_loader_reason_ =
+      "engine: the CUDA engine does not load resources yet; run megakerneld with --engine=cpu "
+      "to use LOAD_MISS and CHECKSUM";
+}
+
+CudaEngine::~CudaEngine() {
+  ShutdownOnDestroy();
+  std::lock_guard<std::mutex> lock(dispatch_mu_);
+  dispatch_batcher_.reset();  // flushes before the ring host goes away
+}
+
+absl::Status CudaEngine::StartExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(device_mu_);
+    if (device_ == nullptr) {
+      return absl::UnavailableError(
+          "cuda: the device could not be recovered after a reset; restart megakerneld");
+    }
+    std::lock_guard<std::mutex> dispatch(dispatch_mu_);
+    // Entries before the tail were failed by the teardown (or never existed): start after them.
+    MK_RETURN_IF_ERROR(device_->Launch(sq_tail_));
+    sq_head_.store(sq_tail_, std::memory_order_release);
+    sq_published_.store(sq_tail_, std::memory_order_release);
+    kernel_running_ = true;
+  }
+  reaper_stop_.store(false, std::memory_order_seq_cst);
+  reaper_ = std::thread([this] { ReaperLoop(); });
+  Dispatch();  // what was published before Start (or before the restart)
+  return absl::OkStatus();
+}
+
+absl::Status CudaEngine::StopExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(dispatch_mu_);
+    kernel_running_ = false;
+  }
+  reaper_stop_.store(true, std::memory_order_seq_cst);
+  WakeReaper();
+  if (reaper_.joinable()) reaper_.join();
+  return StopKernel();
+}
+
+absl::Status CudaEngine::StopKernel() {
+  std::lock_guard<std::mutex> lock(device_mu_);
+  if (device_ == nullptr) return absl::OkStatus();
+  device_->RequestStop();
+  absl::Status stopped = device_->WaitStopped(absl::Now() + kStopTimeout);
+  if (stopped.ok()) return absl::OkStatus();
+  // A kernel that does not stop, or a failed one (a sticky error poisons the context): tear the
+  // context down and rebuild every device resource. The ring, tickets and completions are host
+  // memory and survive; the teardown then fails the in-flight slots.
+  std::fprintf(stderr, "%s\n", stopped.ToString().c_str());
+  device_->Abandon();
+  device_.reset();
+  if (cudaError_t e = cudaDeviceReset(); e != cudaSuccess) {
+    return CudaStatus(e, "resetting the device after a failed kernel", "restart megakerneld");
+  }
+  auto rebuilt = DeviceState::Create(*config_, *host_);
+  if (!rebuilt.ok()) return rebuilt.status();
+  device_ = *std::move(rebuilt);
+  return absl::OkStatus();
+}
+
+void CudaEngine::SetExecutionPausedForTesting(bool paused) {
+  std::lock_guard<std::mutex> lock(device_mu_);
+  if (device_ != nullptr) device_->SetPaused(paused);
+}
+
+uint32_t CudaEngine::ParkedWorkers() const {
+  std::lock_guard<std::mutex> lock(device_mu_);
+  return device_ != nullptr && started() ? device_->IdleBlocks() : 0;
+}
+
+EngineInfo CudaEngine::info() const {
+  EngineInfo i;
+  i.backend = "cuda";
+  i.device = absl::StrCat(device_name_, ": persistent kernel, ", config_->blocks, " blocks x ",
+                          config_->threads, " threads");
+  i.ring_slots = host_->slot_count();
+  i.workers = config_->blocks;
+  i.max_tenants = options_.max_tenants;
+  i.scratch_words = options_.scratch_words;
+  return i;
+}
+
+}  // namespace mk::engine::cuda

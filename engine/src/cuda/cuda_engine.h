@@ -1,0 +1,100 @@
+// The CUDA engine: one persistent kernel executes the ring's slots for the life of the engine
+// (relaunched only by a watchdog restart); no kernel is launched per request.
+//
+// Division of labour (DESIGN.md floors: every GPU poll of host memory is a ~1.2 us PCIe round
+// trip, and per-slot compare-and-swap across PCIe is both slow and not atomic with respect to
+// the host without hostNativeAtomicSupported):
+// - The host claims. Publish writes the slots, then the publishing thread runs the shared
+//   ClaimScheduler (priority order, starvation guard, disabled tenants parked, fences held until
+//   their batch is terminal) and moves each slot PUBLISHED -> CLAIMED with a host CAS, so
+//   cancellation and claiming never race across PCIe. Claimed slots are appended to a
+//   submission queue (SQ) in mapped host memory and the doorbell's tail moves (release).
+// - The device executes. The kernel's pollers (one thread per block) read the doorbell, claim
+//   SQ ranges of up to blockDim entries from a device-memory counter, run them with the shared
+//   interpreter and write results, a system-scope fence, then STATUS into the ring slot.
+// - The host reaps. A reaper thread reads the ring STATUS of SQ entries in order (sequential
+//   host-memory reads, no PCIe), delivers completions, maintains DONE_COUNT / per-opcode /
+//   EPOCH counters, releases fences and dispatches what became ready. It spins while work is
+//   outstanding, naps when the kernel makes no progress, and parks on a futex when idle.
+//
+// Threads: callers of Publish / SetTenantEnabled (dispatch, under dispatch_mu_), the reaper,
+// and the teardown path (Shutdown / Restart, serialized by EngineBase). Resources (LOAD_MISS /
+// CHECKSUM) are not served by this engine yet: those opcodes fault RESOURCE_NOT_FOUND and the
+// resource calls answer FAILED_PRECONDITION naming --engine=cpu.
+#ifndef MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
+#define MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/src/host/engine_base.h"
+
+namespace mk::engine::cuda {
+
+class DeviceState;
+struct DeviceConfig;
+
+// OK when a CUDA device this build can run on is present (and names it in `name`);
+// UNAVAILABLE with the reason otherwise.
+absl::Status ProbeDevice(std::string* name);
+
+class CudaEngine final : public host::EngineBase {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaEngine>> Create(const EngineOptions& options);
+  ~CudaEngine() override;
+
+  void SetExecutionPausedForTesting(bool paused) override;
+  EngineInfo info() const override;
+
+ private:
+  CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<DeviceConfig> config,
+             std::string device_name, const EngineOptions& options);
+
+  absl::Status StartExecutor() override;
+  absl::Status StopExecutor() override;
+  void OnPublished(size_t) override { Dispatch(); }
+  void OnReady() override { WakeReaper(); }
+  uint32_t ParkedWorkers() const override;
+
+  // Claims what is claimable (ready list first) and appends it to the SQ; rings the doorbell.
+  void Dispatch();
+  void ReaperLoop();
+  // Reaps terminal slots at the SQ head, in order; returns how many.
+  uint32_t ReapPass(host::CompletionBatcher& batcher, host::ControlCounters& counters,
+                    std::vector<uint32_t>& reaped);
+  void WakeReaper();
+  // Stops the kernel; when it does not stop (or failed), resets the device and rebuilds the
+  // device state.
+  absl::Status StopKernel();
+
+  const std::unique_ptr<DeviceConfig> config_;
+  const std::string device_name_;
+  const uint64_t sq_mask_;
+  std::unique_ptr<uint32_t[]> sq_index_;  // host shadow of each SQ entry's ring index
+
+  mutable std::mutex device_mu_;          // guards the device_ pointer (swapped by a reset)
+  std::unique_ptr<DeviceState> device_;   // null only after a failed reset
+
+  std::mutex dispatch_mu_;
+  bool kernel_running_ = false;                         // guarded by dispatch_mu_
+  uint64_t sq_tail_ = 0;                                // guarded by dispatch_mu_
+  host::ControlCounters dispatch_counters_;             // guarded by dispatch_mu_
+  std::unique_ptr<host::CompletionBatcher> dispatch_batcher_;  // guarded (drain cancels)
+  std::vector<uint32_t> ready_;                         // guarded by dispatch_mu_
+  std::atomic<uint64_t> sq_published_{0};  // the doorbell's tail, for the reaper
+  std::atomic<uint64_t> sq_head_{0};       // next SQ entry to reap; written by the reaper
+
+  std::thread reaper_;
+  std::atomic<bool> reaper_stop_{false};
+  std::atomic<uint32_t> reaper_epoch_{0};
+  std::atomic<bool> reaper_sleeping_{false};
+};
+
+}  // namespace mk::engine::cuda
+
+#endif  // MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_

@@ -1,0 +1,153 @@
+// The CUDA engine's host-side data path: the dispatcher (claim -> submission queue -> doorbell)
+// and the reaper (ring STATUS in SQ order -> completions). See cuda_engine.h.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "engine/src/cuda/cuda_engine.h"
+#include "engine/src/cuda/device_state.h"
+#include "mk/engine/atomics.h"
+
+namespace mk::engine::cuda {
+
+namespace ctl = protocol::control;
+using protocol::SlotStatus;
+
+namespace {
+
+// Most slots reaped before completions are delivered.
+constexpr size_t kReapBatch = 4096;
+// With work outstanding and no progress for this long, the reaper naps between polls.
+constexpr auto kSpinWithoutProgress = std::chrono::milliseconds(1);
+constexpr auto kNap = std::chrono::microseconds(50);
+// How often a reaper waiting on the kernel checks that it is still alive.
+constexpr auto kHealthInterval = std::chrono::milliseconds(200);
+
+}  // namespace
+
+void CudaEngine::Dispatch() {
+  std::lock_guard<std::mutex> lock(dispatch_mu_);
+  if (!kernel_running_) return;  // Start (or the restart) dispatches what is waiting
+  uint64_t tail = sq_tail_;
+  auto append = [&](uint32_t index) {
+    if (!scheduler_.TryClaim(index, dispatch_counters_, *dispatch_batcher_)) return;
+    const uint32_t* slot = host_->ring().slot(index);
+    uint32_t* entry = device_->entry(tail);
+    entry[kEntryRingIndex] = index;
+    std::copy(slot + 1, slot + protocol::kSlotWords, entry + 1);
+    sq_index_[tail & sq_mask_] = index;
+    ++tail;
+  };
+  if (scheduler_.has_ready() && scheduler_.TakeReady(&ready_)) {
+    for (uint32_t index : ready_) append(index);
+  }
+  host::ClaimRange range;
+  while (scheduler_.ClaimNext(options_.claim_batch, &range)) host_->ForEachIndex(range, append);
+  if (tail != sq_tail_) {
+    sq_tail_ = tail;
+    device_->PublishTail(tail);
+    sq_published_.store(tail, std::memory_order_seq_cst);
+    WakeReaper();
+  }
+  dispatch_counters_.Flush(host_->control().words().data());
+  dispatch_batcher_->Flush();
+}
+
+void CudaEngine::WakeReaper() {
+  reaper_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  if (reaper_sleeping_.load(std::memory_order_seq_cst)) reaper_epoch_.notify_one();
+}
+
+uint32_t CudaEngine::ReapPass(host::CompletionBatcher& batcher, host::ControlCounters& counters,
+                              std::vector<uint32_t>& reaped) {
+  const uint64_t published = sq_published_.load(std::memory_order_acquire);
+  uint64_t head = sq_head_.load(std::memory_order_relaxed);
+  uint32_t epochs = 0;
+  reaped.clear();
+  while (head < published && reaped.size() < kReapBatch) {
+    const uint32_t index = sq_index_[head & sq_mask_];
+    const uint32_t* slot = host_->ring().slot(index);
+    const auto status = static_cast<SlotStatus>(
+        std::atomic_ref<const uint32_t>(slot[protocol::kWordStatus])
+            .load(std::memory_order_acquire));
+    if (!protocol::IsTerminal(status)) break;
+    const uint32_t op = slot[protocol::kWordOpcode];
+    counters.CountOutcome(op);
+    if (op == protocol::opcode::kBatchFence && status == SlotStatus::kDone) ++epochs;
+    // The fence waiter is read before the slot is reaped (and may be republished).
+    const uint32_t fence = host_->meta(index).fence_waiter;
+    if (fence != host::kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);
+    reaped.push_back(index);
+    ++head;
+  }
+  if (reaped.empty()) return 0;
+  uint32_t* control = host_->control().words().data();
+  counters.Flush(control);
+  if (epochs != 0) protocol::AtomicFetchAdd(&control[ctl::kEpoch], epochs);
+  sq_head_.store(head, std::memory_order_release);
+  host_->ReapIndices(reaped, &batcher);
+  batcher.Flush();
+  NotifyProgress();
+  return static_cast<uint32_t>(reaped.size());
+}
+
+void CudaEngine::ReaperLoop() {
+  host::CompletionBatcher batcher(host_.get());
+  host::ControlCounters counters;
+  std::vector<uint32_t> reaped;
+  reaped.reserve(kReapBatch);
+  const auto idle_spin = absl::ToChronoNanoseconds(options_.idle_spin);
+  auto last_progress = std::chrono::steady_clock::now();
+  auto last_health = last_progress;
+  bool reported_failure = false;
+  uint32_t polls = 0;
+  while (!reaper_stop_.load(std::memory_order_acquire)) {
+    const uint32_t n = ReapPass(batcher, counters, reaped);
+    if (scheduler_.has_ready()) Dispatch();
+    if (n != 0) {
+      polls = 0;
+      continue;
+    }
+    if ((++polls & 63) != 0) {
+      _mm_pause();
+      continue;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (polls == 64) last_progress = now;
+    const bool outstanding = sq_head_.load(std::memory_order_relaxed) !=
+                             sq_published_.load(std::memory_order_acquire);
+    if (outstanding) {
+      // The kernel owes completions: keep polling, napping once it made no progress for a while.
+      if (now - last_progress < kSpinWithoutProgress) continue;
+      if (now - last_health > kHealthInterval) {
+        last_health = now;
+        std::lock_guard<std::mutex> lock(device_mu_);
+        absl::Status alive = device_ != nullptr ? device_->KernelState() : absl::OkStatus();
+        if (!alive.ok() && !reported_failure) {
+          reported_failure = true;  // the watchdog sees no progress and restarts the engine
+          std::fprintf(stderr, "%s\n", alive.ToString().c_str());
+        }
+      }
+      std::this_thread::sleep_for(kNap);
+      continue;
+    }
+    if (now - last_progress < idle_spin) continue;
+    // Idle: park until a dispatch or a ready slot wakes us. Counted as sleeping before the
+    // condition is re-checked, so a waker that missed the flag is seen by the re-check.
+    reaper_sleeping_.store(true, std::memory_order_seq_cst);
+    const uint32_t epoch = reaper_epoch_.load(std::memory_order_seq_cst);
+    if (!reaper_stop_.load(std::memory_order_seq_cst) && !scheduler_.has_ready() &&
+        sq_head_.load(std::memory_order_seq_cst) ==
+            sq_published_.load(std::memory_order_seq_cst)) {
+      reaper_epoch_.wait(epoch, std::memory_order_seq_cst);
+    }
+    reaper_sleeping_.store(false, std::memory_order_seq_cst);
+    polls = 0;
+  }
+  batcher.Flush();
+}
+
+}  // namespace mk::engine::cuda

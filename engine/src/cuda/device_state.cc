@@ -1,0 +1,172 @@
+#include "engine/src/cuda/device_state.h"
+
+#include <immintrin.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "engine/src/cuda/cuda_status.h"
+#include "engine/src/cuda/megakernel.h"
+#include "mk/engine/status_macros.h"
+
+namespace mk::engine::cuda {
+
+namespace {
+
+constexpr size_t kPageBytes = 4096;
+
+size_t PageRoundUp(size_t bytes) { return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes; }
+
+template <typename T>
+absl::Status MappedPointer(T* host, T** device, absl::string_view what) {
+  void* mapped = nullptr;
+  MK_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, host, 0), what);
+  *device = static_cast<T*>(mapped);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceState>> DeviceState::Create(const DeviceConfig& config,
+                                                                  host::RingHost& host) {
+  std::unique_ptr<DeviceState> state(new DeviceState(config, host));
+  MK_RETURN_IF_ERROR(state->Allocate());
+  return state;
+}
+
+DeviceState::DeviceState(const DeviceConfig& config, host::RingHost& host)
+    : config_(config), host_(host) {}
+
+absl::Status DeviceState::Allocate() {
+  MK_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device), "cudaSetDevice");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                          "creating the kernel's stream");
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaHostAlloc(reinterpret_cast<void**>(&doorbell_), sizeof(Doorbell), cudaHostAllocMapped),
+      "allocating the doorbell");
+  std::memset(doorbell_, 0, sizeof(Doorbell));
+  const size_t sq_bytes = config_.sq_capacity * kEntryWords * sizeof(uint32_t);
+  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&sq_), sq_bytes,
+                                        cudaHostAllocMapped | cudaHostAllocWriteCombined),
+                          absl::StrCat("allocating the ", sq_bytes, "-byte submission queue"));
+  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&block_idle_),
+                                        config_.blocks * sizeof(uint32_t), cudaHostAllocMapped),
+                          "allocating the block idle flags");
+  std::memset(block_idle_, 0, config_.blocks * sizeof(uint32_t));
+
+  uint32_t* ring = const_cast<uint32_t*>(host_.ring().words().data());
+  const size_t ring_bytes = PageRoundUp(size_t{host_.slot_count()} * protocol::kSlotBytes);
+  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(ring, ring_bytes, cudaHostRegisterMapped),
+                          absl::StrCat("registering the ", ring_bytes, "-byte ring"));
+  ring_registered_ = true;
+  absl::Span<uint32_t> log = host_.debug_log_storage();
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaHostRegister(log.data(), PageRoundUp(log.size() * sizeof(uint32_t)),
+                       cudaHostRegisterMapped),
+      "registering the debug log");
+  log_registered_ = true;
+
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&claim_), sizeof(*claim_)),
+                          "allocating the claim counter");
+  const protocol::control::Layout layout = host_.control().layout();
+  const size_t control_bytes = size_t{layout.TotalWords()} * sizeof(uint32_t);
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&control_), control_bytes),
+                          "allocating the device control buffer");
+  MK_CUDA_RETURN_IF_ERROR(cudaMemset(control_, 0, control_bytes), "clearing the control buffer");
+
+  Doorbell* doorbell = nullptr;
+  MK_RETURN_IF_ERROR(MappedPointer(doorbell_, &doorbell, "mapping the doorbell"));
+  uint32_t* sq = nullptr;
+  MK_RETURN_IF_ERROR(MappedPointer(sq_, &sq, "mapping the submission queue"));
+  MK_RETURN_IF_ERROR(MappedPointer(block_idle_, &params_.block_idle, "mapping the idle flags"));
+  MK_RETURN_IF_ERROR(MappedPointer(ring, &params_.ring, "mapping the ring"));
+  MK_RETURN_IF_ERROR(MappedPointer(log.data(), &params_.debug_log, "mapping the debug log"));
+  params_.doorbell = doorbell;
+  params_.sq = sq;
+  params_.sq_mask = config_.sq_capacity - 1;
+  params_.claim = claim_;
+  params_.control = control_;
+  params_.layout = layout;
+  params_.debug_log_records = static_cast<uint32_t>(
+      (log.size() - protocol::debug_log::kFirstRecordWord) / protocol::debug_log::kRecordWords);
+  params_.max_backoff_ns = config_.max_backoff_ns;
+  return absl::OkStatus();
+}
+
+DeviceState::~DeviceState() {
+  if (abandoned_) return;  // the reset freed everything
+  // Errors here cannot be acted on (teardown); each release is independent.
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (doorbell_ != nullptr) cudaFreeHost(doorbell_);
+  if (sq_ != nullptr) cudaFreeHost(sq_);
+  if (block_idle_ != nullptr) cudaFreeHost(block_idle_);
+  if (ring_registered_) cudaHostUnregister(const_cast<uint32_t*>(host_.ring().words().data()));
+  if (log_registered_) cudaHostUnregister(host_.debug_log_storage().data());
+  if (claim_ != nullptr) cudaFree(claim_);
+  if (control_ != nullptr) cudaFree(control_);
+}
+
+absl::Status DeviceState::Launch(uint64_t first_position) {
+  const unsigned long long first = first_position;
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaMemcpyAsync(claim_, &first, sizeof(first), cudaMemcpyHostToDevice, stream_),
+      "setting the claim counter");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_), "setting the claim counter");
+  std::memset(block_idle_, 0, config_.blocks * sizeof(uint32_t));
+  std::atomic_ref<uint32_t>(doorbell_->paused).store(0, std::memory_order_relaxed);
+  std::atomic_ref<uint32_t>(doorbell_->stop).store(0, std::memory_order_relaxed);
+  PublishTail(first_position);
+  MK_CUDA_RETURN_IF_ERROR(LaunchMegakernel(params_, static_cast<int>(config_.blocks),
+                                           static_cast<int>(config_.threads), stream_),
+                          absl::StrCat("launching the megakernel (", config_.blocks, " x ",
+                                       config_.threads, " threads)"));
+  return absl::OkStatus();
+}
+
+void DeviceState::RequestStop() {
+  std::atomic_ref<uint32_t>(doorbell_->stop).store(1, std::memory_order_seq_cst);
+}
+
+absl::Status DeviceState::WaitStopped(absl::Time deadline) {
+  for (;;) {
+    const cudaError_t e = cudaStreamQuery(stream_);
+    if (e == cudaSuccess) return absl::OkStatus();
+    if (e != cudaErrorNotReady) return CudaStatus(e, "the megakernel");
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(
+          "cuda: the megakernel did not stop when asked; the device is reset to recover");
+    }
+    // A device-side event with a deadline: poll the stream between short naps.
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+absl::Status DeviceState::KernelState() {
+  const cudaError_t e = cudaStreamQuery(stream_);
+  if (e == cudaErrorNotReady) return absl::OkStatus();
+  if (e == cudaSuccess) {
+    return absl::FailedPreconditionError("cuda: the megakernel exited without being asked to");
+  }
+  return CudaStatus(e, "the megakernel");
+}
+
+void DeviceState::PublishTail(uint64_t tail) {
+  _mm_sfence();  // write-combined entries reach memory before the doorbell
+  std::atomic_ref<uint64_t>(doorbell_->sq_tail).store(tail, std::memory_order_release);
+}
+
+void DeviceState::SetPaused(bool paused) {
+  std::atomic_ref<uint32_t>(doorbell_->paused).store(paused ? 1 : 0, std::memory_order_seq_cst);
+}
+
+uint32_t DeviceState::IdleBlocks() const {
+  uint32_t idle = 0;
+  for (uint32_t b = 0; b < config_.blocks; ++b) {
+    idle += std::atomic_ref<uint32_t>(block_idle_[b]).load(std::memory_order_acquire) != 0;
+  }
+  return idle;
+}
+
+}  // namespace mk::engine::cuda

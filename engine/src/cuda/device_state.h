@@ -1,0 +1,82 @@
+// DeviceState: every CUDA resource of one CUDA engine: the stream the persistent kernel runs on,
+// the mapped host buffers (doorbell, submission queue, block idle flags), the RingHost's ring and
+// debug log registered as mapped memory, and the device-memory claim counter and control copy.
+// kernel_abi.h says who reads and writes each buffer.
+//
+// Lifetime: created with the engine and destroyed after the kernel stopped. After a device
+// reset (cudaDeviceReset destroys every resource of the context) the engine Abandon()s it and
+// creates a fresh one. Thread safety: Launch, RequestStop, WaitStopped, Abandon and destruction
+// are called by the engine's teardown path only (serialized); PublishTail by the dispatcher
+// (one at a time); SetPaused, IdleBlocks and KernelState from any thread.
+#ifndef MK_ENGINE_SRC_CUDA_DEVICE_STATE_H_
+#define MK_ENGINE_SRC_CUDA_DEVICE_STATE_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/src/cuda/kernel_abi.h"
+#include "engine/src/host/ring_host.h"
+
+namespace mk::engine::cuda {
+
+struct DeviceConfig {
+  int device = 0;
+  uint32_t blocks = 0;
+  uint32_t threads = 0;
+  uint64_t sq_capacity = 0;  // a power of two >= ring slots
+  uint32_t max_backoff_ns = 0;
+};
+
+class DeviceState {
+ public:
+  // Allocates and registers everything; the kernel is not running yet.
+  static absl::StatusOr<std::unique_ptr<DeviceState>> Create(const DeviceConfig& config,
+                                                             host::RingHost& host);
+  ~DeviceState();
+  DeviceState(const DeviceState&) = delete;
+  DeviceState& operator=(const DeviceState&) = delete;
+
+  // Starts the kernel with its claim counter at SQ position `first_position`.
+  absl::Status Launch(uint64_t first_position);
+  void RequestStop();
+  // OK once the kernel has exited; its error if it failed; DEADLINE_EXCEEDED if it still runs.
+  absl::Status WaitStopped(absl::Time deadline);
+  // OK while the kernel runs; FAILED_PRECONDITION if it exited; its error if it failed.
+  absl::Status KernelState();
+  // The context was reset: the handles are gone; the destructor must not free them.
+  void Abandon() { abandoned_ = true; }
+
+  uint32_t* entry(uint64_t position) { return sq_ + (position & (config_.sq_capacity - 1)) * kEntryWords; }
+  // Makes entries before `tail` visible to the kernel (store fence for the write-combined
+  // queue, then a release store of the doorbell).
+  void PublishTail(uint64_t tail);
+  void SetPaused(bool paused);
+  uint32_t IdleBlocks() const;
+
+ private:
+  DeviceState(const DeviceConfig& config, host::RingHost& host);
+  absl::Status Allocate();
+
+  const DeviceConfig config_;
+  host::RingHost& host_;
+  bool abandoned_ = false;
+  cudaStream_t stream_ = nullptr;
+  Doorbell* doorbell_ = nullptr;        // mapped host memory
+  uint32_t* sq_ = nullptr;              // mapped host memory, write-combined
+  uint32_t* block_idle_ = nullptr;      // mapped host memory
+  bool ring_registered_ = false;
+  bool log_registered_ = false;
+  unsigned long long* claim_ = nullptr;  // device memory
+  uint32_t* control_ = nullptr;          // device memory
+  KernelParams params_{};
+};
+
+}  // namespace mk::engine::cuda
+
+#endif  // MK_ENGINE_SRC_CUDA_DEVICE_STATE_H_
