@@ -24,7 +24,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
 ABSL_FLAG(std::string, engine, "auto",
           "engine backend: auto (CUDA when a usable GPU is present, else CPU), cpu, or cuda");
 ABSL_FLAG(uint32_t, ring_slots, 1u << 16, "ring slots (64 bytes each) shared by all tenants");
-ABSL_FLAG(uint32_t, workers, 0, "CPU engine worker threads; 0 = one per core minus one");
+ABSL_FLAG(uint32_t, workers, 0,
+          "executors: CPU engine worker threads (0 = one per core minus one), or CUDA engine "
+          "persistent blocks (0 = 8)");
 ABSL_FLAG(uint32_t, claim_batch, 1024,
           "slots a worker claims at once from a priority partition (1..1024)");
 ABSL_FLAG(uint32_t, max_tenants, 1024, "tenants the engine serves (ids 0..max_tenants-1)");

@@ -21,28 +21,15 @@
 #include "mk/engine/engine.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
+#include "tests/bench/bench_util.h"
 
 namespace mk::engine {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-bool Quick() {
-  const char* q = std::getenv("MK_BENCH_QUICK");
-  return q != nullptr && q[0] == '1';
-}
-
-void Print(const char* bench, const char* figure, double value, const char* unit) {
-  std::printf("bench: %s %s %.4g %s\n", bench, figure, value, unit);
-  std::fflush(stdout);
-}
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * (v.size() - 1))];
-}
+using bench::Clock;
+using bench::Percentile;
+using bench::Print;
+using bench::Seconds;
 
 // ---------------------------------------------------------------------------------------------
 // The baseline: a mutex + condition-variable work queue feeding a std::thread pool; each task is
@@ -104,17 +91,6 @@ class MutexQueuePool {
 
 // ---------------------------------------------------------------------------------------------
 
-class CountingSink final : public CompletionSink {
- public:
-  void OnCompletions(absl::Span<const Completion> batch) override {
-    count_.fetch_add(batch.size(), std::memory_order_release);
-  }
-  uint64_t count() const { return count_.load(std::memory_order_acquire); }
-
- private:
-  std::atomic<uint64_t> count_{0};
-};
-
 std::unique_ptr<Engine> MakeEngine() {
   EngineOptions o;
   o.backend = EngineOptions::Backend::kCpu;
@@ -125,20 +101,6 @@ std::unique_ptr<Engine> MakeEngine() {
     std::exit(1);
   }
   return *std::move(e);
-}
-
-std::vector<double> EngineRoundTrips(Engine& engine, int n) {
-  std::vector<double> us;
-  SlotPayload nop;
-  for (int i = 0; i < n; ++i) {
-    const auto start = Clock::now();
-    auto r = engine.Publish(0, {&nop, 1}, {});
-    auto done = engine.WaitFor(0, std::vector<uint64_t>{r->first_ticket},
-                               absl::Now() + absl::Seconds(10));
-    us.push_back(Seconds(Clock::now() - start) * 1e6);
-    if (!done.ok() || done->size() != 1) std::abort();
-  }
-  return us;
 }
 
 std::vector<double> BaselineRoundTrips(MutexQueuePool& pool, int n) {
@@ -154,30 +116,6 @@ std::vector<double> BaselineRoundTrips(MutexQueuePool& pool, int n) {
     us.push_back(Seconds(Clock::now() - start) * 1e6);
   }
   return us;
-}
-
-double EngineThroughput(Engine& engine, int producers, uint64_t total) {
-  CountingSink sink;
-  constexpr uint32_t kBatch = 1024;
-  std::vector<SlotPayload> batch(kBatch);
-  const auto start = Clock::now();
-  std::vector<std::thread> threads;
-  for (int p = 0; p < producers; ++p) {
-    threads.emplace_back([&] {
-      for (uint64_t sent = 0; sent < total / producers;) {
-        if (engine.Publish(0, batch, {&sink}).ok()) {
-          sent += kBatch;
-        } else {
-          std::this_thread::yield();  // ring full: backpressure
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  const uint64_t expect = (total / producers / kBatch + (total / producers % kBatch != 0)) *
-                          kBatch * producers;
-  while (sink.count() < expect) std::this_thread::yield();
-  return expect / Seconds(Clock::now() - start);
 }
 
 double BaselineThroughput(MutexQueuePool& pool, int producers, uint64_t total) {
@@ -198,14 +136,8 @@ double BaselineThroughput(MutexQueuePool& pool, int producers, uint64_t total) {
   return expect / Seconds(Clock::now() - start);
 }
 
-double ProcessCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
-}
-
 void Run() {
-  const bool quick = Quick();
+  const bool quick = bench::Quick();
   const int round_trips = quick ? 5000 : 50000;
   const uint64_t slots = quick ? 4'000'000 : 40'000'000;
   const uint64_t baseline_slots = quick ? 500'000 : 4'000'000;
@@ -214,8 +146,8 @@ void Run() {
   std::printf("# engine_cpu: %u worker threads, %u ring slots, %u cores\n", workers,
               engine->info().ring_slots, std::thread::hardware_concurrency());
 
-  EngineRoundTrips(*engine, round_trips / 10);  // warm-up
-  std::vector<double> rt = EngineRoundTrips(*engine, round_trips);
+  bench::EngineRoundTrips(*engine, round_trips / 10);  // warm-up
+  std::vector<double> rt = bench::EngineRoundTrips(*engine, round_trips);
   MutexQueuePool pool(workers);
   BaselineRoundTrips(pool, round_trips / 10);
   std::vector<double> base_rt = BaselineRoundTrips(pool, round_trips);
@@ -227,8 +159,8 @@ void Run() {
         Percentile(base_rt, 0.5) / Percentile(rt, 0.5), "x");
 
   for (int producers : {1, 2}) {
-    EngineThroughput(*engine, producers, slots / 10);  // warm-up
-    const double nop = EngineThroughput(*engine, producers, slots);
+    bench::EngineThroughput(*engine, producers, slots / 10);  // warm-up
+    const double nop = bench::EngineThroughput(*engine, producers, slots);
     const double base = BaselineThroughput(pool, producers, baseline_slots);
     char figure[96];
     std::snprintf(figure, sizeof(figure), "nop_throughput_%dp", producers);
@@ -243,10 +175,10 @@ void Run() {
   // sleeps, the baseline pool is parked in its condition variable) over a window.
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const double window = quick ? 0.5 : 2.0;
-  const double cpu_before = ProcessCpuSeconds();
+  const double cpu_before = bench::ProcessCpuSeconds();
   const auto wall_before = Clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(window));
-  const double idle_cpu = ProcessCpuSeconds() - cpu_before;
+  const double idle_cpu = bench::ProcessCpuSeconds() - cpu_before;
   Print("engine_cpu", "idle_cpu", 100.0 * idle_cpu / Seconds(Clock::now() - wall_before),
         "percent_of_one_core");
   Print("engine_cpu", "idle_parked_workers", engine->counters().parked_workers, "workers");

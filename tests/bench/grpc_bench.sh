@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# gRPC benchmark (label perf): starts megakerneld (CPU engine) on 127.0.0.1 port 0 and runs
+# gRPC benchmark (label perf): starts megakerneld (CPU engine; MK_SERVER_FLAGS=--engine=auto on
+# a GPU machine picks the CUDA engine) on 127.0.0.1 port 0 and runs
 # `mkctl bench --mode=suite`, which measures the product's RPCs and, on the same channel, the
 # Diagnostics echo baselines, and prints `bench:` lines with the ratios.
 # usage: grpc_bench.sh <megakerneld> <mkctl>

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root, with .gpu-bundle carried (see
+# run_suite.sh). Every step prints `=== exit N: step`; the script fails if any step failed.
+# MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench").
+set -uo pipefail
+export LD_LIBRARY_PATH=$PWD/.gpu-bundle/lib MK_REQUIRE_GPU=1
+bin=$PWD/.gpu-bundle/bin
+steps=${MK_SUITE_STEPS:-tests sanitizer bench grpc}
+rc=0
+step() {
+  echo "=== $*"
+  "$@"
+  local s=$?
+  echo "=== exit $s: $*"
+  [ $s -eq 0 ] || rc=1
+}
+nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader
+if [[ " $steps " == *" tests "* ]]; then
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_conformance_cpu" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency_test" --gtest_brief=1
+  step timeout 300 "$bin/cuda_engine_test" --gtest_brief=1
+fi
+if [[ " $steps " == *" sanitizer "* ]]; then
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  for tool in memcheck racecheck; do
+    step env MK_TEST_ENGINE=cuda timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 \
+      "$bin/engine_conformance_cpu" --gtest_brief=1
+    step timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/cuda_engine_test" \
+      --gtest_brief=1 --gtest_filter='-*ProducersPublish*:*OneKernelLaunch*'
+  done
+fi
+if [[ " $steps " == *" bench "* ]]; then
+  step timeout 300 "$bin/cuda_engine_bench"
+fi
+if [[ " $steps " == *" grpc "* ]]; then
+  step env MK_SERVER_FLAGS=--engine=auto timeout 300 bash tests/bench/grpc_bench.sh \
+    "$bin/megakerneld" "$bin/mkctl"
+fi
+exit $rc

@@ -1,0 +1,142 @@
+#include "engine/src/cuda/launch_baselines.h"
+
+#include <cuda_runtime_api.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "engine/src/cuda/cuda_status.h"
+#include "mk/engine/interpreter.h"
+#include "mk/engine/opcode_registry.h"
+
+namespace mk::engine::cuda {
+
+namespace {
+
+__global__ void EmptyKernel() {}
+
+// The launch-per-batch executor's kernel: one thread per slot, the shared interpreter, results
+// then STATUS written back into the (device-memory) slot.
+__global__ void RunSlots(uint32_t* slots, uint32_t count, protocol::ExecContext ctx) {
+  const uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  uint32_t* w = slots + static_cast<uint64_t>(i) * protocol::kSlotWords;
+  uint32_t local[protocol::kSlotWords];
+  for (uint32_t k = 0; k < protocol::kSlotWords; ++k) local[k] = w[k];
+  const protocol::ExecResult r = protocol::Execute<protocol::ProductOpcodes>(local, i, ctx);
+  for (uint32_t k = 0; k < protocol::kArgWords; ++k) {
+    w[protocol::kWordArg0 + k] = k < r.result_count ? r.results[k] : 0;
+  }
+  w[protocol::kWordStatus] = static_cast<uint32_t>(r.status);
+}
+
+double MicrosSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+}  // namespace
+
+struct LaunchBaselines::Impl {
+  uint32_t max_batch = 0;
+  cudaStream_t stream = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t graph_exec = nullptr;
+  uint32_t* host_slots = nullptr;    // pinned
+  uint32_t* device_slots = nullptr;
+  uint32_t* device_control = nullptr;
+  protocol::ExecContext ctx{};
+
+  ~Impl() {
+    if (graph_exec != nullptr) cudaGraphExecDestroy(graph_exec);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (host_slots != nullptr) cudaFreeHost(host_slots);
+    if (device_slots != nullptr) cudaFree(device_slots);
+    if (device_control != nullptr) cudaFree(device_control);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<LaunchBaselines>> LaunchBaselines::Create(uint32_t max_batch) {
+  auto impl = std::make_unique<Impl>();
+  impl->max_batch = max_batch;
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
+                          "creating the baseline stream");
+  const size_t bytes = size_t{max_batch} * protocol::kSlotBytes;
+  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&impl->host_slots), bytes, 0),
+                          "allocating pinned baseline slots");
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&impl->device_slots), bytes),
+                          "allocating device baseline slots");
+  const protocol::control::Layout layout{1, 16};
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&impl->device_control),
+                                     layout.TotalWords() * sizeof(uint32_t)),
+                          "allocating the baseline control buffer");
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaMemset(impl->device_control, 0, layout.TotalWords() * sizeof(uint32_t)),
+      "clearing the baseline control buffer");
+  impl->ctx.control = impl->device_control;
+  impl->ctx.layout = layout;
+  std::memset(impl->host_slots, 0, bytes);
+  for (uint32_t i = 0; i < max_batch; ++i) {
+    uint32_t* w = impl->host_slots + size_t{i} * protocol::kSlotWords;
+    w[protocol::kWordStatus] = static_cast<uint32_t>(protocol::SlotStatus::kPublished);
+    w[protocol::kWordOpcode] = protocol::opcode::kNop;
+    w[protocol::kWordPriority] = protocol::kDefaultPriority;
+  }
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(impl->stream, cudaStreamCaptureModeThreadLocal),
+                          "capturing the baseline graph");
+  EmptyKernel<<<1, 1, 0, impl->stream>>>();
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamEndCapture(impl->stream, &impl->graph),
+                          "capturing the baseline graph");
+  MK_CUDA_RETURN_IF_ERROR(cudaGraphInstantiate(&impl->graph_exec, impl->graph, 0),
+                          "instantiating the baseline graph");
+  return std::unique_ptr<LaunchBaselines>(new LaunchBaselines(std::move(impl)));
+}
+
+LaunchBaselines::LaunchBaselines(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+LaunchBaselines::~LaunchBaselines() = default;
+
+absl::StatusOr<double> LaunchBaselines::EmptyLaunchSync() {
+  const auto start = std::chrono::steady_clock::now();
+  EmptyKernel<<<1, 1, 0, impl_->stream>>>();
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream), "empty launch + sync");
+  return MicrosSince(start);
+}
+
+absl::StatusOr<double> LaunchBaselines::GraphLaunchSync() {
+  const auto start = std::chrono::steady_clock::now();
+  MK_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(impl_->graph_exec, impl_->stream), "graph launch");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream), "graph launch + sync");
+  return MicrosSince(start);
+}
+
+absl::StatusOr<double> LaunchBaselines::LaunchPerBatch(uint32_t batch) {
+  if (batch == 0 || batch > impl_->max_batch) {
+    return absl::InvalidArgumentError(absl::StrCat("baseline: batch ", batch, " out of range"));
+  }
+  const size_t bytes = size_t{batch} * protocol::kSlotBytes;
+  const auto start = std::chrono::steady_clock::now();
+  MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(impl_->device_slots, impl_->host_slots, bytes,
+                                          cudaMemcpyHostToDevice, impl_->stream),
+                          "copying a batch in");
+  RunSlots<<<(batch + 255) / 256, 256, 0, impl_->stream>>>(impl_->device_slots, batch,
+                                                            impl_->ctx);
+  MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(impl_->host_slots, impl_->device_slots, bytes,
+                                          cudaMemcpyDeviceToHost, impl_->stream),
+                          "copying a batch out");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream), "launch-per-batch");
+  const double elapsed = MicrosSince(start);
+  const uint32_t last = impl_->host_slots[size_t{batch - 1} * protocol::kSlotWords];
+  if (last != static_cast<uint32_t>(protocol::SlotStatus::kDone)) {
+    return absl::InternalError(absl::StrCat("baseline: slot ", batch - 1, " came back ", last));
+  }
+  // Re-arm the batch for the next run (the copy-back overwrote STATUS).
+  for (uint32_t i = 0; i < batch; ++i) {
+    impl_->host_slots[size_t{i} * protocol::kSlotWords] =
+        static_cast<uint32_t>(protocol::SlotStatus::kPublished);
+  }
+  return elapsed;
+}
+
+}  // namespace mk::engine::cuda

@@ -1,0 +1,38 @@
+// The executors a user would pick instead of a resident engine, for the CUDA benchmark to
+// measure in the same process and run as the engine (DESIGN.md, "Benchmarks"): an empty kernel
+// launch + synchronize per request, a CUDA graph launch + synchronize per request, and a
+// launch-per-batch executor (copy the slots in, launch the shared interpreter over them, copy
+// the results out). CUDA-free header; the implementation is launch_baselines.cu.
+//
+// Not thread-safe: one benchmark thread drives it.
+#ifndef MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_
+#define MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace mk::engine::cuda {
+
+class LaunchBaselines {
+ public:
+  // Buffers for batches of up to `max_batch` NOP slots.
+  static absl::StatusOr<std::unique_ptr<LaunchBaselines>> Create(uint32_t max_batch);
+  ~LaunchBaselines();
+
+  // Each returns the wall time of one operation in microseconds.
+  absl::StatusOr<double> EmptyLaunchSync();
+  absl::StatusOr<double> GraphLaunchSync();
+  // Copies `batch` slots in, runs them, copies them back, synchronizes; checks they are DONE.
+  absl::StatusOr<double> LaunchPerBatch(uint32_t batch);
+
+ private:
+  struct Impl;
+  explicit LaunchBaselines(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mk::engine::cuda
+
+#endif  // MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_

@@ -1,0 +1,167 @@
+// CUDA engine benchmark (label perf; needs a GPU, prints why it skipped otherwise). Measures in
+// one run on the GPU machine:
+//   (a) single-slot round trip through the engine API (Publish + WaitFor), p50/p99;
+//   (b) NOP throughput with batched publish from 1, 2 and 4 producer threads (batches of 1024),
+//       and from one producer publishing batches of 32;
+//   (c) in the same process, the baselines a user would pick instead: an empty kernel launch +
+//       sync per request, a CUDA graph launch + sync per request, and a launch-per-batch
+//       executor (copy in, launch the same interpreter, copy out) at batches 1, 32, 1024, 65536;
+//   (d) idle: host CPU used by the whole process while the kernel polls, the kernel blocks
+//       parked at the longest backoff, and the round trip of the first request after idling.
+// Prints `bench:` lines and a table of ratios. MK_BENCH_QUICK=1: short run.
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/src/cuda/launch_baselines.h"
+#include "mk/engine/engine.h"
+#include "tests/bench/bench_util.h"
+
+namespace mk::engine {
+namespace {
+
+using bench::Clock;
+using bench::Percentile;
+using bench::Print;
+using bench::Seconds;
+
+constexpr const char* kBench = "cuda_engine";
+
+template <typename Fn>
+std::vector<double> Sample(int n, Fn&& fn) {
+  std::vector<double> us;
+  us.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<double> t = fn();
+    if (!t.ok()) {
+      std::fprintf(stderr, "%s\n", t.status().ToString().c_str());
+      std::exit(1);
+    }
+    us.push_back(*t);
+  }
+  return us;
+}
+
+struct Row {
+  std::string what;
+  double engine;
+  double baseline;
+  std::string unit;
+  double ratio;
+};
+
+int Run() {
+  if (absl::Status s = BackendAvailable(EngineOptions::Backend::kCuda); !s.ok()) {
+    std::printf("# %s: skipped: %s\n", kBench, std::string(s.message()).c_str());
+    const char* required = std::getenv("MK_REQUIRE_GPU");
+    return required != nullptr && required[0] == '1' ? 1 : 0;
+  }
+  const bool quick = bench::Quick();
+  const int samples = quick ? 5000 : 50000;
+  const uint64_t slots = quick ? 20'000'000 : 200'000'000;
+  EngineOptions o;
+  o.backend = EngineOptions::Backend::kCuda;
+  o.ring_slots = 1 << 16;
+  auto created = CreateEngine(o);
+  if (!created.ok() || !(*created)->Start().ok()) {
+    std::fprintf(stderr, "engine start failed: %s\n", created.status().ToString().c_str());
+    return 1;
+  }
+  std::unique_ptr<Engine> engine = *std::move(created);
+  std::printf("# %s: %s, %u ring slots, %u host cores\n", kBench, engine->info().device.c_str(),
+              engine->info().ring_slots, std::thread::hardware_concurrency());
+  auto baselines = cuda::LaunchBaselines::Create(65536);
+  if (!baselines.ok()) {
+    std::fprintf(stderr, "%s\n", baselines.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<Row> rows;
+
+  // (a) Round trip.
+  bench::EngineRoundTrips(*engine, samples / 10);  // warm-up
+  const std::vector<double> rt = bench::EngineRoundTrips(*engine, samples);
+  Sample(samples / 10, [&] { return (*baselines)->EmptyLaunchSync(); });
+  const std::vector<double> launch = Sample(samples, [&] { return (*baselines)->EmptyLaunchSync(); });
+  Sample(samples / 10, [&] { return (*baselines)->GraphLaunchSync(); });
+  const std::vector<double> graph = Sample(samples, [&] { return (*baselines)->GraphLaunchSync(); });
+  const double rt50 = Percentile(rt, 0.5), rt99 = Percentile(rt, 0.99);
+  Print(kBench, "round_trip_p50", rt50, "us");
+  Print(kBench, "round_trip_p99", rt99, "us");
+  Print(kBench, "baseline_launch_sync_p50", Percentile(launch, 0.5), "us");
+  Print(kBench, "baseline_launch_sync_p99", Percentile(launch, 0.99), "us");
+  Print(kBench, "baseline_graph_launch_sync_p50", Percentile(graph, 0.5), "us");
+  Print(kBench, "baseline_graph_launch_sync_p99", Percentile(graph, 0.99), "us");
+  Print(kBench, "round_trip_ratio_vs_launch_sync", Percentile(launch, 0.5) / rt50, "x");
+  Print(kBench, "round_trip_ratio_vs_graph_launch", Percentile(graph, 0.5) / rt50, "x");
+  rows.push_back({"round trip p50 vs launch+sync", rt50, Percentile(launch, 0.5), "us",
+                  Percentile(launch, 0.5) / rt50});
+  rows.push_back({"round trip p50 vs graph launch+sync", rt50, Percentile(graph, 0.5), "us",
+                  Percentile(graph, 0.5) / rt50});
+
+  // (c) first, so (b)'s figures can be compared with it: launch-per-batch throughput.
+  std::vector<std::pair<uint32_t, double>> per_batch;
+  for (uint32_t batch : {1u, 32u, 1024u, 65536u}) {
+    const int reps = batch >= 65536 ? (quick ? 50 : 500) : (quick ? 2000 : 20000);
+    Sample(reps / 10, [&] { return (*baselines)->LaunchPerBatch(batch); });
+    const double us = Percentile(Sample(reps, [&] { return (*baselines)->LaunchPerBatch(batch); }), 0.5);
+    const double rate = batch / us * 1e6;
+    per_batch.emplace_back(batch, rate);
+    Print(kBench, ("baseline_launch_per_batch_" + std::to_string(batch) + "_p50").c_str(), us, "us");
+    Print(kBench, ("baseline_launch_per_batch_" + std::to_string(batch) + "_throughput").c_str(),
+          rate, "slots/s");
+  }
+
+  // (b) Throughput.
+  bench::EngineThroughput(*engine, 1, slots / 10);  // warm-up
+  double nop_1p = 0;
+  for (int producers : {1, 2, 4}) {
+    const double nop = bench::EngineThroughput(*engine, producers, slots);
+    if (producers == 1) nop_1p = nop;
+    Print(kBench, ("nop_throughput_" + std::to_string(producers) + "p").c_str(), nop, "slots/s");
+    rows.push_back({"NOP throughput, " + std::to_string(producers) + " producer(s), batch 1024",
+                    nop, per_batch[2].second, "slots/s", nop / per_batch[2].second});
+  }
+  const double nop_b32 = bench::EngineThroughput(*engine, 1, slots / 10, 32);
+  Print(kBench, "nop_throughput_batch32_1p", nop_b32, "slots/s");
+  Print(kBench, "ratio_batch32_vs_launch_per_batch", nop_b32 / per_batch[1].second, "x");
+  Print(kBench, "ratio_batch1024_vs_launch_per_batch", nop_1p / per_batch[2].second, "x");
+  rows.push_back({"NOP throughput, batch 32", nop_b32, per_batch[1].second, "slots/s",
+                  nop_b32 / per_batch[1].second});
+  rows.push_back({"engine batch 1024 vs launch-per-batch 65536", nop_1p, per_batch[3].second,
+                  "slots/s", nop_1p / per_batch[3].second});
+
+  // (d) Idle and wake-up.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const double window = quick ? 0.5 : 2.0;
+  const double cpu_before = bench::ProcessCpuSeconds();
+  const auto wall_before = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(window));
+  const double idle_cpu = bench::ProcessCpuSeconds() - cpu_before;
+  Print(kBench, "idle_host_cpu", 100.0 * idle_cpu / Seconds(Clock::now() - wall_before),
+        "percent_of_one_core");
+  Print(kBench, "idle_parked_blocks", engine->counters().parked_workers, "blocks");
+  std::vector<double> wake;
+  for (int i = 0; i < (quick ? 10 : 40); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the engine go idle
+    wake.push_back(bench::EngineRoundTrips(*engine, 1)[0]);
+  }
+  Print(kBench, "wakeup_round_trip_p50", Percentile(wake, 0.5), "us");
+  Print(kBench, "wakeup_round_trip_max", Percentile(wake, 1.0), "us");
+
+  std::printf("\n| figure | engine | baseline | unit | ratio |\n|---|---|---|---|---|\n");
+  for (const Row& r : rows) {
+    std::printf("| %s | %.4g | %.4g | %s | %.2fx |\n", r.what.c_str(), r.engine, r.baseline,
+                r.unit.c_str(), r.ratio);
+  }
+  EngineStats stats;
+  engine->Stats(&stats);
+  Print(kBench, "kernel_launches", static_cast<double>(stats.executor_starts), "launches");
+  auto drained = engine->Drain(absl::Now() + absl::Seconds(30));
+  return drained.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace mk::engine
+
+int main() { return mk::engine::Run(); }
