@@ -142,8 +142,8 @@ TEST_F(EngineConformanceTest, PrioritiesWithStarvationGuard) {
   EngineOptions o = Options();
   o.workers = 1;
   o.claim_batch = 1;
-  auto e = Make(o);
   RecordingSink sink;
+  auto e = Make(o);
   std::vector<SlotPayload> idle(40, Slot(op::kNop, {}, 4));
   std::vector<SlotPayload> critical(40, Slot(op::kNop, {}, 0));
   auto idle_r = *e->Publish(1, idle, {&sink});
@@ -162,8 +162,8 @@ TEST_F(EngineConformanceTest, PrioritiesWithStarvationGuard) {
 TEST_F(EngineConformanceTest, BatchFenceCompletesAfterItsBatch) {
   EngineOptions o = Options();
   o.workers = 1;
-  auto e = Make(o);
   RecordingSink sink;
+  auto e = Make(o);
   // Predecessors at IDLE, the fence at CRITICAL: the fence is claimed first and must wait.
   std::vector<SlotPayload> batch;
   for (uint32_t i = 0; i < 10; ++i) batch.push_back(Slot(op::kAtomicAdd, {1, 0}, 4));
@@ -187,8 +187,8 @@ TEST_F(EngineConformanceTest, BatchFenceCompletesAfterItsBatch) {
 }
 
 TEST_F(EngineConformanceTest, FenceReleasedByCancelledPredecessors) {
-  auto e = Make(Options());
   RecordingSink sink;
+  auto e = Make(Options());
   std::vector<SlotPayload> batch = {Slot(op::kNop), Slot(op::kNop), Slot(op::kBatchFence, {2, 5})};
   auto r = *e->Publish(1, batch, {&sink});
   ASSERT_EQ(*e->Cancel(1, std::vector<uint64_t>{r.first_ticket, r.first_ticket + 1}), 2u);
@@ -245,8 +245,8 @@ TEST_F(EngineConformanceTest, CancelUnclaimedSlots) {
 TEST_F(EngineConformanceTest, RingFullBackpressureLosesNothing) {
   EngineOptions o = Options();
   o.ring_slots = 64;
-  auto e = Make(o);
   RecordingSink sink;
+  auto e = Make(o);
   uint64_t accepted = 0;
   absl::Status full;
   for (int i = 0; i < 100 && full.ok(); ++i) {
@@ -264,8 +264,8 @@ TEST_F(EngineConformanceTest, RingFullBackpressureLosesNothing) {
 }
 
 TEST_F(EngineConformanceTest, DrainFinishesAcceptedWork) {
-  auto e = MakeStarted();
   RecordingSink sink;
+  auto e = MakeStarted();
   std::vector<SlotPayload> batch(500, Slot(op::kAtomicAdd, {1, 0}));
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(e->Publish(1, batch, {&sink}).ok());
   auto counters = e->Drain(absl::Now() + absl::Seconds(30));
@@ -291,8 +291,8 @@ TEST_F(EngineConformanceTest, DrainCancelsDisabledTenantsSlots) {
 }
 
 TEST_F(EngineConformanceTest, ShutdownWithoutDrainFaultsInFlight) {
-  auto e = Make(Options());  // never started: everything stays in flight
   RecordingSink sink;
+  auto e = Make(Options());  // never started: everything stays in flight
   ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(300, Slot(op::kNop)), {&sink}).ok());
   auto counters = e->Shutdown();
   ASSERT_TRUE(counters.ok());
@@ -307,8 +307,8 @@ TEST_F(EngineConformanceTest, ShutdownWithoutDrainFaultsInFlight) {
 }
 
 TEST_F(EngineConformanceTest, TelemetryCountsWork) {
-  auto e = MakeStarted();
   RecordingSink sink;
+  auto e = MakeStarted();
   ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(100, Slot(op::kNop, {}, 1)), {&sink}).ok());
   ASSERT_TRUE(sink.WaitForCount(100));
   TelemetrySnapshot t;

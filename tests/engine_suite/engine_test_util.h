@@ -84,6 +84,18 @@ inline std::vector<uint64_t> Tickets(const PublishResult& r) {
   return t;
 }
 
+// Publishes `slots`, retrying while the ring answers RESOURCE_EXHAUSTED (backpressure);
+// returns the first other error.
+inline absl::StatusOr<PublishResult> PublishWithRetry(Engine& engine, uint32_t tenant,
+                                                      absl::Span<const SlotPayload> slots,
+                                                      CompletionSink* sink) {
+  for (;;) {
+    auto r = engine.Publish(tenant, slots, {sink});
+    if (r.ok() || r.status().code() != absl::StatusCode::kResourceExhausted) return r;
+    std::this_thread::yield();  // the executor frees slots as it completes them
+  }
+}
+
 // Waits until `predicate` holds or the timeout passes; returns the predicate's last value.
 template <typename Predicate>
 bool WaitUntil(Predicate predicate, absl::Duration timeout = absl::Seconds(30)) {

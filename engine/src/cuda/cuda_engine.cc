@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
@@ -25,6 +26,10 @@ constexpr absl::Duration kStopTimeout = absl::Seconds(2);
 }  // namespace
 
 absl::Status ProbeDevice(std::string* name) {
+  // A persistent kernel and lazy module loading deadlock: loading a module while the kernel runs
+  // waits for the context to go idle, which it never does. Load every module at first use of
+  // CUDA instead (unless the operator chose otherwise). This runs before the first CUDA call.
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
     return CudaStatus(e, "looking for a CUDA device", "run --engine=cpu on machines without a GPU");

@@ -61,6 +61,11 @@ struct LaunchBaselines::Impl {
 absl::StatusOr<std::unique_ptr<LaunchBaselines>> LaunchBaselines::Create(uint32_t max_batch) {
   auto impl = std::make_unique<Impl>();
   impl->max_batch = max_batch;
+  // Load this module's kernels now: loading one later, while a persistent kernel runs, would
+  // wait for the context to go idle.
+  cudaFuncAttributes attributes;
+  MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, EmptyKernel), "loading EmptyKernel");
+  MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, RunSlots), "loading RunSlots");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
                           "creating the baseline stream");
   const size_t bytes = size_t{max_batch} * protocol::kSlotBytes;
