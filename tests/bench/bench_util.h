@@ -64,9 +64,11 @@ inline std::vector<double> EngineRoundTrips(Engine& engine, int n) {
 }
 
 // `producers` threads publish `total` NOPs in batches of `batch_size` with a counting sink;
-// returns completed slots per second.
+// returns completed slots per second. `publish_share` (optional): the fraction of the run the
+// producers spent inside Publish (near 1: the producers are the bottleneck).
 inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
-                               uint32_t batch_size = 1024) {
+                               uint32_t batch_size = 1024, double* publish_share = nullptr) {
+  std::atomic<int64_t> publish_ns{0};
   CountingSink sink;
   const uint32_t kBatch = batch_size;
   std::vector<SlotPayload> batch(kBatch);
@@ -74,20 +76,27 @@ inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
   std::vector<std::thread> threads;
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&] {
+      int64_t inside = 0;
       for (uint64_t sent = 0; sent < total / producers;) {
-        if (engine.Publish(0, batch, {&sink}).ok()) {
+        const auto before = Clock::now();
+        const bool ok = engine.Publish(0, batch, {&sink}).ok();
+        inside += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - before).count();
+        if (ok) {
           sent += kBatch;
         } else {
           std::this_thread::yield();  // ring full: backpressure
         }
       }
+      publish_ns.fetch_add(inside);
     });
   }
   for (auto& t : threads) t.join();
   const uint64_t expect = (total / producers / kBatch + (total / producers % kBatch != 0)) *
                           kBatch * producers;
   while (sink.count() < expect) std::this_thread::yield();
-  return expect / Seconds(Clock::now() - start);
+  const double seconds = Seconds(Clock::now() - start);
+  if (publish_share != nullptr) *publish_share = publish_ns.load() * 1e-9 / producers / seconds;
+  return expect / seconds;
 }
 
 inline double ProcessCpuSeconds() {

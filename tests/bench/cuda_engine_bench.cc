@@ -118,9 +118,12 @@ int Run() {
   bench::EngineThroughput(*engine, 1, slots / 10);  // warm-up
   double nop_1p = 0;
   for (int producers : {1, 2, 4}) {
-    const double nop = bench::EngineThroughput(*engine, producers, slots);
+    double publish_share = 0;
+    const double nop = bench::EngineThroughput(*engine, producers, slots, 1024, &publish_share);
     if (producers == 1) nop_1p = nop;
     Print(kBench, ("nop_throughput_" + std::to_string(producers) + "p").c_str(), nop, "slots/s");
+    Print(kBench, ("publish_time_share_" + std::to_string(producers) + "p").c_str(),
+          publish_share, "fraction");
     rows.push_back({"NOP throughput, " + std::to_string(producers) + " producer(s), batch 1024",
                     nop, per_batch[2].second, "slots/s", nop / per_batch[2].second});
   }

@@ -19,7 +19,7 @@ namespace {
 
 constexpr int kDevice = 0;
 constexpr uint32_t kDefaultBlocks = 8;  // few pollers: DESIGN.md floors, 1-8 blocks
-constexpr uint32_t kMaxBackoffNs = 4000;
+constexpr uint32_t kMaxBackoffNs = 1000;
 // How long a kernel asked to stop may take before the device is reset.
 constexpr absl::Duration kStopTimeout = absl::Seconds(2);
 
@@ -80,6 +80,7 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
         "; a persistent kernel needs every block resident: lower --workers"));
   }
   config->blocks = wanted;
+  config->shards = std::min(wanted, kMaxShards);
   config->sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
   config->max_backoff_ns = kMaxBackoffNs;
   auto host = host::RingHost::Create(options);
@@ -104,8 +105,13 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<Dev
       config_(std::move(config)),
       device_name_(std::move(device_name)),
       sq_mask_(config_->sq_capacity - 1),
-      sq_index_(new uint32_t[config_->sq_capacity]),
       dispatch_batcher_(std::make_unique<host::CompletionBatcher>(host_.get())) {
+  for (uint32_t s = 0; s < config_->shards; ++s) {
+    auto shard = std::make_unique<Shard>();
+    shard->id = s;
+    shard->index.reset(new uint32_t[config_->sq_capacity]);
+    shards_.push_back(std::move(shard));
+  }
   no_loader_reason_ =
       "engine: the CUDA engine does not load resources yet; run megakerneld with --engine=cpu "
       "to use LOAD_MISS and CHECKSUM";
@@ -125,14 +131,20 @@ absl::Status CudaEngine::StartExecutor() {
           "cuda: the device could not be recovered after a reset; restart megakerneld");
     }
     std::lock_guard<std::mutex> dispatch(dispatch_mu_);
-    // Entries before the tail were failed by the teardown (or never existed): start after them.
-    MK_RETURN_IF_ERROR(device_->Launch(sq_tail_));
-    sq_head_.store(sq_tail_, std::memory_order_release);
-    sq_published_.store(sq_tail_, std::memory_order_release);
+    // Entries before the tails were failed by the teardown (or never existed): start after them.
+    uint64_t tails[kMaxShards] = {};
+    for (const auto& shard : shards_) tails[shard->id] = shard->tail;
+    MK_RETURN_IF_ERROR(device_->Launch(tails));
+    for (const auto& shard : shards_) {
+      shard->head.store(shard->tail, std::memory_order_release);
+      shard->published.store(shard->tail, std::memory_order_release);
+    }
     kernel_running_ = true;
   }
-  reaper_stop_.store(false, std::memory_order_seq_cst);
-  reaper_ = std::thread([this] { ReaperLoop(); });
+  reapers_stop_.store(false, std::memory_order_seq_cst);
+  for (const auto& shard : shards_) {
+    shard->reaper = std::thread([this, s = shard.get()] { ReaperLoop(*s); });
+  }
   Dispatch();  // what was published before Start (or before the restart)
   return absl::OkStatus();
 }
@@ -142,9 +154,11 @@ absl::Status CudaEngine::StopExecutor() {
     std::lock_guard<std::mutex> lock(dispatch_mu_);
     kernel_running_ = false;
   }
-  reaper_stop_.store(true, std::memory_order_seq_cst);
-  WakeReaper();
-  if (reaper_.joinable()) reaper_.join();
+  reapers_stop_.store(true, std::memory_order_seq_cst);
+  for (const auto& shard : shards_) {
+    WakeReaper(*shard);
+    if (shard->reaper.joinable()) shard->reaper.join();
+  }
   return StopKernel();
 }
 
@@ -183,7 +197,8 @@ EngineInfo CudaEngine::info() const {
   EngineInfo i;
   i.backend = "cuda";
   i.device = absl::StrCat(device_name_, ": persistent kernel, ", config_->blocks, " blocks x ",
-                          config_->threads, " threads");
+                          config_->threads, " threads, ", config_->shards,
+                          " submission queues");
   i.ring_slots = host_->slot_count();
   i.workers = config_->blocks;
   i.max_tenants = options_.max_tenants;

@@ -12,12 +12,14 @@
 // - The device executes. The kernel's pollers (one thread per block) read the doorbell, claim
 //   SQ ranges of up to blockDim entries from a device-memory counter, run them with the shared
 //   interpreter and write results, a system-scope fence, then STATUS into the ring slot.
-// - The host reaps. A reaper thread reads the ring STATUS of SQ entries in order (sequential
-//   host-memory reads, no PCIe), delivers completions, maintains DONE_COUNT / per-opcode /
-//   EPOCH counters, releases fences and dispatches what became ready. It spins while work is
-//   outstanding, naps when the kernel makes no progress, and parks on a futex when idle.
+// - The host reaps. The SQ is split into shards (up to 4, claimed ranges dealt round-robin);
+//   each shard has a reaper thread that reads the ring STATUS of its entries in order
+//   (sequential host-memory reads, no PCIe), delivers completions, maintains DONE_COUNT /
+//   per-opcode / EPOCH counters, releases fences and dispatches what became ready. A reaper
+//   spins while its shard has work outstanding, naps when the kernel makes no progress, and
+//   parks on a futex when idle. Completions are in dispatch order within a shard.
 //
-// Threads: callers of Publish / SetTenantEnabled (dispatch, under dispatch_mu_), the reaper,
+// Threads: callers of Publish / SetTenantEnabled (dispatch, under dispatch_mu_), the reapers,
 // and the teardown path (Shutdown / Restart, serialized by EngineBase). Resources (LOAD_MISS /
 // CHECKSUM) are not served by this engine yet: those opcodes fault RESOURCE_NOT_FOUND and the
 // resource calls answer FAILED_PRECONDITION naming --engine=cpu.
@@ -58,16 +60,28 @@ class CudaEngine final : public host::EngineBase {
   absl::Status StartExecutor() override;
   absl::Status StopExecutor() override;
   void OnPublished(size_t) override { Dispatch(); }
-  void OnReady() override { WakeReaper(); }
+  void OnReady() override { WakeReaper(*shards_[0]); }
   uint32_t ParkedWorkers() const override;
 
-  // Claims what is claimable (ready list first) and appends it to the SQ; rings the doorbell.
+  // One submission queue and the reaper thread that owns its head.
+  struct Shard {
+    uint32_t id = 0;
+    uint64_t tail = 0;                   // guarded by dispatch_mu_
+    std::atomic<uint64_t> published{0};  // the doorbell's tail, for the reaper
+    std::atomic<uint64_t> head{0};       // next entry to reap; written by the reaper
+    std::unique_ptr<uint32_t[]> index;   // host shadow of each entry's ring index
+    std::thread reaper;
+    std::atomic<uint32_t> epoch{0};
+    std::atomic<bool> sleeping{false};
+  };
+
+  // Claims what is claimable (ready list first) and appends it to the SQs; rings the doorbell.
   void Dispatch();
-  void ReaperLoop();
-  // Reaps terminal slots at the SQ head, in order; returns how many.
-  uint32_t ReapPass(host::CompletionBatcher& batcher, host::ControlCounters& counters,
-                    std::vector<uint32_t>& reaped);
-  void WakeReaper();
+  void ReaperLoop(Shard& shard);
+  // Reaps terminal slots at the shard's head, in order; returns how many.
+  uint32_t ReapPass(Shard& shard, host::CompletionBatcher& batcher,
+                    host::ControlCounters& counters, std::vector<uint32_t>& reaped);
+  void WakeReaper(Shard& shard);
   // Stops the kernel; when it does not stop (or failed), resets the device and rebuilds the
   // device state.
   absl::Status StopKernel();
@@ -75,24 +89,19 @@ class CudaEngine final : public host::EngineBase {
   const std::unique_ptr<DeviceConfig> config_;
   const std::string device_name_;
   const uint64_t sq_mask_;
-  std::unique_ptr<uint32_t[]> sq_index_;  // host shadow of each SQ entry's ring index
+  std::vector<std::unique_ptr<Shard>> shards_;
 
   mutable std::mutex device_mu_;          // guards the device_ pointer (swapped by a reset)
   std::unique_ptr<DeviceState> device_;   // null only after a failed reset
 
   std::mutex dispatch_mu_;
   bool kernel_running_ = false;                         // guarded by dispatch_mu_
-  uint64_t sq_tail_ = 0;                                // guarded by dispatch_mu_
+  uint32_t next_shard_ = 0;                             // guarded by dispatch_mu_
   host::ControlCounters dispatch_counters_;             // guarded by dispatch_mu_
   std::unique_ptr<host::CompletionBatcher> dispatch_batcher_;  // guarded (drain cancels)
   std::vector<uint32_t> ready_;                         // guarded by dispatch_mu_
-  std::atomic<uint64_t> sq_published_{0};  // the doorbell's tail, for the reaper
-  std::atomic<uint64_t> sq_head_{0};       // next SQ entry to reap; written by the reaper
 
-  std::thread reaper_;
-  std::atomic<bool> reaper_stop_{false};
-  std::atomic<uint32_t> reaper_epoch_{0};
-  std::atomic<bool> reaper_sleeping_{false};
+  std::atomic<bool> reapers_stop_{false};
 };
 
 }  // namespace mk::engine::cuda

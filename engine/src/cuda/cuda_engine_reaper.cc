@@ -31,44 +31,55 @@ constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 void CudaEngine::Dispatch() {
   std::lock_guard<std::mutex> lock(dispatch_mu_);
   if (!kernel_running_) return;  // Start (or the restart) dispatches what is waiting
-  uint64_t tail = sq_tail_;
+  uint32_t changed = 0;  // bit per shard
+  Shard* shard = shards_[next_shard_].get();
   auto append = [&](uint32_t index) {
     if (!scheduler_.TryClaim(index, dispatch_counters_, *dispatch_batcher_)) return;
     const uint32_t* slot = host_->ring().slot(index);
-    uint32_t* entry = device_->entry(tail);
+    uint32_t* entry = device_->entry(shard->id, shard->tail);
     entry[kEntryRingIndex] = index;
     std::copy(slot + 1, slot + protocol::kSlotWords, entry + 1);
-    sq_index_[tail & sq_mask_] = index;
-    ++tail;
+    shard->index[shard->tail & sq_mask_] = index;
+    ++shard->tail;
+    changed |= 1u << shard->id;
+  };
+  // Claimed ranges are dealt to the shards round-robin (their reapers work in parallel).
+  auto next = [&] {
+    next_shard_ = next_shard_ + 1 == shards_.size() ? 0 : next_shard_ + 1;
+    shard = shards_[next_shard_].get();
   };
   if (scheduler_.has_ready() && scheduler_.TakeReady(&ready_)) {
     for (uint32_t index : ready_) append(index);
+    next();
   }
   host::ClaimRange range;
-  while (scheduler_.ClaimNext(options_.claim_batch, &range)) host_->ForEachIndex(range, append);
-  if (tail != sq_tail_) {
-    sq_tail_ = tail;
-    device_->PublishTail(tail);
-    sq_published_.store(tail, std::memory_order_seq_cst);
-    WakeReaper();
+  while (scheduler_.ClaimNext(options_.claim_batch, &range)) {
+    host_->ForEachIndex(range, append);
+    next();
+  }
+  for (const auto& s : shards_) {
+    if ((changed & (1u << s->id)) == 0) continue;
+    device_->PublishTail(s->id, s->tail);
+    s->published.store(s->tail, std::memory_order_seq_cst);
+    WakeReaper(*s);
   }
   dispatch_counters_.Flush(host_->control().words().data());
   dispatch_batcher_->Flush();
 }
 
-void CudaEngine::WakeReaper() {
-  reaper_epoch_.fetch_add(1, std::memory_order_seq_cst);
-  if (reaper_sleeping_.load(std::memory_order_seq_cst)) reaper_epoch_.notify_one();
+void CudaEngine::WakeReaper(Shard& shard) {
+  shard.epoch.fetch_add(1, std::memory_order_seq_cst);
+  if (shard.sleeping.load(std::memory_order_seq_cst)) shard.epoch.notify_one();
 }
 
-uint32_t CudaEngine::ReapPass(host::CompletionBatcher& batcher, host::ControlCounters& counters,
-                              std::vector<uint32_t>& reaped) {
-  const uint64_t published = sq_published_.load(std::memory_order_acquire);
-  uint64_t head = sq_head_.load(std::memory_order_relaxed);
+uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
+                              host::ControlCounters& counters, std::vector<uint32_t>& reaped) {
+  const uint64_t published = shard.published.load(std::memory_order_acquire);
+  uint64_t head = shard.head.load(std::memory_order_relaxed);
   uint32_t epochs = 0;
   reaped.clear();
   while (head < published && reaped.size() < kReapBatch) {
-    const uint32_t index = sq_index_[head & sq_mask_];
+    const uint32_t index = shard.index[head & sq_mask_];
     const uint32_t* slot = host_->ring().slot(index);
     const auto status = static_cast<SlotStatus>(
         std::atomic_ref<const uint32_t>(slot[protocol::kWordStatus])
@@ -87,14 +98,14 @@ uint32_t CudaEngine::ReapPass(host::CompletionBatcher& batcher, host::ControlCou
   uint32_t* control = host_->control().words().data();
   counters.Flush(control);
   if (epochs != 0) protocol::AtomicFetchAdd(&control[ctl::kEpoch], epochs);
-  sq_head_.store(head, std::memory_order_release);
+  shard.head.store(head, std::memory_order_release);
   host_->ReapIndices(reaped, &batcher);
   batcher.Flush();
   NotifyProgress();
   return static_cast<uint32_t>(reaped.size());
 }
 
-void CudaEngine::ReaperLoop() {
+void CudaEngine::ReaperLoop(Shard& shard) {
   host::CompletionBatcher batcher(host_.get());
   host::ControlCounters counters;
   std::vector<uint32_t> reaped;
@@ -104,8 +115,8 @@ void CudaEngine::ReaperLoop() {
   auto last_health = last_progress;
   bool reported_failure = false;
   uint32_t polls = 0;
-  while (!reaper_stop_.load(std::memory_order_acquire)) {
-    const uint32_t n = ReapPass(batcher, counters, reaped);
+  while (!reapers_stop_.load(std::memory_order_acquire)) {
+    const uint32_t n = ReapPass(shard, batcher, counters, reaped);
     if (scheduler_.has_ready()) Dispatch();
     if (n != 0) {
       polls = 0;
@@ -117,8 +128,8 @@ void CudaEngine::ReaperLoop() {
     }
     const auto now = std::chrono::steady_clock::now();
     if (polls == 64) last_progress = now;
-    const bool outstanding = sq_head_.load(std::memory_order_relaxed) !=
-                             sq_published_.load(std::memory_order_acquire);
+    const bool outstanding = shard.head.load(std::memory_order_relaxed) !=
+                             shard.published.load(std::memory_order_acquire);
     if (outstanding) {
       // The kernel owes completions: keep polling, napping once it made no progress for a while.
       if (now - last_progress < kSpinWithoutProgress) continue;
@@ -126,7 +137,7 @@ void CudaEngine::ReaperLoop() {
         last_health = now;
         std::lock_guard<std::mutex> lock(device_mu_);
         absl::Status alive = device_ != nullptr ? device_->KernelState() : absl::OkStatus();
-        if (!alive.ok() && !reported_failure) {
+        if (!alive.ok() && !reported_failure && shard.id == 0) {
           reported_failure = true;  // the watchdog sees no progress and restarts the engine
           std::fprintf(stderr, "%s\n", alive.ToString().c_str());
         }
@@ -137,14 +148,15 @@ void CudaEngine::ReaperLoop() {
     if (now - last_progress < idle_spin) continue;
     // Idle: park until a dispatch or a ready slot wakes us. Counted as sleeping before the
     // condition is re-checked, so a waker that missed the flag is seen by the re-check.
-    reaper_sleeping_.store(true, std::memory_order_seq_cst);
-    const uint32_t epoch = reaper_epoch_.load(std::memory_order_seq_cst);
-    if (!reaper_stop_.load(std::memory_order_seq_cst) && !scheduler_.has_ready() &&
-        sq_head_.load(std::memory_order_seq_cst) ==
-            sq_published_.load(std::memory_order_seq_cst)) {
-      reaper_epoch_.wait(epoch, std::memory_order_seq_cst);
+    shard.sleeping.store(true, std::memory_order_seq_cst);
+    const uint32_t epoch = shard.epoch.load(std::memory_order_seq_cst);
+    if (!reapers_stop_.load(std::memory_order_seq_cst) &&
+        (shard.id != 0 || !scheduler_.has_ready()) &&
+        shard.head.load(std::memory_order_seq_cst) ==
+            shard.published.load(std::memory_order_seq_cst)) {
+      shard.epoch.wait(epoch, std::memory_order_seq_cst);
     }
-    reaper_sleeping_.store(false, std::memory_order_seq_cst);
+    shard.sleeping.store(false, std::memory_order_seq_cst);
     polls = 0;
   }
   batcher.Flush();

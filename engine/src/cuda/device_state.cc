@@ -47,7 +47,7 @@ absl::Status DeviceState::Allocate() {
       cudaHostAlloc(reinterpret_cast<void**>(&doorbell_), sizeof(Doorbell), cudaHostAllocMapped),
       "allocating the doorbell");
   std::memset(doorbell_, 0, sizeof(Doorbell));
-  const size_t sq_bytes = config_.sq_capacity * kEntryWords * sizeof(uint32_t);
+  const size_t sq_bytes = config_.shards * config_.sq_capacity * kEntryWords * sizeof(uint32_t);
   MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&sq_), sq_bytes,
                                         cudaHostAllocMapped | cudaHostAllocWriteCombined),
                           absl::StrCat("allocating the ", sq_bytes, "-byte submission queue"));
@@ -68,8 +68,9 @@ absl::Status DeviceState::Allocate() {
       "registering the debug log");
   log_registered_ = true;
 
-  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&claim_), sizeof(*claim_)),
-                          "allocating the claim counter");
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&claim_), kMaxShards * sizeof(*claim_)),
+      "allocating the claim counters");
   const protocol::control::Layout layout = host_.control().layout();
   const size_t control_bytes = size_t{layout.TotalWords()} * sizeof(uint32_t);
   MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&control_), control_bytes),
@@ -86,6 +87,7 @@ absl::Status DeviceState::Allocate() {
   params_.doorbell = doorbell;
   params_.sq = sq;
   params_.sq_mask = config_.sq_capacity - 1;
+  params_.shards = config_.shards;
   params_.claim = claim_;
   params_.control = control_;
   params_.layout = layout;
@@ -108,16 +110,17 @@ DeviceState::~DeviceState() {
   if (control_ != nullptr) cudaFree(control_);
 }
 
-absl::Status DeviceState::Launch(uint64_t first_position) {
-  const unsigned long long first = first_position;
+absl::Status DeviceState::Launch(const uint64_t* first_positions) {
+  unsigned long long first[kMaxShards] = {};
+  for (uint32_t s = 0; s < config_.shards; ++s) first[s] = first_positions[s];
   MK_CUDA_RETURN_IF_ERROR(
-      cudaMemcpyAsync(claim_, &first, sizeof(first), cudaMemcpyHostToDevice, stream_),
-      "setting the claim counter");
-  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_), "setting the claim counter");
+      cudaMemcpyAsync(claim_, first, sizeof(first), cudaMemcpyHostToDevice, stream_),
+      "setting the claim counters");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_), "setting the claim counters");
   std::memset(block_idle_, 0, config_.blocks * sizeof(uint32_t));
   std::atomic_ref<uint32_t>(doorbell_->paused).store(0, std::memory_order_relaxed);
   std::atomic_ref<uint32_t>(doorbell_->stop).store(0, std::memory_order_relaxed);
-  PublishTail(first_position);
+  for (uint32_t s = 0; s < config_.shards; ++s) PublishTail(s, first_positions[s]);
   MK_CUDA_RETURN_IF_ERROR(LaunchMegakernel(params_, static_cast<int>(config_.blocks),
                                            static_cast<int>(config_.threads), stream_),
                           absl::StrCat("launching the megakernel (", config_.blocks, " x ",
@@ -152,9 +155,9 @@ absl::Status DeviceState::KernelState() {
   return CudaStatus(e, "the megakernel");
 }
 
-void DeviceState::PublishTail(uint64_t tail) {
+void DeviceState::PublishTail(uint32_t shard, uint64_t tail) {
   _mm_sfence();  // write-combined entries reach memory before the doorbell
-  std::atomic_ref<uint64_t>(doorbell_->sq_tail).store(tail, std::memory_order_release);
+  std::atomic_ref<uint64_t>(doorbell_->sq_tail[shard]).store(tail, std::memory_order_release);
 }
 
 void DeviceState::SetPaused(bool paused) {

@@ -29,7 +29,8 @@ struct DeviceConfig {
   int device = 0;
   uint32_t blocks = 0;
   uint32_t threads = 0;
-  uint64_t sq_capacity = 0;  // a power of two >= ring slots
+  uint32_t shards = 1;       // submission queues (1..kMaxShards), each with its own reaper
+  uint64_t sq_capacity = 0;  // entries per shard: a power of two >= ring slots
   uint32_t max_backoff_ns = 0;
 };
 
@@ -42,8 +43,8 @@ class DeviceState {
   DeviceState(const DeviceState&) = delete;
   DeviceState& operator=(const DeviceState&) = delete;
 
-  // Starts the kernel with its claim counter at SQ position `first_position`.
-  absl::Status Launch(uint64_t first_position);
+  // Starts the kernel with shard s's claim counter at position first_positions[s].
+  absl::Status Launch(const uint64_t* first_positions);
   void RequestStop();
   // OK once the kernel has exited; its error if it failed; DEADLINE_EXCEEDED if it still runs.
   absl::Status WaitStopped(absl::Time deadline);
@@ -52,10 +53,13 @@ class DeviceState {
   // The context was reset: the handles are gone; the destructor must not free them.
   void Abandon() { abandoned_ = true; }
 
-  uint32_t* entry(uint64_t position) { return sq_ + (position & (config_.sq_capacity - 1)) * kEntryWords; }
-  // Makes entries before `tail` visible to the kernel (store fence for the write-combined
-  // queue, then a release store of the doorbell).
-  void PublishTail(uint64_t tail);
+  uint32_t* entry(uint32_t shard, uint64_t position) {
+    return sq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) *
+                     kEntryWords;
+  }
+  // Makes shard `shard`'s entries before `tail` visible to the kernel (store fence for the
+  // write-combined queue, then a release store of the doorbell).
+  void PublishTail(uint32_t shard, uint64_t tail);
   void SetPaused(bool paused);
   uint32_t IdleBlocks() const;
 
@@ -72,7 +76,7 @@ class DeviceState {
   uint32_t* block_idle_ = nullptr;      // mapped host memory
   bool ring_registered_ = false;
   bool log_registered_ = false;
-  unsigned long long* claim_ = nullptr;  // device memory
+  unsigned long long* claim_ = nullptr;  // device memory, one counter per shard
   uint32_t* control_ = nullptr;          // device memory
   KernelParams params_{};
 };

@@ -2,11 +2,12 @@
 // it serves the submission queue until the doorbell says stop. See kernel_abi.h for the buffers
 // and who writes them.
 //
-// Each block has one poller (thread 0). Per iteration it reads the doorbell (one PCIe round
-// trip), claims up to blockDim entries from the device-memory claim counter with a CAS, and the
+// Each block has one poller (thread 0) and serves one shard. Per iteration the poller reads the
+// doorbell (one PCIe round trip), claims up to blockDim entries from the shard's device-memory
+// claim counter with a CAS, and the
 // block's threads run one entry each: a coalesced read of the 64-byte entry, the shared
-// interpreter, the result words written back into the ring slot, a system-scope fence, then
-// STATUS. An idle poller backs off with __nanosleep up to max_backoff_ns, so an idle kernel
+// interpreter, the result words written back into the ring slot; then one system-scope fence
+// for the batch and the STATUS words. An idle poller backs off with __nanosleep up to max_backoff_ns, so an idle kernel
 // reads host memory a few hundred thousand times a second at most, from a handful of pollers.
 #include <stdint.h>
 
@@ -51,9 +52,16 @@ __device__ __forceinline__ void StoreVolatile4(uint32_t* p, const uint32_t* v) {
                : "memory");
 }
 
-// Runs SQ entry `position`: reads it, executes it, writes results then STATUS into the ring.
-__device__ void RunEntry(const KernelParams& k, uint64_t position, protocol::ExecContext& ctx) {
-  const uint32_t* entry = k.sq + (position & k.sq_mask) * kEntryWords;
+// Runs SQ entry `position`: reads it, executes it and writes its result words into the ring
+// slot. Returns the slot's terminal STATUS and ring index, which the block publishes after one
+// system-scope fence for the whole batch (PublishStatuses).
+struct Ran {
+  uint32_t index;
+  uint32_t status;
+};
+__device__ Ran RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position,
+                        protocol::ExecContext& ctx) {
+  const uint32_t* entry = shard_sq + (position & k.sq_mask) * kEntryWords;
   uint32_t w[kEntryWords];
 #pragma unroll
   for (uint32_t c = 0; c < kEntryWords / 4; ++c) {
@@ -73,34 +81,38 @@ __device__ void RunEntry(const KernelParams& k, uint64_t position, protocol::Exe
   for (uint32_t c = 0; c < protocol::kArgWords / 4; ++c) {
     StoreVolatile4(slot + protocol::kWordArg0 + 4 * c, out + 4 * c);
   }
-  __threadfence_system();  // result words are visible to the host before STATUS
-  StoreVolatile(slot + protocol::kWordStatus, static_cast<uint32_t>(r.status));
+  return Ran{index, static_cast<uint32_t>(r.status)};
 }
 
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
   __shared__ uint64_t s_begin;
   __shared__ uint32_t s_count;
   __shared__ uint32_t s_stop;
+  __shared__ uint32_t s_ring_index[kMaxThreadsPerBlock];  // the batch's slots and outcomes
+  __shared__ uint32_t s_status[kMaxThreadsPerBlock];
   protocol::ExecContext ctx;
   ctx.control = k.control;
   ctx.layout = k.layout;
   ctx.debug_log = k.debug_log;
   ctx.debug_log_records = k.debug_log_records;
+  const uint32_t shard = blockIdx.x % k.shards;
+  const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryWords;
+  unsigned long long* claim = k.claim + shard;
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
   for (;;) {
     if (threadIdx.x == 0) {
       const uint32_t stop = LoadVolatile(&k.doorbell->stop);
       const uint32_t paused = LoadVolatile(&k.doorbell->paused);
-      const uint64_t tail = LoadAcquireSystem(&k.doorbell->sq_tail);
+      const uint64_t tail = LoadAcquireSystem(&k.doorbell->sq_tail[shard]);
       uint64_t begin = 0;
       uint32_t count = 0;
       if (stop == 0 && paused == 0) {
-        unsigned long long c = *reinterpret_cast<volatile unsigned long long*>(k.claim);
+        unsigned long long c = *reinterpret_cast<volatile unsigned long long*>(claim);
         while (c < tail) {
           const unsigned long long n = min(static_cast<unsigned long long>(tail - c),
                                            static_cast<unsigned long long>(blockDim.x));
-          const unsigned long long seen = atomicCAS(k.claim, c, c + n);
+          const unsigned long long seen = atomicCAS(claim, c, c + n);
           if (seen == c) {
             begin = c;
             count = static_cast<uint32_t>(n);
@@ -124,7 +136,24 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
     if (s_stop != 0) break;
     const uint32_t count = s_count;
     if (count != 0) {
-      if (threadIdx.x < count) RunEntry(k, s_begin + threadIdx.x, ctx);
+      if (threadIdx.x < count) {
+        const Ran ran = RunEntry(k, shard_sq, s_begin + threadIdx.x, ctx);
+        s_ring_index[threadIdx.x] = ran.index;
+        s_status[threadIdx.x] = ran.status;
+      }
+      // One system-scope fence per batch instead of one per slot (a fence waits for the PCIe
+      // writes before it, and fences from every warp serialize): the barrier orders every
+      // thread's result words before warp 0's fence, and warp 0 then writes every STATUS. Each
+      // lane's fence + STATUS store is a release that covers the whole batch's results.
+      __syncthreads();
+      if (threadIdx.x < 32) {
+        __threadfence_system();
+        for (uint32_t i = threadIdx.x; i < count; i += 32) {
+          StoreVolatile(k.ring + static_cast<uint64_t>(s_ring_index[i]) * protocol::kSlotWords +
+                            protocol::kWordStatus,
+                        s_status[i]);
+        }
+      }
     } else if (threadIdx.x == 0) {
       __nanosleep(backoff);
       if (backoff < k.max_backoff_ns) {
