@@ -96,6 +96,20 @@ int Run() {
   Print(kBench, "baseline_graph_launch_sync_p99", Percentile(graph, 0.99), "us");
   Print(kBench, "round_trip_ratio_vs_launch_sync", Percentile(launch, 0.5) / rt50, "x");
   Print(kBench, "round_trip_ratio_vs_graph_launch", Percentile(graph, 0.5) / rt50, "x");
+  for (bool read_slot : {false, true}) {
+    auto probe = (*baselines)->MappedFlagRoundTrips(samples, read_slot);
+    if (!probe.ok()) {
+      std::fprintf(stderr, "%s\n", probe.status().ToString().c_str());
+      return 1;
+    }
+    const std::string name = read_slot ? "floor_mapped_flag_plus_slot_read" : "floor_mapped_flag";
+    Print(kBench, (name + "_round_trip_p50").c_str(), Percentile(*probe, 0.5), "us");
+    Print(kBench, (name + "_round_trip_p99").c_str(), Percentile(*probe, 0.99), "us");
+    if (read_slot) {
+      rows.push_back({"round trip p50 vs the mapped-memory floor (flag + slot read)", rt50,
+                      Percentile(*probe, 0.5), "us", Percentile(*probe, 0.5) / rt50});
+    }
+  }
   rows.push_back({"round trip p50 vs launch+sync", rt50, Percentile(launch, 0.5), "us",
                   Percentile(launch, 0.5) / rt50});
   rows.push_back({"round trip p50 vs graph launch+sync", rt50, Percentile(graph, 0.5), "us",

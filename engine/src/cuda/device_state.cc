@@ -1,8 +1,7 @@
 #include "engine/src/cuda/device_state.h"
 
-#include <immintrin.h>
-
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -43,18 +42,18 @@ absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device), "cudaSetDevice");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
                           "creating the kernel's stream");
-  MK_CUDA_RETURN_IF_ERROR(
-      cudaHostAlloc(reinterpret_cast<void**>(&doorbell_), sizeof(Doorbell), cudaHostAllocMapped),
-      "allocating the doorbell");
-  std::memset(doorbell_, 0, sizeof(Doorbell));
+  // Host buffers the kernel reads or writes are ordinary page-aligned (write-back cached)
+  // memory registered as mapped, like the ring: under virtualized GPU runtimes memory from
+  // cudaHostAlloc may be mapped uncached for the CPU, which made every host store slow.
+  // One page holds the doorbell and the block idle flags; the submission queues follow.
+  const size_t page_bytes = PageRoundUp(sizeof(Doorbell) + config_.blocks * sizeof(uint32_t));
+  MK_RETURN_IF_ERROR(RegisterNew(page_bytes, &control_page_, "the doorbell page"));
+  doorbell_ = reinterpret_cast<Doorbell*>(control_page_.data);
+  block_idle_ = reinterpret_cast<uint32_t*>(control_page_.data + sizeof(Doorbell));
   const size_t sq_bytes = config_.shards * config_.sq_capacity * kEntryWords * sizeof(uint32_t);
-  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&sq_), sq_bytes,
-                                        cudaHostAllocMapped | cudaHostAllocWriteCombined),
-                          absl::StrCat("allocating the ", sq_bytes, "-byte submission queue"));
-  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&block_idle_),
-                                        config_.blocks * sizeof(uint32_t), cudaHostAllocMapped),
-                          "allocating the block idle flags");
-  std::memset(block_idle_, 0, config_.blocks * sizeof(uint32_t));
+  MK_RETURN_IF_ERROR(RegisterNew(PageRoundUp(sq_bytes), &sq_buffer_,
+                                 absl::StrCat("the ", sq_bytes, "-byte submission queues")));
+  sq_ = reinterpret_cast<uint32_t*>(sq_buffer_.data);
 
   uint32_t* ring = const_cast<uint32_t*>(host_.ring().words().data());
   const size_t ring_bytes = PageRoundUp(size_t{host_.slot_count()} * protocol::kSlotBytes);
@@ -97,13 +96,40 @@ absl::Status DeviceState::Allocate() {
   return absl::OkStatus();
 }
 
+void DeviceState::HostBuffer::Free() {
+  std::free(data);
+  data = nullptr;
+}
+
+absl::Status DeviceState::RegisterNew(size_t bytes, HostBuffer* out, absl::string_view what) {
+  out->data = static_cast<uint8_t*>(std::aligned_alloc(kPageBytes, bytes));
+  if (out->data == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cuda: cannot allocate ", what, " (", bytes, " bytes); lower --ring_slots"));
+  }
+  std::memset(out->data, 0, bytes);
+  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(out->data, bytes, cudaHostRegisterMapped),
+                          absl::StrCat("registering ", what));
+  out->registered = true;
+  return absl::OkStatus();
+}
+
 DeviceState::~DeviceState() {
-  if (abandoned_) return;  // the reset freed everything
+  // Host memory is ours to free in every case; the registrations and device resources are gone
+  // after a reset (Abandon).
+  struct FreeBuffers {
+    DeviceState* state;
+    ~FreeBuffers() {
+      state->control_page_.Free();
+      state->sq_buffer_.Free();
+    }
+  } free_buffers{this};
+  if (abandoned_) return;
   // Errors here cannot be acted on (teardown); each release is independent.
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  if (doorbell_ != nullptr) cudaFreeHost(doorbell_);
-  if (sq_ != nullptr) cudaFreeHost(sq_);
-  if (block_idle_ != nullptr) cudaFreeHost(block_idle_);
+  for (HostBuffer* b : {&control_page_, &sq_buffer_}) {
+    if (b->registered) cudaHostUnregister(b->data);
+  }
   if (ring_registered_) cudaHostUnregister(const_cast<uint32_t*>(host_.ring().words().data()));
   if (log_registered_) cudaHostUnregister(host_.debug_log_storage().data());
   if (claim_ != nullptr) cudaFree(claim_);
@@ -156,7 +182,6 @@ absl::Status DeviceState::KernelState() {
 }
 
 void DeviceState::PublishTail(uint32_t shard, uint64_t tail) {
-  _mm_sfence();  // write-combined entries reach memory before the doorbell
   std::atomic_ref<uint64_t>(doorbell_->sq_tail[shard]).store(tail, std::memory_order_release);
 }
 

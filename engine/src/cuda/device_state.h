@@ -57,23 +57,33 @@ class DeviceState {
     return sq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) *
                      kEntryWords;
   }
-  // Makes shard `shard`'s entries before `tail` visible to the kernel (store fence for the
-  // write-combined queue, then a release store of the doorbell).
+  // Makes shard `shard`'s entries before `tail` visible to the kernel (a release store of the
+  // doorbell after the entries).
   void PublishTail(uint32_t shard, uint64_t tail);
   void SetPaused(bool paused);
   uint32_t IdleBlocks() const;
 
  private:
+  // Page-aligned host memory registered with the device as mapped memory.
+  struct HostBuffer {
+    uint8_t* data = nullptr;
+    bool registered = false;
+    void Free();
+  };
+
   DeviceState(const DeviceConfig& config, host::RingHost& host);
   absl::Status Allocate();
+  absl::Status RegisterNew(size_t bytes, HostBuffer* out, absl::string_view what);
 
   const DeviceConfig config_;
   host::RingHost& host_;
   bool abandoned_ = false;
   cudaStream_t stream_ = nullptr;
-  Doorbell* doorbell_ = nullptr;        // mapped host memory
-  uint32_t* sq_ = nullptr;              // mapped host memory, write-combined
-  uint32_t* block_idle_ = nullptr;      // mapped host memory
+  HostBuffer control_page_;             // doorbell, then the block idle flags
+  HostBuffer sq_buffer_;                // the submission queues
+  Doorbell* doorbell_ = nullptr;        // in control_page_
+  uint32_t* sq_ = nullptr;              // sq_buffer_
+  uint32_t* block_idle_ = nullptr;      // in control_page_
   bool ring_registered_ = false;
   bool log_registered_ = false;
   unsigned long long* claim_ = nullptr;  // device memory, one counter per shard

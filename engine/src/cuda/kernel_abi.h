@@ -5,7 +5,7 @@
 // - Doorbell (mapped host memory, one line): written by the host dispatcher, read by the
 //   kernel's poller threads. `sq_tail` is stored with release ordering after the entries it
 //   covers; `stop` and `paused` are plain flags.
-// - Submission queues (mapped host memory, write-combined), one per shard: entries written only
+// - Submission queues (mapped host memory), one per shard: entries written only
 //   by the host dispatcher, read only by the kernel. Entry k of shard s lives at
 //   s * sq_capacity + (k & sq_mask); the host never reuses an entry before the slot it named was
 //   reaped (capacity >= ring slots, each shard reaped in order by its own reaper thread).

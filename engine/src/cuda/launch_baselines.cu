@@ -3,10 +3,13 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
+#include "engine/src/cuda/ptx_memory.cuh"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
 
@@ -31,6 +34,28 @@ __global__ void RunSlots(uint32_t* slots, uint32_t count, protocol::ExecContext 
   w[protocol::kWordStatus] = static_cast<uint32_t>(r.status);
 }
 
+// Mapped-memory echo: words[0] = request, words[1] = reply, words[2] = stop, words[16..31] =
+// the slot lane 0 reads after each request when `read_slot`.
+__global__ void FlagEcho(uint32_t* words, bool read_slot) {
+  if (threadIdx.x != 0) return;
+  volatile uint32_t* v = words;
+  uint32_t last = v[0];
+  while (v[2] == 0) {
+    const uint32_t request = v[0];
+    if (request == last) continue;
+    last = request;
+    uint32_t reply = request;
+    if (read_slot) {
+      const uint4 a = LoadVolatile4(words + 16);
+      const uint4 b = LoadVolatile4(words + 20);
+      const uint4 c = LoadVolatile4(words + 24);
+      const uint4 d = LoadVolatile4(words + 28);
+      reply ^= a.x ^ b.y ^ c.z ^ d.w;  // a data dependency on the slot
+    }
+    v[1] = reply;
+  }
+}
+
 double MicrosSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
       .count();
@@ -46,6 +71,7 @@ struct LaunchBaselines::Impl {
   uint32_t* host_slots = nullptr;    // pinned
   uint32_t* device_slots = nullptr;
   uint32_t* device_control = nullptr;
+  uint32_t* echo_words = nullptr;  // page-aligned, registered (mapped)
   protocol::ExecContext ctx{};
 
   ~Impl() {
@@ -55,6 +81,10 @@ struct LaunchBaselines::Impl {
     if (device_slots != nullptr) cudaFree(device_slots);
     if (device_control != nullptr) cudaFree(device_control);
     if (stream != nullptr) cudaStreamDestroy(stream);
+    if (echo_words != nullptr) {
+      cudaHostUnregister(echo_words);
+      std::free(echo_words);
+    }
   }
 };
 
@@ -66,6 +96,11 @@ absl::StatusOr<std::unique_ptr<LaunchBaselines>> LaunchBaselines::Create(uint32_
   cudaFuncAttributes attributes;
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, EmptyKernel), "loading EmptyKernel");
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, RunSlots), "loading RunSlots");
+  MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, FlagEcho), "loading FlagEcho");
+  impl->echo_words = static_cast<uint32_t*>(std::aligned_alloc(4096, 4096));
+  std::memset(impl->echo_words, 0, 4096);
+  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(impl->echo_words, 4096, cudaHostRegisterMapped),
+                          "registering the echo page");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
                           "creating the baseline stream");
   const size_t bytes = size_t{max_batch} * protocol::kSlotBytes;
@@ -142,6 +177,35 @@ absl::StatusOr<double> LaunchBaselines::LaunchPerBatch(uint32_t batch) {
         static_cast<uint32_t>(protocol::SlotStatus::kPublished);
   }
   return elapsed;
+}
+
+absl::StatusOr<std::vector<double>> LaunchBaselines::MappedFlagRoundTrips(int n, bool read_slot) {
+  uint32_t* words = impl_->echo_words;
+  std::atomic_ref<uint32_t>(words[2]).store(0);
+  void* mapped = nullptr;
+  MK_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, words, 0), "mapping the echo page");
+  FlagEcho<<<1, 32, 0, impl_->stream>>>(static_cast<uint32_t*>(mapped), read_slot);
+  MK_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the echo warp");
+  std::vector<double> us;
+  us.reserve(n);
+  const uint32_t base = std::atomic_ref<uint32_t>(words[0]).load();
+  const uint32_t mix = read_slot ? (words[16] ^ words[21] ^ words[26] ^ words[31]) : 0;
+  for (int i = 1; i <= n + 100; ++i) {  // the first 100 warm up
+    const uint32_t request = base + i;
+    const auto start = std::chrono::steady_clock::now();
+    std::atomic_ref<uint32_t>(words[0]).store(request, std::memory_order_release);
+    const auto give_up = start + std::chrono::seconds(5);
+    while (std::atomic_ref<uint32_t>(words[1]).load(std::memory_order_acquire) != (request ^ mix)) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        std::atomic_ref<uint32_t>(words[2]).store(1);
+        return absl::DeadlineExceededError("baseline: the echo warp did not answer in 5 s");
+      }
+    }
+    if (i > 100) us.push_back(MicrosSince(start));
+  }
+  std::atomic_ref<uint32_t>(words[2]).store(1, std::memory_order_release);
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream), "stopping the echo warp");
+  return us;
 }
 
 }  // namespace mk::engine::cuda

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -26,6 +27,11 @@ class LaunchBaselines {
   absl::StatusOr<double> GraphLaunchSync();
   // Copies `batch` slots in, runs them, copies them back, synchronizes; checks they are DONE.
   absl::StatusOr<double> LaunchPerBatch(uint32_t batch);
+  // The physics under any resident design on this machine (DESIGN.md's floor rows): a spinning
+  // warp watches a flag in mapped host memory and echoes it back, optionally reading a 64-byte
+  // slot (one coalesced load) after seeing the flag. Launches the warp, measures `n` round
+  // trips (microseconds each) and stops it.
+  absl::StatusOr<std::vector<double>> MappedFlagRoundTrips(int n, bool read_slot);
 
  private:
   struct Impl;

@@ -13,6 +13,7 @@
 
 #include "engine/src/cuda/kernel_abi.h"
 #include "engine/src/cuda/megakernel.h"
+#include "engine/src/cuda/ptx_memory.cuh"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
 
@@ -20,37 +21,6 @@ namespace mk::engine::cuda {
 namespace {
 
 constexpr uint32_t kMinBackoffNs = 64;
-
-__device__ __forceinline__ uint64_t LoadAcquireSystem(const uint64_t* p) {
-  uint64_t v;
-  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ uint32_t LoadVolatile(const uint32_t* p) {
-  uint32_t v;
-  asm volatile("ld.volatile.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
-__device__ __forceinline__ uint4 LoadVolatile4(const uint32_t* p) {
-  uint4 v;
-  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p)
-               : "memory");
-  return v;
-}
-
-__device__ __forceinline__ void StoreVolatile(uint32_t* p, uint32_t v) {
-  asm volatile("st.volatile.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-
-__device__ __forceinline__ void StoreVolatile4(uint32_t* p, const uint32_t* v) {
-  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v[0]),
-               "r"(v[1]), "r"(v[2]), "r"(v[3])
-               : "memory");
-}
 
 // Runs SQ entry `position`: reads it, executes it and writes its result words into the ring
 // slot. Returns the slot's terminal STATUS and ring index, which the block publishes after one
