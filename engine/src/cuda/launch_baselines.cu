@@ -39,7 +39,7 @@ __global__ void RunSlots(uint32_t* slots, uint32_t count, protocol::ExecContext 
 __global__ void FlagEcho(uint32_t* words, bool read_slot) {
   if (threadIdx.x != 0) return;
   volatile uint32_t* v = words;
-  uint32_t last = v[0];
+  uint32_t last = 0;  // the host starts every run at request 0 and asks from 1 on
   while (v[2] == 0) {
     const uint32_t request = v[0];
     if (request == last) continue;
@@ -181,6 +181,8 @@ absl::StatusOr<double> LaunchBaselines::LaunchPerBatch(uint32_t batch) {
 
 absl::StatusOr<std::vector<double>> LaunchBaselines::MappedFlagRoundTrips(int n, bool read_slot) {
   uint32_t* words = impl_->echo_words;
+  std::atomic_ref<uint32_t>(words[0]).store(0);
+  std::atomic_ref<uint32_t>(words[1]).store(0);
   std::atomic_ref<uint32_t>(words[2]).store(0);
   void* mapped = nullptr;
   MK_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, words, 0), "mapping the echo page");
@@ -188,10 +190,9 @@ absl::StatusOr<std::vector<double>> LaunchBaselines::MappedFlagRoundTrips(int n,
   MK_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the echo warp");
   std::vector<double> us;
   us.reserve(n);
-  const uint32_t base = std::atomic_ref<uint32_t>(words[0]).load();
   const uint32_t mix = read_slot ? (words[16] ^ words[21] ^ words[26] ^ words[31]) : 0;
   for (int i = 1; i <= n + 100; ++i) {  // the first 100 warm up
-    const uint32_t request = base + i;
+    const uint32_t request = static_cast<uint32_t>(i);
     const auto start = std::chrono::steady_clock::now();
     std::atomic_ref<uint32_t>(words[0]).store(request, std::memory_order_release);
     const auto give_up = start + std::chrono::seconds(5);
