@@ -30,7 +30,7 @@ if [[ " $steps " == *" sanitizer "* ]]; then
   done
 fi
 if [[ " $steps " == *" bench "* ]]; then
-  step timeout 300 "$bin/cuda_engine_bench"
+  step timeout "${MK_BENCH_TIMEOUT:-300}" "$bin/cuda_engine_bench"
 fi
 if [[ " $steps " == *" grpc "* ]]; then
   step env MK_SERVER_FLAGS=--engine=auto timeout 300 bash tests/bench/grpc_bench.sh \

@@ -105,7 +105,8 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<Dev
       config_(std::move(config)),
       device_name_(std::move(device_name)),
       sq_mask_(config_->sq_capacity - 1),
-      dispatch_batcher_(std::make_unique<host::CompletionBatcher>(host_.get())) {
+      dispatch_batcher_(std::make_unique<host::CompletionBatcher>(host_.get())),
+      profile_(std::getenv("MK_CUDA_PROFILE") != nullptr) {
   for (uint32_t s = 0; s < config_->shards; ++s) {
     auto shard = std::make_unique<Shard>();
     shard->id = s;
@@ -119,6 +120,23 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<Dev
 
 CudaEngine::~CudaEngine() {
   ShutdownOnDestroy();
+  if (profile_) {
+    const double calls = std::max<uint64_t>(1, dispatch_calls_.load());
+    std::fprintf(stderr,
+                 "cuda profile: %llu dispatches, %.3f us each, %.1f ns per dispatched slot; "
+                 "%llu reap passes, %.1f slots each\n",
+                 static_cast<unsigned long long>(dispatch_calls_.load()),
+                 dispatch_ns_.load() / calls / 1e3,
+                 dispatch_ns_.load() / std::max(1.0, double(dispatched_slots_.load())),
+                 static_cast<unsigned long long>(reap_passes_.load()),
+                 reaped_slots_.load() / std::max(1.0, double(reap_passes_.load())));
+    const double singles = std::max<uint64_t>(1, single_calls_.load());
+    std::fprintf(stderr,
+                 "cuda profile: %llu one-slot dispatches: claim+entry %.3f us, tail+wake "
+                 "%.3f us\n",
+                 static_cast<unsigned long long>(single_calls_.load()),
+                 single_claim_ns_.load() / singles / 1e3, single_tail_ns_.load() / singles / 1e3);
+  }
   std::lock_guard<std::mutex> lock(dispatch_mu_);
   dispatch_batcher_.reset();  // flushes before the ring host goes away
 }

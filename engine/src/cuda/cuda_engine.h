@@ -102,6 +102,17 @@ class CudaEngine final : public host::EngineBase {
   std::vector<uint32_t> ready_;                         // guarded by dispatch_mu_
 
   std::atomic<bool> reapers_stop_{false};
+
+  // MK_CUDA_PROFILE=1: time spent dispatching, printed at destruction (performance work).
+  const bool profile_;
+  std::atomic<uint64_t> dispatch_ns_{0};
+  std::atomic<uint64_t> dispatch_calls_{0};
+  std::atomic<uint64_t> dispatched_slots_{0};
+  std::atomic<uint64_t> single_calls_{0};     // dispatches of exactly one slot
+  std::atomic<uint64_t> single_claim_ns_{0};  // ... time claiming + writing the entry
+  std::atomic<uint64_t> single_tail_ns_{0};   // ... time publishing the tail + waking
+  std::atomic<uint64_t> reap_passes_{0};
+  std::atomic<uint64_t> reaped_slots_{0};
 };
 
 }  // namespace mk::engine::cuda

@@ -29,6 +29,8 @@ constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 }  // namespace
 
 void CudaEngine::Dispatch() {
+  const auto started = profile_ ? std::chrono::steady_clock::now()
+                                : std::chrono::steady_clock::time_point();
   std::lock_guard<std::mutex> lock(dispatch_mu_);
   if (!kernel_running_) return;  // Start (or the restart) dispatches what is waiting
   uint32_t changed = 0;  // bit per shard
@@ -57,6 +59,10 @@ void CudaEngine::Dispatch() {
     host_->ForEachIndex(range, append);
     next();
   }
+  const auto claimed_at = profile_ ? std::chrono::steady_clock::now()
+                                   : std::chrono::steady_clock::time_point();
+  uint64_t before_tails = 0;
+  if (profile_) for (const auto& s : shards_) before_tails += s->published.load();
   for (const auto& s : shards_) {
     if ((changed & (1u << s->id)) == 0) continue;
     device_->PublishTail(s->id, s->tail);
@@ -65,6 +71,24 @@ void CudaEngine::Dispatch() {
   }
   dispatch_counters_.Flush(host_->control().words().data());
   dispatch_batcher_->Flush();
+  if (profile_) {
+    uint64_t slots = 0;
+    for (const auto& s : shards_) slots += s->tail;
+    const auto now = std::chrono::steady_clock::now();
+    if (slots - before_tails == 1) {
+      single_calls_.fetch_add(1, std::memory_order_relaxed);
+      single_claim_ns_.fetch_add(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(claimed_at - started).count());
+      single_tail_ns_.fetch_add(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(now - claimed_at).count());
+    }
+    dispatched_slots_.store(slots, std::memory_order_relaxed);
+    dispatch_calls_.fetch_add(1, std::memory_order_relaxed);
+    dispatch_ns_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now() - started)
+                               .count(),
+                           std::memory_order_relaxed);
+  }
 }
 
 void CudaEngine::WakeReaper(Shard& shard) {
@@ -95,6 +119,10 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
     ++head;
   }
   if (reaped.empty()) return 0;
+  if (profile_) {
+    reap_passes_.fetch_add(1, std::memory_order_relaxed);
+    reaped_slots_.fetch_add(reaped.size(), std::memory_order_relaxed);
+  }
   uint32_t* control = host_->control().words().data();
   counters.Flush(control);
   if (epochs != 0) protocol::AtomicFetchAdd(&control[ctl::kEpoch], epochs);

@@ -209,4 +209,50 @@ absl::StatusOr<std::vector<double>> LaunchBaselines::MappedFlagRoundTrips(int n,
   return us;
 }
 
+namespace {
+
+LaunchBaselines::HostAccess TimeHostAccess(const char* kind, uint32_t* words, size_t bytes) {
+  const size_t lines = bytes / 64;
+  auto start = std::chrono::steady_clock::now();
+  for (size_t l = 0; l < lines; ++l) {
+    uint32_t* line = words + l * 16;
+    for (uint32_t w = 0; w < 16; ++w) line[w] = static_cast<uint32_t>(l + w);
+  }
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const double write_ns = MicrosSince(start) * 1e3 / lines;
+  start = std::chrono::steady_clock::now();
+  uint64_t sum = 0;
+  for (size_t l = 0; l < lines; ++l) {
+    const volatile uint32_t* line = words + l * 16;
+    for (uint32_t w = 0; w < 16; ++w) sum += line[w];
+  }
+  const double read_ns = MicrosSince(start) * 1e3 / lines;
+  if (sum == 42) std::abort();  // keeps the reads
+  return {kind, write_ns, read_ns};
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LaunchBaselines::HostAccess>> LaunchBaselines::ProbeHostAccess() {
+  constexpr size_t kBytes = 1 << 20;
+  std::vector<HostAccess> out;
+  uint32_t* plain = static_cast<uint32_t*>(std::aligned_alloc(4096, kBytes));
+  out.push_back(TimeHostAccess("malloc", plain, kBytes));
+  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(plain, kBytes, cudaHostRegisterMapped),
+                          "registering the probe buffer");
+  out.push_back(TimeHostAccess("registered", plain, kBytes));
+  cudaHostUnregister(plain);
+  std::free(plain);
+  for (unsigned flags : {cudaHostAllocMapped, cudaHostAllocMapped | cudaHostAllocWriteCombined}) {
+    uint32_t* pinned = nullptr;
+    MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&pinned), kBytes, flags),
+                            "allocating the probe buffer");
+    out.push_back(TimeHostAccess(
+        (flags & cudaHostAllocWriteCombined) != 0 ? "host_alloc_wc" : "host_alloc", pinned,
+        kBytes));
+    cudaFreeHost(pinned);
+  }
+  return out;
+}
+
 }  // namespace mk::engine::cuda

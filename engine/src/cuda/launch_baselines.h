@@ -33,6 +33,16 @@ class LaunchBaselines {
   // trips (microseconds each) and stops it.
   absl::StatusOr<std::vector<double>> MappedFlagRoundTrips(int n, bool read_slot);
 
+  // Host CPU cost of touching memory the GPU can map, per 64-byte line (writes then reads of
+  // 1 MiB): ordinary malloc memory, the same after cudaHostRegister, cudaHostAlloc, and
+  // cudaHostAlloc write-combined. Virtualized GPU runtimes may map some of these uncached.
+  struct HostAccess {
+    const char* kind;
+    double write_ns_per_line;
+    double read_ns_per_line;
+  };
+  absl::StatusOr<std::vector<HostAccess>> ProbeHostAccess();
+
  private:
   struct Impl;
   explicit LaunchBaselines(std::unique_ptr<Impl> impl);

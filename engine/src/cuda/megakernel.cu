@@ -117,7 +117,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
       // lane's fence + STATUS store is a release that covers the whole batch's results.
       __syncthreads();
       if (threadIdx.x < 32) {
-        __threadfence_system();
+        FenceAcqRelSystem();
         for (uint32_t i = threadIdx.x; i < count; i += 32) {
           StoreVolatile(k.ring + static_cast<uint64_t>(s_ring_index[i]) * protocol::kSlotWords +
                             protocol::kWordStatus,

@@ -39,6 +39,13 @@ __device__ __forceinline__ void StoreVolatile4(uint32_t* p, const uint32_t* v) {
                : "memory");
 }
 
+// Orders this thread's earlier memory accesses (and, through a preceding barrier, its block's)
+// before its later ones for every observer in the system, host included. An acquire-release
+// fence is all a release pattern needs; __threadfence_system() is a sequentially consistent one.
+__device__ __forceinline__ void FenceAcqRelSystem() {
+  asm volatile("fence.acq_rel.sys;" ::: "memory");
+}
+
 }  // namespace mk::engine::cuda
 
 #endif  // MK_ENGINE_SRC_CUDA_PTX_MEMORY_CUH_
