@@ -63,21 +63,29 @@ class CudaEngine final : public host::EngineBase {
   void OnReady() override { WakeReaper(*shards_[0]); }
   uint32_t ParkedWorkers() const override;
 
-  // One submission queue and the reaper thread that owns its head.
+  // One submission queue, its completion queue, and the reaper thread that owns its head. The
+  // fields are grouped by writer, one cache line each, so the spinning reaper does not steal
+  // the dispatcher's line on every appended slot.
   struct Shard {
-    uint32_t id = 0;
-    uint64_t tail = 0;                   // guarded by dispatch_mu_
-    std::atomic<uint64_t> published{0};  // the doorbell's tail, for the reaper
-    std::atomic<uint64_t> head{0};       // next entry to reap; written by the reaper
-    std::unique_ptr<uint32_t[]> index;   // host shadow of each entry's ring index
-    std::thread reaper;
+    // The dispatcher's (guarded by dispatch_mu_); `id` and `index` are read by the reaper.
+    alignas(64) uint32_t id = 0;
+    uint64_t tail = 0;
+    std::unique_ptr<uint32_t[]> index;  // ring index of each entry
+    // Written by the dispatcher (and wakers), polled by the reaper.
+    alignas(64) std::atomic<uint64_t> published{0};  // the doorbell's tail
     std::atomic<uint32_t> epoch{0};
     std::atomic<bool> sleeping{false};
+    // The reaper's.
+    alignas(64) std::atomic<uint64_t> head{0};  // next entry to reap
+    std::thread reaper;
   };
 
   // Claims what is claimable (ready list first) and appends it to the SQs; rings the doorbell.
   void Dispatch();
   void ReaperLoop(Shard& shard);
+  // Moves the completion record of `position` (if complete) into ring slot `index`: results,
+  // then STATUS. False while the kernel has not finished it.
+  bool TakeCompletion(const Shard& shard, uint64_t position, uint32_t index);
   // Reaps terminal slots at the shard's head, in order; returns how many.
   uint32_t ReapPass(Shard& shard, host::CompletionBatcher& batcher,
                     host::ControlCounters& counters, std::vector<uint32_t>& reaped);

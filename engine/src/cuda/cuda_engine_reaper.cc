@@ -38,11 +38,11 @@ void CudaEngine::Dispatch() {
   auto append = [&](uint32_t index) {
     if (!scheduler_.TryClaim(index, dispatch_counters_, *dispatch_batcher_)) return;
     const uint32_t* slot = host_->ring().slot(index);
-    uint32_t* entry = device_->entry(shard->id, shard->tail);
+    const uint64_t position = shard->tail++;
+    uint32_t* entry = device_->entry(shard->id, position);
     entry[kEntryRingIndex] = index;
     std::copy(slot + 1, slot + protocol::kSlotWords, entry + 1);
-    shard->index[shard->tail & sq_mask_] = index;
-    ++shard->tail;
+    shard->index[position & sq_mask_] = index;
     changed |= 1u << shard->id;
   };
   // Claimed ranges are dealt to the shards round-robin (their reapers work in parallel).
@@ -96,6 +96,33 @@ void CudaEngine::WakeReaper(Shard& shard) {
   if (shard.sleeping.load(std::memory_order_seq_cst)) shard.epoch.notify_one();
 }
 
+bool CudaEngine::TakeCompletion(const Shard& shard, uint64_t position, uint32_t index) {
+  const uint64_t* record = device_->completion(shard.id, position);
+  const uint32_t tag = CompletionTag(position);
+  auto load = [](const uint64_t* word) {
+    return std::atomic_ref<const uint64_t>(*word).load(std::memory_order_acquire);
+  };
+  const uint64_t head = load(record);
+  if (static_cast<uint32_t>(head >> 32) != tag) return false;
+  const uint32_t status = head & 0xff;
+  const uint32_t count = std::min<uint32_t>((head >> 8) & 0xff, protocol::kArgWords);
+  uint32_t* slot = host_->ring().slot(index);
+  for (uint32_t i = 0; i < count; ++i) {
+    uint64_t word = load(record + 1 + i);
+    // The kernel wrote the result words before STATUS but without a fence: they may still be
+    // on their way; they arrive within the PCIe latency.
+    while (static_cast<uint32_t>(word >> 32) != tag) {
+      _mm_pause();
+      word = load(record + 1 + i);
+    }
+    slot[protocol::kWordArg0 + i] = static_cast<uint32_t>(word);
+  }
+  std::fill(slot + protocol::kWordArg0 + count, slot + protocol::kSlotWords, 0u);
+  // CLAIMED -> DONE | FAULT, results first (the ring's state machine, as the CPU engine's).
+  std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]).store(status, std::memory_order_release);
+  return true;
+}
+
 uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
                               host::ControlCounters& counters, std::vector<uint32_t>& reaped) {
   const uint64_t published = shard.published.load(std::memory_order_acquire);
@@ -104,14 +131,14 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   reaped.clear();
   while (head < published && reaped.size() < kReapBatch) {
     const uint32_t index = shard.index[head & sq_mask_];
+    if (!TakeCompletion(shard, head, index)) break;
     const uint32_t* slot = host_->ring().slot(index);
-    const auto status = static_cast<SlotStatus>(
-        std::atomic_ref<const uint32_t>(slot[protocol::kWordStatus])
-            .load(std::memory_order_acquire));
-    if (!protocol::IsTerminal(status)) break;
     const uint32_t op = slot[protocol::kWordOpcode];
     counters.CountOutcome(op);
-    if (op == protocol::opcode::kBatchFence && status == SlotStatus::kDone) ++epochs;
+    if (op == protocol::opcode::kBatchFence &&
+        slot[protocol::kWordStatus] == static_cast<uint32_t>(SlotStatus::kDone)) {
+      ++epochs;
+    }
     // The fence waiter is read before the slot is reaped (and may be republished).
     const uint32_t fence = host_->meta(index).fence_waiter;
     if (fence != host::kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);

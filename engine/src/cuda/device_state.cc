@@ -43,9 +43,8 @@ absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
                           "creating the kernel's stream");
   // Host buffers the kernel reads or writes are ordinary page-aligned (write-back cached)
-  // memory registered as mapped, like the ring: under virtualized GPU runtimes memory from
-  // cudaHostAlloc may be mapped uncached for the CPU, which made every host store slow.
-  // One page holds the doorbell and the block idle flags; the submission queues follow.
+  // memory registered as mapped. One page holds the doorbell and the block idle flags; the
+  // submission and completion queues follow.
   const size_t page_bytes = PageRoundUp(sizeof(Doorbell) + config_.blocks * sizeof(uint32_t));
   MK_RETURN_IF_ERROR(RegisterNew(page_bytes, &control_page_, "the doorbell page"));
   doorbell_ = reinterpret_cast<Doorbell*>(control_page_.data);
@@ -54,12 +53,12 @@ absl::Status DeviceState::Allocate() {
   MK_RETURN_IF_ERROR(RegisterNew(PageRoundUp(sq_bytes), &sq_buffer_,
                                  absl::StrCat("the ", sq_bytes, "-byte submission queues")));
   sq_ = reinterpret_cast<uint32_t*>(sq_buffer_.data);
+  const size_t cq_bytes =
+      config_.shards * config_.sq_capacity * kCompletionWords * sizeof(uint64_t);
+  MK_RETURN_IF_ERROR(RegisterNew(PageRoundUp(cq_bytes), &cq_buffer_,
+                                 absl::StrCat("the ", cq_bytes, "-byte completion queues")));
+  cq_ = reinterpret_cast<uint64_t*>(cq_buffer_.data);
 
-  uint32_t* ring = const_cast<uint32_t*>(host_.ring().words().data());
-  const size_t ring_bytes = PageRoundUp(size_t{host_.slot_count()} * protocol::kSlotBytes);
-  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(ring, ring_bytes, cudaHostRegisterMapped),
-                          absl::StrCat("registering the ", ring_bytes, "-byte ring"));
-  ring_registered_ = true;
   absl::Span<uint32_t> log = host_.debug_log_storage();
   MK_CUDA_RETURN_IF_ERROR(
       cudaHostRegister(log.data(), PageRoundUp(log.size() * sizeof(uint32_t)),
@@ -81,7 +80,9 @@ absl::Status DeviceState::Allocate() {
   uint32_t* sq = nullptr;
   MK_RETURN_IF_ERROR(MappedPointer(sq_, &sq, "mapping the submission queue"));
   MK_RETURN_IF_ERROR(MappedPointer(block_idle_, &params_.block_idle, "mapping the idle flags"));
-  MK_RETURN_IF_ERROR(MappedPointer(ring, &params_.ring, "mapping the ring"));
+  uint64_t* cq = nullptr;
+  MK_RETURN_IF_ERROR(MappedPointer(cq_, &cq, "mapping the completion queues"));
+  params_.cq = cq;
   MK_RETURN_IF_ERROR(MappedPointer(log.data(), &params_.debug_log, "mapping the debug log"));
   params_.doorbell = doorbell;
   params_.sq = sq;
@@ -122,15 +123,15 @@ DeviceState::~DeviceState() {
     ~FreeBuffers() {
       state->control_page_.Free();
       state->sq_buffer_.Free();
+      state->cq_buffer_.Free();
     }
   } free_buffers{this};
   if (abandoned_) return;
   // Errors here cannot be acted on (teardown); each release is independent.
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
-  for (HostBuffer* b : {&control_page_, &sq_buffer_}) {
+  for (HostBuffer* b : {&control_page_, &sq_buffer_, &cq_buffer_}) {
     if (b->registered) cudaHostUnregister(b->data);
   }
-  if (ring_registered_) cudaHostUnregister(const_cast<uint32_t*>(host_.ring().words().data()));
   if (log_registered_) cudaHostUnregister(host_.debug_log_storage().data());
   if (claim_ != nullptr) cudaFree(claim_);
   if (control_ != nullptr) cudaFree(control_);

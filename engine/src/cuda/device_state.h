@@ -1,6 +1,7 @@
 // DeviceState: every CUDA resource of one CUDA engine: the stream the persistent kernel runs on,
-// the mapped host buffers (doorbell, submission queue, block idle flags), the RingHost's ring and
-// debug log registered as mapped memory, and the device-memory claim counter and control copy.
+// the mapped host buffers (doorbell, block idle flags, submission and completion queues), the
+// RingHost's debug log registered as mapped memory, and the device-memory claim counters and
+// control copy.
 // kernel_abi.h says who reads and writes each buffer.
 //
 // Lifetime: created with the engine and destroyed after the kernel stopped. After a device
@@ -57,6 +58,10 @@ class DeviceState {
     return sq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) *
                      kEntryWords;
   }
+  const uint64_t* completion(uint32_t shard, uint64_t position) const {
+    return cq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) *
+                     kCompletionWords;
+  }
   // Makes shard `shard`'s entries before `tail` visible to the kernel (a release store of the
   // doorbell after the entries).
   void PublishTail(uint32_t shard, uint64_t tail);
@@ -81,10 +86,11 @@ class DeviceState {
   cudaStream_t stream_ = nullptr;
   HostBuffer control_page_;             // doorbell, then the block idle flags
   HostBuffer sq_buffer_;                // the submission queues
+  HostBuffer cq_buffer_;                // the completion queues
   Doorbell* doorbell_ = nullptr;        // in control_page_
   uint32_t* sq_ = nullptr;              // sq_buffer_
+  uint64_t* cq_ = nullptr;              // cq_buffer_
   uint32_t* block_idle_ = nullptr;      // in control_page_
-  bool ring_registered_ = false;
   bool log_registered_ = false;
   unsigned long long* claim_ = nullptr;  // device memory, one counter per shard
   uint32_t* control_ = nullptr;          // device memory

@@ -6,8 +6,8 @@
 // doorbell (one PCIe round trip), claims up to blockDim entries from the shard's device-memory
 // claim counter with a CAS, and the
 // block's threads run one entry each: a coalesced read of the 64-byte entry, the shared
-// interpreter, the result words written back into the ring slot; then one system-scope fence
-// for the batch and the STATUS words. An idle poller backs off with __nanosleep up to max_backoff_ns, so an idle kernel
+// interpreter, and the outcome written as a tagged completion record (no fence: the tags tell
+// the host when the record is complete). An idle poller backs off with __nanosleep up to max_backoff_ns, so an idle kernel
 // reads host memory a few hundred thousand times a second at most, from a handful of pollers.
 #include <stdint.h>
 
@@ -22,16 +22,12 @@ namespace {
 
 constexpr uint32_t kMinBackoffNs = 64;
 
-// Runs SQ entry `position`: reads it, executes it and writes its result words into the ring
-// slot. Returns the slot's terminal STATUS and ring index, which the block publishes after one
-// system-scope fence for the whole batch (PublishStatuses).
-struct Ran {
-  uint32_t index;
-  uint32_t status;
-};
-__device__ Ran RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position,
-                        protocol::ExecContext& ctx) {
-  const uint32_t* entry = shard_sq + (position & k.sq_mask) * kEntryWords;
+// Runs SQ entry `position` of a shard: reads it, executes it and writes its completion record
+// (tagged words: results first, then STATUS; their order does not matter to the reader).
+__device__ void RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
+                         uint64_t position, protocol::ExecContext& ctx) {
+  const uint64_t at = position & k.sq_mask;
+  const uint32_t* entry = shard_sq + at * kEntryWords;
   uint32_t w[kEntryWords];
 #pragma unroll
   for (uint32_t c = 0; c < kEntryWords / 4; ++c) {
@@ -41,25 +37,28 @@ __device__ Ran RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_
     w[4 * c + 2] = v.z;
     w[4 * c + 3] = v.w;
   }
-  const uint32_t index = w[kEntryRingIndex];
-  const protocol::ExecResult r = protocol::Execute<protocol::ProductOpcodes>(w, index, ctx);
-  uint32_t out[protocol::kArgWords];
-#pragma unroll
-  for (uint32_t i = 0; i < protocol::kArgWords; ++i) out[i] = i < r.result_count ? r.results[i] : 0;
-  uint32_t* slot = k.ring + static_cast<uint64_t>(index) * protocol::kSlotWords;
-#pragma unroll
-  for (uint32_t c = 0; c < protocol::kArgWords / 4; ++c) {
-    StoreVolatile4(slot + protocol::kWordArg0 + 4 * c, out + 4 * c);
+  const uint32_t op = w[protocol::kWordOpcode];
+  const protocol::ExecResult r = protocol::Execute<protocol::ProductOpcodes>(w, w[kEntryRingIndex], ctx);
+  // Effects become visible before the completion that announces them: a PRINTF's debug-log
+  // record is in host memory (system scope); scratch writes are in device memory, read only by
+  // later slots on this GPU (device scope, much cheaper).
+  if (op == protocol::opcode::kPrintf) {
+    FenceAcqRelSystem();
+  } else if (op != protocol::opcode::kNop && op != protocol::opcode::kLoadU32 &&
+             op != protocol::opcode::kDfaStep) {
+    __threadfence();
   }
-  return Ran{index, static_cast<uint32_t>(r.status)};
+  uint64_t* record = shard_cq + at * kCompletionWords;
+  const uint32_t tag = CompletionTag(position);
+  const uint32_t count = r.result_count < protocol::kArgWords ? r.result_count : protocol::kArgWords;
+  for (uint32_t i = 0; i < count; ++i) StoreVolatile64(record + 1 + i, TaggedWord(tag, r.results[i]));
+  StoreVolatile64(record, TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8));
 }
 
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
   __shared__ uint64_t s_begin;
   __shared__ uint32_t s_count;
   __shared__ uint32_t s_stop;
-  __shared__ uint32_t s_ring_index[kMaxThreadsPerBlock];  // the batch's slots and outcomes
-  __shared__ uint32_t s_status[kMaxThreadsPerBlock];
   protocol::ExecContext ctx;
   ctx.control = k.control;
   ctx.layout = k.layout;
@@ -67,6 +66,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   ctx.debug_log_records = k.debug_log_records;
   const uint32_t shard = blockIdx.x % k.shards;
   const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryWords;
+  uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kCompletionWords;
   unsigned long long* claim = k.claim + shard;
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
@@ -106,24 +106,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
     if (s_stop != 0) break;
     const uint32_t count = s_count;
     if (count != 0) {
-      if (threadIdx.x < count) {
-        const Ran ran = RunEntry(k, shard_sq, s_begin + threadIdx.x, ctx);
-        s_ring_index[threadIdx.x] = ran.index;
-        s_status[threadIdx.x] = ran.status;
-      }
-      // One system-scope fence per batch instead of one per slot (a fence waits for the PCIe
-      // writes before it, and fences from every warp serialize): the barrier orders every
-      // thread's result words before warp 0's fence, and warp 0 then writes every STATUS. Each
-      // lane's fence + STATUS store is a release that covers the whole batch's results.
-      __syncthreads();
-      if (threadIdx.x < 32) {
-        FenceAcqRelSystem();
-        for (uint32_t i = threadIdx.x; i < count; i += 32) {
-          StoreVolatile(k.ring + static_cast<uint64_t>(s_ring_index[i]) * protocol::kSlotWords +
-                            protocol::kWordStatus,
-                        s_status[i]);
-        }
-      }
+      if (threadIdx.x < count) RunEntry(k, shard_sq, shard_cq, s_begin + threadIdx.x, ctx);
     } else if (threadIdx.x == 0) {
       __nanosleep(backoff);
       if (backoff < k.max_backoff_ns) {

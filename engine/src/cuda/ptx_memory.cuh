@@ -33,10 +33,8 @@ __device__ __forceinline__ void StoreVolatile(uint32_t* p, uint32_t v) {
   asm volatile("st.volatile.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
-__device__ __forceinline__ void StoreVolatile4(uint32_t* p, const uint32_t* v) {
-  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v[0]),
-               "r"(v[1]), "r"(v[2]), "r"(v[3])
-               : "memory");
+__device__ __forceinline__ void StoreVolatile64(uint64_t* p, uint64_t v) {
+  asm volatile("st.volatile.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
 // Orders this thread's earlier memory accesses (and, through a preceding barrier, its block's)
