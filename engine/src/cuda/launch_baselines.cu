@@ -3,6 +3,8 @@
 #include <cuda_runtime_api.h>
 
 #include <chrono>
+#include <immintrin.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -213,6 +215,7 @@ namespace {
 
 LaunchBaselines::HostAccess TimeHostAccess(const char* kind, uint32_t* words, size_t bytes) {
   const size_t lines = bytes / 64;
+  // Ordinary stores over a buffer larger than the caches, so write-backs are counted.
   auto start = std::chrono::steady_clock::now();
   for (size_t l = 0; l < lines; ++l) {
     uint32_t* line = words + l * 16;
@@ -220,6 +223,15 @@ LaunchBaselines::HostAccess TimeHostAccess(const char* kind, uint32_t* words, si
   }
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const double write_ns = MicrosSince(start) * 1e3 / lines;
+  // Non-temporal stores (whole lines straight to memory).
+  start = std::chrono::steady_clock::now();
+  const __m128i v = _mm_set1_epi32(7);
+  for (size_t l = 0; l < lines; ++l) {
+    auto* line = reinterpret_cast<__m128i*>(words + l * 16);
+    for (uint32_t c = 0; c < 4; ++c) _mm_stream_si128(line + c, v);
+  }
+  _mm_sfence();
+  const double stream_ns = MicrosSince(start) * 1e3 / lines;
   start = std::chrono::steady_clock::now();
   uint64_t sum = 0;
   for (size_t l = 0; l < lines; ++l) {
@@ -228,13 +240,13 @@ LaunchBaselines::HostAccess TimeHostAccess(const char* kind, uint32_t* words, si
   }
   const double read_ns = MicrosSince(start) * 1e3 / lines;
   if (sum == 42) std::abort();  // keeps the reads
-  return {kind, write_ns, read_ns};
+  return {kind, write_ns, stream_ns, read_ns};
 }
 
 }  // namespace
 
 absl::StatusOr<std::vector<LaunchBaselines::HostAccess>> LaunchBaselines::ProbeHostAccess() {
-  constexpr size_t kBytes = 1 << 20;
+  constexpr size_t kBytes = 64 << 20;
   std::vector<HostAccess> out;
   uint32_t* plain = static_cast<uint32_t*>(std::aligned_alloc(4096, kBytes));
   out.push_back(TimeHostAccess("malloc", plain, kBytes));

@@ -33,12 +33,14 @@ class LaunchBaselines {
   // trips (microseconds each) and stops it.
   absl::StatusOr<std::vector<double>> MappedFlagRoundTrips(int n, bool read_slot);
 
-  // Host CPU cost of touching memory the GPU can map, per 64-byte line (writes then reads of
-  // 1 MiB): ordinary malloc memory, the same after cudaHostRegister, cudaHostAlloc, and
-  // cudaHostAlloc write-combined. Virtualized GPU runtimes may map some of these uncached.
+  // Host CPU cost of touching memory the GPU can map, per 64-byte line, over 64 MiB (more
+  // than the caches, so write-backs count): ordinary stores, non-temporal stores, then reads;
+  // for malloc memory, the same after cudaHostRegister, cudaHostAlloc, and cudaHostAlloc
+  // write-combined. Virtualized GPU runtimes may map some of these differently.
   struct HostAccess {
     const char* kind;
     double write_ns_per_line;
+    double stream_ns_per_line;
     double read_ns_per_line;
   };
   absl::StatusOr<std::vector<HostAccess>> ProbeHostAccess();
