@@ -186,18 +186,18 @@ int Run() {
   for (int i = 0; i < (quick ? 10 : 40); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the engine go idle
     if (engine->counters().parked_workers != blocks) continue;
-    std::atomic<bool> go{false};
+    std::atomic<bool> watching{false};
     std::atomic<int64_t> claimed_ns{0};
     std::thread watcher([&] {
-      while (!go.load()) std::this_thread::yield();
+      watching = true;
       const auto give_up = Clock::now() + std::chrono::seconds(1);
       while (engine->counters().parked_workers == blocks && Clock::now() < give_up) {
       }
       claimed_ns = Clock::now().time_since_epoch().count();
     });
+    while (!watching.load()) std::this_thread::yield();  // spinning before the Publish
     SlotPayload nop;
     const auto start = Clock::now();
-    go = true;
     auto r = engine->Publish(0, {&nop, 1}, {});
     auto done = engine->WaitFor(0, std::vector<uint64_t>{r->first_ticket},
                                 absl::Now() + absl::Seconds(10));
