@@ -105,12 +105,12 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<Dev
       config_(std::move(config)),
       device_name_(std::move(device_name)),
       sq_mask_(config_->sq_capacity - 1),
-      dispatch_batcher_(std::make_unique<host::CompletionBatcher>(host_.get())),
       profile_(std::getenv("MK_CUDA_PROFILE") != nullptr) {
   for (uint32_t s = 0; s < config_->shards; ++s) {
     auto shard = std::make_unique<Shard>();
     shard->id = s;
     shard->index.reset(new uint32_t[config_->sq_capacity]);
+    shard->batcher = std::make_unique<host::CompletionBatcher>(host_.get());
     shards_.push_back(std::move(shard));
   }
   no_loader_reason_ =
@@ -137,8 +137,8 @@ CudaEngine::~CudaEngine() {
                  static_cast<unsigned long long>(single_calls_.load()),
                  single_claim_ns_.load() / singles / 1e3, single_tail_ns_.load() / singles / 1e3);
   }
-  std::lock_guard<std::mutex> lock(dispatch_mu_);
-  dispatch_batcher_.reset();  // flushes before the ring host goes away
+  auto locks = LockAllShards();
+  for (const auto& shard : shards_) shard->batcher.reset();  // flushes while the host exists
 }
 
 absl::Status CudaEngine::StartExecutor() {
@@ -148,7 +148,7 @@ absl::Status CudaEngine::StartExecutor() {
       return absl::UnavailableError(
           "cuda: the device could not be recovered after a reset; restart megakerneld");
     }
-    std::lock_guard<std::mutex> dispatch(dispatch_mu_);
+    auto locks = LockAllShards();
     // Entries before the tails were failed by the teardown (or never existed): start after them.
     uint64_t tails[kMaxShards] = {};
     for (const auto& shard : shards_) tails[shard->id] = shard->tail;
@@ -157,7 +157,7 @@ absl::Status CudaEngine::StartExecutor() {
       shard->head.store(shard->tail, std::memory_order_release);
       shard->published.store(shard->tail, std::memory_order_release);
     }
-    kernel_running_ = true;
+    kernel_running_.store(true, std::memory_order_release);
   }
   reapers_stop_.store(false, std::memory_order_seq_cst);
   for (const auto& shard : shards_) {
@@ -167,10 +167,16 @@ absl::Status CudaEngine::StartExecutor() {
   return absl::OkStatus();
 }
 
+std::vector<std::unique_lock<std::mutex>> CudaEngine::LockAllShards() {
+  std::vector<std::unique_lock<std::mutex>> locks;
+  for (const auto& shard : shards_) locks.emplace_back(shard->mu);  // always in shard order
+  return locks;
+}
+
 absl::Status CudaEngine::StopExecutor() {
   {
-    std::lock_guard<std::mutex> lock(dispatch_mu_);
-    kernel_running_ = false;
+    auto locks = LockAllShards();  // waits for dispatches in progress
+    kernel_running_.store(false, std::memory_order_release);
   }
   reapers_stop_.store(true, std::memory_order_seq_cst);
   for (const auto& shard : shards_) {

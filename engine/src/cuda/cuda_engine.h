@@ -19,8 +19,10 @@
 //   spins while its shard has work outstanding, naps when the kernel makes no progress, and
 //   parks on a futex when idle. Completions are in dispatch order within a shard.
 //
-// Threads: callers of Publish / SetTenantEnabled (dispatch, under dispatch_mu_), the reapers,
-// and the teardown path (Shutdown / Restart, serialized by EngineBase). Resources (LOAD_MISS /
+// Threads: callers of Publish / SetTenantEnabled dispatch; each dispatch takes one shard's lock
+// (the first free one), so producers dispatch in parallel into different shards. The reapers,
+// and the teardown path (Shutdown / Restart, serialized by EngineBase), which holds every
+// shard's lock while it stops or starts the kernel. Resources (LOAD_MISS /
 // CHECKSUM) are not served by this engine yet: those opcodes fault RESOURCE_NOT_FOUND and the
 // resource calls answer FAILED_PRECONDITION naming --engine=cpu.
 #ifndef MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
@@ -67,10 +69,14 @@ class CudaEngine final : public host::EngineBase {
   // fields are grouped by writer, one cache line each, so the spinning reaper does not steal
   // the dispatcher's line on every appended slot.
   struct Shard {
-    // The dispatcher's (guarded by dispatch_mu_); `id` and `index` are read by the reaper.
-    alignas(64) uint32_t id = 0;
+    // The dispatcher's, guarded by `mu`; `id` and `index` are read by the reaper.
+    alignas(64) std::mutex mu;
+    uint32_t id = 0;
     uint64_t tail = 0;
     std::unique_ptr<uint32_t[]> index;  // ring index of each entry
+    host::ControlCounters counters;
+    std::unique_ptr<host::CompletionBatcher> batcher;  // cancellations while draining
+    std::vector<uint32_t> ready;
     // Written by the dispatcher (and wakers), polled by the reaper.
     alignas(64) std::atomic<uint64_t> published{0};  // the doorbell's tail
     std::atomic<uint32_t> epoch{0};
@@ -80,8 +86,11 @@ class CudaEngine final : public host::EngineBase {
     std::thread reaper;
   };
 
-  // Claims what is claimable (ready list first) and appends it to the SQs; rings the doorbell.
+  // Claims what is claimable (ready list first) and appends it to one free shard's SQ; rings
+  // its doorbell.
   void Dispatch();
+  // Locks every shard (teardown and start): no dispatch runs meanwhile.
+  std::vector<std::unique_lock<std::mutex>> LockAllShards();
   void ReaperLoop(Shard& shard);
   // Moves the completion record of `position` (if complete) into ring slot `index`: results,
   // then STATUS. False while the kernel has not finished it.
@@ -102,12 +111,9 @@ class CudaEngine final : public host::EngineBase {
   mutable std::mutex device_mu_;          // guards the device_ pointer (swapped by a reset)
   std::unique_ptr<DeviceState> device_;   // null only after a failed reset
 
-  std::mutex dispatch_mu_;
-  bool kernel_running_ = false;                         // guarded by dispatch_mu_
-  uint32_t next_shard_ = 0;                             // guarded by dispatch_mu_
-  host::ControlCounters dispatch_counters_;             // guarded by dispatch_mu_
-  std::unique_ptr<host::CompletionBatcher> dispatch_batcher_;  // guarded (drain cancels)
-  std::vector<uint32_t> ready_;                         // guarded by dispatch_mu_
+  // Written with every shard locked; dispatchers re-read it under their shard's lock.
+  std::atomic<bool> kernel_running_{false};
+  std::atomic<uint32_t> next_shard_{0};  // where the next dispatch starts looking
 
   std::atomic<bool> reapers_stop_{false};
 

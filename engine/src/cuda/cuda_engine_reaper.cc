@@ -31,63 +31,65 @@ constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 void CudaEngine::Dispatch() {
   const auto started = profile_ ? std::chrono::steady_clock::now()
                                 : std::chrono::steady_clock::time_point();
-  std::lock_guard<std::mutex> lock(dispatch_mu_);
-  if (!kernel_running_) return;  // Start (or the restart) dispatches what is waiting
-  uint32_t changed = 0;  // bit per shard
-  Shard* shard = shards_[next_shard_].get();
+  if (!kernel_running_.load(std::memory_order_acquire)) return;  // Start dispatches later
+  // The first shard nobody dispatches into, starting where the last dispatch did not.
+  const uint32_t n = static_cast<uint32_t>(shards_.size());
+  const uint32_t first = next_shard_.fetch_add(1, std::memory_order_relaxed) % n;
+  Shard* shard = nullptr;
+  std::unique_lock<std::mutex> lock;
+  for (uint32_t i = 0; i < n && shard == nullptr; ++i) {
+    Shard* candidate = shards_[(first + i) % n].get();
+    std::unique_lock<std::mutex> attempt(candidate->mu, std::try_to_lock);
+    if (attempt.owns_lock()) {
+      shard = candidate;
+      lock = std::move(attempt);
+    }
+  }
+  if (shard == nullptr) {
+    shard = shards_[first].get();
+    lock = std::unique_lock<std::mutex>(shard->mu);
+  }
+  // Re-read under the lock: the teardown flips it while holding every shard's lock.
+  if (!kernel_running_.load(std::memory_order_acquire)) return;
+  const uint64_t before = shard->tail;
   auto append = [&](uint32_t index) {
-    if (!scheduler_.TryClaim(index, dispatch_counters_, *dispatch_batcher_)) return;
+    if (!scheduler_.TryClaim(index, shard->counters, *shard->batcher)) return;
     const uint32_t* slot = host_->ring().slot(index);
     const uint64_t position = shard->tail++;
     uint32_t* entry = device_->entry(shard->id, position);
     entry[kEntryRingIndex] = index;
     std::copy(slot + 1, slot + protocol::kSlotWords, entry + 1);
     shard->index[position & sq_mask_] = index;
-    changed |= 1u << shard->id;
   };
-  // Claimed ranges are dealt to the shards round-robin (their reapers work in parallel).
-  auto next = [&] {
-    next_shard_ = next_shard_ + 1 == shards_.size() ? 0 : next_shard_ + 1;
-    shard = shards_[next_shard_].get();
-  };
-  if (scheduler_.has_ready() && scheduler_.TakeReady(&ready_)) {
-    for (uint32_t index : ready_) append(index);
-    next();
+  if (scheduler_.has_ready() && scheduler_.TakeReady(&shard->ready)) {
+    for (uint32_t index : shard->ready) append(index);
   }
   host::ClaimRange range;
-  while (scheduler_.ClaimNext(options_.claim_batch, &range)) {
-    host_->ForEachIndex(range, append);
-    next();
-  }
+  while (scheduler_.ClaimNext(options_.claim_batch, &range)) host_->ForEachIndex(range, append);
   const auto claimed_at = profile_ ? std::chrono::steady_clock::now()
                                    : std::chrono::steady_clock::time_point();
-  uint64_t before_tails = 0;
-  if (profile_) for (const auto& s : shards_) before_tails += s->published.load();
-  for (const auto& s : shards_) {
-    if ((changed & (1u << s->id)) == 0) continue;
-    device_->PublishTail(s->id, s->tail);
-    s->published.store(s->tail, std::memory_order_seq_cst);
-    WakeReaper(*s);
+  if (shard->tail != before) {
+    device_->PublishTail(shard->id, shard->tail);
+    shard->published.store(shard->tail, std::memory_order_seq_cst);
+    WakeReaper(*shard);
   }
-  dispatch_counters_.Flush(host_->control().words().data());
-  dispatch_batcher_->Flush();
+  shard->counters.Flush(host_->control().words().data());
+  shard->batcher->Flush();
   if (profile_) {
-    uint64_t slots = 0;
-    for (const auto& s : shards_) slots += s->tail;
+    const uint64_t slots = shard->tail - before;
+    dispatched_slots_.fetch_add(slots, std::memory_order_relaxed);
+    dispatch_calls_.fetch_add(1, std::memory_order_relaxed);
     const auto now = std::chrono::steady_clock::now();
-    if (slots - before_tails == 1) {
+    dispatch_ns_.fetch_add(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count(),
+        std::memory_order_relaxed);
+    if (slots == 1) {
       single_calls_.fetch_add(1, std::memory_order_relaxed);
       single_claim_ns_.fetch_add(
           std::chrono::duration_cast<std::chrono::nanoseconds>(claimed_at - started).count());
       single_tail_ns_.fetch_add(
           std::chrono::duration_cast<std::chrono::nanoseconds>(now - claimed_at).count());
     }
-    dispatched_slots_.store(slots, std::memory_order_relaxed);
-    dispatch_calls_.fetch_add(1, std::memory_order_relaxed);
-    dispatch_ns_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::steady_clock::now() - started)
-                               .count(),
-                           std::memory_order_relaxed);
   }
 }
 
