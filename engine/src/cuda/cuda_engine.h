@@ -113,15 +113,12 @@ class CudaEngine final : public host::EngineBase {
 
   // Written with every shard locked; dispatchers re-read it under their shard's lock.
   std::atomic<bool> kernel_running_{false};
-  alignas(64) std::atomic<uint32_t> next_shard_{0};  // where the next dispatch starts looking
+  std::atomic<uint32_t> next_shard_{0};  // where the next dispatch starts looking
 
-  // Read by every reaper on every poll: alone on its cache line. (On the lent H200 dispatch
-  // fell from ~100-190 to ~19 ns per slot once the per-slot dispatch counters stopped sharing
-  // a line with it.)
-  alignas(64) std::atomic<bool> reapers_stop_{false};
+  std::atomic<bool> reapers_stop_{false};
 
   // MK_CUDA_PROFILE=1: time spent dispatching, printed at destruction (performance work).
-  alignas(64) const bool profile_;
+  const bool profile_;
   std::atomic<uint64_t> dispatch_ns_{0};
   std::atomic<uint64_t> dispatch_calls_{0};
   std::atomic<uint64_t> dispatched_slots_{0};
