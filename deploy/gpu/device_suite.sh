@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root, with .gpu-bundle carried (see
 # run_suite.sh). Every step prints `=== exit N: step`; the script fails if any step failed.
-# MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench").
+# MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench");
+# MK_BENCH_TIMEOUT bounds the CUDA benchmark (seconds, default 300); MK_CUDA_PROFILE=1 prints
+# the engine's dispatch timing.
 set -uo pipefail
 export LD_LIBRARY_PATH=$PWD/.gpu-bundle/lib MK_REQUIRE_GPU=1
 bin=$PWD/.gpu-bundle/bin
