@@ -1,0 +1,137 @@
+// ClaimScheduler on a real RingHost: priority order with the starvation guard, parking of a
+// disabled tenant's slots, fences held until their batch is terminal, and drain cancelling
+// what is parked.
+#include "engine/src/host/claim_scheduler.h"
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/engine_suite/engine_test_util.h"
+
+namespace mk::engine::host {
+namespace {
+
+using protocol::SlotStatus;
+using testing::RecordingSink;
+using testing::Slot;
+namespace op = protocol::opcode;
+
+class ClaimSchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EngineOptions o;
+    o.ring_slots = 1024;
+    o.max_tenants = 8;
+    o.scratch_words = 4;
+    auto created = RingHost::Create(o);
+    ASSERT_TRUE(created.ok()) << created.status();
+    host_ = *std::move(created);
+    scheduler_ = std::make_unique<ClaimScheduler>(host_.get(), [this] { ++wakes_; });
+  }
+  PublishResult Publish(uint32_t tenant, const std::vector<SlotPayload>& slots) {
+    auto r = host_->Publish(tenant, slots, &sink_);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : PublishResult{};
+  }
+  SlotStatus StatusOf(uint32_t index) {
+    return static_cast<SlotStatus>(
+        std::atomic_ref<uint32_t>(host_->ring().slot(index)[protocol::kWordStatus]).load());
+  }
+  // Claims every published range and tries each slot; returns the indices it now owns.
+  std::vector<uint32_t> ClaimAll(ControlCounters& counters, CompletionBatcher& batcher) {
+    std::vector<uint32_t> owned;
+    ClaimRange range;
+    while (scheduler_->ClaimNext(1024, &range)) {
+      host_->ForEachIndex(range, [&](uint32_t index) {
+        if (scheduler_->TryClaim(index, counters, batcher)) owned.push_back(index);
+      });
+    }
+    return owned;
+  }
+
+  RecordingSink sink_;  // outlives host_, which delivers to it
+  std::unique_ptr<RingHost> host_;
+  std::unique_ptr<ClaimScheduler> scheduler_;
+  std::atomic<int> wakes_{0};
+};
+
+TEST_F(ClaimSchedulerTest, HigherPrioritiesFirstWithTheStarvationGuard) {
+  Publish(1, std::vector<SlotPayload>(3, Slot(op::kNop, {}, 4)));
+  Publish(1, std::vector<SlotPayload>(40, Slot(op::kNop, {}, 0)));
+  std::string order;
+  ClaimRange range;
+  while (scheduler_->ClaimNext(1, &range)) order += range.partition == 0 ? 'C' : 'I';
+  EXPECT_EQ(order, std::string(16, 'C') + "I" + std::string(16, 'C') + "I" + std::string(8, 'C') +
+                       "I");
+}
+
+TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
+  ASSERT_TRUE(host_->control().SetTenantEnabled(2, false).ok());
+  Publish(2, std::vector<SlotPayload>(3, Slot(op::kNop)));
+  ControlCounters counters;
+  CompletionBatcher batcher(host_.get());
+  EXPECT_TRUE(ClaimAll(counters, batcher).empty());
+  EXPECT_EQ(scheduler_->parked_count(), 3u);
+  EXPECT_FALSE(scheduler_->has_ready());
+  std::vector<uint32_t> ready;
+  ASSERT_TRUE(host_->control().SetTenantEnabled(2, true).ok());
+  scheduler_->OnTenantEnabled(2);
+  EXPECT_EQ(wakes_.load(), 1) << "the executor is told once";
+  EXPECT_EQ(scheduler_->parked_count(), 0u);
+  ASSERT_TRUE(scheduler_->TakeReady(&ready));
+  ASSERT_EQ(ready.size(), 3u);
+  for (uint32_t index : ready) {
+    EXPECT_EQ(StatusOf(index), SlotStatus::kPublished);
+    EXPECT_TRUE(scheduler_->TryClaim(index, counters, batcher));
+    EXPECT_EQ(StatusOf(index), SlotStatus::kClaimed);
+  }
+  EXPECT_EQ(counters.tenant_claims[2], 3u);
+  EXPECT_EQ(counters.priority_claims[protocol::kDefaultPriority], 3u);
+}
+
+TEST_F(ClaimSchedulerTest, FenceIsHeldUntilItsBatchIsTerminal) {
+  Publish(1, {Slot(op::kNop), Slot(op::kNop), Slot(op::kBatchFence, {2, 9})});
+  ControlCounters counters;
+  CompletionBatcher batcher(host_.get());
+  const std::vector<uint32_t> owned = ClaimAll(counters, batcher);
+  ASSERT_EQ(owned.size(), 2u) << "the fence is set aside";
+  const uint32_t fence = owned[1] + 1;
+  EXPECT_EQ(StatusOf(fence), SlotStatus::kRequeue);
+  // The executor finishes the predecessors; the last one makes the fence ready.
+  EXPECT_FALSE(host_->ReleaseFence(host_->meta(owned[0]).fence_waiter));
+  ASSERT_TRUE(host_->ReleaseFence(host_->meta(owned[1]).fence_waiter));
+  scheduler_->PushReady(fence);
+  std::vector<uint32_t> ready;
+  ASSERT_TRUE(scheduler_->TakeReady(&ready));
+  ASSERT_EQ(ready, std::vector<uint32_t>{fence});
+  EXPECT_TRUE(scheduler_->TryClaim(fence, counters, batcher));
+  EXPECT_EQ(StatusOf(fence), SlotStatus::kClaimed);
+  EXPECT_FALSE(scheduler_->TryClaim(fence, counters, batcher)) << "claimed exactly once";
+}
+
+TEST_F(ClaimSchedulerTest, DrainCancelsParkedSlotsAndFromThenOnInsteadOfParking) {
+  ASSERT_TRUE(host_->control().SetTenantEnabled(3, false).ok());
+  Publish(3, std::vector<SlotPayload>(2, Slot(op::kNop)));
+  ControlCounters counters;
+  {
+    CompletionBatcher batcher(host_.get());
+    EXPECT_TRUE(ClaimAll(counters, batcher).empty());
+    scheduler_->BeginDrain(&batcher);
+  }
+  ASSERT_TRUE(sink_.WaitForCount(2));
+  Publish(3, std::vector<SlotPayload>(1, Slot(op::kNop)));
+  {
+    CompletionBatcher batcher(host_.get());
+    EXPECT_TRUE(ClaimAll(counters, batcher).empty());
+  }
+  ASSERT_TRUE(sink_.WaitForCount(3));
+  for (const Completion& c : sink_.completions()) {
+    EXPECT_EQ(c.status, CompletionStatus::kCancelled);
+  }
+  EXPECT_EQ(scheduler_->parked_count(), 0u);
+}
+
+}  // namespace
+}  // namespace mk::engine::host
