@@ -51,6 +51,14 @@ class ClaimSchedulerTest : public ::testing::Test {
     return owned;
   }
 
+  // Disables `tenant`, publishes `count` NOPs for it and runs a claim pass, which must take none.
+  void PublishParked(uint32_t tenant, size_t count, ControlCounters& counters,
+                     CompletionBatcher& batcher) {
+    ASSERT_TRUE(host_->control().SetTenantEnabled(tenant, false).ok());
+    Publish(tenant, std::vector<SlotPayload>(count, Slot(op::kNop)));
+    EXPECT_TRUE(ClaimAll(counters, batcher).empty());
+  }
+
   RecordingSink sink_;  // outlives host_, which delivers to it
   std::unique_ptr<RingHost> host_;
   std::unique_ptr<ClaimScheduler> scheduler_;
@@ -68,11 +76,9 @@ TEST_F(ClaimSchedulerTest, HigherPrioritiesFirstWithTheStarvationGuard) {
 }
 
 TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
-  ASSERT_TRUE(host_->control().SetTenantEnabled(2, false).ok());
-  Publish(2, std::vector<SlotPayload>(3, Slot(op::kNop)));
   ControlCounters counters;
   CompletionBatcher batcher(host_.get());
-  EXPECT_TRUE(ClaimAll(counters, batcher).empty());
+  PublishParked(2, 3, counters, batcher);
   EXPECT_EQ(scheduler_->parked_count(), 3u);
   EXPECT_FALSE(scheduler_->has_ready());
   std::vector<uint32_t> ready;
@@ -112,12 +118,10 @@ TEST_F(ClaimSchedulerTest, FenceIsHeldUntilItsBatchIsTerminal) {
 }
 
 TEST_F(ClaimSchedulerTest, DrainCancelsParkedSlotsAndFromThenOnInsteadOfParking) {
-  ASSERT_TRUE(host_->control().SetTenantEnabled(3, false).ok());
-  Publish(3, std::vector<SlotPayload>(2, Slot(op::kNop)));
   ControlCounters counters;
   {
     CompletionBatcher batcher(host_.get());
-    EXPECT_TRUE(ClaimAll(counters, batcher).empty());
+    PublishParked(3, 2, counters, batcher);
     scheduler_->BeginDrain(&batcher);
   }
   ASSERT_TRUE(sink_.WaitForCount(2));
