@@ -11,20 +11,22 @@
 //   submission queue (SQ) in mapped host memory and the doorbell's tail moves (release).
 // - The device executes. The kernel's pollers (one thread per block) read the doorbell, claim
 //   SQ ranges of up to blockDim entries from a device-memory counter, run them with the shared
-//   interpreter and write results, a system-scope fence, then STATUS into the ring slot.
-// - The host reaps. The SQ is split into shards (up to 4, claimed ranges dealt round-robin);
-//   each shard has a reaper thread that reads the ring STATUS of its entries in order
-//   (sequential host-memory reads, no PCIe), delivers completions, maintains DONE_COUNT /
-//   per-opcode / EPOCH counters, releases fences and dispatches what became ready. A reaper
-//   spins while its shard has work outstanding, naps when the kernel makes no progress, and
-//   parks on a futex when idle. Completions are in dispatch order within a shard.
+//   interpreter and write each outcome as a tagged completion record (kernel_abi.h: no
+//   system-scope fence, the tags tell the host when a record is whole).
+// - The host reaps. The SQ is split into shards (up to 4), each with its completion queue and a
+//   reaper thread that reads its records in order (host-memory reads, no PCIe), writes the
+//   results then DONE / FAULT into the ring slot (the protocol's CLAIMED -> terminal step,
+//   release ordering), reaps it, delivers completions, maintains DONE_COUNT / per-opcode /
+//   EPOCH counters, releases fences and dispatches what became ready. A reaper spins while its
+//   shard has work outstanding, naps when the kernel makes no progress, and parks on a futex
+//   when idle. Completions are in dispatch order within a shard; shards reap independently.
 //
 // Threads: callers of Publish / SetTenantEnabled dispatch; each dispatch takes one shard's lock
-// (the first free one), so producers dispatch in parallel into different shards. The reapers,
-// and the teardown path (Shutdown / Restart, serialized by EngineBase), which holds every
-// shard's lock while it stops or starts the kernel. Resources (LOAD_MISS /
-// CHECKSUM) are not served by this engine yet: those opcodes fault RESOURCE_NOT_FOUND and the
-// resource calls answer FAILED_PRECONDITION naming --engine=cpu.
+// (the first free one), so producers dispatch in parallel into different shards. Then the
+// reapers, and the teardown path (Shutdown / Restart, serialized by EngineBase), which holds
+// every shard's lock while it stops or starts the kernel. Resources (LOAD_MISS / CHECKSUM) are
+// not served by this engine yet: those opcodes fault RESOURCE_NOT_FOUND and the resource calls
+// answer FAILED_PRECONDITION naming --engine=cpu.
 #ifndef MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 #define MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 
