@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/src/host/engine_base.h"
+#include "engine/src/host/wake_signal.h"
 
 namespace mk::engine::cpu {
 
@@ -42,7 +43,7 @@ class CpuEngine final : public host::EngineBase {
   // One claim batch needs one worker: waking every parked worker for it is a thundering herd.
   void OnPublished(size_t count) override { WakeWorkers(/*all=*/count > options_.claim_batch); }
   void OnReady() override { WakeWorkers(); }
-  uint32_t ParkedWorkers() const override { return sleepers_.load(std::memory_order_acquire); }
+  uint32_t ParkedWorkers() const override { return wake_.sleepers(); }
 
   void WorkerLoop();
   void ProcessClaim(const host::ClaimRange& range, WorkerState& ws);
@@ -59,8 +60,7 @@ class CpuEngine final : public host::EngineBase {
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};  // SetExecutionPausedForTesting
 
-  std::atomic<uint32_t> work_epoch_{0};
-  std::atomic<uint32_t> sleepers_{0};
+  host::WakeSignal wake_;  // parked workers sleep here
   std::atomic<uint32_t> spinners_{0};  // workers polling for work before they park
 };
 

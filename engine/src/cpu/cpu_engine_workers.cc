@@ -53,12 +53,9 @@ void CpuEngine::WorkerLoop() {
   uint32_t idle_spins = 0;
   while (!stop_.load(std::memory_order_acquire) && !host_->control().shutdown_requested()) {
     if (paused_.load(std::memory_order_acquire)) {  // test-only stall: claim nothing
-      sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      const uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
-      if (paused_.load(std::memory_order_seq_cst) && !stop_.load(std::memory_order_seq_cst)) {
-        work_epoch_.wait(epoch, std::memory_order_seq_cst);
-      }
-      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      wake_.Sleep([this] {
+        return !paused_.load(std::memory_order_seq_cst) || stop_.load(std::memory_order_seq_cst);
+      });
       continue;
     }
     bool worked = false;
@@ -159,27 +156,22 @@ void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
 
 void CpuEngine::IdleWait(bool was_spinning) {
   // Counted as a sleeper before it stops counting as a spinner, so a publisher that skips the
-  // wake-up because it saw a spinner is always followed by this thread's re-check below.
-  sleepers_.fetch_add(1, std::memory_order_seq_cst);
-  if (was_spinning) spinners_.fetch_sub(1, std::memory_order_seq_cst);
-  const uint32_t epoch = work_epoch_.load(std::memory_order_seq_cst);
-  if (!stop_.load(std::memory_order_seq_cst) && !host_->HasAnyClaimable() &&
-      !scheduler_.has_ready()) {
-    work_epoch_.wait(epoch, std::memory_order_seq_cst);
-  }
-  sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  // wake-up because it saw a spinner is always followed by this thread's re-check.
+  wake_.Sleep(
+      [this] {
+        return stop_.load(std::memory_order_seq_cst) || host_->HasAnyClaimable() ||
+               scheduler_.has_ready();
+      },
+      [&] {
+        if (was_spinning) spinners_.fetch_sub(1, std::memory_order_seq_cst);
+      });
 }
 
 void CpuEngine::WakeWorkers(bool all) {
-  work_epoch_.fetch_add(1, std::memory_order_seq_cst);
+  wake_.Bump();
   // A spinning worker will find a single batch by itself: no system call on the publish path.
   if (!all && spinners_.load(std::memory_order_seq_cst) != 0) return;
-  if (sleepers_.load(std::memory_order_seq_cst) == 0) return;
-  if (all) {
-    work_epoch_.notify_all();
-  } else {
-    work_epoch_.notify_one();
-  }
+  wake_.NotifySleepers(all);
 }
 
 }  // namespace mk::engine::cpu

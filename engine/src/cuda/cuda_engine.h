@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "engine/src/host/engine_base.h"
+#include "engine/src/host/wake_signal.h"
 
 namespace mk::engine::cuda {
 
@@ -81,8 +82,7 @@ class CudaEngine final : public host::EngineBase {
     std::vector<uint32_t> ready;
     // Written by the dispatcher (and wakers), polled by the reaper.
     alignas(64) std::atomic<uint64_t> published{0};  // the doorbell's tail
-    std::atomic<uint32_t> epoch{0};
-    std::atomic<bool> sleeping{false};
+    host::WakeSignal wake;                           // the idle reaper sleeps here
     // The reaper's.
     alignas(64) std::atomic<uint64_t> head{0};  // next entry to reap
     std::thread reaper;

@@ -93,10 +93,7 @@ void CudaEngine::Dispatch() {
   }
 }
 
-void CudaEngine::WakeReaper(Shard& shard) {
-  shard.epoch.fetch_add(1, std::memory_order_seq_cst);
-  if (shard.sleeping.load(std::memory_order_seq_cst)) shard.epoch.notify_one();
-}
+void CudaEngine::WakeReaper(Shard& shard) { shard.wake.Wake(/*all=*/false); }
 
 bool CudaEngine::TakeCompletion(const Shard& shard, uint64_t position, uint32_t index) {
   const uint64_t* record = device_->completion(shard.id, position);
@@ -203,17 +200,13 @@ void CudaEngine::ReaperLoop(Shard& shard) {
       continue;
     }
     if (now - last_progress < idle_spin) continue;
-    // Idle: park until a dispatch or a ready slot wakes us. Counted as sleeping before the
-    // condition is re-checked, so a waker that missed the flag is seen by the re-check.
-    shard.sleeping.store(true, std::memory_order_seq_cst);
-    const uint32_t epoch = shard.epoch.load(std::memory_order_seq_cst);
-    if (!reapers_stop_.load(std::memory_order_seq_cst) &&
-        (shard.id != 0 || !scheduler_.has_ready()) &&
-        shard.head.load(std::memory_order_seq_cst) ==
-            shard.published.load(std::memory_order_seq_cst)) {
-      shard.epoch.wait(epoch, std::memory_order_seq_cst);
-    }
-    shard.sleeping.store(false, std::memory_order_seq_cst);
+    // Idle: park until a dispatch or (shard 0) a ready slot wakes us.
+    shard.wake.Sleep([&] {
+      return reapers_stop_.load(std::memory_order_seq_cst) ||
+             (shard.id == 0 && scheduler_.has_ready()) ||
+             shard.head.load(std::memory_order_seq_cst) !=
+                 shard.published.load(std::memory_order_seq_cst);
+    });
     polls = 0;
   }
   batcher.Flush();

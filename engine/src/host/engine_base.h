@@ -73,8 +73,6 @@ class EngineBase : public Engine {
   // Lets Drain re-check its condition after outcomes were counted.
   void NotifyProgress();
   bool started() const { return started_.load(std::memory_order_acquire); }
-  uint64_t restarts() const { return restarts_.load(); }
-  uint64_t executor_starts() const { return executor_starts_.load(); }
 
   std::unique_ptr<RingHost> host_;
   // LOAD_MISS / CHECKSUM; null without a resource root. Declared after host_: destroyed first.
