@@ -8,15 +8,12 @@
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
 #include "engine/src/cuda/megakernel.h"
+#include "engine/src/host/page_memory.h"
 #include "mk/engine/status_macros.h"
 
 namespace mk::engine::cuda {
 
 namespace {
-
-constexpr size_t kPageBytes = 4096;
-
-size_t PageRoundUp(size_t bytes) { return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes; }
 
 template <typename T>
 absl::Status MappedPointer(T* host, T** device, absl::string_view what) {
@@ -45,23 +42,23 @@ absl::Status DeviceState::Allocate() {
   // Host buffers the kernel reads or writes are ordinary page-aligned (write-back cached)
   // memory registered as mapped. One page holds the doorbell and the block idle flags; the
   // submission and completion queues follow.
-  const size_t page_bytes = PageRoundUp(sizeof(Doorbell) + config_.blocks * sizeof(uint32_t));
+  const size_t page_bytes = host::PageRoundUp(sizeof(Doorbell) + config_.blocks * sizeof(uint32_t));
   MK_RETURN_IF_ERROR(RegisterNew(page_bytes, &control_page_, "the doorbell page"));
   doorbell_ = reinterpret_cast<Doorbell*>(control_page_.data);
   block_idle_ = reinterpret_cast<uint32_t*>(control_page_.data + sizeof(Doorbell));
   const size_t sq_bytes = config_.shards * config_.sq_capacity * kEntryWords * sizeof(uint32_t);
-  MK_RETURN_IF_ERROR(RegisterNew(PageRoundUp(sq_bytes), &sq_buffer_,
+  MK_RETURN_IF_ERROR(RegisterNew(host::PageRoundUp(sq_bytes), &sq_buffer_,
                                  absl::StrCat("the ", sq_bytes, "-byte submission queues")));
   sq_ = reinterpret_cast<uint32_t*>(sq_buffer_.data);
   const size_t cq_bytes =
       config_.shards * config_.sq_capacity * kCompletionWords * sizeof(uint64_t);
-  MK_RETURN_IF_ERROR(RegisterNew(PageRoundUp(cq_bytes), &cq_buffer_,
+  MK_RETURN_IF_ERROR(RegisterNew(host::PageRoundUp(cq_bytes), &cq_buffer_,
                                  absl::StrCat("the ", cq_bytes, "-byte completion queues")));
   cq_ = reinterpret_cast<uint64_t*>(cq_buffer_.data);
 
   absl::Span<uint32_t> log = host_.debug_log_storage();
   MK_CUDA_RETURN_IF_ERROR(
-      cudaHostRegister(log.data(), PageRoundUp(log.size() * sizeof(uint32_t)),
+      cudaHostRegister(log.data(), host::PageRoundUp(log.size() * sizeof(uint32_t)),
                        cudaHostRegisterMapped),
       "registering the debug log");
   log_registered_ = true;
@@ -103,12 +100,11 @@ void DeviceState::HostBuffer::Free() {
 }
 
 absl::Status DeviceState::RegisterNew(size_t bytes, HostBuffer* out, absl::string_view what) {
-  out->data = static_cast<uint8_t*>(std::aligned_alloc(kPageBytes, bytes));
+  out->data = static_cast<uint8_t*>(host::AllocatePages(bytes));
   if (out->data == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cuda: cannot allocate ", what, " (", bytes, " bytes); lower --ring_slots"));
   }
-  std::memset(out->data, 0, bytes);
   MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(out->data, bytes, cudaHostRegisterMapped),
                           absl::StrCat("registering ", what));
   out->registered = true;

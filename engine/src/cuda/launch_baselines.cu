@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
 #include "engine/src/cuda/ptx_memory.cuh"
+#include "engine/src/host/page_memory.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
 
@@ -99,9 +100,10 @@ absl::StatusOr<std::unique_ptr<LaunchBaselines>> LaunchBaselines::Create(uint32_
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, EmptyKernel), "loading EmptyKernel");
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, RunSlots), "loading RunSlots");
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, FlagEcho), "loading FlagEcho");
-  impl->echo_words = static_cast<uint32_t*>(std::aligned_alloc(4096, 4096));
-  std::memset(impl->echo_words, 0, 4096);
-  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(impl->echo_words, 4096, cudaHostRegisterMapped),
+  impl->echo_words = static_cast<uint32_t*>(host::AllocatePages(host::kPageBytes));
+  if (impl->echo_words == nullptr) return absl::ResourceExhaustedError("baseline: no memory");
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaHostRegister(impl->echo_words, host::kPageBytes, cudaHostRegisterMapped),
                           "registering the echo page");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
                           "creating the baseline stream");
@@ -248,7 +250,8 @@ LaunchBaselines::HostAccess TimeHostAccess(const char* kind, uint32_t* words, si
 absl::StatusOr<std::vector<LaunchBaselines::HostAccess>> LaunchBaselines::ProbeHostAccess() {
   constexpr size_t kBytes = 64 << 20;
   std::vector<HostAccess> out;
-  uint32_t* plain = static_cast<uint32_t*>(std::aligned_alloc(4096, kBytes));
+  uint32_t* plain = static_cast<uint32_t*>(host::AllocatePages(kBytes));
+  if (plain == nullptr) return absl::ResourceExhaustedError("baseline: no memory");
   out.push_back(TimeHostAccess("malloc", plain, kBytes));
   MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(plain, kBytes, cudaHostRegisterMapped),
                           "registering the probe buffer");

@@ -1,5 +1,7 @@
 #include "engine/src/host/ring_host.h"
 
+#include "engine/src/host/page_memory.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -43,11 +45,8 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
 
 // Zeroed words in whole pages (std::bad_alloc on exhaustion, as std::vector would).
 uint32_t* AllocatePageWords(size_t words) {
-  constexpr size_t kPageBytes = 4096;
-  const size_t bytes = (words * sizeof(uint32_t) + kPageBytes - 1) / kPageBytes * kPageBytes;
-  void* memory = std::aligned_alloc(kPageBytes, bytes);
+  void* memory = AllocatePages(words * sizeof(uint32_t));
   if (memory == nullptr) throw std::bad_alloc();
-  std::memset(memory, 0, bytes);
   return static_cast<uint32_t*>(memory);
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "engine/src/host/page_memory.h"
 
 namespace mk::engine {
 
@@ -16,17 +17,13 @@ absl::StatusOr<std::unique_ptr<HostRing>> HostRing::Create(uint32_t slot_count) 
     return absl::InvalidArgumentError(absl::StrCat("ring: ", slot_count,
                                                    " slots requested; choose 1..", kMaxSlots));
   }
-  // Whole pages: an executor may register the ring with a device (cudaHostRegister) without
-  // pinning a neighbouring allocation.
-  constexpr size_t kPageBytes = 4096;
+  // Whole pages: an executor may register the ring with a device.
   const size_t bytes = size_t{slot_count} * protocol::kSlotBytes;
-  const size_t allocated = (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
-  void* memory = std::aligned_alloc(kPageBytes, allocated);
+  void* memory = engine::host::AllocatePages(bytes);
   if (memory == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("ring: cannot allocate ", bytes, " bytes; request fewer slots"));
   }
-  std::memset(memory, 0, allocated);
   return std::unique_ptr<HostRing>(new HostRing(static_cast<uint32_t*>(memory), slot_count));
 }
 

@@ -1,0 +1,29 @@
+// Page-granular host memory: buffers an executor may register with a device (cudaHostRegister
+// pins whole pages, so such a buffer must not share a page with another allocation).
+#ifndef MK_ENGINE_SRC_HOST_PAGE_MEMORY_H_
+#define MK_ENGINE_SRC_HOST_PAGE_MEMORY_H_
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+
+namespace mk::engine::host {
+
+inline constexpr size_t kPageBytes = 4096;
+
+inline size_t PageRoundUp(size_t bytes) {
+  return (bytes + kPageBytes - 1) / kPageBytes * kPageBytes;
+}
+
+// Zeroed, page-aligned memory of PageRoundUp(bytes); nullptr when out of memory. Release it
+// with std::free.
+inline void* AllocatePages(size_t bytes) {
+  const size_t rounded = PageRoundUp(bytes);
+  void* memory = std::aligned_alloc(kPageBytes, rounded);
+  if (memory != nullptr) std::memset(memory, 0, rounded);
+  return memory;
+}
+
+}  // namespace mk::engine::host
+
+#endif  // MK_ENGINE_SRC_HOST_PAGE_MEMORY_H_
