@@ -19,6 +19,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using testing::RecordingSink;
+using testing::RunOne;
 using testing::Slot;
 using testing::Tickets;
 namespace op = protocol::opcode;
@@ -41,20 +42,7 @@ class EngineConformanceTest : public ::testing::Test {
     EXPECT_TRUE(e.ok()) << e.status();
     return e.ok() ? *std::move(e) : nullptr;
   }
-  std::unique_ptr<Engine> MakeStarted() {
-    auto e = Make(Options());
-    if (e != nullptr) EXPECT_TRUE(e->Start().ok());
-    return e;
-  }
-  // Publishes one slot and waits for its completion.
-  Completion RunOne(Engine& e, const SlotPayload& s, uint32_t tenant = 1) {
-    auto r = e.Publish(tenant, {&s, 1}, {});
-    EXPECT_TRUE(r.ok()) << r.status();
-    if (!r.ok()) return {};
-    auto done = e.WaitFor(tenant, Tickets(*r), absl::Now() + absl::Seconds(30));
-    EXPECT_TRUE(done.ok() && done->size() == 1);
-    return done.ok() && done->size() == 1 ? (*done)[0] : Completion{};
-  }
+  std::unique_ptr<Engine> MakeStarted() { return testing::MakeStarted(Options()); }
   static void ExpectFault(const Completion& c, FaultCode code, uint32_t detail) {
     EXPECT_EQ(c.status, CompletionStatus::kFault);
     EXPECT_EQ(c.fault_code, static_cast<uint32_t>(code));

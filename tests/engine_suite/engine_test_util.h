@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 #include "mk/engine/engine.h"
 
 namespace mk::engine::testing {
@@ -94,6 +95,25 @@ inline absl::StatusOr<PublishResult> PublishWithRetry(Engine& engine, uint32_t t
     if (r.ok() || r.status().code() != absl::StatusCode::kResourceExhausted) return r;
     std::this_thread::yield();  // the executor frees slots as it completes them
   }
+}
+
+// Creates and starts an engine (nullptr, with a test failure, when either fails).
+inline std::unique_ptr<Engine> MakeStarted(const EngineOptions& options) {
+  auto e = CreateEngine(options);
+  EXPECT_TRUE(e.ok()) << e.status();
+  if (!e.ok()) return nullptr;
+  EXPECT_TRUE((*e)->Start().ok());
+  return *std::move(e);
+}
+
+// Publishes one slot and waits for its completion.
+inline Completion RunOne(Engine& e, const SlotPayload& s, uint32_t tenant = 1) {
+  auto r = e.Publish(tenant, {&s, 1}, {});
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return {};
+  auto done = e.WaitFor(tenant, Tickets(*r), absl::Now() + absl::Seconds(30));
+  EXPECT_TRUE(done.ok() && done->size() == 1);
+  return done.ok() && done->size() == 1 ? (*done)[0] : Completion{};
 }
 
 // Waits until `predicate` holds or the timeout passes; returns the predicate's last value.

@@ -12,9 +12,10 @@
 namespace mk::engine {
 namespace {
 
+using testing::MakeStarted;
 using testing::RecordingSink;
+using testing::RunOne;
 using testing::Slot;
-using testing::Tickets;
 namespace op = protocol::opcode;
 
 class CudaEngineTest : public ::testing::Test {
@@ -27,21 +28,6 @@ class CudaEngineTest : public ::testing::Test {
     o.max_tenants = 16;
     o.scratch_words = 16;
     return o;
-  }
-  static std::unique_ptr<Engine> MakeStarted(const EngineOptions& o) {
-    auto e = CreateEngine(o);
-    EXPECT_TRUE(e.ok()) << e.status();
-    if (!e.ok()) return nullptr;
-    EXPECT_TRUE((*e)->Start().ok());
-    return *std::move(e);
-  }
-  static Completion RunOne(Engine& e, const SlotPayload& s, uint32_t tenant = 1) {
-    auto r = e.Publish(tenant, {&s, 1}, {});
-    EXPECT_TRUE(r.ok()) << r.status();
-    if (!r.ok()) return {};
-    auto done = e.WaitFor(tenant, Tickets(*r), absl::Now() + absl::Seconds(30));
-    EXPECT_TRUE(done.ok() && done->size() == 1);
-    return done.ok() && done->size() == 1 ? (*done)[0] : Completion{};
   }
 };
 
