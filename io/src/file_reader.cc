@@ -32,6 +32,9 @@ absl::StatusOr<std::unique_ptr<FileReader>> FileReader::Create(const ReaderOptio
   if (options.chunk_bytes == 0 || options.chunk_bytes % 4096 != 0) {
     return absl::InvalidArgumentError("io: chunk_bytes must be a positive multiple of 4096");
   }
+  if (options.staging_buffers == 0) {
+    return absl::InvalidArgumentError("io: staging_buffers must be at least 1");
+  }
   if (options.backend == Backend::kThreads) return CreateThreadPoolReader(options);
   auto uring = CreateUringReader(options);
   if (uring.ok() || options.backend == Backend::kUring) return uring;

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -13,38 +15,68 @@
 
 namespace mk::io {
 
+// The staging buffers (staging_buffers x chunk_bytes, 4 KiB aligned for O_DIRECT), owned by
+// the reader for its whole lifetime.
+class StagingMemory {
+ public:
+  static constexpr size_t kAlignment = 4096;
+  // Null data() when the allocation failed.
+  explicit StagingMemory(const ReaderOptions& options)
+      : chunk_bytes_(options.chunk_bytes),
+        bytes_((size_t{options.staging_buffers} * options.chunk_bytes + kAlignment - 1) /
+               kAlignment * kAlignment),
+        data_(static_cast<uint8_t*>(bytes_ == 0 ? nullptr : std::aligned_alloc(kAlignment, bytes_))) {}
+  uint8_t* data() const { return data_.get(); }
+  size_t bytes() const { return bytes_; }
+  uint8_t* buffer(uint32_t b) const { return data_.get() + size_t{b} * chunk_bytes_; }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  const size_t chunk_bytes_;
+  const size_t bytes_;
+  std::unique_ptr<uint8_t, Free> data_;
+};
+
 class ReaderBase : public FileReader {
  public:
   ReaderStats stats() const override {
     return ReaderStats{requests_.load(), bytes_.load(), errors_.load(), chunks_.load(),
                        short_reads_.load()};
   }
+  uint8_t* staging() const override { return staging_.data(); }
+  size_t staging_bytes() const override { return staging_.bytes(); }
 
  protected:
   struct Request {
     std::string path;
     uint64_t offset;
     uint64_t length;
-    char* dest;
+    char* dest;        // Read: where the bytes go
+    ChunkSink sink;    // ReadChunks: who takes the chunks (dest is null)
     ReadCallback done;
   };
 
-  explicit ReaderBase(uint32_t max_queued) : max_queued_(max_queued) {}
+  explicit ReaderBase(const ReaderOptions& options)
+      : staging_(options), max_queued_(options.max_queued_requests) {}
 
   // Appends a request to `queue` (guarded by mu_, which the caller does not hold), or answers
   // RESOURCE_EXHAUSTED / FAILED_PRECONDITION. The caller wakes its worker afterwards.
   absl::Status Enqueue(const std::string& path, uint64_t offset, uint64_t length, void* dest,
-                       ReadCallback done) {
+                       ChunkSink sink, ReadCallback done) {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return absl::FailedPreconditionError("io: reader is shutting down");
     if (queue_.size() >= max_queued_) {
       return absl::ResourceExhaustedError(
           "io: too many reads queued; retry once earlier reads completed");
     }
-    queue_.push_back(Request{path, offset, length, static_cast<char*>(dest), std::move(done)});
+    queue_.push_back(Request{path, offset, length, static_cast<char*>(dest), std::move(sink),
+                             std::move(done)});
     return absl::OkStatus();
   }
 
+  StagingMemory staging_;
   std::mutex mu_;
   std::deque<Request> queue_;  // guarded by mu_
   bool stop_ = false;          // guarded by mu_

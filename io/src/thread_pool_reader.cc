@@ -1,4 +1,6 @@
 // The fallback reader: pread on a fixed pool of threads, one request per thread at a time.
+// Read preads straight into the caller's memory; ReadChunks preads each chunk into a free
+// staging buffer (waiting for one when all are lent out) and lends it to the sink.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -20,7 +22,8 @@ namespace {
 class ThreadPoolReader final : public ReaderBase {
  public:
   explicit ThreadPoolReader(const ReaderOptions& options)
-      : ReaderBase(options.max_queued_requests), options_(options) {
+      : ReaderBase(options), options_(options) {
+    for (uint32_t b = 0; b < options_.staging_buffers; ++b) free_buffers_.push_back(b);
     for (uint32_t i = 0; i < std::max(1u, options.threads); ++i) {
       threads_.emplace_back([this] { Run(); });
     }
@@ -36,13 +39,58 @@ class ThreadPoolReader final : public ReaderBase {
 
   absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
                     ReadCallback done) override {
-    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(done)); !s.ok()) return s;
-    cv_.notify_one();
-    return absl::OkStatus();
+    return Accept(path, offset, length, dest, nullptr, std::move(done));
+  }
+  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
+                          ChunkSink sink, ReadCallback done) override {
+    return Accept(path, offset, length, nullptr, std::move(sink), std::move(done));
   }
   const char* backend_name() const override { return "threads"; }
 
  private:
+  absl::Status Accept(const std::string& path, uint64_t offset, uint64_t length, void* dest,
+                      ChunkSink sink, ReadCallback done) {
+    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(sink), std::move(done));
+        !s.ok()) {
+      return s;
+    }
+    cv_.notify_one();
+    return absl::OkStatus();
+  }
+
+  // A staging buffer for one chunk of a ReadChunks request; waits while all are lent out.
+  uint32_t TakeBuffer() {
+    std::unique_lock<std::mutex> lock(buffers_mu_);
+    buffers_cv_.wait(lock, [this] { return !free_buffers_.empty(); });
+    const uint32_t b = free_buffers_.back();
+    free_buffers_.pop_back();
+    return b;
+  }
+  void ReturnBuffer(uint32_t b) {
+    {
+      std::lock_guard<std::mutex> lock(buffers_mu_);
+      free_buffers_.push_back(b);
+    }
+    buffers_cv_.notify_all();
+  }
+
+  // Reads `want` bytes at `at` completely (continuing short reads); 0 or the errno.
+  int ReadFully(int fd, char* to, size_t want, uint64_t at) {
+    size_t got = 0;
+    while (got < want) {
+      const ssize_t n = pread(fd, to + got, want - got, static_cast<off_t>(at + got));
+      ++chunks_;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno;
+      }
+      if (n == 0) return ENODATA;  // the file ended before the registered range did
+      if (static_cast<size_t>(n) < want - got) ++short_reads_;
+      got += static_cast<size_t>(n);
+    }
+    return 0;
+  }
+
   void Run() {
     for (;;) {
       Request r;
@@ -65,36 +113,68 @@ class ThreadPoolReader final : public ReaderBase {
       ++errors_;
       return r.done(IoError(err, absl::StrCat("open ", r.path)), 0);
     }
+    // Chunks lent to the sink and not released yet; `done` runs once they all came back.
+    struct Lent {
+      std::mutex mu;
+      std::condition_variable cv;
+      int count = 0;
+    };
+    auto lent = std::make_shared<Lent>();
     uint64_t done = 0;
-    while (done < r.length) {
+    int error = 0;
+    while (done < r.length && error == 0) {
       const size_t want = std::min<uint64_t>(r.length - done, options_.chunk_bytes);
-      const ssize_t n = pread(fd, r.dest + done, want, static_cast<off_t>(r.offset + done));
-      ++chunks_;
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        const int err = errno;
-        close(fd);
-        ++errors_;
-        return r.done(IoError(err, absl::StrCat("read ", r.path)), done);
+      if (r.sink == nullptr) {
+        error = ReadFully(fd, r.dest + done, want, r.offset + done);
+        if (error == 0) done += want;
+        continue;
       }
-      if (n == 0) {  // the file ended before the registered range did
-        close(fd);
-        ++errors_;
-        return r.done(IoError(ENODATA, absl::StrCat(r.path, " ended at byte ", r.offset + done,
-                                                    ", before the requested range")),
-                      done);
+      const uint32_t b = TakeBuffer();
+      error = ReadFully(fd, reinterpret_cast<char*>(staging_.buffer(b)), want, r.offset + done);
+      if (error != 0) {
+        ReturnBuffer(b);
+        break;
       }
-      if (static_cast<size_t>(n) < want) ++short_reads_;
-      done += static_cast<uint64_t>(n);
+      {
+        std::lock_guard<std::mutex> lock(lent->mu);
+        ++lent->count;
+      }
+      absl::Status taken = r.sink(Chunk{staging_.buffer(b), done, static_cast<uint32_t>(want)},
+                                  [this, b, lent] {
+                                    ReturnBuffer(b);
+                                    std::lock_guard<std::mutex> lock(lent->mu);
+                                    if (--lent->count == 0) lent->cv.notify_all();
+                                  });
+      if (!taken.ok()) {
+        ReturnBuffer(b);
+        std::lock_guard<std::mutex> lock(lent->mu);
+        --lent->count;
+        error = ErrnoOf(taken) != 0 ? ErrnoOf(taken) : EIO;
+        break;
+      }
+      done += want;
     }
     close(fd);
+    {
+      std::unique_lock<std::mutex> lock(lent->mu);
+      lent->cv.wait(lock, [&] { return lent->count == 0; });
+    }
+    if (error != 0) {
+      ++errors_;
+      return r.done(IoError(error, absl::StrCat("read ", r.path, " [", r.offset, ", +", r.length,
+                                                ")")),
+                    done);
+    }
     bytes_ += done;
     r.done(absl::OkStatus(), done);
   }
 
   const ReaderOptions options_;
   std::condition_variable cv_;  // with ReaderBase::mu_
-  std::vector<std::thread> threads_;
+  std::mutex buffers_mu_;
+  std::condition_variable buffers_cv_;  // a staging buffer came back
+  std::vector<uint32_t> free_buffers_;  // guarded by buffers_mu_
+  std::vector<std::thread> threads_;    // last: started after everything they use
 };
 
 }  // namespace

@@ -2,7 +2,8 @@
 // on an eventfd, for new requests), splits each request into chunks of `chunk_bytes`, reads
 // them with READ_FIXED into registered staging buffers (at most `staging_buffers` in flight),
 // matches every completion to its chunk through user_data, continues short reads, and copies
-// the bytes to the caller's destination.
+// the bytes to the caller's destination (Read) or lends the filled buffer to the caller's sink
+// until it is released (ReadChunks; the release hands it back through the eventfd).
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
@@ -32,11 +33,10 @@ constexpr uint64_t kDirectAlignment = 4096;
 
 class UringReader final : public ReaderBase {
  public:
-  UringReader(const ReaderOptions& options, io_uring ring, char* staging, int wake_fd)
-      : ReaderBase(options.max_queued_requests),
-        options_(options), ring_(ring), staging_(staging), wake_fd_(wake_fd) {
+  // The thread starts in Start(), once the staging buffers are registered.
+  UringReader(const ReaderOptions& options, io_uring ring, int wake_fd)
+      : ReaderBase(options), options_(options), ring_(ring), wake_fd_(wake_fd) {
     for (uint32_t b = 0; b < options_.staging_buffers; ++b) free_buffers_.push_back(b);
-    thread_ = std::thread([this] { Run(); });
   }
 
   ~UringReader() override {
@@ -45,35 +45,73 @@ class UringReader final : public ReaderBase {
       stop_ = true;
     }
     Wake();
-    thread_.join();  // the thread finishes every accepted read first
-    io_uring_unregister_buffers(&ring_);
+    if (thread_.joinable()) thread_.join();  // the thread finishes every accepted read first
+    if (buffers_registered_) io_uring_unregister_buffers(&ring_);
     io_uring_queue_exit(&ring_);
     close(wake_fd_);
-    std::free(staging_);
+  }
+
+  absl::Status RegisterBuffers() {
+    if (staging() == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat("io: cannot allocate ", staging_bytes(),
+                                                       " bytes of staging buffers"));
+    }
+    std::vector<iovec> iov(options_.staging_buffers);
+    for (uint32_t b = 0; b < options_.staging_buffers; ++b) {
+      iov[b] = iovec{Buffer(b), options_.chunk_bytes};
+    }
+    if (const int r = io_uring_register_buffers(&ring_, iov.data(), iov.size()); r < 0) {
+      return IoError(-r, "io_uring_register_buffers (check RLIMIT_MEMLOCK)");
+    }
+    buffers_registered_ = true;
+    return absl::OkStatus();
+  }
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
   }
 
   absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
                     ReadCallback done) override {
-    if (options_.o_direct && (offset % kDirectAlignment != 0 || length % kDirectAlignment != 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "io: O_DIRECT reads need 4096-aligned offset and length (got ", offset, ", ", length,
-          ")"));
-    }
-    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(done)); !s.ok()) return s;
-    Wake();
-    return absl::OkStatus();
+    return Accept(path, offset, length, dest, nullptr, std::move(done));
+  }
+  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
+                          ChunkSink sink, ReadCallback done) override {
+    return Accept(path, offset, length, nullptr, std::move(sink), std::move(done));
   }
 
   const char* backend_name() const override { return "io_uring"; }
 
- private:  struct Active {
+ private:
+  struct Active {
     Request r;
     int fd = -1;
     uint64_t next_submit = 0;  // bytes of the range handed to chunks so far
     uint64_t done_bytes = 0;
     int inflight = 0;
+    int held = 0;  // chunks a sink took and has not released yet
     int error = 0;
   };
+  // A chunk whose sink released its staging buffer (any thread; handed to the ring thread).
+  struct Released {
+    Active* active;
+    uint32_t buffer;
+    uint32_t length;
+  };
+
+  absl::Status Accept(const std::string& path, uint64_t offset, uint64_t length, void* dest,
+                      ChunkSink sink, ReadCallback done) {
+    if (options_.o_direct && (offset % kDirectAlignment != 0 || length % kDirectAlignment != 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "io: O_DIRECT reads need 4096-aligned offset and length (got ", offset, ", ", length,
+          ")"));
+    }
+    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(sink), std::move(done));
+        !s.ok()) {
+      return s;
+    }
+    Wake();
+    return absl::OkStatus();
+  }
   struct ChunkOp {
     Active* active;
     uint32_t buffer;
@@ -87,7 +125,7 @@ class UringReader final : public ReaderBase {
     (void)!write(wake_fd_, &one, sizeof(one));
   }
 
-  char* Buffer(uint32_t b) { return staging_ + size_t{b} * options_.chunk_bytes; }
+  uint8_t* Buffer(uint32_t b) { return staging_.buffer(b); }
 
   io_uring_sqe* Sqe() {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -169,13 +207,19 @@ class UringReader final : public ReaderBase {
     } else if (res == 0) {
       a->error = ENODATA;  // the file ended before the registered range did
     } else {
-      std::memcpy(a->r.dest + op->rel_offset + op->received, Buffer(op->buffer) + op->received,
-                  static_cast<size_t>(res));
+      if (a->r.dest != nullptr) {
+        std::memcpy(a->r.dest + op->rel_offset + op->received, Buffer(op->buffer) + op->received,
+                    static_cast<size_t>(res));
+      }
       op->received += static_cast<uint32_t>(res);
       if (op->received < op->length && a->error == 0) {
         ++short_reads_;  // continue where the kernel stopped
         SubmitRead(op);
         chunk_finished = false;
+      } else if (a->r.sink && a->error == 0) {
+        HandToSink(op);  // the buffer comes back through Release
+        delete op;
+        return;
       } else {
         a->done_bytes += op->length;
       }
@@ -186,11 +230,46 @@ class UringReader final : public ReaderBase {
     }
   }
 
-  // Calls back requests that are complete or failed with nothing left in flight.
+  void HandToSink(ChunkOp* op) {
+    Active* a = op->active;
+    const uint32_t buffer = op->buffer, length = op->length;
+    absl::Status taken = a->r.sink(Chunk{Buffer(buffer), op->rel_offset, length},
+                                   [this, a, buffer, length] {
+                                     {
+                                       std::lock_guard<std::mutex> lock(mu_);
+                                       released_.push_back(Released{a, buffer, length});
+                                     }
+                                     Wake();
+                                   });
+    if (taken.ok()) {
+      ++a->held;
+      return;
+    }
+    a->error = std::max(1, ErrnoOf(taken));
+    if (a->error == 1) a->error = EIO;
+    free_buffers_.push_back(buffer);
+  }
+
+  // Staging buffers the sinks released come back to the free list.
+  void TakeReleased() {
+    std::vector<Released> released;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released.swap(released_);
+    }
+    for (const Released& r : released) {
+      free_buffers_.push_back(r.buffer);
+      r.active->done_bytes += r.length;
+      --r.active->held;
+    }
+  }
+
+  // Calls back requests that are complete or failed with nothing left in flight or held.
   void Retire() {
     for (auto it = active_.begin(); it != active_.end();) {
       Active& a = *it;
-      const bool finished = a.inflight == 0 && (a.error != 0 || a.done_bytes == a.r.length);
+      const bool finished =
+          a.inflight == 0 && a.held == 0 && (a.error != 0 || a.done_bytes == a.r.length);
       if (!finished) {
         ++it;
         continue;
@@ -212,6 +291,7 @@ class UringReader final : public ReaderBase {
   void Run() {
     ArmWake();
     for (;;) {
+      TakeReleased();
       Admit();
       Schedule();
       Retire();
@@ -240,8 +320,9 @@ class UringReader final : public ReaderBase {
 
   const ReaderOptions options_;
   io_uring ring_;
-  char* staging_;  // staging_buffers x chunk_bytes, registered with the ring; owned
   const int wake_fd_;
+  bool buffers_registered_ = false;
+  std::vector<Released> released_;      // guarded by mu_
   std::vector<uint32_t> free_buffers_;  // ring thread only
   std::list<Active> active_;            // ring thread only (stable addresses for ChunkOps)
   std::thread thread_;
@@ -250,37 +331,19 @@ class UringReader final : public ReaderBase {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FileReader>> CreateUringReader(const ReaderOptions& options) {
-  if (options.staging_buffers == 0) {
-    return absl::InvalidArgumentError("io: staging_buffers must be at least 1");
-  }
   io_uring ring;
   const int rc = io_uring_queue_init(options.staging_buffers * 2 + 8, &ring, 0);
   if (rc < 0) return IoError(-rc, "io_uring_queue_init");
-  const size_t bytes = size_t{options.staging_buffers} * options.chunk_bytes;
-  char* staging = static_cast<char*>(std::aligned_alloc(kDirectAlignment, bytes));
-  if (staging == nullptr) {
-    io_uring_queue_exit(&ring);
-    return absl::ResourceExhaustedError(absl::StrCat("io: cannot allocate ", bytes,
-                                                     " bytes of staging buffers"));
-  }
-  std::vector<iovec> iov(options.staging_buffers);
-  for (uint32_t b = 0; b < options.staging_buffers; ++b) {
-    iov[b] = iovec{staging + size_t{b} * options.chunk_bytes, options.chunk_bytes};
-  }
-  if (const int r = io_uring_register_buffers(&ring, iov.data(), iov.size()); r < 0) {
-    io_uring_queue_exit(&ring);
-    std::free(staging);
-    return IoError(-r, "io_uring_register_buffers (check RLIMIT_MEMLOCK)");
-  }
   const int wake_fd = eventfd(0, EFD_CLOEXEC);
   if (wake_fd < 0) {
     const int err = errno;
-    io_uring_unregister_buffers(&ring);
     io_uring_queue_exit(&ring);
-    std::free(staging);
     return IoError(err, "eventfd");
   }
-  return std::unique_ptr<FileReader>(new UringReader(options, ring, staging, wake_fd));
+  auto reader = std::make_unique<UringReader>(options, ring, wake_fd);  // owns ring and fd now
+  if (absl::Status s = reader->RegisterBuffers(); !s.ok()) return s;
+  reader->Start();
+  return std::unique_ptr<FileReader>(std::move(reader));
 }
 
 }  // namespace mk::io

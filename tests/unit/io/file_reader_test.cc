@@ -9,6 +9,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -126,6 +127,55 @@ TEST_P(FileReaderTest, MissingAndTruncatedFilesFailWithTheirErrno) {
   }
   EXPECT_THAT(errnos, ::testing::UnorderedElementsAre(ENOENT, ENODATA));
   EXPECT_EQ(reader_->stats().errors, 2u);
+}
+
+// ReadChunks lends staging buffers: a sink that keeps several chunks and releases them later,
+// out of order, from another thread still assembles exactly the file's bytes, every chunk lies
+// in staging(), and `done` comes only after the last release.
+TEST_P(FileReaderTest, ChunksAreLentFromStagingUntilReleased) {
+  const std::string path = WriteFile("lent.bin", (2 << 20) + 777, 11);
+  const uint64_t length = (2 << 20) + 700;
+  std::string assembled(length, '\0');
+  std::mutex mu;
+  std::vector<std::function<void()>> held;
+  bool outside_staging = false;
+  const uint8_t* lo = reader_->staging();
+  const uint8_t* hi = lo + reader_->staging_bytes();
+  Results results;
+  ChunkSink sink = [&](const Chunk& c, std::function<void()> release) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (c.data < lo || c.data + c.length > hi) outside_staging = true;
+    std::memcpy(assembled.data() + c.offset, c.data, c.length);
+    held.push_back(std::move(release));
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(reader_->ReadChunks(path, 77, length, sink, results.Callback()).ok());
+  // Release in reverse order of arrival, from this thread, until the read called back.
+  uint64_t released = 0;
+  for (;;) {
+    std::vector<std::function<void()>> batch;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      batch.swap(held);
+    }
+    for (auto it = batch.rbegin(); it != batch.rend(); ++it) (*it)();
+    released += batch.size();
+    if (results.statuses().size() == 1) break;
+    std::this_thread::yield();
+  }
+  ASSERT_TRUE(results.statuses()[0].ok()) << results.statuses()[0];
+  EXPECT_EQ(released, (length + (64 << 10) - 1) / (64 << 10));
+  EXPECT_FALSE(outside_staging);
+  EXPECT_TRUE(assembled == contents_["lent.bin"].substr(77, length)) << "bytes differ";
+}
+
+TEST_P(FileReaderTest, ASinkErrorFailsTheReadWithItsErrno) {
+  const std::string path = WriteFile("refused.bin", 300000, 5);
+  Results results;
+  ChunkSink sink = [](const Chunk&, std::function<void()>) { return IoError(EFAULT, "copy"); };
+  ASSERT_TRUE(reader_->ReadChunks(path, 0, 300000, sink, results.Callback()).ok());
+  ASSERT_TRUE(results.WaitFor(1));
+  EXPECT_EQ(ErrnoOf(results.statuses()[0]), EFAULT) << results.statuses()[0];
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FileReaderTest,

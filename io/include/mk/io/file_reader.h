@@ -3,9 +3,14 @@
 // by its own user_data, short reads continued), or a pread thread pool when io_uring is not
 // available (ENOSYS/EPERM under default container seccomp profiles). Same API, same results.
 //
-// Thread safety: Read may be called from any thread. Callbacks run on the reader's own
-// thread(s) and must not block; `dest` must stay valid until the callback ran. Destruction
-// waits for every accepted read to call back.
+// Two ways to receive the bytes: Read copies them to a caller's `dest`; ReadChunks hands each
+// chunk over in the reader's own staging memory (zero copy: a device engine registers that
+// memory with its GPU once, through staging(), and copies chunks to device memory
+// asynchronously while later chunks are read).
+//
+// Thread safety: Read and ReadChunks may be called from any thread. Callbacks and sinks run on
+// the reader's own thread(s) and must not block; `dest` must stay valid until the callback ran.
+// Destruction waits for every accepted read to call back (and so for every chunk's release).
 #ifndef MK_IO_FILE_READER_H_
 #define MK_IO_FILE_READER_H_
 
@@ -40,6 +45,18 @@ struct ReaderStats {
 // Called once per Read: OK with the bytes read (== length), or an error carrying the errno.
 using ReadCallback = std::function<void(absl::Status status, uint64_t bytes)>;
 
+// One chunk of a ReadChunks range, fully read, in the reader's staging memory. `offset` is
+// relative to the start of the range.
+struct Chunk {
+  const uint8_t* data;
+  uint64_t offset;
+  uint32_t length;
+};
+// Takes a chunk. OK: the sink now owns the staging buffer and must call `release` exactly once
+// (from any thread) when it no longer reads the bytes. An error fails the whole read with that
+// status; `release` must not be called then.
+using ChunkSink = std::function<absl::Status(const Chunk& chunk, std::function<void()> release)>;
+
 class FileReader {
  public:
   // kAuto: io_uring when it can be set up, else the thread pool, with one log line on stderr
@@ -49,6 +66,14 @@ class FileReader {
 
   virtual absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
                             ReadCallback done) = 0;
+  // Reads the range chunk by chunk into staging buffers and hands each to `sink` (in any order;
+  // several may be outstanding). `done` runs once, after every chunk the sink took was released.
+  virtual absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
+                                  ChunkSink sink, ReadCallback done) = 0;
+  // The staging memory chunks are delivered from: staging_buffers x chunk_bytes, page aligned,
+  // allocated at Create and fixed for the reader's lifetime.
+  virtual uint8_t* staging() const = 0;
+  virtual size_t staging_bytes() const = 0;
   virtual const char* backend_name() const = 0;  // "io_uring" or "threads"
   virtual ReaderStats stats() const = 0;
 };
