@@ -43,7 +43,8 @@ absl::StatusOr<io::Backend> ParseIoBackend(const std::string& name) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const EngineOptions& options,
-                                                                     RingHost* host) {
+                                                                     RingHost* host,
+                                                                     StoreFactory make_store) {
   auto backend = ParseIoBackend(options.io_backend);
   if (!backend.ok()) return backend.status();
   if (options.io_queue_slots < protocol::io::kMinSlots) {
@@ -56,19 +57,29 @@ absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const Eng
   ro.backend = *backend;
   auto reader = io::FileReader::Create(ro);
   if (!reader.ok()) return reader.status();
-  return std::unique_ptr<ResourceLoader>(
-      new ResourceLoader(options, host, *std::move(table), *std::move(reader)));
+  std::unique_ptr<ResidencyStore> store;
+  if (make_store == nullptr) {
+    store = CreateHostResidency();
+  } else {
+    auto made = make_store(**reader);
+    if (!made.ok()) return made.status();
+    store = *std::move(made);
+  }
+  return std::unique_ptr<ResourceLoader>(new ResourceLoader(
+      options, host, *std::move(table), *std::move(reader), std::move(store)));
 }
 
 ResourceLoader::ResourceLoader(const EngineOptions& options, RingHost* host,
                                std::unique_ptr<io::ResourceTable> table,
-                               std::unique_ptr<io::FileReader> reader)
+                               std::unique_ptr<io::FileReader> reader,
+                               std::unique_ptr<ResidencyStore> store)
     : host_(host),
       budget_bytes_(options.residency_budget_bytes),
       table_(std::move(table)),
       io_words_(size_t{options.io_queue_slots} * protocol::io::kSlotWords, 0),
       io_queue_(*IoQueueView::Create(absl::MakeSpan(io_words_))),
-      reader_(std::move(reader)) {
+      reader_(std::move(reader)),
+      store_(std::move(store)) {
   stats_.backend = reader_->backend_name();
   pump_ = std::thread([this] { PumpLoop(); });
 }
@@ -80,7 +91,12 @@ ResourceLoader::~ResourceLoader() {
   }
   work_.notify_all();
   pump_.join();
-  reader_.reset();  // waits for every read in flight to call back
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    reads_done_.wait(lock, [this] { return reads_in_flight_ == 0; });
+  }
+  store_.reset();
+  reader_.reset();
 }
 
 protocol::IoHook ResourceLoader::Hook() {
@@ -103,20 +119,68 @@ absl::StatusOr<io::Resource> ResourceLoader::Owned(uint32_t tenant, uint32_t id)
   return r;
 }
 
-bool ResourceLoader::MakeRoomLocked(uint64_t bytes) {
-  while (used_bytes_ + bytes > budget_bytes_) {
+void ResourceLoader::DropLocked(std::map<uint32_t, Resident>::iterator it) {
+  used_bytes_ -= it->second.reserved;
+  store_->Remove(it->first);
+  resident_.erase(it);
+}
+
+bool ResourceLoader::MakeRoomLocked(uint32_t id, uint32_t tenant, uint64_t bytes) {
+  while (used_bytes_ + bytes > budget_bytes_ || !store_->Place(id, tenant, bytes)) {
     auto victim = resident_.end();
     for (auto it = resident_.begin(); it != resident_.end(); ++it) {
       const Resident& r = it->second;
-      if (r.loading || r.readers != 0) continue;
+      if (r.loading || PinnedLocked(it->first)) continue;
       if (victim == resident_.end() || r.last_use < victim->second.last_use) victim = it;
     }
     if (victim == resident_.end()) return false;
-    used_bytes_ -= victim->second.reserved;
-    resident_.erase(victim);
+    DropLocked(victim);
     ++stats_.evictions;
   }
   return true;
+}
+
+void ResourceLoader::Pin(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++pins_[id];
+}
+
+void ResourceLoader::Unpin(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pins_.find(id);
+  if (it == pins_.end()) return;
+  if (--it->second == 0) pins_.erase(it);
+  if (auto r = resident_.find(id); r != resident_.end()) r->second.last_use = ++clock_;
+}
+
+void ResourceLoader::ReleaseAllPins() {
+  std::lock_guard<std::mutex> lock(mu_);
+  pins_.clear();
+}
+
+void ResourceLoader::CountExecutorHit(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.load_misses;
+  if (auto r = resident_.find(id); r != resident_.end()) r->second.last_use = ++clock_;
+}
+
+absl::Status ResourceLoader::ForgetResidents(absl::Time deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool idle = reads_done_.wait_for(
+      lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), deadline - absl::Now())),
+      [this] { return reads_in_flight_ == 0; });
+  if (!idle) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "engine: ", reads_in_flight_, " resource loads still in flight; their resources stay "
+        "marked as loading"));
+  }
+  for (auto it = resident_.begin(); it != resident_.end();) {
+    auto next = std::next(it);
+    if (!it->second.loading) DropLocked(it);
+    it = next;
+  }
+  pins_.clear();
+  return absl::OkStatus();
 }
 
 ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const uint32_t* args) {
@@ -140,7 +204,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   if (resource->length > budget_bytes_) {
     return protocol::Fault(FaultCode::kResourceExhausted, id);  // can never fit
   }
-  if (!MakeRoomLocked(resource->length)) {
+  if (!MakeRoomLocked(id, tenant, resource->length)) {
     ++stats_.requeued;  // everything resident is loading or being hashed: retry shortly
     return Requeue();
   }
@@ -153,6 +217,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   auto io_slot = io_queue_.Publish(request, io_hint_.fetch_add(1, std::memory_order_relaxed));
   if (!io_slot.ok()) {  // io queue full: the ring slot is retried, never skipped
     ++stats_.requeued;
+    store_->Remove(id);  // placed by MakeRoomLocked, not reserved yet
     if (!prefetch) {  // back to CLAIMED: the worker moves it to REQUEUE
       uint32_t waiting = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
       std::atomic_ref<uint32_t>(host_->ring().slot(slot_index)[protocol::kWordStatus])
@@ -179,25 +244,22 @@ ExecResult ResourceLoader::Checksum(uint32_t, uint32_t tenant, const uint32_t* a
   const uint64_t offset = uint64_t{args[1]} | uint64_t{args[2]} << 32;
   uint64_t length = args[3];
   if (!Owned(tenant, id).ok()) return protocol::Fault(FaultCode::kResourceNotFound, id);
-  Resident* r;
+  absl::Span<const uint8_t> bytes;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = resident_.find(id);
     if (it == resident_.end() || it->second.loading) {
       return protocol::Fault(FaultCode::kResourceNotFound, id);
     }
-    r = &it->second;
-    const uint64_t size = r->bytes.size();
+    bytes = store_->HostBytes(id);
+    const uint64_t size = bytes.size();
     if (length == 0 && offset <= size) length = size - offset;  // 0: to the end
     if (offset > size || length > size - offset) return protocol::Fault(FaultCode::kOutOfBounds, id);
-    ++r->readers;  // pinned: not evicted while hashed (map nodes keep their address)
-    r->last_use = ++clock_;
+    ++pins_[id];  // not evicted while hashed
+    it->second.last_use = ++clock_;
   }
-  const TreeHashResult h = TreeHash({r->bytes.data() + offset, length});
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    --r->readers;
-  }
+  const TreeHashResult h = TreeHash(bytes.subspan(offset, length));
+  Unpin(id);
   ExecResult out = protocol::Done(3);
   out.results[0] = static_cast<uint32_t>(h.root);
   out.results[1] = static_cast<uint32_t>(h.root >> 32);
@@ -228,21 +290,22 @@ void ResourceLoader::StartRead(uint32_t io_index) {
   const uint64_t start_ns = NowNs();
   auto resource = table_->Lookup(request->resource_id);
   if (!resource.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++reads_in_flight_;
+    }
     FinishRead(io_index, request->resource_id, io::IoError(ENOENT, "resource evicted"), start_ns);
     return;
   }
-  uint8_t* dest;
+  const uint32_t id = request->resource_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Resident& r = resident_[request->resource_id];
-    r.bytes.resize(resource->length);
-    dest = r.bytes.data();
+    ++reads_in_flight_;
   }
-  const uint32_t id = request->resource_id;
-  absl::Status s = reader_->Read(resource->resolved, resource->offset, resource->length, dest,
-                                 [this, io_index, id, start_ns](absl::Status st, uint64_t) {
-                                   FinishRead(io_index, id, std::move(st), start_ns);
-                                 });
+  absl::Status s = store_->Fill(id, *resource, *reader_,
+                                [this, io_index, id, start_ns](absl::Status st, uint64_t) {
+                                  FinishRead(io_index, id, std::move(st), start_ns);
+                                });
   if (!s.ok()) FinishRead(io_index, id, s, start_ns);
 }
 
@@ -259,11 +322,11 @@ void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::S
       waiters.swap(it->second.waiters);
       if (status.ok()) {
         it->second.loading = false;
+        store_->Publish(resource_id);
         ++stats_.requests_ok;
-        stats_.bytes += it->second.bytes.size();
+        stats_.bytes += it->second.reserved;
       } else {
-        used_bytes_ -= it->second.reserved;
-        resident_.erase(it);  // a later LOAD_MISS tries again
+        DropLocked(it);  // a later LOAD_MISS tries again
         ++stats_.requests_error;
       }
     } else if (!status.ok()) {
@@ -279,6 +342,8 @@ void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::S
     for (const Waiter& w : waiters) host_->ResumeWaiting(w.index, w.ticket, outcome, &batcher);
   }
   io_queue_.Recycle(io_index).IgnoreError();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--reads_in_flight_ == 0) reads_done_.notify_all();
 }
 
 absl::StatusOr<uint32_t> ResourceLoader::Register(uint32_t tenant, const std::string& path,
@@ -303,12 +368,11 @@ absl::Status ResourceLoader::Evict(uint32_t tenant, uint32_t resource_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = resident_.find(resource_id);
   if (it != resident_.end()) {
-    if (it->second.loading || it->second.readers != 0) {
+    if (it->second.loading || PinnedLocked(resource_id)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "engine: resource ", resource_id, " is loading or being read; evict it afterwards"));
     }
-    used_bytes_ -= it->second.reserved;
-    resident_.erase(it);
+    DropLocked(it);
   }
   return table_->Remove(resource_id);
 }

@@ -10,13 +10,20 @@
 // reader; the read's completion writes OK or ERROR into the io slot, resumes every waiting ring
 // slot (DONE, or FAULT IO_ERROR with the errno), reaps them and recycles the io slot.
 //
-// Resident copies live in host memory (the CPU engine). Threads: engine workers (LoadMiss,
-// Checksum), the pump thread, the reader's thread(s) (completions), callers of the resource API.
-// One mutex guards the residency map. Lifetime: destroy before the RingHost it resumes slots in.
+// Where resident copies live is the ResidencyStore's business: host memory for the CPU engine,
+// device memory for the CUDA engine (whose kernel answers resident LOAD_MISS and CHECKSUM
+// itself and asks the host only on a miss). Pins keep a resource from being evicted while an
+// executor reads its bytes: a host CHECKSUM holds one while it hashes, the CUDA engine one per
+// dispatched CHECKSUM slot.
+//
+// Threads: engine workers / reapers (LoadMiss, Checksum, pins), the pump thread, the reader's
+// thread(s) (completions), callers of the resource API. One mutex guards the residency map.
+// Lifetime: destroy before the RingHost it resumes slots in.
 #ifndef MK_ENGINE_SRC_HOST_RESOURCE_LOADER_H_
 #define MK_ENGINE_SRC_HOST_RESOURCE_LOADER_H_
 
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -24,7 +31,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/src/host/residency_store.h"
 #include "engine/src/host/ring_host.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/io_queue.h"
@@ -35,14 +45,31 @@ namespace mk::engine::host {
 
 class ResourceLoader {
  public:
+  // Makes the store once the reader exists (a device store registers the reader's staging).
+  using StoreFactory =
+      std::function<absl::StatusOr<std::unique_ptr<ResidencyStore>>(io::FileReader& reader)>;
+  // Without a factory the resident copies live in host memory.
   static absl::StatusOr<std::unique_ptr<ResourceLoader>> Create(const EngineOptions& options,
-                                                               RingHost* host);
+                                                               RingHost* host,
+                                                               StoreFactory make_store = nullptr);
   ~ResourceLoader();
 
   // The interpreter's io hook (context = this loader).
   protocol::IoHook Hook();
   protocol::ExecResult LoadMiss(uint32_t slot_index, uint32_t tenant, const uint32_t* args);
   protocol::ExecResult Checksum(uint32_t slot_index, uint32_t tenant, const uint32_t* args);
+
+  // An executor reads resource `id`'s bytes until the matching Unpin: it is not evicted.
+  void Pin(uint32_t id);
+  void Unpin(uint32_t id);
+  // Forgets every pin (the executor stopped; nothing reads any more).
+  void ReleaseAllPins();
+  // The executor answered a LOAD_MISS of a resident resource itself: counted, and the resource
+  // becomes the most recently used.
+  void CountExecutorHit(uint32_t id);
+  // Waits (up to `deadline`) for loads in flight to finish, then drops every resident copy:
+  // the device memory behind them is about to be reset. OK, or DEADLINE_EXCEEDED.
+  absl::Status ForgetResidents(absl::Time deadline);
 
   absl::StatusOr<uint32_t> Register(uint32_t tenant, const std::string& path, uint64_t offset,
                                     uint64_t length);
@@ -58,17 +85,20 @@ class ResourceLoader {
   struct Resident {
     bool loading = true;
     uint64_t reserved = 0;  // budget bytes held (the resource's length)
-    std::vector<uint8_t> bytes;
     std::vector<Waiter> waiters;
     uint64_t last_use = 0;
-    uint32_t readers = 0;  // CHECKSUMs hashing the bytes right now: not evictable
   };
 
   ResourceLoader(const EngineOptions& options, RingHost* host,
-                 std::unique_ptr<io::ResourceTable> table, std::unique_ptr<io::FileReader> reader);
+                 std::unique_ptr<io::ResourceTable> table, std::unique_ptr<io::FileReader> reader,
+                 std::unique_ptr<ResidencyStore> store);
+  bool PinnedLocked(uint32_t id) const { return pins_.contains(id); }
+  // Drops a resident copy (budget, store, map). mu_ held.
+  void DropLocked(std::map<uint32_t, Resident>::iterator it);
   absl::StatusOr<io::Resource> Owned(uint32_t tenant, uint32_t id) const;
-  // Frees budget for `bytes` by evicting unpinned resident copies, oldest use first.
-  bool MakeRoomLocked(uint64_t bytes);
+  // Frees budget and store room for resource `id` (`bytes` of `tenant`'s) by evicting unpinned
+  // resident copies, oldest use first, and places it in the store.
+  bool MakeRoomLocked(uint32_t id, uint32_t tenant, uint64_t bytes);
   void PumpLoop();
   void StartRead(uint32_t io_index);
   void FinishRead(uint32_t io_index, uint32_t resource_id, absl::Status status, uint64_t start_ns);
@@ -87,9 +117,15 @@ class ResourceLoader {
   std::condition_variable work_;  // new io requests, or stop
   IoStats stats_;
   LatencyHistogram io_latency_;
+  absl::flat_hash_map<uint32_t, uint32_t> pins_;  // resource id -> executor reads under way
+  uint32_t reads_in_flight_ = 0;                   // StartRead .. FinishRead
+  std::condition_variable reads_done_;             // reads_in_flight_ reached 0
   std::atomic<uint32_t> io_hint_{0};  // where workers start looking for a free io slot
 
-  std::unique_ptr<io::FileReader> reader_;  // destroyed first: no completion outlives us
+  // The destructor waits for reads in flight, then destroys the store, then the reader (a
+  // device store registered the reader's staging memory and its sinks use the store).
+  std::unique_ptr<io::FileReader> reader_;
+  std::unique_ptr<ResidencyStore> store_;
   std::thread pump_;
 };
 
