@@ -1,5 +1,7 @@
 // LOAD_MISS and CHECKSUM through the engine API on real files, with both io backends (the
-// io_uring cases skip with the reason where io_uring is blocked).
+// io_uring cases skip with the reason where io_uring is blocked), on the engine MK_TEST_ENGINE
+// names: the CPU engine (resident copies in host memory) or, on the GPU machine, the CUDA
+// engine (resident copies in device memory, CHECKSUM computed by the kernel).
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -35,6 +37,7 @@ uint64_t HostTreeHash(const std::string& bytes) {
 class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    MK_REQUIRE_BACKEND(testing::BackendUnderTest());
     if (GetParam() == "io_uring") {
       io::ReaderOptions ro;
       ro.backend = io::Backend::kUring;
@@ -50,7 +53,7 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
 
   std::unique_ptr<Engine> Start(uint64_t budget = 1ull << 30) {
     EngineOptions o;
-    o.backend = EngineOptions::Backend::kCpu;
+    o.backend = testing::BackendUnderTest();
     o.workers = 2;
     o.max_tenants = 8;
     o.resource_root = root_.string();
@@ -105,6 +108,12 @@ TEST_P(EngineResourcesTest, ChecksumAfterLoadMissMatchesTheFile) {
   EXPECT_EQ(whole.results[2], 17u) << "blocks hashed";
   Completion part = RunOne(*e, Slot(op::kChecksum, {*id, 65536, 0, 131072}));
   EXPECT_EQ(part.results[0], static_cast<uint32_t>(HostTreeHash(data.substr(1000 + 65536, 131072))));
+  // An unaligned start and a ragged end (byte-wise reads on the device).
+  Completion odd = RunOne(*e, Slot(op::kChecksum, {*id, 3, 0, 70001}));
+  const uint64_t odd_expect = HostTreeHash(data.substr(1000 + 3, 70001));
+  EXPECT_EQ(odd.results[0], static_cast<uint32_t>(odd_expect));
+  EXPECT_EQ(odd.results[1], static_cast<uint32_t>(odd_expect >> 32));
+  EXPECT_EQ(odd.results[2], 2u);
   ExpectFault(RunOne(*e, Slot(op::kChecksum, {*id, 0, 1, 10})), FaultCode::kOutOfBounds, *id);
   ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {*id, 0}), /*tenant=*/2),
               FaultCode::kResourceNotFound, *id);

@@ -14,18 +14,12 @@
 
 namespace mk::engine::cpu {
 
-using protocol::SlotStatus;
-
 namespace {
 
 void CpuRelax() {
 #if defined(__x86_64__)
   _mm_pause();
 #endif
-}
-
-std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
-  return std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]);
 }
 
 }  // namespace
@@ -124,34 +118,9 @@ bool CpuEngine::TryRun(uint32_t index, WorkerState& ws) {
 }
 
 void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
-  uint32_t* w = host_->ring().slot(index);
-  host::SlotMeta& meta = host_->meta(index);
-  const uint32_t op = w[protocol::kWordOpcode];
-  const protocol::ExecResult r =
-      protocol::Execute<protocol::ProductOpcodes>(w, index, ws.ctx);
-  switch (r.status) {
-    case SlotStatus::kDone:
-    case SlotStatus::kFault: {
-      std::copy(r.results, r.results + r.result_count, w + protocol::kWordArg0);
-      std::fill(w + protocol::kWordArg0 + r.result_count, w + protocol::kSlotWords, 0u);
-      const uint32_t fence = meta.fence_waiter;  // read before the slot becomes reapable
-      StatusWord(w).store(static_cast<uint32_t>(r.status), std::memory_order_release);
-      ws.counters.CountOutcome(op);
-      if (fence != host::kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);
-      break;
-    }
-    case SlotStatus::kRequeue:
-      StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_release);
-      scheduler_.PushReady(index);
-      break;
-    default: {  // WAIT_IO: the loader parked the slot already (and the io may even have
-                // completed it); only a slot still CLAIMED moves here.
-      uint32_t claimed = static_cast<uint32_t>(SlotStatus::kClaimed);
-      StatusWord(w).compare_exchange_strong(claimed, static_cast<uint32_t>(r.status),
-                                            std::memory_order_acq_rel);
-      break;
-    }
-  }
+  FinishClaimed(index,
+                protocol::Execute<protocol::ProductOpcodes>(host_->ring().slot(index), index, ws.ctx),
+                ws.counters);
 }
 
 void CpuEngine::IdleWait(bool was_spinning) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
+#include "engine/src/cuda/device_residency.h"
 #include "engine/src/cuda/device_state.h"
 #include "engine/src/cuda/megakernel.h"
 #include "mk/engine/status_macros.h"
@@ -85,23 +86,41 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
   config->max_backoff_ns = kMaxBackoffNs;
   auto host = host::RingHost::Create(options);
   if (!host.ok()) return host.status();
-  std::unique_ptr<CudaEngine> engine(
-      new CudaEngine(*std::move(host), std::move(config), device_name, options));
-  auto device = DeviceState::Create(*engine->config_, *engine->host_);
-  if (!device.ok()) return device.status();
-  engine->device_ = *std::move(device);
+  std::unique_ptr<host::ResourceLoader> loader;
+  DeviceResidency* residency = nullptr;
   if (!options.resource_root.empty()) {
-    std::fprintf(stderr,
-                 "engine: the CUDA engine does not load resources yet; --resource_root is "
-                 "ignored and LOAD_MISS / CHECKSUM fault RESOURCE_NOT_FOUND (use --engine=cpu "
-                 "for resources)\n");
+    const uint32_t blocks = config->blocks;
+    auto created = host::ResourceLoader::Create(
+        options, host->get(),
+        [&](io::FileReader& reader) -> absl::StatusOr<std::unique_ptr<host::ResidencyStore>> {
+          auto store = DeviceResidency::Create(options.residency_budget_bytes, blocks, reader);
+          if (!store.ok()) return store.status();
+          residency = store->get();
+          return std::unique_ptr<host::ResidencyStore>(*std::move(store));
+        });
+    if (!created.ok()) return created.status();
+    loader = *std::move(created);
   }
+  std::unique_ptr<CudaEngine> engine(new CudaEngine(*std::move(host), std::move(loader), residency,
+                                                    std::move(config), device_name, options));
+  MK_RETURN_IF_ERROR(engine->CreateDeviceState());
   return engine;
 }
 
-CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<DeviceConfig> config,
-                       std::string device_name, const EngineOptions& options)
-    : EngineBase(std::move(host), nullptr, options),
+absl::Status CudaEngine::CreateDeviceState() {
+  auto device = DeviceState::Create(*config_, *host_);
+  if (!device.ok()) return device.status();
+  if (residency_ != nullptr) (*device)->set_residency(residency_->params());
+  device_ = *std::move(device);
+  return absl::OkStatus();
+}
+
+CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host,
+                       std::unique_ptr<host::ResourceLoader> loader, DeviceResidency* residency,
+                       std::unique_ptr<DeviceConfig> config, std::string device_name,
+                       const EngineOptions& options)
+    : EngineBase(std::move(host), std::move(loader), options),
+      residency_(residency),
       config_(std::move(config)),
       device_name_(std::move(device_name)),
       sq_mask_(config_->sq_capacity - 1),
@@ -113,9 +132,6 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<Dev
     shard->batcher = std::make_unique<host::CompletionBatcher>(host_.get());
     shards_.push_back(std::move(shard));
   }
-  no_loader_reason_ =
-      "engine: the CUDA engine does not load resources yet; run megakerneld with --engine=cpu "
-      "to use LOAD_MISS and CHECKSUM";
 }
 
 CudaEngine::~CudaEngine() {
@@ -183,7 +199,10 @@ absl::Status CudaEngine::StopExecutor() {
     WakeReaper(*shard);
     if (shard->reaper.joinable()) shard->reaper.join();
   }
-  return StopKernel();
+  absl::Status stopped = StopKernel();
+  // Nothing reads resident bytes any more; the teardown fails the unreaped CHECKSUMs.
+  if (loader_ != nullptr) loader_->ReleaseAllPins();
+  return stopped;
 }
 
 absl::Status CudaEngine::StopKernel() {
@@ -196,15 +215,20 @@ absl::Status CudaEngine::StopKernel() {
   // context down and rebuild every device resource. The ring, tickets and completions are host
   // memory and survive; the teardown then fails the in-flight slots.
   std::fprintf(stderr, "%s\n", stopped.ToString().c_str());
+  if (loader_ != nullptr) {
+    // The reset takes the resident copies with it: let loads in flight land first (copies do
+    // not need the kernel), then forget every resident resource.
+    if (absl::Status s = loader_->ForgetResidents(absl::Now() + kStopTimeout); !s.ok()) {
+      std::fprintf(stderr, "%s\n", s.ToString().c_str());
+    }
+  }
   device_->Abandon();
   device_.reset();
   if (cudaError_t e = cudaDeviceReset(); e != cudaSuccess) {
     return CudaStatus(e, "resetting the device after a failed kernel", "restart megakerneld");
   }
-  auto rebuilt = DeviceState::Create(*config_, *host_);
-  if (!rebuilt.ok()) return rebuilt.status();
-  device_ = *std::move(rebuilt);
-  return absl::OkStatus();
+  if (residency_ != nullptr) MK_RETURN_IF_ERROR(residency_->Rebuild());
+  return CreateDeviceState();
 }
 
 void CudaEngine::SetExecutionPausedForTesting(bool paused) {

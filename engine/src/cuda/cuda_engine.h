@@ -24,9 +24,15 @@
 // Threads: callers of Publish / SetTenantEnabled dispatch; each dispatch takes one shard's lock
 // (the first free one), so producers dispatch in parallel into different shards. Then the
 // reapers, and the teardown path (Shutdown / Restart, serialized by EngineBase), which holds
-// every shard's lock while it stops or starts the kernel. Resources (LOAD_MISS / CHECKSUM) are
-// not served by this engine yet: those opcodes fault RESOURCE_NOT_FOUND and the resource calls
-// answer FAILED_PRECONDITION naming --engine=cpu.
+// every shard's lock while it stops or starts the kernel.
+//
+// Resources (LOAD_MISS / CHECKSUM, with --resource_root): resident copies live in device memory
+// (DeviceResidency). The kernel answers a LOAD_MISS of a resident resource and runs CHECKSUM
+// over the device bytes itself; a LOAD_MISS it does not find resident comes back "ask the
+// host", and the reaper hands it to the shared ResourceLoader (load through io_uring and async
+// copies, coalescing, REQUEUE, WAIT_IO resumed by the load). The dispatcher pins the resource
+// of every CHECKSUM it hands to the kernel and the reaper unpins it, so nothing the kernel
+// hashes is evicted under it.
 #ifndef MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 #define MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 
@@ -44,6 +50,7 @@
 namespace mk::engine::cuda {
 
 class DeviceState;
+class DeviceResidency;
 struct DeviceConfig;
 
 // OK when a CUDA device this build can run on is present (and names it in `name`);
@@ -59,8 +66,11 @@ class CudaEngine final : public host::EngineBase {
   EngineInfo info() const override;
 
  private:
-  CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<DeviceConfig> config,
+  CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<host::ResourceLoader> loader,
+             DeviceResidency* residency, std::unique_ptr<DeviceConfig> config,
              std::string device_name, const EngineOptions& options);
+  // DeviceState for the current context, told where the resident resources are.
+  absl::Status CreateDeviceState();
 
   absl::Status StartExecutor() override;
   absl::Status StopExecutor() override;
@@ -94,9 +104,11 @@ class CudaEngine final : public host::EngineBase {
   // Locks every shard (teardown and start): no dispatch runs meanwhile.
   std::vector<std::unique_lock<std::mutex>> LockAllShards();
   void ReaperLoop(Shard& shard);
-  // Moves the completion record of `position` (if complete) into ring slot `index`: results,
-  // then STATUS. False while the kernel has not finished it.
-  bool TakeCompletion(const Shard& shard, uint64_t position, uint32_t index);
+  // Reads the completion record of `position` into `out`; false while the kernel has not
+  // finished it.
+  bool ReadCompletion(const Shard& shard, uint64_t position, protocol::ExecResult* out);
+  // A LOAD_MISS the kernel did not find resident: the loader serves it on the host.
+  protocol::ExecResult ServeOnHost(uint32_t index);
   // Reaps terminal slots at the shard's head, in order; returns how many.
   uint32_t ReapPass(Shard& shard, host::CompletionBatcher& batcher,
                     host::ControlCounters& counters, std::vector<uint32_t>& reaped);
@@ -105,6 +117,8 @@ class CudaEngine final : public host::EngineBase {
   // device state.
   absl::Status StopKernel();
 
+  // Owned by loader_ (null without a resource root); rebuilt after a device reset.
+  DeviceResidency* const residency_;
   const std::unique_ptr<DeviceConfig> config_;
   const std::string device_name_;
   const uint64_t sq_mask_;

@@ -59,6 +59,10 @@ void CudaEngine::Dispatch() {
     uint32_t* entry = device_->entry(shard->id, position);
     entry[kEntryRingIndex] = index;
     std::copy(slot + 1, slot + protocol::kSlotWords, entry + 1);
+    // The kernel reads a CHECKSUM's resident bytes: not evicted until the slot is reaped.
+    if (loader_ != nullptr && slot[protocol::kWordOpcode] == protocol::opcode::kChecksum) {
+      loader_->Pin(slot[protocol::kWordArg0]);
+    }
     shard->index[position & sq_mask_] = index;
   };
   if (scheduler_.has_ready() && scheduler_.TakeReady(&shard->ready)) {
@@ -95,7 +99,8 @@ void CudaEngine::Dispatch() {
 
 void CudaEngine::WakeReaper(Shard& shard) { shard.wake.Wake(/*all=*/false); }
 
-bool CudaEngine::TakeCompletion(const Shard& shard, uint64_t position, uint32_t index) {
+bool CudaEngine::ReadCompletion(const Shard& shard, uint64_t position,
+                                protocol::ExecResult* out) {
   const uint64_t* record = device_->completion(shard.id, position);
   const uint32_t tag = CompletionTag(position);
   auto load = [](const uint64_t* word) {
@@ -103,10 +108,9 @@ bool CudaEngine::TakeCompletion(const Shard& shard, uint64_t position, uint32_t 
   };
   const uint64_t head = load(record);
   if (static_cast<uint32_t>(head >> 32) != tag) return false;
-  const uint32_t status = head & 0xff;
-  const uint32_t count = std::min<uint32_t>((head >> 8) & 0xff, protocol::kArgWords);
-  uint32_t* slot = host_->ring().slot(index);
-  for (uint32_t i = 0; i < count; ++i) {
+  out->status = static_cast<SlotStatus>(head & 0xff);
+  out->result_count = std::min<uint32_t>((head >> 8) & 0xff, protocol::kArgWords);
+  for (uint32_t i = 0; i < out->result_count; ++i) {
     uint64_t word = load(record + 1 + i);
     // The kernel wrote the result words before STATUS but without a fence: they may still be
     // on their way; they arrive within the PCIe latency.
@@ -114,12 +118,16 @@ bool CudaEngine::TakeCompletion(const Shard& shard, uint64_t position, uint32_t 
       _mm_pause();
       word = load(record + 1 + i);
     }
-    slot[protocol::kWordArg0 + i] = static_cast<uint32_t>(word);
+    out->results[i] = static_cast<uint32_t>(word);
   }
-  std::fill(slot + protocol::kWordArg0 + count, slot + protocol::kSlotWords, 0u);
-  // CLAIMED -> DONE | FAULT, results first (the ring's state machine, as the CPU engine's).
-  std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]).store(status, std::memory_order_release);
   return true;
+}
+
+protocol::ExecResult CudaEngine::ServeOnHost(uint32_t index) {
+  const uint32_t* slot = host_->ring().slot(index);
+  const uint32_t* args = slot + protocol::kWordArg0;
+  if (loader_ == nullptr) return protocol::Fault(protocol::FaultCode::kResourceNotFound, args[0]);
+  return loader_->LoadMiss(index, slot[protocol::kWordTenant], args);
 }
 
 uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
@@ -127,27 +135,35 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   const uint64_t published = shard.published.load(std::memory_order_acquire);
   uint64_t head = shard.head.load(std::memory_order_relaxed);
   uint32_t epochs = 0;
+  uint64_t consumed = 0;
   reaped.clear();
+  protocol::ExecResult r;
   while (head < published && reaped.size() < kReapBatch) {
     const uint32_t index = shard.index[head & sq_mask_];
-    if (!TakeCompletion(shard, head, index)) break;
+    if (!ReadCompletion(shard, head, &r)) break;
     const uint32_t* slot = host_->ring().slot(index);
     const uint32_t op = slot[protocol::kWordOpcode];
-    counters.CountOutcome(op);
-    if (op == protocol::opcode::kBatchFence &&
-        slot[protocol::kWordStatus] == static_cast<uint32_t>(SlotStatus::kDone)) {
-      ++epochs;
+    const uint32_t resource = slot[protocol::kWordArg0];  // before the results replace it
+    bool served_on_host = false;
+    if (op == protocol::opcode::kLoadMiss && static_cast<uint32_t>(r.status) == kAskHostStatus) {
+      r = ServeOnHost(index);  // may park the slot in WAIT_IO or send it back to REQUEUE
+      served_on_host = true;
     }
-    // The fence waiter is read before the slot is reaped (and may be republished).
-    const uint32_t fence = host_->meta(index).fence_waiter;
-    if (fence != host::kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);
-    reaped.push_back(index);
+    if (loader_ != nullptr && op == protocol::opcode::kChecksum) loader_->Unpin(resource);
+    if (loader_ != nullptr && op == protocol::opcode::kLoadMiss && !served_on_host) {
+      loader_->CountExecutorHit(resource);
+    }
+    if (FinishClaimed(index, r, counters)) {
+      if (op == protocol::opcode::kBatchFence && r.status == SlotStatus::kDone) ++epochs;
+      reaped.push_back(index);
+    }
     ++head;
+    ++consumed;
   }
-  if (reaped.empty()) return 0;
+  if (consumed == 0) return 0;
   if (profile_) {
     reap_passes_.fetch_add(1, std::memory_order_relaxed);
-    reaped_slots_.fetch_add(reaped.size(), std::memory_order_relaxed);
+    reaped_slots_.fetch_add(consumed, std::memory_order_relaxed);
   }
   uint32_t* control = host_->control().words().data();
   counters.Flush(control);
@@ -156,7 +172,7 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   host_->ReapIndices(reaped, &batcher);
   batcher.Flush();
   NotifyProgress();
-  return static_cast<uint32_t>(reaped.size());
+  return static_cast<uint32_t>(consumed);
 }
 
 void CudaEngine::ReaperLoop(Shard& shard) {

@@ -22,4 +22,17 @@ absl::Status CudaStatus(cudaError_t error, absl::string_view what, absl::string_
       return ::mk::engine::cuda::CudaStatus(mk_cuda_error, what);             \
   } while (0)
 
+namespace mk::engine::cuda {
+
+// The device's address of registered, mapped host memory.
+template <typename T>
+absl::Status MappedDevicePointer(T* host, T** device, absl::string_view what) {
+  void* mapped = nullptr;
+  MK_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, host, 0), what);
+  *device = static_cast<T*>(mapped);
+  return absl::OkStatus();
+}
+
+}  // namespace mk::engine::cuda
+
 #endif  // MK_ENGINE_SRC_CUDA_CUDA_STATUS_H_

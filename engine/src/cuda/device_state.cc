@@ -13,18 +13,6 @@
 
 namespace mk::engine::cuda {
 
-namespace {
-
-template <typename T>
-absl::Status MappedPointer(T* host, T** device, absl::string_view what) {
-  void* mapped = nullptr;
-  MK_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, host, 0), what);
-  *device = static_cast<T*>(mapped);
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<DeviceState>> DeviceState::Create(const DeviceConfig& config,
                                                                   host::RingHost& host) {
   std::unique_ptr<DeviceState> state(new DeviceState(config, host));
@@ -73,14 +61,14 @@ absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(cudaMemset(control_, 0, control_bytes), "clearing the control buffer");
 
   Doorbell* doorbell = nullptr;
-  MK_RETURN_IF_ERROR(MappedPointer(doorbell_, &doorbell, "mapping the doorbell"));
+  MK_RETURN_IF_ERROR(MappedDevicePointer(doorbell_, &doorbell, "mapping the doorbell"));
   uint32_t* sq = nullptr;
-  MK_RETURN_IF_ERROR(MappedPointer(sq_, &sq, "mapping the submission queue"));
-  MK_RETURN_IF_ERROR(MappedPointer(block_idle_, &params_.block_idle, "mapping the idle flags"));
+  MK_RETURN_IF_ERROR(MappedDevicePointer(sq_, &sq, "mapping the submission queue"));
+  MK_RETURN_IF_ERROR(MappedDevicePointer(block_idle_, &params_.block_idle, "mapping the idle flags"));
   uint64_t* cq = nullptr;
-  MK_RETURN_IF_ERROR(MappedPointer(cq_, &cq, "mapping the completion queues"));
+  MK_RETURN_IF_ERROR(MappedDevicePointer(cq_, &cq, "mapping the completion queues"));
   params_.cq = cq;
-  MK_RETURN_IF_ERROR(MappedPointer(log.data(), &params_.debug_log, "mapping the debug log"));
+  MK_RETURN_IF_ERROR(MappedDevicePointer(log.data(), &params_.debug_log, "mapping the debug log"));
   params_.doorbell = doorbell;
   params_.sq = sq;
   params_.sq_mask = config_.sq_capacity - 1;

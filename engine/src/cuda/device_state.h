@@ -66,6 +66,8 @@ class DeviceState {
   // doorbell after the entries).
   void PublishTail(uint32_t shard, uint64_t tail);
   void SetPaused(bool paused);
+  // Where the kernel finds resident resources (from the DeviceResidency); before Launch.
+  void set_residency(const ResidencyParams& residency) { params_.residency = residency; }
   uint32_t IdleBlocks() const;
 
  private:

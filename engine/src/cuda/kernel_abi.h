@@ -26,6 +26,16 @@
 // - Control copy (device memory): the tenant scratch windows and EPOCH the interpreter touches.
 //   The host's control buffer keeps the counters the host maintains (DONE_COUNT, fairness,
 //   per-opcode runs, EPOCH), which are what telemetry decodes.
+// - Residency table (mapped host memory, written only by the host's DeviceResidency under the
+//   loader's lock): entry id & table_mask describes resource `id` when its key matches. The
+//   host writes address and length, then the key with release; it clears the key before the
+//   entry is reused. The kernel reads the key with acquire, then the fields, and (LOAD_MISS)
+//   the key again. CHECKSUM slots are pinned by the host from dispatch to reap, so the bytes
+//   and entry of the resource they hash cannot be evicted under them.
+// - Resident bytes (device memory, the DeviceResidency's arena): written only by copy-engine
+//   copies before the entry is published; the kernel reads them through L2 (ld.global.cg), so
+//   no stale L1 line of an evicted resource survives into its room's next tenant.
+// - Leaf scratch (device memory): max_leaves hashes per block for CHECKSUM's tree hash.
 // - Block idle flags (mapped host memory): block b writes 1 when its poller reached the longest
 //   backoff with nothing to claim and 0 when it claims again (EngineCounters::parked_workers).
 #ifndef MK_ENGINE_SRC_CUDA_KERNEL_ABI_H_
@@ -62,6 +72,28 @@ MK_HOST_DEVICE constexpr uint64_t TaggedWord(uint32_t tag, uint32_t value) {
   return (uint64_t{tag} << 32) | value;
 }
 
+// Residency table entry (32 bytes, see above).
+struct alignas(32) ResidencyEntry {
+  uint64_t key;      // 0: empty; else ResidencyKey(tenant, id); written last, with release
+  uint64_t address;  // device address of the resident bytes
+  uint64_t length;   // bytes
+  uint64_t reserved;
+};
+MK_HOST_DEVICE constexpr uint64_t ResidencyKey(uint32_t tenant, uint32_t id) {
+  return (uint64_t{tenant} + 1) << 32 | id;  // never 0
+}
+
+// A LOAD_MISS whose resource the kernel did not find resident completes with this status: the
+// host's loader serves it (load, coalesce, requeue, or fault) instead of the kernel.
+inline constexpr uint32_t kAskHostStatus = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
+
+struct ResidencyParams {
+  const ResidencyEntry* table = nullptr;  // null: no resource loading (every LOAD_MISS asks)
+  uint32_t table_mask = 0;
+  uint64_t* leaf_scratch = nullptr;  // max_leaves per block
+  uint32_t max_leaves = 0;
+};
+
 struct KernelParams {
   const Doorbell* doorbell;
   const uint32_t* sq;  // shard s starts at entry s * (sq_mask + 1)
@@ -75,6 +107,7 @@ struct KernelParams {
   uint32_t* debug_log;
   uint32_t debug_log_records;
   uint32_t max_backoff_ns;  // longest __nanosleep of an idle poller
+  ResidencyParams residency;
 };
 
 }  // namespace mk::engine::cuda

@@ -7,13 +7,20 @@
 // claim counter with a CAS, and the
 // block's threads run one entry each: a coalesced read of the 64-byte entry, the shared
 // interpreter, and the outcome written as a tagged completion record (no fence: the tags tell
-// the host when the record is complete). An idle poller backs off with __nanosleep up to max_backoff_ns, so an idle kernel
-// reads host memory a few hundred thousand times a second at most, from a handful of pollers.
+// the host when the record is complete). An idle poller backs off with __nanosleep up to
+// max_backoff_ns, so an idle kernel reads host memory a few hundred thousand times a second at
+// most, from a handful of pollers.
+//
+// Resources: LOAD_MISS looks the resource up in the residency table and completes DONE when it
+// is resident; otherwise its record says "ask the host" and the host's loader serves the miss
+// (reads the file with io_uring, copies it to device memory, resumes the slot). CHECKSUM hashes
+// the device-resident bytes with the whole block after the batch's other entries ran.
 #include <stdint.h>
 
 #include "engine/src/cuda/kernel_abi.h"
 #include "engine/src/cuda/megakernel.h"
 #include "engine/src/cuda/ptx_memory.cuh"
+#include "engine/src/cuda/xxh64.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
 
@@ -22,13 +29,74 @@ namespace {
 
 constexpr uint32_t kMinBackoffNs = 64;
 
-// Runs SQ entry `position` of a shard: reads it, executes it and writes its completion record
-// (tagged words: results first, then STATUS; their order does not matter to the reader).
-__device__ void RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
-                         uint64_t position, protocol::ExecContext& ctx) {
-  const uint64_t at = position & k.sq_mask;
-  const uint32_t* entry = shard_sq + at * kEntryWords;
-  uint32_t w[kEntryWords];
+constexpr uint64_t kLeafBytes = 64 * 1024;  // CHECKSUM's tree-hash leaf (PROTOCOL.md)
+
+// Bytes read through L2 only (ld.global.cg): resident bytes are written by copy engines and
+// rooms are reused after eviction, so no SM may serve them from a stale L1 line.
+struct L2Source {
+  const uint8_t* p;
+  bool aligned;  // p is 8-byte aligned: whole-word loads (every U64 / U32 offset is aligned)
+  __device__ uint8_t U8(uint64_t at) const { return __ldcg(p + at); }
+  __device__ uint32_t U32(uint64_t at) const {
+    if (aligned) return __ldcg(reinterpret_cast<const unsigned int*>(p + at));
+    return uint32_t{U8(at)} | uint32_t{U8(at + 1)} << 8 | uint32_t{U8(at + 2)} << 16 |
+           uint32_t{U8(at + 3)} << 24;
+  }
+  __device__ uint64_t U64(uint64_t at) const {
+    if (aligned) return __ldcg(reinterpret_cast<const unsigned long long*>(p + at));
+    return uint64_t{U32(at)} | uint64_t{U32(at + 4)} << 32;
+  }
+};
+
+struct Resident {
+  bool found = false;
+  uint64_t address = 0;
+  uint64_t length = 0;
+};
+
+// Resource `id` of `tenant` in the residency table (mapped host memory, kernel_abi.h): the key,
+// the fields, and the key again, so an entry replaced meanwhile reads as absent.
+__device__ Resident LookupResident(const ResidencyParams& r, uint32_t tenant, uint32_t id) {
+  Resident out;
+  if (r.table == nullptr) return out;
+  const ResidencyEntry* e = r.table + (id & r.table_mask);
+  const uint64_t want = ResidencyKey(tenant, id);
+  if (LoadAcquireSystem(&e->key) != want) return out;
+  out.address = LoadAcquireSystem(&e->address);
+  out.length = LoadAcquireSystem(&e->length);
+  out.found = LoadAcquireSystem(&e->key) == want;
+  return out;
+}
+
+// LOAD_MISS: DONE with the length when the resource is resident, else the host serves it.
+__device__ protocol::ExecResult LoadMiss(const KernelParams& k, uint32_t tenant,
+                                         const uint32_t* args) {
+  const Resident r = LookupResident(k.residency, tenant, args[0]);
+  protocol::ExecResult out;
+  if (!r.found) {
+    out.status = static_cast<protocol::SlotStatus>(kAskHostStatus);
+    return out;
+  }
+  out = protocol::Done(2);
+  out.results[0] = static_cast<uint32_t>(r.length);
+  out.results[1] = static_cast<uint32_t>(r.length >> 32);
+  return out;
+}
+
+// Writes SQ entry `position`'s outcome as a tagged completion record (results first, then
+// STATUS; their order does not matter to the reader).
+__device__ void WriteCompletion(const KernelParams& k, uint64_t* shard_cq, uint64_t position,
+                                const protocol::ExecResult& r) {
+  uint64_t* record = shard_cq + (position & k.sq_mask) * kCompletionWords;
+  const uint32_t tag = CompletionTag(position);
+  const uint32_t count = r.result_count < protocol::kArgWords ? r.result_count : protocol::kArgWords;
+  for (uint32_t i = 0; i < count; ++i) StoreVolatile64(record + 1 + i, TaggedWord(tag, r.results[i]));
+  StoreVolatile64(record, TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8));
+}
+
+__device__ void ReadEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position,
+                          uint32_t* w) {
+  const uint32_t* entry = shard_sq + (position & k.sq_mask) * kEntryWords;
 #pragma unroll
   for (uint32_t c = 0; c < kEntryWords / 4; ++c) {
     const uint4 v = LoadVolatile4(entry + 4 * c);
@@ -37,28 +105,109 @@ __device__ void RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64
     w[4 * c + 2] = v.z;
     w[4 * c + 3] = v.w;
   }
+}
+
+// Runs SQ entry `position` of a shard: reads it, executes it and writes its completion record.
+// Returns false for a CHECKSUM, which the whole block runs afterwards (BlockChecksum).
+__device__ bool RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
+                         uint64_t position, protocol::ExecContext& ctx) {
+  uint32_t w[kEntryWords];
+  ReadEntry(k, shard_sq, position, w);
   const uint32_t op = w[protocol::kWordOpcode];
-  const protocol::ExecResult r = protocol::Execute<protocol::ProductOpcodes>(w, w[kEntryRingIndex], ctx);
+  const uint32_t tenant = w[protocol::kWordTenant];
+  const bool tenant_ok = tenant < ctx.layout.max_tenants;
+  if (op == protocol::opcode::kChecksum && tenant_ok) return false;
+  const protocol::ExecResult r =
+      op == protocol::opcode::kLoadMiss && tenant_ok
+          ? LoadMiss(k, tenant, w + protocol::kWordArg0)
+          : protocol::Execute<protocol::ProductOpcodes>(w, w[kEntryRingIndex], ctx);
   // Effects become visible before the completion that announces them: a PRINTF's debug-log
   // record is in host memory (system scope); scratch writes are in device memory, read only by
   // later slots on this GPU (device scope, much cheaper).
   if (op == protocol::opcode::kPrintf) {
     FenceAcqRelSystem();
   } else if (op != protocol::opcode::kNop && op != protocol::opcode::kLoadU32 &&
-             op != protocol::opcode::kDfaStep) {
+             op != protocol::opcode::kDfaStep && op != protocol::opcode::kLoadMiss) {
     __threadfence();
   }
-  uint64_t* record = shard_cq + at * kCompletionWords;
-  const uint32_t tag = CompletionTag(position);
-  const uint32_t count = r.result_count < protocol::kArgWords ? r.result_count : protocol::kArgWords;
-  for (uint32_t i = 0; i < count; ++i) StoreVolatile64(record + 1 + i, TaggedWord(tag, r.results[i]));
-  StoreVolatile64(record, TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8));
+  WriteCompletion(k, shard_cq, position, r);
+  return true;
+}
+
+// What thread 0 resolved for the block's CHECKSUM in progress.
+struct ChecksumJob {
+  const uint8_t* bytes;
+  uint64_t length;
+  uint32_t leaves;
+  bool fault;
+  protocol::ExecResult outcome;  // the fault, when `fault`
+};
+
+// CHECKSUM (PROTOCOL.md section 3) of SQ entry `position`, run by every thread of the block:
+// thread 0 resolves the resource, the threads hash one 64 KiB leaf each (strided), thread 0
+// hashes the leaves into the root and writes the completion. Block-uniform control flow.
+__device__ void BlockChecksum(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
+                              uint64_t position, ChecksumJob& job) {
+  if (threadIdx.x == 0) {
+    uint32_t w[kEntryWords];
+    ReadEntry(k, shard_sq, position, w);
+    const uint32_t* args = w + protocol::kWordArg0;
+    const uint32_t id = args[0];
+    const uint64_t offset = uint64_t{args[1]} | uint64_t{args[2]} << 32;
+    uint64_t length = args[3];
+    const Resident r = LookupResident(k.residency, w[protocol::kWordTenant], id);
+    job.fault = true;
+    if (!r.found) {
+      job.outcome = protocol::Fault(protocol::FaultCode::kResourceNotFound, id);
+    } else {
+      if (length == 0 && offset <= r.length) length = r.length - offset;  // 0: to the end
+      if (offset > r.length || length > r.length - offset) {
+        job.outcome = protocol::Fault(protocol::FaultCode::kOutOfBounds, id);
+      } else {
+        job.fault = false;
+        job.bytes = reinterpret_cast<const uint8_t*>(r.address) + offset;
+        job.length = length;
+        job.leaves = static_cast<uint32_t>((length + kLeafBytes - 1) / kLeafBytes);
+      }
+    }
+  }
+  __syncthreads();
+  uint64_t* leaves = k.residency.leaf_scratch + uint64_t{blockIdx.x} * k.residency.max_leaves;
+  if (!job.fault) {
+    const bool aligned = (reinterpret_cast<uintptr_t>(job.bytes) & 7) == 0;
+    for (uint32_t i = threadIdx.x; i < job.leaves; i += blockDim.x) {
+      const uint64_t at = uint64_t{i} * kLeafBytes;
+      const uint64_t n = job.length - at < kLeafBytes ? job.length - at : kLeafBytes;
+      leaves[i] = xxh64::Hash(L2Source{job.bytes + at, aligned}, n, 0);
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    protocol::ExecResult out = job.outcome;
+    if (!job.fault) {
+      const uint64_t root = xxh64::Hash(L2Source{reinterpret_cast<const uint8_t*>(leaves), true},
+                                        uint64_t{job.leaves} * 8, 0);
+      out = protocol::Done(3);
+      out.results[0] = static_cast<uint32_t>(root);
+      out.results[1] = static_cast<uint32_t>(root >> 32);
+      out.results[2] = job.leaves;
+    }
+    WriteCompletion(k, shard_cq, position, out);
+  }
+  __syncthreads();  // `job` is rewritten by the next CHECKSUM
 }
 
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
   __shared__ uint64_t s_begin;
   __shared__ uint32_t s_count;
   __shared__ uint32_t s_stop;
+  // CHECKSUM entries of the current batch (thread indices), run by the whole block after it.
+  __shared__ uint32_t s_checksums[kMaxThreadsPerBlock];
+  __shared__ uint32_t s_checksum_count;
+  // ChecksumJob has default member initializers, which __shared__ variables cannot have.
+  __shared__ alignas(ChecksumJob) unsigned char s_job_storage[sizeof(ChecksumJob)];
+  ChecksumJob& s_job = *reinterpret_cast<ChecksumJob*>(s_job_storage);
+  if (threadIdx.x == 0) s_checksum_count = 0;
   protocol::ExecContext ctx;
   ctx.control = k.control;
   ctx.layout = k.layout;
@@ -106,7 +255,9 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
     if (s_stop != 0) break;
     const uint32_t count = s_count;
     if (count != 0) {
-      if (threadIdx.x < count) RunEntry(k, shard_sq, shard_cq, s_begin + threadIdx.x, ctx);
+      if (threadIdx.x < count && !RunEntry(k, shard_sq, shard_cq, s_begin + threadIdx.x, ctx)) {
+        s_checksums[atomicAdd(&s_checksum_count, 1u)] = threadIdx.x;
+      }
     } else if (threadIdx.x == 0) {
       __nanosleep(backoff);
       if (backoff < k.max_backoff_ns) {
@@ -117,6 +268,14 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
       }
     }
     __syncthreads();  // the shared words are rewritten by the next iteration's poll
+    const uint32_t checksums = s_checksum_count;
+    if (checksums != 0) {  // block-uniform: read after the barrier, reset only below
+      for (uint32_t c = 0; c < checksums; ++c) {
+        BlockChecksum(k, shard_sq, shard_cq, s_begin + s_checksums[c], s_job);
+      }
+      if (threadIdx.x == 0) s_checksum_count = 0;
+      __syncthreads();
+    }
   }
 }
 

@@ -142,6 +142,35 @@ absl::Status EngineBase::EvictResource(uint32_t tenant, uint32_t resource_id) {
   return loader_->Evict(tenant, resource_id);
 }
 
+bool EngineBase::FinishClaimed(uint32_t index, const protocol::ExecResult& r,
+                               ControlCounters& counters) {
+  using protocol::SlotStatus;
+  uint32_t* w = host_->ring().slot(index);
+  std::atomic_ref<uint32_t> status(w[protocol::kWordStatus]);
+  switch (r.status) {
+    case SlotStatus::kDone:
+    case SlotStatus::kFault: {
+      std::copy(r.results, r.results + r.result_count, w + protocol::kWordArg0);
+      std::fill(w + protocol::kWordArg0 + r.result_count, w + protocol::kSlotWords, 0u);
+      const uint32_t fence = host_->meta(index).fence_waiter;  // read before it is reapable
+      status.store(static_cast<uint32_t>(r.status), std::memory_order_release);
+      counters.CountOutcome(w[protocol::kWordOpcode]);
+      if (fence != kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);
+      return true;
+    }
+    case SlotStatus::kRequeue:
+      status.store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_release);
+      scheduler_.PushReady(index);
+      return false;
+    default: {
+      uint32_t claimed = static_cast<uint32_t>(SlotStatus::kClaimed);
+      status.compare_exchange_strong(claimed, static_cast<uint32_t>(r.status),
+                                     std::memory_order_acq_rel);
+      return false;
+    }
+  }
+}
+
 void EngineBase::NotifyProgress() {
   if (draining_.load(std::memory_order_seq_cst)) {
     std::lock_guard<std::mutex> lock(drain_mu_);

@@ -70,6 +70,13 @@ class EngineBase : public Engine {
   // Executors asleep for lack of work (EngineCounters::parked_workers).
   virtual uint32_t ParkedWorkers() const = 0;
 
+  // Writes a CLAIMED slot's outcome, the same for every executor. DONE / FAULT: the results,
+  // then STATUS (release); counted; a fence waiting on the slot is released. REQUEUE: the slot
+  // goes back to the ready list. WAIT_IO: the loader parked it already (it may even be resumed
+  // by now), so only a slot still CLAIMED moves. Returns true when the slot is terminal (the
+  // caller reaps it).
+  bool FinishClaimed(uint32_t index, const protocol::ExecResult& r, ControlCounters& counters);
+
   // Lets Drain re-check its condition after outcomes were counted.
   void NotifyProgress();
   bool started() const { return started_.load(std::memory_order_acquire); }

@@ -1,0 +1,225 @@
+#include "engine/src/cuda/device_residency.h"
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/src/cuda/cuda_status.h"
+#include "engine/src/host/page_memory.h"
+#include "engine/src/host/tree_hash.h"
+#include "mk/engine/status_macros.h"
+
+namespace mk::engine::cuda {
+namespace {
+
+constexpr uint32_t kTableEntries = 4096;  // resource ids map to entry id % 4096
+constexpr uint64_t kRoomAlignment = 256;  // every room starts 256-byte aligned
+
+// Runs on CUDA's callback thread once the copies queued before it finished: lends the staging
+// buffer back to the reader. Must not call CUDA.
+void CUDART_CB RunRelease(void* release) {
+  auto* f = static_cast<std::function<void()>*>(release);
+  (*f)();
+  delete f;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceResidency>> DeviceResidency::Create(uint64_t budget_bytes,
+                                                                         uint32_t blocks,
+                                                                         io::FileReader& reader) {
+  std::unique_ptr<DeviceResidency> store(new DeviceResidency(budget_bytes, blocks, reader));
+  if (store->table_ == nullptr) {
+    return absl::ResourceExhaustedError("cuda: cannot allocate the residency table");
+  }
+  MK_RETURN_IF_ERROR(store->Allocate());
+  return store;
+}
+
+DeviceResidency::DeviceResidency(uint64_t budget_bytes, uint32_t blocks, io::FileReader& reader)
+    : budget_bytes_(budget_bytes),
+      blocks_(blocks),
+      staging_(reader.staging()),
+      staging_bytes_(reader.staging_bytes()),
+      table_bytes_(kTableEntries * sizeof(ResidencyEntry)) {
+  table_ = static_cast<ResidencyEntry*>(host::AllocatePages(table_bytes_));
+  owner_.assign(kTableEntries, 0);
+}
+
+DeviceResidency::~DeviceResidency() {
+  ReleaseDeviceResources();
+  std::free(table_);
+}
+
+absl::Status DeviceResidency::Allocate() {
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking),
+                          "creating the resource copy stream");
+  const uint64_t arena_bytes = std::max<uint64_t>(budget_bytes_, kRoomAlignment);
+  if (cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&arena_), arena_bytes);
+      e != cudaSuccess) {
+    return CudaStatus(e, absl::StrCat("allocating the ", arena_bytes,
+                                      "-byte residency arena (the residency budget)"),
+                      "lower --residency_budget_bytes");
+  }
+  params_.max_leaves = static_cast<uint32_t>(
+      std::max<uint64_t>(1, (budget_bytes_ + host::kTreeHashBlockBytes - 1) /
+                                host::kTreeHashBlockBytes));
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaMalloc(reinterpret_cast<void**>(&params_.leaf_scratch),
+                 size_t{blocks_} * params_.max_leaves * sizeof(uint64_t)),
+      "allocating CHECKSUM's leaf scratch");
+  if (staging_ != nullptr && staging_bytes_ != 0) {
+    MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(staging_, staging_bytes_, cudaHostRegisterDefault),
+                            "registering the io staging buffers");
+    staging_registered_ = true;
+  }
+  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(table_, host::PageRoundUp(table_bytes_),
+                                           cudaHostRegisterMapped),
+                          "registering the residency table");
+  table_registered_ = true;
+  ResidencyEntry* device_table = nullptr;
+  MK_RETURN_IF_ERROR(MappedDevicePointer(table_, &device_table, "mapping the residency table"));
+  params_.table = device_table;
+  params_.table_mask = kTableEntries - 1;
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.clear();
+  free_[0] = budget_bytes_;
+  return absl::OkStatus();
+}
+
+void DeviceResidency::ReleaseDeviceResources() {
+  // Teardown: errors cannot be acted on; each release is independent.
+  if (copy_stream_ != nullptr) {
+    cudaStreamSynchronize(copy_stream_);
+    cudaStreamDestroy(copy_stream_);
+  }
+  if (arena_ != nullptr) cudaFree(arena_);
+  if (params_.leaf_scratch != nullptr) cudaFree(params_.leaf_scratch);
+  if (staging_registered_) cudaHostUnregister(staging_);
+  if (table_registered_) cudaHostUnregister(table_);
+  copy_stream_ = nullptr;
+  arena_ = nullptr;
+  params_ = ResidencyParams{};
+  staging_registered_ = table_registered_ = false;
+}
+
+absl::Status DeviceResidency::Rebuild() {
+  // The reset destroyed every handle: forget them without releasing.
+  copy_stream_ = nullptr;
+  arena_ = nullptr;
+  params_ = ResidencyParams{};
+  staging_registered_ = table_registered_ = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    placements_.clear();
+    owner_.assign(kTableEntries, 0);
+  }
+  std::memset(static_cast<void*>(table_), 0, table_bytes_);
+  return Allocate();
+}
+
+bool DeviceResidency::AllocateRange(uint64_t bytes, uint64_t* offset) {
+  const uint64_t want = (std::max<uint64_t>(bytes, 1) + kRoomAlignment - 1) / kRoomAlignment *
+                        kRoomAlignment;
+  for (auto it = free_.begin(); it != free_.end(); ++it) {
+    if (it->second < want) continue;
+    *offset = it->first;
+    const uint64_t rest = it->second - want;
+    free_.erase(it);
+    if (rest != 0) free_[*offset + want] = rest;
+    return true;
+  }
+  return false;
+}
+
+void DeviceResidency::FreeRange(uint64_t offset, uint64_t bytes) {
+  uint64_t size = (std::max<uint64_t>(bytes, 1) + kRoomAlignment - 1) / kRoomAlignment *
+                  kRoomAlignment;
+  auto next = free_.lower_bound(offset);
+  if (next != free_.end() && offset + size == next->first) {  // merge with the range after
+    size += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {  // merge with the range before
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == offset) {
+      prev->second += size;
+      return;
+    }
+  }
+  free_[offset] = size;
+}
+
+bool DeviceResidency::Place(uint32_t id, uint32_t tenant, uint64_t length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (placements_.contains(id)) return true;
+  uint32_t& owner = owner_[id & params_.table_mask];
+  if (owner != 0) return false;  // another resource holds this table entry: evict first
+  uint64_t offset = 0;
+  if (!AllocateRange(length, &offset)) return false;
+  owner = id + 1;
+  placements_[id] = Placement{offset, length, tenant};
+  return true;
+}
+
+absl::Status DeviceResidency::Fill(uint32_t id, const io::Resource& resource,
+                                   io::FileReader& reader, io::ReadCallback done) {
+  uint8_t* room;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = placements_.find(id);
+    if (it == placements_.end()) {
+      return absl::FailedPreconditionError(absl::StrCat("cuda: resource ", id, " has no room"));
+    }
+    room = arena_ + it->second.offset;
+  }
+  cudaStream_t stream = copy_stream_;
+  io::ChunkSink sink = [room, stream](const io::Chunk& chunk,
+                                      std::function<void()> release) -> absl::Status {
+    if (cudaError_t e = cudaMemcpyAsync(room + chunk.offset, chunk.data, chunk.length,
+                                        cudaMemcpyHostToDevice, stream);
+        e != cudaSuccess) {
+      return io::IoError(EIO, std::string(CudaStatus(e, "copying a chunk to the device").message()));
+    }
+    auto* owned = new std::function<void()>(std::move(release));
+    if (cudaError_t e = cudaLaunchHostFunc(stream, RunRelease, owned); e != cudaSuccess) {
+      delete owned;
+      // The staging buffer goes back to the reader only once the copy reading it is over.
+      cudaStreamSynchronize(stream);
+      return io::IoError(EIO, std::string(CudaStatus(e, "queueing a copy callback").message()));
+    }
+    return absl::OkStatus();
+  };
+  return reader.ReadChunks(resource.resolved, resource.offset, resource.length, std::move(sink),
+                           std::move(done));
+}
+
+void DeviceResidency::Publish(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = placements_.find(id);
+  if (it == placements_.end()) return;
+  ResidencyEntry& e = EntryOf(id);
+  e.address = reinterpret_cast<uint64_t>(arena_ + it->second.offset);
+  e.length = it->second.length;
+  std::atomic_ref<uint64_t>(e.key).store(ResidencyKey(it->second.tenant, id),
+                                         std::memory_order_release);
+}
+
+void DeviceResidency::Remove(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = placements_.find(id);
+  if (it == placements_.end()) return;
+  ResidencyEntry& e = EntryOf(id);
+  if (std::atomic_ref<uint64_t>(e.key).load(std::memory_order_relaxed) ==
+      ResidencyKey(it->second.tenant, id)) {
+    std::atomic_ref<uint64_t>(e.key).store(0, std::memory_order_release);
+  }
+  owner_[id & params_.table_mask] = 0;
+  FreeRange(it->second.offset, it->second.length);
+  placements_.erase(it);
+}
+
+}  // namespace mk::engine::cuda

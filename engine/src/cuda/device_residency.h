@@ -1,0 +1,89 @@
+// DeviceResidency: the CUDA engine's ResidencyStore. Resident resources live in one device
+// memory arena of the residency budget, allocated before the kernel starts (cudaMalloc and
+// cudaFree synchronize the device, which never goes idle while the persistent kernel runs);
+// rooms in it come from a first-fit allocator on the host. Loads stream file chunks from the
+// io reader's staging buffers, registered with CUDA once at Create, to the arena with
+// cudaMemcpyAsync on a copy stream of their own, so reads of later chunks overlap copies of
+// earlier ones and the kernel keeps running; a staging buffer goes back to the reader when its
+// copy has finished (a host function on the copy stream). A published resource gets an entry
+// in the residency table the kernel reads (kernel_abi.h).
+//
+// Thread safety: as ResidencyStore (Place / Publish / Remove under the loader's lock); `mu_`
+// guards the placements against Fill and the copy-stream callbacks. Lifetime: owned by the
+// ResourceLoader, destroyed after the kernel stopped and before the reader (whose staging it
+// registered). After a device reset the engine calls Rebuild.
+#ifndef MK_ENGINE_SRC_CUDA_DEVICE_RESIDENCY_H_
+#define MK_ENGINE_SRC_CUDA_DEVICE_RESIDENCY_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/src/cuda/kernel_abi.h"
+#include "engine/src/host/residency_store.h"
+
+namespace mk::engine::cuda {
+
+class DeviceResidency final : public host::ResidencyStore {
+ public:
+  // The arena holds `budget_bytes`; CHECKSUM's leaf scratch serves `blocks` kernel blocks.
+  // Call before the kernel starts.
+  static absl::StatusOr<std::unique_ptr<DeviceResidency>> Create(uint64_t budget_bytes,
+                                                                 uint32_t blocks,
+                                                                 io::FileReader& reader);
+  ~DeviceResidency() override;
+
+  // What the kernel reads (KernelParams::residency).
+  const ResidencyParams& params() const { return params_; }
+  // The device was reset (every allocation and registration is gone) and nothing is placed:
+  // allocates everything again. No kernel may run.
+  absl::Status Rebuild();
+
+  bool Place(uint32_t id, uint32_t tenant, uint64_t length) override;
+  absl::Status Fill(uint32_t id, const io::Resource& resource, io::FileReader& reader,
+                    io::ReadCallback done) override;
+  void Publish(uint32_t id) override;
+  void Remove(uint32_t id) override;
+  absl::Span<const uint8_t> HostBytes(uint32_t) override { return {}; }
+
+ private:
+  struct Placement {
+    uint64_t offset;  // in the arena
+    uint64_t length;
+    uint32_t tenant;
+  };
+
+  DeviceResidency(uint64_t budget_bytes, uint32_t blocks, io::FileReader& reader);
+  absl::Status Allocate();
+  void ReleaseDeviceResources();
+  ResidencyEntry& EntryOf(uint32_t id) { return table_[id & params_.table_mask]; }
+  // First fit in the free list; false when no free range is large enough. mu_ held.
+  bool AllocateRange(uint64_t bytes, uint64_t* offset);
+  void FreeRange(uint64_t offset, uint64_t bytes);
+
+  const uint64_t budget_bytes_;
+  const uint32_t blocks_;
+  uint8_t* const staging_;  // the reader's; registered here
+  const size_t staging_bytes_;
+  ResidencyEntry* table_ = nullptr;  // host memory, registered mapped; owned
+  size_t table_bytes_ = 0;
+  bool staging_registered_ = false;
+  bool table_registered_ = false;
+  cudaStream_t copy_stream_ = nullptr;
+  uint8_t* arena_ = nullptr;  // device memory
+  ResidencyParams params_;
+
+  std::mutex mu_;  // guards placements_ and free_
+  std::map<uint32_t, Placement> placements_;
+  std::map<uint64_t, uint64_t> free_;  // arena offset -> bytes, coalesced
+  std::vector<uint32_t> owner_;        // per table entry: placed resource id + 1, or 0
+};
+
+}  // namespace mk::engine::cuda
+
+#endif  // MK_ENGINE_SRC_CUDA_DEVICE_RESIDENCY_H_
