@@ -2,12 +2,12 @@
 # Runs on the GPU machine from the repository root, with .gpu-bundle carried (see
 # run_suite.sh). Every step prints `=== exit N: step`; the script fails if any step failed.
 # MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench");
-# MK_BENCH_TIMEOUT bounds the CUDA benchmark (seconds, default 300); MK_CUDA_PROFILE=1 prints
+# MK_BENCH_TIMEOUT bounds the CUDA and io benchmarks (seconds, default 300); MK_CUDA_PROFILE=1 prints
 # the engine's dispatch timing.
 set -uo pipefail
 export LD_LIBRARY_PATH=$PWD/.gpu-bundle/lib MK_REQUIRE_GPU=1
 bin=$PWD/.gpu-bundle/bin
-steps=${MK_SUITE_STEPS:-tests sanitizer bench grpc}
+steps=${MK_SUITE_STEPS:-tests sanitizer bench io grpc}
 rc=0
 step() {
   echo "=== $*"
@@ -20,6 +20,7 @@ nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader
 if [[ " $steps " == *" tests "* ]]; then
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_conformance_cpu" --gtest_brief=1
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency_test" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_resources_test" --gtest_brief=1
   step timeout 300 "$bin/cuda_engine_test" --gtest_brief=1
 fi
 if [[ " $steps " == *" sanitizer "* ]]; then
@@ -29,10 +30,16 @@ if [[ " $steps " == *" sanitizer "* ]]; then
       "$bin/engine_conformance_cpu" --gtest_brief=1
     step timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/cuda_engine_test" \
       --gtest_brief=1 --gtest_filter='-*ProducersPublish*:*OneKernelLaunch*'
+    step env MK_TEST_ENGINE=cuda timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 \
+      "$bin/engine_resources_test" --gtest_brief=1 --gtest_filter='*/threads:-*Concurrent*'
   done
 fi
 if [[ " $steps " == *" bench "* ]]; then
   step timeout "${MK_BENCH_TIMEOUT:-300}" "$bin/cuda_engine_bench"
+fi
+if [[ " $steps " == *" io "* ]]; then
+  # fio is the baseline: the machine's, or one carried in the bundle.
+  step env PATH="$bin:$PATH" timeout "${MK_BENCH_TIMEOUT:-300}" "$bin/io_bench"
 fi
 if [[ " $steps " == *" grpc "* ]]; then
   step env MK_SERVER_FLAGS=--engine=auto timeout 300 bash tests/bench/grpc_bench.sh \

@@ -4,7 +4,8 @@
 # call from the repository root (carry [".gpu-bundle"]):
 #   bash deploy/gpu/device_suite.sh
 # which runs the GPU suite with MK_REQUIRE_GPU=1, compute-sanitizer memcheck and racecheck on
-# it, the CUDA engine benchmark and the gRPC benchmark on the CUDA engine.
+# it, the CUDA engine benchmark, the io benchmark (file -> device-resident loads; needs fio on
+# the machine or in .gpu-bundle/bin) and the gRPC benchmark on the CUDA engine.
 # usage: deploy/gpu/run_suite.sh
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -14,9 +15,11 @@ b=build
 bash deploy/gpu/package.sh \
   $b/tests/engine_suite/engine_conformance_cpu \
   $b/tests/engine_suite/engine_concurrency_test \
+  $b/tests/engine_suite/engine_resources_test \
   $b/tests/gpu/cuda_engine_test \
   $b/tests/bench/cuda_engine_bench \
   $b/tests/bench/engine_cpu_bench \
+  $b/tests/bench/io_bench \
   $b/server/megakerneld \
   $b/client/mkctl
 echo "now run on the device: bash deploy/gpu/device_suite.sh (carry .gpu-bundle)"

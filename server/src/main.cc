@@ -39,6 +39,9 @@ ABSL_FLAG(uint64_t, residency_budget_bytes, 1ull << 30,
 ABSL_FLAG(std::string, io_backend, "auto",
           "resource reads: auto (io_uring, else a pread thread pool with a log line), io_uring, "
           "or threads");
+ABSL_FLAG(bool, io_direct, false,
+          "read resources with O_DIRECT, bypassing the page cache (resource offsets and lengths "
+          "must be multiples of 4096)");
 ABSL_FLAG(std::string, tenants_file, "",
           "bearer tokens: lines 'tenant <id> <token>' and 'admin <token>'; empty = "
           "single-tenant development mode (every caller is tenant 0 and admin)");
@@ -121,6 +124,7 @@ int main(int argc, char** argv) {
   eo.resource_root = absl::GetFlag(FLAGS_resource_root);
   eo.residency_budget_bytes = absl::GetFlag(FLAGS_residency_budget_bytes);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);
+  eo.io_direct = absl::GetFlag(FLAGS_io_direct);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
   auto engine = mk::engine::CreateEngine(eo);
   if (!engine.ok()) return Fail(engine.status());

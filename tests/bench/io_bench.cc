@@ -1,6 +1,10 @@
 // io benchmark (label perf): the resource loader's reader against fio on the same files, in the
 // same run, with the same block size and queue depth, both with O_DIRECT (the page cache would
 // otherwise measure memory copies, not the device). Prints both bandwidths and the ratio.
+// Then the whole path through the engine (--engine=auto: the CUDA engine on a GPU machine):
+// every file registered as a resource and made resident by LOAD_MISS (O_DIRECT reads, resident
+// copies in device memory on the CUDA engine), against min(fio, pinned host-to-device copy
+// bandwidth) measured in the same run; and the LOAD_MISS round trip of a 64 KiB resource.
 // Files: 64 x 16 MiB (MK_BENCH_QUICK=1: 8 x 16 MiB), laid out by fio itself.
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,6 +24,9 @@
 #include "absl/time/clock.h"
 #include "mk/engine/engine.h"
 #include "mk/io/file_reader.h"
+#if MK_HAVE_CUDA
+#include "engine/src/cuda/launch_baselines.h"
+#endif
 
 namespace {
 
@@ -67,7 +74,51 @@ double Percentile(std::vector<double> v, double p) {
   return v[static_cast<size_t>(p * (v.size() - 1))];
 }
 
-// LOAD_MISS round trip through the CPU engine for a page-cached 64 KiB resource: the same file
+std::unique_ptr<mk::engine::Engine> StartEngine(const fs::path& dir, bool direct, uint64_t budget) {
+  mk::engine::EngineOptions o;
+  o.backend = mk::engine::EngineOptions::Backend::kAuto;
+  o.resource_root = dir.string();
+  o.io_direct = direct;
+  o.residency_budget_bytes = budget;
+  auto engine = mk::engine::CreateEngine(o);
+  if (!engine.ok() || !(*engine)->Start().ok()) {
+    std::fprintf(stderr, "engine: %s\n", engine.status().ToString().c_str());
+    std::exit(1);
+  }
+  return *std::move(engine);
+}
+
+// Every file made resident through the engine: registered, then one LOAD_MISS each in one
+// publish; bytes per second from the publish to the last completion.
+double EngineLoadBandwidth(const fs::path& dir, const std::vector<std::string>& paths) {
+  auto engine = StartEngine(dir, /*direct=*/true, (paths.size() + 4) * kFileBytes);
+  std::vector<mk::engine::SlotPayload> misses;
+  for (const std::string& path : paths) {
+    mk::engine::SlotPayload miss;
+    miss.opcode = mk::protocol::opcode::kLoadMiss;
+    miss.args[0] = *engine->RegisterResource(0, fs::path(path).filename().string(), 0, 0);
+    misses.push_back(miss);
+  }
+  const auto start = Clock::now();
+  auto r = engine->Publish(0, misses, {});
+  std::vector<uint64_t> tickets;
+  for (size_t i = 0; i < misses.size(); ++i) tickets.push_back(r->first_ticket + i);
+  auto done = engine->WaitFor(0, tickets, absl::Now() + absl::Seconds(120));
+  const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  size_t ok = 0;
+  for (const auto& c : done.ok() ? *done : std::vector<mk::engine::Completion>{}) {
+    ok += c.status == mk::engine::CompletionStatus::kDone;
+  }
+  if (ok != paths.size()) {
+    std::fprintf(stderr, "engine loads: %zu of %zu done\n", ok, paths.size());
+    std::exit(1);
+  }
+  std::printf("# engine loads: %s engine, %zu resources resident\n",
+              engine->info().backend.c_str(), ok);
+  return paths.size() * kFileBytes / seconds;
+}
+
+// LOAD_MISS round trip through the engine for a page-cached 64 KiB resource: the same file
 // registered under fresh ids, so every miss really reads. Baseline: pread of the same bytes.
 void LoadMissRoundTrip(const fs::path& dir, int n) {
   const std::string file = (dir / "resource64k.bin").string();
@@ -77,11 +128,7 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
     std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
   }
-  mk::engine::EngineOptions o;
-  o.backend = mk::engine::EngineOptions::Backend::kCpu;
-  o.resource_root = dir.string();
-  auto engine = *mk::engine::CreateEngine(o);
-  if (!engine->Start().ok()) std::exit(1);
+  auto engine = StartEngine(dir, /*direct=*/false, 1ull << 30);
   std::vector<uint32_t> ids;
   for (int i = 0; i < n + n / 10; ++i) ids.push_back(*engine->RegisterResource(0, "resource64k.bin", 0, 0));
   std::vector<double> us;
@@ -109,7 +156,8 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
   close(fd);
   mk::engine::EngineStats stats;
   engine->Stats(&stats);
-  std::printf("# load miss: %zu misses, %llu reads, backend %s\n", us.size(),
+  std::printf("# load miss: %s engine, %zu misses, %llu reads, io backend %s\n",
+              engine->info().backend.c_str(), us.size(),
               static_cast<unsigned long long>(stats.io.requests_ok), stats.io.backend);
   Print("load_miss_64k_round_trip_p50", Percentile(us, 0.5), "us");
   Print("load_miss_64k_round_trip_p99", Percentile(us, 0.99), "us");
@@ -174,6 +222,22 @@ int main() {
   Print("loader_bandwidth", loader / 1e9, "GB/s");
   Print("fio_io_uring_bandwidth", fio / 1e9, "GB/s");
   Print("loader_ratio_vs_fio", loader / fio, "x");
+  const double resident = EngineLoadBandwidth(dir, paths);
+  Print("engine_load_bandwidth", resident / 1e9, "GB/s");
+  double ceiling = fio;
+#if MK_HAVE_CUDA
+  if (mk::engine::BackendAvailable(mk::engine::EngineOptions::Backend::kCuda).ok()) {
+    auto h2d = mk::engine::cuda::PinnedHostToDeviceBandwidth(256u << 20, 8);
+    if (!h2d.ok()) {
+      std::fprintf(stderr, "%s\n", h2d.status().ToString().c_str());
+      return 1;
+    }
+    Print("pinned_h2d_bandwidth", *h2d / 1e9, "GB/s");
+    ceiling = std::min(fio, *h2d);
+  }
+#endif
+  Print("engine_load_ceiling_min_fio_h2d", ceiling / 1e9, "GB/s");
+  Print("engine_load_ratio_vs_ceiling", resident / ceiling, "x");
   LoadMissRoundTrip(dir, q != nullptr && q[0] == '1' ? 500 : 5000);
   fs::remove_all(dir);
   return 0;

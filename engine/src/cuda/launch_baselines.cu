@@ -270,4 +270,36 @@ absl::StatusOr<std::vector<LaunchBaselines::HostAccess>> LaunchBaselines::ProbeH
   return out;
 }
 
+absl::StatusOr<double> PinnedHostToDeviceBandwidth(size_t bytes, int repeats) {
+  void* host = nullptr;
+  void* device = nullptr;
+  cudaStream_t stream = nullptr;
+  struct Release {
+    void** host;
+    void** device;
+    cudaStream_t* stream;
+    ~Release() {
+      if (*stream != nullptr) cudaStreamDestroy(*stream);
+      if (*host != nullptr) cudaFreeHost(*host);
+      if (*device != nullptr) cudaFree(*device);
+    }
+  } release{&host, &device, &stream};
+  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&host, bytes, cudaHostAllocDefault), "pinned buffer");
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(&device, bytes), "device buffer");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  std::memset(host, 1, bytes);
+  MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream),
+                          "warm-up copy");
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream), "warm-up copy");
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i) {
+    MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream),
+                            "copy");
+  }
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream), "copies");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(bytes) * repeats / seconds;
+}
+
 }  // namespace mk::engine::cuda

@@ -51,6 +51,10 @@ class LaunchBaselines {
   std::unique_ptr<Impl> impl_;
 };
 
+// Host-to-device copy bandwidth (bytes per second) from pinned host memory, the ceiling of any
+// file -> device-memory path: `repeats` copies of `bytes` on one stream after a warm-up copy.
+absl::StatusOr<double> PinnedHostToDeviceBandwidth(size_t bytes, int repeats);
+
 }  // namespace mk::engine::cuda
 
 #endif  // MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_

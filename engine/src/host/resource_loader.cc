@@ -55,6 +55,7 @@ absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const Eng
   if (!table.ok()) return table.status();
   io::ReaderOptions ro;
   ro.backend = *backend;
+  ro.o_direct = options.io_direct;
   auto reader = io::FileReader::Create(ro);
   if (!reader.ok()) return reader.status();
   std::unique_ptr<ResidencyStore> store;

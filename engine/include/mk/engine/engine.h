@@ -123,6 +123,9 @@ struct EngineOptions {
   std::string resource_root;
   uint64_t residency_budget_bytes = 1ull << 30;  // resident copies; LRU eviction beyond it
   std::string io_backend = "auto";               // auto | io_uring | threads
+  // Read resources with O_DIRECT (bypassing the page cache); resource offsets and lengths must
+  // then be multiples of 4096, or their loads fail with EINVAL.
+  bool io_direct = false;
   uint32_t io_queue_slots = 64;
   // Record the latency histograms (one clock read per publish call and per reap pass).
   bool collect_latency = true;
