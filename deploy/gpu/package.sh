@@ -9,7 +9,7 @@ bundle="$repo_root/.gpu-bundle"
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/lib"
 # glibc, the C++ runtime and zlib are on every target; everything else travels.
-system='^(linux-vdso|ld-linux|libc\.|libm\.|libpthread|libdl\.|librt\.|libstdc\+\+|libgcc_s|libz\.)'
+system='^(linux-vdso|ld-linux|libc\.|libm\.|libmvec\.|libpthread|libdl\.|librt\.|libstdc\+\+|libgcc_s|libz\.)'
 for binary in "$@"; do
   cp "$binary" "$bundle/bin/"
   ldd "$binary" | awk '/=> \// {print $1, $3}' | while read -r name path; do

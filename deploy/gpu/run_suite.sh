@@ -11,6 +11,7 @@ set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo_root"
 bash deploy/build.sh
+bash deploy/gpu/build_fio.sh  # the io benchmark's baseline; the GPU machine has no fio
 b=build
 bash deploy/gpu/package.sh \
   $b/tests/engine_suite/engine_conformance_cpu \
@@ -21,5 +22,6 @@ bash deploy/gpu/package.sh \
   $b/tests/bench/engine_cpu_bench \
   $b/tests/bench/io_bench \
   $b/server/megakerneld \
-  $b/client/mkctl
+  $b/client/mkctl \
+  $b/fio/fio
 echo "now run on the device: bash deploy/gpu/device_suite.sh (carry .gpu-bundle)"

@@ -10,7 +10,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <immintrin.h>
+
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -35,7 +38,13 @@ class UringReader final : public ReaderBase {
  public:
   // The thread starts in Start(), once the staging buffers are registered.
   UringReader(const ReaderOptions& options, io_uring ring, int wake_fd)
-      : ReaderBase(options), options_(options), ring_(ring), wake_fd_(wake_fd) {
+      : ReaderBase(options),
+        options_(options),
+        poll_us_(options.poll_before_sleep_us >= 0          ? options.poll_before_sleep_us
+                 : std::thread::hardware_concurrency() > 4 ? 50
+                                                           : 0),
+        ring_(ring),
+        wake_fd_(wake_fd) {
     for (uint32_t b = 0; b < options_.staging_buffers; ++b) free_buffers_.push_back(b);
   }
 
@@ -120,7 +129,21 @@ class UringReader final : public ReaderBase {
     uint32_t received = 0;
   };
 
+  // Spins up to poll_before_sleep_us until a completion is ready (false) or new requests or
+  // released chunks wait (true). False also when the time ran out: the caller then sleeps.
+  bool PollBriefly() {
+    if (poll_us_ == 0) return false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(poll_us_);
+    while (io_uring_cq_ready(&ring_) == 0) {
+      if (work_posted_.exchange(false, std::memory_order_acq_rel)) return true;
+      if (std::chrono::steady_clock::now() >= until) return false;
+      for (int i = 0; i < 32; ++i) _mm_pause();
+    }
+    return false;
+  }
+
   void Wake() {
+    work_posted_.store(true, std::memory_order_release);
     const uint64_t one = 1;
     (void)!write(wake_fd_, &one, sizeof(one));
   }
@@ -300,6 +323,7 @@ class UringReader final : public ReaderBase {
         if (stop_ && queue_.empty() && active_.empty()) return;
       }
       io_uring_submit(&ring_);
+      if (PollBriefly()) continue;  // new work (or releases) arrived: take it first
       io_uring_cqe* cqe = nullptr;
       if (io_uring_wait_cqe(&ring_, &cqe) < 0) continue;
       unsigned head;
@@ -319,8 +343,10 @@ class UringReader final : public ReaderBase {
   }
 
   const ReaderOptions options_;
+  const int poll_us_;  // resolved poll_before_sleep_us
   io_uring ring_;
   const int wake_fd_;
+  std::atomic<bool> work_posted_{false};  // set by Wake; the polling ring thread takes it
   bool buffers_registered_ = false;
   std::vector<Released> released_;      // guarded by mu_
   std::vector<uint32_t> free_buffers_;  // ring thread only

@@ -18,14 +18,11 @@ namespace {
 constexpr uint32_t kTableEntries = 4096;  // resource ids map to entry id % 4096
 constexpr uint64_t kRoomAlignment = 256;  // every room starts 256-byte aligned
 
-// Runs on CUDA's callback thread once the copies queued before it finished: lends the staging
-// buffer back to the reader. Must not call CUDA.
-void CUDART_CB RunRelease(void* release) {
-  auto* f = static_cast<std::function<void()>*>(release);
-  (*f)();
-  delete f;
-}
-
+constexpr int kInitialEvents = 64;  // more are created when more chunks are in flight
+// Chunks up to this size are copied while the reader's thread waits (a few microseconds), so a
+// small resource's load needs no hand-off to the watcher and back; larger chunks overlap their
+// copies with later reads.
+constexpr uint32_t kInlineCopyBytes = 256 << 10;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DeviceResidency>> DeviceResidency::Create(uint64_t budget_bytes,
@@ -84,14 +81,107 @@ absl::Status DeviceResidency::Allocate() {
   MK_RETURN_IF_ERROR(MappedDevicePointer(table_, &device_table, "mapping the residency table"));
   params_.table = device_table;
   params_.table_mask = kTableEntries - 1;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    for (int i = 0; i < kInitialEvents; ++i) {
+      cudaEvent_t event;
+      MK_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event, cudaEventDisableTiming),
+                              "creating copy events");
+      events_.push_back(event);
+    }
+    watch_stop_ = false;
+  }
+  watcher_ = std::thread([this] { WatchLoop(); });
   std::lock_guard<std::mutex> lock(mu_);
   free_.clear();
   free_[0] = budget_bytes_;
   return absl::OkStatus();
 }
 
+void DeviceResidency::StopWatcher() {
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_stop_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();  // after every queued copy was released
+}
+
+void DeviceResidency::WatchLoop() {
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  for (;;) {
+    watch_cv_.wait(lock, [this] { return watch_stop_ || !copies_.empty(); });
+    if (copies_.empty()) return;
+    Copy& oldest = copies_.front();
+    const cudaEvent_t event = oldest.event;
+    lock.unlock();
+    // A chunk copy takes microseconds: poll (each query is a cheap driver call).
+    cudaError_t e;
+    while ((e = cudaEventQuery(event)) == cudaErrorNotReady) std::this_thread::yield();
+    lock.lock();
+    Copy done = std::move(copies_.front());
+    copies_.pop_front();
+    events_.push_back(done.event);
+    lock.unlock();
+    if (e != cudaSuccess) {
+      std::lock_guard<std::mutex> placements(mu_);
+      if (auto it = placements_.find(done.id); it != placements_.end()) it->second.copy_failed = true;
+    }
+    done.release();
+    lock.lock();
+  }
+}
+
+absl::Status DeviceResidency::CopyChunk(uint32_t id, uint8_t* to, const io::Chunk& chunk,
+                                        std::function<void()> release) {
+  cudaEvent_t event;
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    if (events_.empty()) {
+      MK_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event, cudaEventDisableTiming),
+                              "creating a copy event");
+    } else {
+      event = events_.back();
+      events_.pop_back();
+    }
+  }
+  cudaError_t e = cudaMemcpyAsync(to, chunk.data, chunk.length, cudaMemcpyHostToDevice,
+                                  copy_stream_);
+  if (e == cudaSuccess) e = cudaEventRecord(event, copy_stream_);
+  if (e == cudaSuccess && chunk.length <= kInlineCopyBytes) {
+    while ((e = cudaEventQuery(event)) == cudaErrorNotReady) std::this_thread::yield();
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      events_.push_back(event);
+    }
+    if (e != cudaSuccess) {
+      return io::IoError(EIO, std::string(CudaStatus(e, "copying a chunk to the device").message()));
+    }
+    release();
+    return absl::OkStatus();
+  }
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    if (e != cudaSuccess) {
+      events_.push_back(event);
+    } else {
+      copies_.push_back(Copy{id, event, std::move(release)});
+    }
+  }
+  if (e != cudaSuccess) {
+    // A copy that was queued must end before its staging buffer goes back to the reader.
+    cudaStreamSynchronize(copy_stream_);
+    return io::IoError(EIO, std::string(CudaStatus(e, "copying a chunk to the device").message()));
+  }
+  watch_cv_.notify_one();
+  return absl::OkStatus();
+}
+
 void DeviceResidency::ReleaseDeviceResources() {
+  StopWatcher();
   // Teardown: errors cannot be acted on; each release is independent.
+  for (cudaEvent_t event : events_) cudaEventDestroy(event);
+  events_.clear();
   if (copy_stream_ != nullptr) {
     cudaStreamSynchronize(copy_stream_);
     cudaStreamDestroy(copy_stream_);
@@ -107,7 +197,10 @@ void DeviceResidency::ReleaseDeviceResources() {
 }
 
 absl::Status DeviceResidency::Rebuild() {
-  // The reset destroyed every handle: forget them without releasing.
+  // The reset destroyed every handle: forget them without releasing. No copy is in flight (the
+  // loader let its loads finish first).
+  StopWatcher();
+  events_.clear();
   copy_stream_ = nullptr;
   arena_ = nullptr;
   params_ = ResidencyParams{};
@@ -176,36 +269,26 @@ absl::Status DeviceResidency::Fill(uint32_t id, const io::Resource& resource,
     }
     room = arena_ + it->second.offset;
   }
-  cudaStream_t stream = copy_stream_;
-  io::ChunkSink sink = [room, stream](const io::Chunk& chunk,
-                                      std::function<void()> release) -> absl::Status {
-    if (cudaError_t e = cudaMemcpyAsync(room + chunk.offset, chunk.data, chunk.length,
-                                        cudaMemcpyHostToDevice, stream);
-        e != cudaSuccess) {
-      return io::IoError(EIO, std::string(CudaStatus(e, "copying a chunk to the device").message()));
-    }
-    auto* owned = new std::function<void()>(std::move(release));
-    if (cudaError_t e = cudaLaunchHostFunc(stream, RunRelease, owned); e != cudaSuccess) {
-      delete owned;
-      // The staging buffer goes back to the reader only once the copy reading it is over.
-      cudaStreamSynchronize(stream);
-      return io::IoError(EIO, std::string(CudaStatus(e, "queueing a copy callback").message()));
-    }
-    return absl::OkStatus();
+  io::ChunkSink sink = [this, id, room](const io::Chunk& chunk, std::function<void()> release) {
+    return CopyChunk(id, room + chunk.offset, chunk, std::move(release));
   };
   return reader.ReadChunks(resource.resolved, resource.offset, resource.length, std::move(sink),
                            std::move(done));
 }
 
-void DeviceResidency::Publish(uint32_t id) {
+absl::Status DeviceResidency::Publish(uint32_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = placements_.find(id);
-  if (it == placements_.end()) return;
+  if (it == placements_.end()) return absl::OkStatus();
+  if (it->second.copy_failed) {
+    return io::IoError(EIO, absl::StrCat("cuda: copying resource ", id, " to the device failed"));
+  }
   ResidencyEntry& e = EntryOf(id);
   e.address = reinterpret_cast<uint64_t>(arena_ + it->second.offset);
   e.length = it->second.length;
   std::atomic_ref<uint64_t>(e.key).store(ResidencyKey(it->second.tenant, id),
                                          std::memory_order_release);
+  return absl::OkStatus();
 }
 
 void DeviceResidency::Remove(uint32_t id) {

@@ -26,7 +26,7 @@ class HostResidency final : public ResidencyStore {
     return reader.Read(resource.resolved, resource.offset, resource.length, bytes->data(),
                        std::move(done));
   }
-  void Publish(uint32_t) override {}
+  absl::Status Publish(uint32_t) override { return absl::OkStatus(); }
   void Remove(uint32_t id) override {
     std::lock_guard<std::mutex> lock(mu_);
     buffers_.erase(id);

@@ -30,8 +30,9 @@ class ResidencyStore {
   // Reads the placed resource in; `done` runs once, when every byte is in place (or failed).
   virtual absl::Status Fill(uint32_t id, const io::Resource& resource, io::FileReader& reader,
                             io::ReadCallback done) = 0;
-  // The bytes are in place: the executor may find the resource from now on.
-  virtual void Publish(uint32_t id) = 0;
+  // The read finished: the executor may find the resource from now on. An error (the copy to
+  // the device failed) fails the load instead.
+  virtual absl::Status Publish(uint32_t id) = 0;
   // The executor stops finding `id`; its room is free again.
   virtual void Remove(uint32_t id) = 0;
   // The resident bytes, when the host can read them (CHECKSUM on the CPU engine); empty for

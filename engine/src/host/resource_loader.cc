@@ -312,6 +312,10 @@ void ResourceLoader::StartRead(uint32_t io_index) {
 
 void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::Status status,
                                 uint64_t start_ns) {
+  if (status.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    status = store_->Publish(resource_id);
+  }
   const int error_number = status.ok() ? 0 : std::max(1, io::ErrnoOf(status));
   io_queue_.Complete({io_index, status.ok(), static_cast<uint32_t>(error_number)}).IgnoreError();
   std::vector<Waiter> waiters;
@@ -323,7 +327,6 @@ void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::S
       waiters.swap(it->second.waiters);
       if (status.ok()) {
         it->second.loading = false;
-        store_->Publish(resource_id);
         ++stats_.requests_ok;
         stats_.bytes += it->second.reserved;
       } else {
