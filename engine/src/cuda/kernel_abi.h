@@ -85,6 +85,10 @@ MK_HOST_DEVICE constexpr uint64_t ResidencyKey(uint32_t tenant, uint32_t id) {
 
 // A LOAD_MISS whose resource the kernel did not find resident completes with this status: the
 // host's loader serves it (load, coalesce, requeue, or fault) instead of the kernel.
+// Deviation from PROTOCOL.md section 5, step 2: the kernel does not take the io slot itself
+// (a compare-and-swap on host memory is not atomic across PCIe, see cuda_engine.h); the host
+// half of the engine takes it, moves the ring slot to WAIT_IO and publishes the request, with
+// the same claim-once, OK/ERROR and resume semantics as the CPU engine.
 inline constexpr uint32_t kAskHostStatus = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
 
 struct ResidencyParams {
