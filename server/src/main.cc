@@ -27,6 +27,9 @@ ABSL_FLAG(uint32_t, ring_slots, 1u << 16, "ring slots (64 bytes each) shared by 
 ABSL_FLAG(uint32_t, workers, 0,
           "executors: CPU engine worker threads (0 = one per core minus one), or CUDA engine "
           "persistent blocks (0 = 8)");
+ABSL_FLAG(int64_t, idle_spin_us, 200,
+          "microseconds an idle engine thread keeps polling for work before it parks: lower "
+          "latency for sparse requests against CPU right after a burst (0 parks at once)");
 ABSL_FLAG(uint32_t, claim_batch, 1024,
           "slots a worker claims at once from a priority partition (1..1024)");
 ABSL_FLAG(uint32_t, max_tenants, 1024, "tenants the engine serves (ids 0..max_tenants-1)");
@@ -119,6 +122,7 @@ int main(int argc, char** argv) {
   eo.backend = *backend;
   eo.ring_slots = absl::GetFlag(FLAGS_ring_slots);
   eo.workers = absl::GetFlag(FLAGS_workers);
+  eo.idle_spin = absl::Microseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_idle_spin_us)));
   eo.max_tenants = absl::GetFlag(FLAGS_max_tenants);
   eo.claim_batch = absl::GetFlag(FLAGS_claim_batch);
   eo.resource_root = absl::GetFlag(FLAGS_resource_root);

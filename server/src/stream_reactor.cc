@@ -28,81 +28,111 @@ StreamReactor::StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max
 }
 
 void StreamReactor::OnReadDone(bool ok) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!ok) {  // the client half-closed (or the call broke): finish once everything is sent
-    half_closed_ = true;
-    MaybeFinishLocked();
-    return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ok) {  // the client half-closed (or the call broke): finish once everything is sent
+      half_closed_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    if (cancelled_) return;
+    if (packed_mode_ < 0) packed_mode_ = request_.has_packed_slots() ? 1 : 0;
   }
-  if (cancelled_) return;
-  v1::PublishAck ack;
-  ack.set_request_id(request_.request_id());
-  if (packed_mode_ < 0) packed_mode_ = request_.has_packed_slots() ? 1 : 0;
+  // Decoded and published without mu_ (request_ is this reaction's until the next StartRead):
+  // engine threads delivering completions of earlier requests never wait for a publish. A
+  // completion that beats its range's registration below is held in early_ until then.
   auto slots = DecodePublish(request_);
-  // Publishing under mu_ orders this stream's bookkeeping before any completion of these slots
-  // (OnCompletions takes mu_); the engine never waits on a sink, so this cannot deadlock.
   absl::StatusOr<engine::PublishResult> published =
       slots.ok() ? engine_->Publish(tenant_, *slots, {this}) : slots.status();
-  if (published.ok()) {
-    ack.set_first_ticket(published->first_ticket);
-    ack.set_count(published->count);
-    outstanding_ += published->count;
-    open_ranges_[published->first_ticket] = {published->count, published->count};
-  } else {
-    ack.set_error_code(static_cast<int>(published.status().code()));
-    ack.set_error_message(std::string(published.status().message()));
+  v1::PublishAck ack;
+  ack.set_request_id(request_.request_id());
+  std::vector<uint64_t> cancel;
+  bool release;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (published.ok()) {
+      ack.set_first_ticket(published->first_ticket);
+      ack.set_count(published->count);
+      outstanding_ += published->count;
+      open_ranges_[published->first_ticket] = {published->count, published->count};
+      if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
+        for (uint64_t t = published->first_ticket;
+             t < published->first_ticket + published->count; ++t) {
+          cancel.push_back(t);
+        }
+      }
+    } else {
+      ack.set_error_code(static_cast<int>(published.status().code()));
+      ack.set_error_message(std::string(published.status().message()));
+    }
+    const bool accepted = published.ok();
+    acks_.push_back(std::move(ack));
+    if (accepted && !early_.empty()) {  // after the ack: a client sees the ack first
+      std::vector<engine::Completion> early;
+      early.swap(early_);
+      DeliverLocked(early);
+    }
+    // An accepted request's ack rides with its first completions (one message instead of two);
+    // a rejection is sent at once.
+    if (!accepted) MaybeWriteLocked();
+    if (pending_count() + outstanding_ > max_pending_) {
+      read_paused_ = true;  // flow control: resume when the client has read enough
+    } else if (!cancelled_) {
+      StartRead(&request_);
+    }
+    MaybeFinishLocked();
+    release = ReleasableLocked();
   }
-  const bool accepted = published.ok();
-  acks_.push_back(std::move(ack));
-  // An accepted request's ack rides with its first completions (one message instead of two);
-  // a rejection is sent at once.
-  if (!accepted) MaybeWriteLocked();
-  if (pending_count() + outstanding_ > max_pending_) {
-    read_paused_ = true;  // flow control: resume when the client has read enough
-  } else {
-    StartRead(&request_);
-  }
+  // Outside mu_: cancelling delivers CANCELLED completions to OnCompletions.
+  if (!cancel.empty()) engine_->Cancel(tenant_, cancel).IgnoreError();
+  if (release) delete this;
 }
 
 void StreamReactor::OnCompletions(absl::Span<const engine::Completion> batch) {
   bool release;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // Completions of one request mostly arrive together and in order: look a range up only
-    // when the ticket leaves the one found last.
-    auto range = open_ranges_.end();
-    for (const engine::Completion& c : batch) {
-      if (range == open_ranges_.end() || c.ticket < range->first ||
-          c.ticket >= range->first + range->second.count) {
-        range = open_ranges_.upper_bound(c.ticket);
-        if (range == open_ranges_.begin()) {
-          range = open_ranges_.end();
-          continue;
-        }
-        --range;
-      }
-      if (--range->second.remaining == 0) {
-        open_ranges_.erase(range);
-        range = open_ranges_.end();
-      }
-    }
-    outstanding_ -= batch.size();
-    if (!done_ && !cancelled_) {
-      if (packed_mode_ == 1) {
-        const size_t at = pending_packed_.size();
-        pending_packed_.resize(at + batch.size() * protocol::kSlotBytes);
-        for (size_t i = 0; i < batch.size(); ++i) {
-          AppendPacked(batch[i], pending_packed_.data() + at + i * protocol::kSlotBytes);
-        }
-      } else {
-        pending_.insert(pending_.end(), batch.begin(), batch.end());
-      }
-      MaybeWriteLocked();
-    }
+    DeliverLocked(batch);
     MaybeFinishLocked();
     release = ReleasableLocked();
   }
   if (release) delete this;
+}
+
+void StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
+  // Completions of one request mostly arrive together and in order: look a range up only when
+  // the ticket leaves the one found last.
+  auto range = open_ranges_.end();
+  size_t delivered = 0;
+  const size_t packed_at = pending_packed_.size();
+  if (packed_mode_ == 1) pending_packed_.resize(packed_at + batch.size() * protocol::kSlotBytes);
+  for (const engine::Completion& c : batch) {
+    if (range == open_ranges_.end() || c.ticket < range->first ||
+        c.ticket >= range->first + range->second.count) {
+      range = open_ranges_.upper_bound(c.ticket);
+      if (range == open_ranges_.begin() ||
+          c.ticket >= std::prev(range)->first + std::prev(range)->second.count) {
+        range = open_ranges_.end();
+        early_.push_back(c);  // its request is still being registered
+        continue;
+      }
+      --range;
+    }
+    if (--range->second.remaining == 0) {
+      open_ranges_.erase(range);
+      range = open_ranges_.end();
+    }
+    --outstanding_;
+    if (done_ || cancelled_) continue;
+    if (packed_mode_ == 1) {
+      AppendPacked(c, pending_packed_.data() + packed_at + delivered * protocol::kSlotBytes);
+    } else {
+      pending_.push_back(c);
+    }
+    ++delivered;
+  }
+  if (packed_mode_ == 1) pending_packed_.resize(packed_at + delivered * protocol::kSlotBytes);
+  if (delivered != 0) MaybeWriteLocked();
 }
 
 void StreamReactor::MaybeWriteLocked() {

@@ -2,7 +2,11 @@
 //
 // Threads: gRPC reactions (OnReadDone, OnWriteDone, OnCancel, OnDone) and engine threads
 // (OnCompletions, as the CompletionSink of everything this stream publishes). One mutex guards
-// the state; gRPC calls made under it never run a reaction inline.
+// the state; gRPC calls made under it never run a reaction inline. OnReadDone publishes
+// without it, so engine threads delivering completions never wait behind a publish (measured:
+// a CUDA engine's reapers blocked on it throttled packed streams); a completion that arrives
+// before its request's ticket range is registered waits in `early_` and is delivered right
+// after that request's ack.
 //
 // Flow control: one write in flight; completions queue in `pending_`. When pending plus
 // outstanding slots exceed `max_pending`, the reactor stops reading requests (the client then
@@ -41,6 +45,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
 
  private:
   StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending);
+  // Matches completions to their requests' ranges and queues them for the client.
+  void DeliverLocked(absl::Span<const engine::Completion> batch);
   void MaybeWriteLocked();
   void MaybeResumeReadLocked();
   void MaybeFinishLocked();
@@ -65,6 +71,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
     uint32_t remaining;  // not yet complete
   };
   std::map<uint64_t, OpenRange> open_ranges_;  // by first ticket
+  std::vector<engine::Completion> early_;      // completions whose range is not registered yet
   uint64_t outstanding_ = 0;
   int packed_mode_ = -1;  // -1 unknown, 0 typed, 1 packed (from the first request)
   bool write_in_flight_ = false;

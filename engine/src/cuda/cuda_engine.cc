@@ -84,6 +84,11 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
   config->shards = std::min(wanted, kMaxShards);
   config->sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
   config->max_backoff_ns = kMaxBackoffNs;
+  // MK_CUDA_MAX_BACKOFF_NS: an idle poller's longest nap, for measurements (like
+  // MK_CUDA_PROFILE); the default keeps the idle kernel's PCIe reads low.
+  if (const char* backoff = std::getenv("MK_CUDA_MAX_BACKOFF_NS"); backoff != nullptr) {
+    config->max_backoff_ns = static_cast<uint32_t>(std::strtoul(backoff, nullptr, 10));
+  }
   auto host = host::RingHost::Create(options);
   if (!host.ok()) return host.status();
   std::unique_ptr<host::ResourceLoader> loader;
