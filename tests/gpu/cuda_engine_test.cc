@@ -1,7 +1,12 @@
 // CUDA-engine behaviour beyond the shared engine suite: the kernel persists across requests,
 // scratch atomics are exact across blocks, a stalled kernel is recovered by Restart, and
 // --engine=auto picks the GPU. Skips without a device (fails with MK_REQUIRE_GPU=1).
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -127,6 +132,52 @@ TEST_F(CudaEngineTest, ProducersPublishWhileTheKernelRuns) {
     EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {0}), p + 1).results[0], uint32_t{kBatches * kBatch});
   }
   EXPECT_EQ(sink.completions().size(), size_t{kProducers * kBatches * kBatch});
+}
+
+// A CHECKSUM handed to the kernel pins its resource's device bytes: eviction is refused until
+// the slot is reaped, also when a restart fails the slot instead; a graceful restart keeps the
+// resident copy.
+TEST_F(CudaEngineTest, DispatchedChecksumPinsItsResourceAcrossRestart) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(::testing::TempDir()) / ("mk_cuda_pin_" + std::to_string(getpid()));
+  fs::create_directories(root);
+  {
+    std::string bytes(1 << 20, '\0');
+    std::mt19937 rng(7);
+    for (char& c : bytes) c = static_cast<char>(rng());
+    std::ofstream(root / "a.bin", std::ios::binary) << bytes;
+  }
+  RecordingSink sink;
+  EngineOptions o = Options();
+  o.resource_root = root.string();
+  o.residency_budget_bytes = 4 << 20;
+  auto e = MakeStarted(o);
+  ASSERT_NE(e, nullptr);
+  const uint32_t id = *e->RegisterResource(1, "a.bin", 0, 0);
+  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {id, 0})).status, CompletionStatus::kDone);
+  const Completion before = RunOne(*e, Slot(op::kChecksum, {id, 0, 0, 0}));
+  ASSERT_EQ(before.status, CompletionStatus::kDone);
+
+  e->SetExecutionPausedForTesting(true);
+  ASSERT_TRUE(e->Publish(1, {Slot(op::kChecksum, {id, 0, 0, 0})}, {&sink}).ok());
+  TelemetrySnapshot t;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    return e->Telemetry({}, &t).ok() && t.occupancy.count(protocol::SlotStatus::kClaimed) == 1;
+  }));
+  EXPECT_EQ(e->EvictResource(1, id).code(), absl::StatusCode::kFailedPrecondition)
+      << "the dispatched CHECKSUM pins the bytes";
+  ASSERT_TRUE(e->Restart().ok());
+  ASSERT_TRUE(sink.WaitForCount(1));
+  EXPECT_EQ(sink.completions()[0].fault_code,
+            static_cast<uint32_t>(protocol::FaultCode::kEngineRestart));
+
+  const Completion after = RunOne(*e, Slot(op::kChecksum, {id, 0, 0, 0}));
+  ASSERT_EQ(after.status, CompletionStatus::kDone) << "resident across a graceful restart";
+  EXPECT_EQ(after.results[0], before.results[0]);
+  EXPECT_EQ(after.results[1], before.results[1]);
+  EXPECT_TRUE(e->EvictResource(1, id).ok()) << "the failed slot's pin was released";
+  e.reset();
+  fs::remove_all(root);
 }
 
 }  // namespace
