@@ -1,11 +1,13 @@
 // The fallback reader: pread on a fixed pool of threads, one request per thread at a time.
-// Read preads straight into the caller's memory; ReadChunks preads each chunk into a free
-// staging buffer (waiting for one when all are lent out) and lends it to the sink.
+// Read preads straight into the caller's memory (through a staging buffer when O_DIRECT meets
+// unaligned memory); ReadChunks preads each chunk into a free staging buffer (waiting for one
+// when all are lent out) and lends it to the sink.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -124,7 +126,11 @@ class ThreadPoolReader final : public ReaderBase {
     int error = 0;
     while (done < r.length && error == 0) {
       const size_t want = std::min<uint64_t>(r.length - done, options_.chunk_bytes);
-      if (r.sink == nullptr) {
+      // O_DIRECT needs aligned memory: an unaligned dest is read through a staging buffer.
+      const bool direct = r.sink == nullptr &&
+                          (!options_.o_direct ||
+                           reinterpret_cast<uintptr_t>(r.dest + done) % StagingMemory::kAlignment == 0);
+      if (direct) {
         error = ReadFully(fd, r.dest + done, want, r.offset + done);
         if (error == 0) done += want;
         continue;
@@ -134,6 +140,12 @@ class ThreadPoolReader final : public ReaderBase {
       if (error != 0) {
         ReturnBuffer(b);
         break;
+      }
+      if (r.sink == nullptr) {
+        std::memcpy(r.dest + done, staging_.buffer(b), want);
+        ReturnBuffer(b);
+        done += want;
+        continue;
       }
       {
         std::lock_guard<std::mutex> lock(lent->mu);

@@ -1,9 +1,11 @@
 // The io_uring reader. One thread owns the ring: it waits for completions (and, through a poll
 // on an eventfd, for new requests), splits each request into chunks of `chunk_bytes`, reads
 // them with READ_FIXED into registered staging buffers (at most `staging_buffers` in flight),
-// matches every completion to its chunk through user_data, continues short reads, and copies
-// the bytes to the caller's destination (Read) or lends the filled buffer to the caller's sink
-// until it is released (ReadChunks; the release hands it back through the eventfd).
+// matches every completion to its chunk through user_data, continues short reads, and lends
+// the filled buffer to the caller's sink until it is released (ReadChunks; the release hands it
+// back through the eventfd). Read into a caller's memory goes straight there when the kernel
+// can write it (see Direct), else through staging and a copy; staging buffers double as the
+// tokens that bound reads in flight either way.
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
@@ -123,9 +125,10 @@ class UringReader final : public ReaderBase {
   }
   struct ChunkOp {
     Active* active;
-    uint32_t buffer;
+    uint32_t buffer;      // the staging buffer, or (direct) just a token bounding reads in flight
     uint64_t rel_offset;  // within the request's range
     uint32_t length;
+    bool direct;          // read straight into the caller's dest (no staging, no copy)
     uint32_t received = 0;
   };
 
@@ -168,10 +171,14 @@ class UringReader final : public ReaderBase {
   void SubmitRead(ChunkOp* op) {
     Active* a = op->active;
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_read_fixed(sqe, a->fd, Buffer(op->buffer) + op->received,
-                             op->length - op->received,
-                             a->r.offset + op->rel_offset + op->received,
-                             static_cast<int>(op->buffer));
+    const uint64_t at = a->r.offset + op->rel_offset + op->received;
+    if (op->direct) {
+      io_uring_prep_read(sqe, a->fd, a->r.dest + op->rel_offset + op->received,
+                         op->length - op->received, at);
+    } else {
+      io_uring_prep_read_fixed(sqe, a->fd, Buffer(op->buffer) + op->received,
+                               op->length - op->received, at, static_cast<int>(op->buffer));
+    }
     io_uring_sqe_set_data(sqe, op);
     ++a->inflight;
     ++chunks_;
@@ -208,13 +215,22 @@ class UringReader final : public ReaderBase {
       while (!free_buffers_.empty() && a.error == 0 && a.next_submit < a.r.length) {
         const uint32_t len =
             static_cast<uint32_t>(std::min<uint64_t>(options_.chunk_bytes, a.r.length - a.next_submit));
-        auto* op = new ChunkOp{&a, free_buffers_.back(), a.next_submit, len};
+        auto* op = new ChunkOp{&a, free_buffers_.back(), a.next_submit, len, Direct(a)};
         free_buffers_.pop_back();
         a.next_submit += len;
         SubmitRead(op);
       }
       if (free_buffers_.empty()) break;
     }
+  }
+
+  // Read (a caller's dest) skips the staging copy when the kernel can write dest itself: always
+  // for buffered reads; with O_DIRECT when dest is 4 KiB aligned (chunks are 4 KiB multiples).
+  // ReadChunks always reads into the registered staging buffers (READ_FIXED).
+  bool Direct(const Active& a) const {
+    if (a.r.dest == nullptr) return false;
+    if (!options_.o_direct) return true;
+    return reinterpret_cast<uintptr_t>(a.r.dest) % kDirectAlignment == 0;
   }
 
   void Complete(ChunkOp* op, int res) {
@@ -230,7 +246,7 @@ class UringReader final : public ReaderBase {
     } else if (res == 0) {
       a->error = ENODATA;  // the file ended before the registered range did
     } else {
-      if (a->r.dest != nullptr) {
+      if (a->r.dest != nullptr && !op->direct) {
         std::memcpy(a->r.dest + op->rel_offset + op->received, Buffer(op->buffer) + op->received,
                     static_cast<size_t>(res));
       }

@@ -178,6 +178,34 @@ TEST_P(FileReaderTest, ASinkErrorFailsTheReadWithItsErrno) {
   EXPECT_EQ(ErrnoOf(results.statuses()[0]), EFAULT) << results.statuses()[0];
 }
 
+// O_DIRECT reads land straight in an aligned destination and go through the staging buffers
+// (and a copy) into an unaligned one; both give the file's bytes.
+TEST_P(FileReaderTest, DirectReadsIntoAlignedAndUnalignedMemory) {
+  ReaderOptions o;
+  o.backend = GetParam();
+  o.chunk_bytes = 64 << 10;
+  o.staging_buffers = 4;
+  o.o_direct = true;
+  auto direct = FileReader::Create(o);
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  const std::string path = WriteFile("direct.bin", 1 << 20, 21);
+  std::unique_ptr<char, decltype(&std::free)> memory(
+      static_cast<char*>(std::aligned_alloc(4096, (1 << 20) + 4096)), &std::free);
+  Results results;
+  ASSERT_TRUE((*direct)->Read(path, 4096, 512 << 10, memory.get(), results.Callback()).ok());
+  ASSERT_TRUE(results.WaitFor(1));
+  if (ErrnoOf(results.statuses()[0]) == EINVAL) {
+    GTEST_SKIP() << "this file system does not support O_DIRECT: " << results.statuses()[0];
+  }
+  ASSERT_TRUE(results.statuses()[0].ok()) << results.statuses()[0];
+  EXPECT_EQ(std::string(memory.get(), 512 << 10), contents_["direct.bin"].substr(4096, 512 << 10));
+  char* unaligned = memory.get() + 8;
+  ASSERT_TRUE((*direct)->Read(path, 8192, 512 << 10, unaligned, results.Callback()).ok());
+  ASSERT_TRUE(results.WaitFor(2));
+  ASSERT_TRUE(results.statuses()[1].ok()) << results.statuses()[1];
+  EXPECT_EQ(std::string(unaligned, 512 << 10), contents_["direct.bin"].substr(8192, 512 << 10));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, FileReaderTest,
                          ::testing::Values(Backend::kUring, Backend::kThreads),
                          [](const auto& info) {
