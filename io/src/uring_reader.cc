@@ -43,7 +43,7 @@ class UringReader final : public ReaderBase {
       : ReaderBase(options),
         options_(options),
         poll_us_(options.poll_before_sleep_us >= 0          ? options.poll_before_sleep_us
-                 : std::thread::hardware_concurrency() > 4 ? 50
+                 : std::thread::hardware_concurrency() > 4 ? 200
                                                            : 0),
         ring_(ring),
         wake_fd_(wake_fd) {
@@ -145,8 +145,13 @@ class UringReader final : public ReaderBase {
     return false;
   }
 
+  // New requests or released chunks: tells the ring thread. The eventfd (a system call, costly
+  // on virtualized hosts) is written only when the ring thread sleeps or is about to: it
+  // announces sleeping_ before its last look at work_posted_ (both sequentially consistent),
+  // so one of the two sides always sees the other.
   void Wake() {
-    work_posted_.store(true, std::memory_order_release);
+    work_posted_.store(true, std::memory_order_seq_cst);
+    if (!sleeping_.load(std::memory_order_seq_cst)) return;
     const uint64_t one = 1;
     (void)!write(wake_fd_, &one, sizeof(one));
   }
@@ -340,8 +345,15 @@ class UringReader final : public ReaderBase {
       }
       io_uring_submit(&ring_);
       if (PollBriefly()) continue;  // new work (or releases) arrived: take it first
+      sleeping_.store(true, std::memory_order_seq_cst);
+      if (work_posted_.exchange(false, std::memory_order_seq_cst)) {
+        sleeping_.store(false, std::memory_order_seq_cst);
+        continue;
+      }
       io_uring_cqe* cqe = nullptr;
-      if (io_uring_wait_cqe(&ring_, &cqe) < 0) continue;
+      const int waited = io_uring_wait_cqe(&ring_, &cqe);
+      sleeping_.store(false, std::memory_order_seq_cst);
+      if (waited < 0) continue;
       unsigned head;
       unsigned seen = 0;
       io_uring_for_each_cqe(&ring_, head, cqe) {
@@ -363,6 +375,7 @@ class UringReader final : public ReaderBase {
   io_uring ring_;
   const int wake_fd_;
   std::atomic<bool> work_posted_{false};  // set by Wake; the polling ring thread takes it
+  std::atomic<bool> sleeping_{true};      // the ring thread may be blocked in the kernel
   bool buffers_registered_ = false;
   std::vector<Released> released_;      // guarded by mu_
   std::vector<uint32_t> free_buffers_;  // ring thread only

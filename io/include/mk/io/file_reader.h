@@ -35,7 +35,7 @@ struct ReaderOptions {
   // io_uring: how long the ring thread polls for completions and new work before it sleeps in
   // the kernel. A sleeping thread costs a wake-up per event (measured tens of microseconds on
   // virtualized hosts); polling costs CPU only right after activity, and only pays off with a
-  // core to spare: -1 = 50 us on machines with more than 4 cores, else 0 (measured on 2 cores:
+  // core to spare: -1 = 200 us on machines with more than 4 cores, else 0 (measured on 2 cores:
   // a polling ring thread competing with the engine doubled the LOAD_MISS round trip).
   int poll_before_sleep_us = -1;
 };
