@@ -19,6 +19,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -108,6 +109,10 @@ class DeviceResidency final : public host::ResidencyStore {
   std::vector<cudaEvent_t> events_;    // idle events for later copies
   bool watch_stop_ = false;
   std::thread watcher_;                // runs WatchLoop while the device resources exist
+
+  // MK_CUDA_PROFILE=1: inline copy timing, printed at destruction (performance work).
+  const bool profile_;
+  std::atomic<uint64_t> inline_copies_{0}, issue_ns_{0}, await_ns_{0};
 };
 
 }  // namespace mk::engine::cuda

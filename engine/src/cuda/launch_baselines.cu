@@ -5,9 +5,11 @@
 #include <chrono>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
@@ -300,6 +302,46 @@ absl::StatusOr<double> PinnedHostToDeviceBandwidth(size_t bytes, int repeats) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return static_cast<double>(bytes) * repeats / seconds;
+}
+
+absl::StatusOr<std::unique_ptr<CopyLatencyProbe>> CopyLatencyProbe::Create(size_t bytes) {
+  std::unique_ptr<CopyLatencyProbe> p(new CopyLatencyProbe());
+  p->bytes_ = bytes;
+  MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&p->host_, bytes, cudaHostAllocDefault), "pinned buffer");
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(&p->device_, bytes), "device buffer");
+  cudaStream_t stream;
+  MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+  p->stream_ = stream;
+  cudaEvent_t event;
+  MK_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "event");
+  p->event_ = event;
+  return p;
+}
+
+CopyLatencyProbe::~CopyLatencyProbe() {
+  if (event_ != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  if (stream_ != nullptr) cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+  if (host_ != nullptr) cudaFreeHost(host_);
+  if (device_ != nullptr) cudaFree(device_);
+}
+
+absl::StatusOr<double> CopyLatencyProbe::Measure(int repeats) {
+  auto stream = static_cast<cudaStream_t>(stream_);
+  auto event = static_cast<cudaEvent_t>(event_);
+  std::vector<double> us;
+  for (int i = 0; i < repeats; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    MK_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(device_, host_, bytes_, cudaMemcpyHostToDevice, stream), "copy");
+    MK_CUDA_RETURN_IF_ERROR(cudaEventRecord(event, stream), "event");
+    cudaError_t e;
+    while ((e = cudaEventQuery(event)) == cudaErrorNotReady) _mm_pause();
+    MK_CUDA_RETURN_IF_ERROR(e, "copy");
+    us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(us.begin(), us.end());
+  return us[us.size() / 2];
 }
 
 }  // namespace mk::engine::cuda

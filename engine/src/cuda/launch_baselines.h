@@ -55,6 +55,26 @@ class LaunchBaselines {
 // file -> device-memory path: `repeats` copies of `bytes` on one stream after a warm-up copy.
 absl::StatusOr<double> PinnedHostToDeviceBandwidth(size_t bytes, int repeats);
 
+// Latency of one small copy from pinned host memory to the device on its own stream, waited for
+// by polling an event: what a small resource load pays for its copy. Create and destroy it
+// while no persistent kernel runs (allocation and release synchronize the device); Measure may
+// run while one does.
+class CopyLatencyProbe {
+ public:
+  static absl::StatusOr<std::unique_ptr<CopyLatencyProbe>> Create(size_t bytes);
+  ~CopyLatencyProbe();
+  // p50 over `repeats` copies, in microseconds.
+  absl::StatusOr<double> Measure(int repeats);
+
+ private:
+  CopyLatencyProbe() = default;
+  size_t bytes_ = 0;
+  void* host_ = nullptr;
+  void* device_ = nullptr;
+  void* stream_ = nullptr;  // cudaStream_t (this header is CUDA-free)
+  void* event_ = nullptr;   // cudaEvent_t
+};
+
 }  // namespace mk::engine::cuda
 
 #endif  // MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_
