@@ -28,9 +28,8 @@ constexpr int kInitialEvents = 64;  // more are created when more chunks are in 
 // small resource's load needs no hand-off to the watcher and back; larger chunks overlap their
 // copies with later reads.
 constexpr uint32_t kInlineCopyBytes = 256 << 10;
-// Waits for a copy's event by polling: a chunk copy takes microseconds, and yielding between
-// polls cost ~60 us per 64 KiB LOAD_MISS in some runs on the lent H200 (the yielding thread
-// lost its core). Only a copy still running after a millisecond yields between polls.
+// Waits for a copy's event by polling: a chunk copy takes microseconds. Only a copy still
+// running after a millisecond yields between polls.
 cudaError_t AwaitCopy(cudaEvent_t event) {
   const auto start = std::chrono::steady_clock::now();
   cudaError_t e;

@@ -10,6 +10,13 @@
 // the stream instead cost a LOAD_MISS round trip ~240 us p50 on the lent H200). A published
 // resource gets an entry in the residency table the kernel reads (kernel_abi.h).
 //
+// Measured on the lent H200 (io_bench's copy probe, same run): a 64 KiB copy-engine copy takes
+// ~9 us with no kernel running, and with the persistent kernel running either ~9 us or, in
+// about one process in three, 33-66 us; that mode decides whether a 64 KiB LOAD_MISS takes ~40
+// or ~85 us. Neither a longer idle backoff of the pollers, nor watching a flag copied back
+// instead of an event, nor copying small chunks with the kernel's own loads (one block's
+// outstanding PCIe reads cap it at ~48 us per 64 KiB) removed it.
+//
 // Thread safety: as ResidencyStore (Place / Publish / Remove under the loader's lock); `mu_`
 // guards the placements against Fill and the watcher; `watch_mu_` the copies in flight. Lifetime: owned by the
 // ResourceLoader, destroyed after the kernel stopped and before the reader (whose staging it
