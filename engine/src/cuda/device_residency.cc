@@ -291,6 +291,13 @@ bool DeviceResidency::Place(uint32_t id, uint32_t tenant, uint64_t length) {
   return true;
 }
 
+std::optional<uint32_t> DeviceResidency::Obstacle(uint32_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint32_t owner = owner_[id & params_.table_mask];
+  if (owner == 0 || owner == id + 1) return std::nullopt;
+  return owner - 1;
+}
+
 absl::Status DeviceResidency::Fill(uint32_t id, const io::Resource& resource,
                                    io::FileReader& reader, io::ReadCallback done) {
   uint8_t* room;

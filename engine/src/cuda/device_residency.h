@@ -59,6 +59,7 @@ class DeviceResidency final : public host::ResidencyStore {
   absl::Status Rebuild();
 
   bool Place(uint32_t id, uint32_t tenant, uint64_t length) override;
+  std::optional<uint32_t> Obstacle(uint32_t id) override;
   absl::Status Fill(uint32_t id, const io::Resource& resource, io::FileReader& reader,
                     io::ReadCallback done) override;
   absl::Status Publish(uint32_t id) override;

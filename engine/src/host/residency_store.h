@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -27,6 +28,9 @@ class ResidencyStore {
   // Room for resource `id` (`length` bytes of `tenant`'s). False when there is none right now
   // (fragmentation, a table entry in use): the loader evicts something and asks again.
   virtual bool Place(uint32_t id, uint32_t tenant, uint64_t length) = 0;
+  // The resident resource whose eviction would let Place(id, ...) succeed, when one thing is
+  // in the way (the CUDA engine's table entry for `id`); nullopt otherwise.
+  virtual std::optional<uint32_t> Obstacle(uint32_t /*id*/) { return std::nullopt; }
   // Reads the placed resource in; `done` runs once, when every byte is in place (or failed).
   virtual absl::Status Fill(uint32_t id, const io::Resource& resource, io::FileReader& reader,
                             io::ReadCallback done) = 0;

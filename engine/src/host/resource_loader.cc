@@ -127,12 +127,23 @@ void ResourceLoader::DropLocked(std::map<uint32_t, Resident>::iterator it) {
 }
 
 bool ResourceLoader::MakeRoomLocked(uint32_t id, uint32_t tenant, uint64_t bytes) {
+  auto evictable = [this](std::map<uint32_t, Resident>::iterator it) {
+    return it != resident_.end() && !it->second.loading && !PinnedLocked(it->first);
+  };
   while (used_bytes_ + bytes > budget_bytes_ || !store_->Place(id, tenant, bytes)) {
+    // The store's own obstacle first (a device table entry held by another resource): evicting
+    // it is what helps, and it needs no scan.
     auto victim = resident_.end();
-    for (auto it = resident_.begin(); it != resident_.end(); ++it) {
-      const Resident& r = it->second;
-      if (r.loading || PinnedLocked(it->first)) continue;
-      if (victim == resident_.end() || r.last_use < victim->second.last_use) victim = it;
+    if (used_bytes_ + bytes <= budget_bytes_) {
+      if (auto holder = store_->Obstacle(id); holder.has_value()) {
+        if (auto it = resident_.find(*holder); evictable(it)) victim = it;
+      }
+    }
+    if (victim == resident_.end()) {  // least recently used (a scan: evictions are rare)
+      for (auto it = resident_.begin(); it != resident_.end(); ++it) {
+        if (!evictable(it)) continue;
+        if (victim == resident_.end() || it->second.last_use < victim->second.last_use) victim = it;
+      }
     }
     if (victim == resident_.end()) return false;
     DropLocked(victim);
