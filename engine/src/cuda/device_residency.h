@@ -13,9 +13,10 @@
 // Measured on the lent H200 (io_bench's copy probe, same run): a 64 KiB copy-engine copy takes
 // ~9 us with no kernel running, and with the persistent kernel running either ~9 us or, in
 // about one process in three, 33-66 us; that mode decides whether a 64 KiB LOAD_MISS takes ~40
-// or ~85 us. Neither a longer idle backoff of the pollers, nor watching a flag copied back
-// instead of an event, nor copying small chunks with the kernel's own loads (one block's
-// outstanding PCIe reads cap it at ~48 us per 64 KiB) removed it.
+// or ~85 us. The mode is fixed per process: every stream of the process shares it, and
+// relaunching the kernel does not change it. Neither a longer idle backoff of the pollers, nor
+// watching a flag copied back instead of an event, nor copying small chunks with the kernel's
+// own loads (one block's outstanding PCIe reads cap it at ~48 us per 64 KiB) removed it.
 //
 // Thread safety: as ResidencyStore (Place / Publish / Remove under the loader's lock); `mu_`
 // guards the placements against Fill and the watcher; `watch_mu_` the copies in flight. Lifetime: owned by the
