@@ -177,8 +177,16 @@ void RingHost::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
 absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
                                                 absl::Span<const SlotPayload> slots,
                                                 CompletionSink* sink) {
+  // Slots per priority, counted by runs: a batch usually carries one priority, and a per-slot
+  // increment of one stack word is a store-forwarding chain (perf: two thirds of Publish).
   std::array<uint32_t, protocol::kPriorityCount> wanted{};
-  for (const SlotPayload& s : slots) ++wanted[s.priority];
+  for (size_t i = 0; i < slots.size();) {
+    const uint32_t priority = slots[i].priority;
+    size_t end = i + 1;
+    while (end < slots.size() && slots[end].priority == priority) ++end;
+    wanted[priority] += static_cast<uint32_t>(end - i);
+    i = end;
+  }
   if (sink == nullptr && store_.owed() + slots.size() > max_stored_completions_) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "engine: ", store_.owed(), " completions are owed to Poll (in flight or stored); poll "
