@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "mk/engine/engine.h"
 #include "mk/io/file_reader.h"
+#include "tests/bench/bench_util.h"
 #if MK_HAVE_CUDA
 #include "engine/src/cuda/launch_baselines.h"
 #endif
@@ -186,6 +187,10 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
     }
   }
 #endif
+  {  // the same engine's NOP round trip, to tell the copy's mode from the engine's
+    std::vector<double> nop = mk::engine::bench::EngineRoundTrips(*engine, 2000);
+    std::printf("# NOP round trip through this engine: p50 %.1f us\n", Percentile(nop, 0.5));
+  }
   std::vector<uint32_t> ids;
   for (int i = 0; i < n + n / 10; ++i) ids.push_back(*engine->RegisterResource(0, "resource64k.bin", 0, 0));
   std::vector<double> us;

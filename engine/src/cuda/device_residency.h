@@ -14,7 +14,9 @@
 // ~9 us with no kernel running, and with the persistent kernel running either ~9 us or, in
 // about one process in three, 33-66 us; that mode decides whether a 64 KiB LOAD_MISS takes ~40
 // or ~85 us. The mode is fixed per process: every stream of the process shares it, and
-// relaunching the kernel does not change it. Neither a longer idle backoff of the pollers, nor
+// relaunching the kernel does not change it. It is independent of a second per-process mode
+// in which the engine's NOP round trip is ~20 us instead of ~11 us (6 runs on one H200: copy
+// slow once, round trip slow once, never both). Neither a longer idle backoff of the pollers, nor
 // watching a flag copied back instead of an event, nor copying small chunks with the kernel's
 // own loads (one block's outstanding PCIe reads cap it at ~48 us per 64 KiB) removed it.
 //
