@@ -5,6 +5,9 @@
 // every file registered as a resource and made resident by LOAD_MISS (O_DIRECT reads, resident
 // copies in device memory on the CUDA engine), against min(fio, pinned host-to-device copy
 // bandwidth) measured in the same run; and the LOAD_MISS round trip of a 64 KiB resource.
+// `#` lines explain the round trip: on a GPU, a 64 KiB copy-engine copy with and without the
+// persistent kernel running, the engine's NOP round trip, the io request's share, and the
+// reader alone.
 // Files: 64 x 16 MiB (MK_BENCH_QUICK=1: 8 x 16 MiB), laid out by fio itself.
 #include <fcntl.h>
 #include <unistd.h>
