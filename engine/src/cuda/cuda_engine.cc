@@ -21,7 +21,7 @@ namespace {
 constexpr int kDevice = 0;
 constexpr uint32_t kDefaultBlocks = 8;  // few pollers: DESIGN.md floors, 1-8 blocks
 constexpr uint32_t kMaxBackoffNs = 1000;
-// How long a kernel asked to stop may take before the device is reset.
+// How long a kernel asked to stop may take before it counts as unresponsive.
 constexpr absl::Duration kStopTimeout = absl::Seconds(2);
 
 }  // namespace
@@ -167,7 +167,8 @@ absl::Status CudaEngine::StartExecutor() {
     std::lock_guard<std::mutex> lock(device_mu_);
     if (device_ == nullptr) {
       return absl::UnavailableError(
-          "cuda: the device could not be recovered after a reset; restart megakerneld");
+          "cuda: the device could not be recovered (a kernel that did not stop, or a failed "
+          "reset); restart megakerneld");
     }
     auto locks = LockAllShards();
     // Entries before the tails were failed by the teardown (or never existed): start after them.
@@ -213,14 +214,28 @@ absl::Status CudaEngine::StopExecutor() {
 absl::Status CudaEngine::StopKernel() {
   std::lock_guard<std::mutex> lock(device_mu_);
   if (device_ == nullptr) return absl::OkStatus();
-  device_->RequestStop();
+  if (!unresponsive_for_testing_.load(std::memory_order_acquire)) device_->RequestStop();
   absl::Status stopped = device_->WaitStopped(absl::Now() + kStopTimeout);
   if (stopped.ok()) return absl::OkStatus();
-  // A kernel that does not stop, or a failed one (a sticky error poisons the context): tear the
+  if (stopped.code() == absl::StatusCode::kDeadlineExceeded) {
+    // The kernel runs but does not stop. cudaDeviceReset (and every call that synchronizes
+    // the device: cudaFree, cudaHostUnregister, ...) waits for it forever (measured on the
+    // lent H200), so nothing can be reset or freed in this process. Leave the kernel its
+    // buffers (leaked, so it never reads reused memory) and stop serving: the watchdog reports
+    // it unhealthy, and restarting the process ends the kernel with its context.
+    std::fprintf(stderr, "%s\n", stopped.ToString().c_str());
+    if (residency_ != nullptr) residency_->Abandon();
+    (void)device_.release();
+    return absl::UnavailableError(
+        "cuda: the megakernel does not stop and the device cannot be reset while it runs; "
+        "this engine no longer executes slots: restart megakerneld");
+  }
+  // A failed kernel (a sticky error poisons the context; nothing runs any more): tear the
   // context down and rebuild every device resource. The ring, tickets and completions are host
   // memory and survive; the teardown then fails the in-flight slots.
   std::fprintf(stderr, "%s\n", stopped.ToString().c_str());
   if (loader_ != nullptr) {
+    std::fprintf(stderr, "cuda: recovery: letting resource loads in flight finish\n");
     // The reset takes the resident copies with it: let loads in flight land first (copies do
     // not need the kernel), then forget every resident resource.
     if (absl::Status s = loader_->ForgetResidents(absl::Now() + kStopTimeout); !s.ok()) {
@@ -229,11 +244,15 @@ absl::Status CudaEngine::StopKernel() {
   }
   device_->Abandon();
   device_.reset();
+  std::fprintf(stderr, "cuda: recovery: resetting the device\n");
   if (cudaError_t e = cudaDeviceReset(); e != cudaSuccess) {
     return CudaStatus(e, "resetting the device after a failed kernel", "restart megakerneld");
   }
+  std::fprintf(stderr, "cuda: recovery: device reset; rebuilding its resources\n");
   if (residency_ != nullptr) MK_RETURN_IF_ERROR(residency_->Rebuild());
-  return CreateDeviceState();
+  MK_RETURN_IF_ERROR(CreateDeviceState());
+  std::fprintf(stderr, "cuda: recovery: rebuilt; the kernel is launched again\n");
+  return absl::OkStatus();
 }
 
 void CudaEngine::SetExecutionPausedForTesting(bool paused) {

@@ -63,6 +63,9 @@ class CudaEngine final : public host::EngineBase {
   ~CudaEngine() override;
 
   void SetExecutionPausedForTesting(bool paused) override;
+  void SimulateUnresponsiveExecutorForTesting(bool unresponsive) override {
+    unresponsive_for_testing_.store(unresponsive, std::memory_order_release);
+  }
   EngineInfo info() const override;
 
  private:
@@ -113,8 +116,9 @@ class CudaEngine final : public host::EngineBase {
   uint32_t ReapPass(Shard& shard, host::CompletionBatcher& batcher,
                     host::ControlCounters& counters, std::vector<uint32_t>& reaped);
   void WakeReaper(Shard& shard);
-  // Stops the kernel; when it does not stop (or failed), resets the device and rebuilds the
-  // device state.
+  // Stops the kernel. A failed kernel: resets the device and rebuilds the device state. One
+  // that runs but does not stop: abandons it (nothing can be reset or freed while it runs) and
+  // answers UNAVAILABLE; the engine then executes nothing more.
   absl::Status StopKernel();
 
   // Owned by loader_ (null without a resource root); rebuilt after a device reset.
@@ -132,6 +136,8 @@ class CudaEngine final : public host::EngineBase {
   std::atomic<uint32_t> next_shard_{0};  // where the next dispatch starts looking
 
   std::atomic<bool> reapers_stop_{false};
+  // SimulateUnresponsiveExecutorForTesting: StopKernel does not ask the kernel to stop.
+  std::atomic<bool> unresponsive_for_testing_{false};
 
   // MK_CUDA_PROFILE=1: time spent dispatching, printed at destruction (performance work).
   const bool profile_;

@@ -74,7 +74,8 @@ DeviceResidency::~DeviceResidency() {
                  n, issue_ns_.load() / n / 1e3, await_ns_.load() / n / 1e3);
   }
   ReleaseDeviceResources();
-  std::free(table_);
+  // An abandoned store's table stays mapped to a kernel that may still read it: leaked.
+  if (!abandoned_.load(std::memory_order_acquire)) std::free(table_);
 }
 
 absl::Status DeviceResidency::Allocate() {
@@ -210,8 +211,11 @@ absl::Status DeviceResidency::CopyChunk(uint32_t id, uint8_t* to, const io::Chun
   return absl::OkStatus();
 }
 
+void DeviceResidency::Abandon() { abandoned_.store(true, std::memory_order_release); }
+
 void DeviceResidency::ReleaseDeviceResources() {
   StopWatcher();
+  if (abandoned_.load(std::memory_order_acquire)) return;
   // Teardown: errors cannot be acted on; each release is independent.
   for (cudaEvent_t event : events_) cudaEventDestroy(event);
   events_.clear();

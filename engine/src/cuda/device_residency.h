@@ -60,6 +60,9 @@ class DeviceResidency final : public host::ResidencyStore {
   // The device was reset (every allocation and registration is gone) and nothing is placed:
   // allocates everything again. No kernel may run.
   absl::Status Rebuild();
+  // A kernel that cannot be stopped still runs: from now on nothing is freed through CUDA (it
+  // would wait for that kernel forever); the device resources are left to the process's end.
+  void Abandon();
 
   bool Place(uint32_t id, uint32_t tenant, uint64_t length) override;
   std::optional<uint32_t> Obstacle(uint32_t id) override;
@@ -103,6 +106,7 @@ class DeviceResidency final : public host::ResidencyStore {
   const size_t staging_bytes_;
   ResidencyEntry* table_ = nullptr;  // host memory, registered mapped; owned
   size_t table_bytes_ = 0;
+  std::atomic<bool> abandoned_{false};
   bool staging_registered_ = false;
   bool table_registered_ = false;
   cudaStream_t copy_stream_ = nullptr;

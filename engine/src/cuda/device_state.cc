@@ -150,7 +150,7 @@ absl::Status DeviceState::WaitStopped(absl::Time deadline) {
     if (e != cudaErrorNotReady) return CudaStatus(e, "the megakernel");
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(
-          "cuda: the megakernel did not stop when asked; the device is reset to recover");
+          "cuda: the megakernel did not stop when asked");
     }
     // A device-side event with a deadline: poll the stream between short naps.
     std::this_thread::sleep_for(std::chrono::microseconds(50));

@@ -204,6 +204,10 @@ class Engine {
   virtual absl::Status Restart() = 0;
   // Test-only: stops executors from claiming work (a stall), until false or Restart.
   virtual void SetExecutionPausedForTesting(bool paused) = 0;
+  // Test-only: the executor no longer hears stop requests, as a hung GPU kernel would not, so
+  // a Restart must take the path for an executor that does not stop (the CUDA engine abandons
+  // the kernel and answers UNAVAILABLE). Engines whose executors always stop ignore it.
+  virtual void SimulateUnresponsiveExecutorForTesting(bool /*unresponsive*/) {}
 
   virtual EngineCounters counters() const = 0;
   virtual void Stats(EngineStats* out) const = 0;
