@@ -34,16 +34,19 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using mk::engine::bench::Clock;
+using mk::engine::bench::Percentile;
+using mk::engine::bench::Quick;
 namespace fs = std::filesystem;
+
+constexpr const char* kBench = "io";
 
 constexpr uint32_t kBlock = 1 << 20;
 constexpr uint32_t kQueueDepth = 32;
 constexpr uint64_t kFileBytes = 16ull << 20;
 
 void Print(const char* figure, double value, const char* unit) {
-  std::printf("bench: io %s %.4g %s\n", figure, value, unit);
-  std::fflush(stdout);
+  mk::engine::bench::Print(kBench, figure, value, unit);
 }
 
 std::string Run(const std::string& command) {
@@ -71,11 +74,6 @@ double FioReadBandwidth(const std::string& terse) {
   size_t pos = 0;
   for (int field = 1; field < 7; ++field) pos = terse.find(';', pos) + 1;
   return std::strtod(terse.c_str() + pos, nullptr) * 1024.0;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * (v.size() - 1))];
 }
 
 // Bytes per second reading every file into host memory through the reader (at most 4 files in
@@ -260,8 +258,8 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
 }  // namespace
 
 int main() {
-  const char* q = std::getenv("MK_BENCH_QUICK");
-  const int files = q != nullptr && q[0] == '1' ? 8 : 64;
+  const bool quick = Quick();
+  const int files = quick ? 8 : 64;
   const fs::path dir = fs::temp_directory_path() / ("mk_io_bench_" + std::to_string(getpid()));
   fs::create_directories(dir);
   Run(FioCommand(dir.string(), files, "--create_only=1") + " >/dev/null");
@@ -285,7 +283,7 @@ int main() {
   // the best round of each counts: the disk's speed drifts between runs on the lent machines
   // (fio alone varied 1.6-2.8 GB/s), and turns give every reader the same chances.
   double fio = 0, loader = 0, resident = 0;
-  for (int round = 0; round < (q != nullptr && q[0] == '1' ? 2 : 3); ++round) {
+  for (int round = 0; round < (quick ? 2 : 3); ++round) {
     const double f = FioReadBandwidth(Run(FioCommand(dir.string(), files, "")));
     const double l = LoaderBandwidth(**reader, paths);
     if (l <= 0) return 1;
@@ -314,7 +312,7 @@ int main() {
 #endif
   Print("engine_load_ceiling_min_fio_h2d", ceiling / 1e9, "GB/s");
   Print("engine_load_ratio_vs_ceiling", resident / ceiling, "x");
-  LoadMissRoundTrip(dir, q != nullptr && q[0] == '1' ? 500 : 5000);
+  LoadMissRoundTrip(dir, quick ? 500 : 5000);
   fs::remove_all(dir);
   return 0;
 }
