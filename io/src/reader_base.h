@@ -1,5 +1,6 @@
-// What both reader backends share: the queued request, admission into a bounded queue, and
-// the statistics counters. Private to io/.
+// What both reader backends share: Read and ReadChunks (a range check, admission into a bounded
+// queue, then the backend's Notify), the staging memory, and the statistics counters. Private
+// to io/.
 #ifndef MK_IO_SRC_READER_BASE_H_
 #define MK_IO_SRC_READER_BASE_H_
 
@@ -48,7 +49,24 @@ class ReaderBase : public FileReader {
   uint8_t* staging() const override { return staging_.data(); }
   size_t staging_bytes() const override { return staging_.bytes(); }
 
+  // Both ways in queue a request the same way: checked, queued, the worker told.
+  absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
+                    ReadCallback done) final {
+    return Accept(path, offset, length, dest, nullptr, std::move(done));
+  }
+  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
+                          ChunkSink sink, ReadCallback done) final {
+    return Accept(path, offset, length, nullptr, std::move(sink), std::move(done));
+  }
+
  protected:
+  // A backend's own refusal of a range (INVALID_ARGUMENT), before anything is queued.
+  virtual absl::Status CheckRange(uint64_t /*offset*/, uint64_t /*length*/) const {
+    return absl::OkStatus();
+  }
+  // A request was queued: wake the backend's worker. Called without mu_ held.
+  virtual void Notify() = 0;
+
   struct Request {
     std::string path;
     uint64_t offset;
@@ -61,21 +79,6 @@ class ReaderBase : public FileReader {
   explicit ReaderBase(const ReaderOptions& options)
       : staging_(options), max_queued_(options.max_queued_requests) {}
 
-  // Appends a request to `queue` (guarded by mu_, which the caller does not hold), or answers
-  // RESOURCE_EXHAUSTED / FAILED_PRECONDITION. The caller wakes its worker afterwards.
-  absl::Status Enqueue(const std::string& path, uint64_t offset, uint64_t length, void* dest,
-                       ChunkSink sink, ReadCallback done) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return absl::FailedPreconditionError("io: reader is shutting down");
-    if (queue_.size() >= max_queued_) {
-      return absl::ResourceExhaustedError(
-          "io: too many reads queued; retry once earlier reads completed");
-    }
-    queue_.push_back(Request{path, offset, length, static_cast<char*>(dest), std::move(sink),
-                             std::move(done)});
-    return absl::OkStatus();
-  }
-
   StagingMemory staging_;
   std::mutex mu_;
   std::deque<Request> queue_;  // guarded by mu_
@@ -83,6 +86,24 @@ class ReaderBase : public FileReader {
   std::atomic<uint64_t> requests_{0}, bytes_{0}, errors_{0}, chunks_{0}, short_reads_{0};
 
  private:
+  // Appends a request to `queue_`, or answers RESOURCE_EXHAUSTED / FAILED_PRECONDITION.
+  absl::Status Accept(const std::string& path, uint64_t offset, uint64_t length, void* dest,
+                      ChunkSink sink, ReadCallback done) {
+    if (absl::Status s = CheckRange(offset, length); !s.ok()) return s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return absl::FailedPreconditionError("io: reader is shutting down");
+      if (queue_.size() >= max_queued_) {
+        return absl::ResourceExhaustedError(
+            "io: too many reads queued; retry once earlier reads completed");
+      }
+      queue_.push_back(Request{path, offset, length, static_cast<char*>(dest), std::move(sink),
+                               std::move(done)});
+    }
+    Notify();
+    return absl::OkStatus();
+  }
+
   const uint32_t max_queued_;
 };
 

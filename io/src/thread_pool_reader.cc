@@ -39,26 +39,10 @@ class ThreadPoolReader final : public ReaderBase {
     for (auto& t : threads_) t.join();
   }
 
-  absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
-                    ReadCallback done) override {
-    return Accept(path, offset, length, dest, nullptr, std::move(done));
-  }
-  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
-                          ChunkSink sink, ReadCallback done) override {
-    return Accept(path, offset, length, nullptr, std::move(sink), std::move(done));
-  }
   const char* backend_name() const override { return "threads"; }
 
  private:
-  absl::Status Accept(const std::string& path, uint64_t offset, uint64_t length, void* dest,
-                      ChunkSink sink, ReadCallback done) {
-    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(sink), std::move(done));
-        !s.ok()) {
-      return s;
-    }
-    cv_.notify_one();
-    return absl::OkStatus();
-  }
+  void Notify() override { cv_.notify_one(); }
 
   // A staging buffer for one chunk of a ReadChunks request; waits while all are lent out.
   uint32_t TakeBuffer() {

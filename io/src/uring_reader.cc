@@ -81,15 +81,6 @@ class UringReader final : public ReaderBase {
     thread_ = std::thread([this] { Run(); });
   }
 
-  absl::Status Read(const std::string& path, uint64_t offset, uint64_t length, void* dest,
-                    ReadCallback done) override {
-    return Accept(path, offset, length, dest, nullptr, std::move(done));
-  }
-  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
-                          ChunkSink sink, ReadCallback done) override {
-    return Accept(path, offset, length, nullptr, std::move(sink), std::move(done));
-  }
-
   const char* backend_name() const override { return "io_uring"; }
 
  private:
@@ -109,20 +100,15 @@ class UringReader final : public ReaderBase {
     uint32_t length;
   };
 
-  absl::Status Accept(const std::string& path, uint64_t offset, uint64_t length, void* dest,
-                      ChunkSink sink, ReadCallback done) {
+  absl::Status CheckRange(uint64_t offset, uint64_t length) const override {
     if (options_.o_direct && (offset % kDirectAlignment != 0 || length % kDirectAlignment != 0)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "io: O_DIRECT reads need 4096-aligned offset and length (got ", offset, ", ", length,
           ")"));
     }
-    if (absl::Status s = Enqueue(path, offset, length, dest, std::move(sink), std::move(done));
-        !s.ok()) {
-      return s;
-    }
-    Wake();
     return absl::OkStatus();
   }
+  void Notify() override { Wake(); }
   struct ChunkOp {
     Active* active;
     uint32_t buffer;      // the staging buffer, or (direct) just a token bounding reads in flight
