@@ -36,6 +36,18 @@ class CudaEngineTest : public ::testing::Test {
     o.scratch_words = 16;
     return o;
   }
+  // Stalls the kernel (it claims nothing more), publishes `slots` for tenant 1 and waits until
+  // the host has dispatched them all: they sit CLAIMED for the stalled kernel.
+  static void PublishToStalledKernel(Engine& e, const std::vector<SlotPayload>& slots,
+                                     CompletionSink* sink) {
+    e.SetExecutionPausedForTesting(true);
+    ASSERT_TRUE(e.Publish(1, slots, {sink}).ok());
+    TelemetrySnapshot t;
+    ASSERT_TRUE(testing::WaitUntil([&] {
+      return e.Telemetry({}, &t).ok() &&
+             t.occupancy.count(protocol::SlotStatus::kClaimed) == slots.size();
+    })) << "dispatched slots wait CLAIMED for the stalled kernel";
+  }
 };
 
 TEST_F(CudaEngineTest, AutoPicksTheCudaEngine) {
@@ -90,12 +102,8 @@ TEST_F(CudaEngineTest, RestartFailsInFlightSlotsAndRelaunches) {
   auto e = MakeStarted(Options());
   ASSERT_NE(e, nullptr);
   ASSERT_EQ(RunOne(*e, Slot(op::kNop)).status, CompletionStatus::kDone);
-  e->SetExecutionPausedForTesting(true);  // the kernel stops claiming: a stall
-  ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(100, Slot(op::kNop)), {&sink}).ok());
-  TelemetrySnapshot t;
-  ASSERT_TRUE(testing::WaitUntil([&] {
-    return e->Telemetry({}, &t).ok() && t.occupancy.count(protocol::SlotStatus::kClaimed) == 100;
-  })) << "dispatched slots wait CLAIMED for the stalled kernel";
+  ASSERT_NO_FATAL_FAILURE(
+      PublishToStalledKernel(*e, std::vector<SlotPayload>(100, Slot(op::kNop)), &sink));
   ASSERT_TRUE(e->Restart().ok());
   ASSERT_TRUE(sink.WaitForCount(100));
   for (const Completion& c : sink.completions()) {
@@ -154,6 +162,18 @@ class ResourceRoot {
   ~ResourceRoot() { std::filesystem::remove_all(path_); }
   std::string path() const { return path_.string(); }
 
+  // A started CUDA engine serving this root, with a.bin registered for tenant 1 (`id`) and
+  // made resident.
+  std::unique_ptr<Engine> StartWithResidentFile(EngineOptions o, uint32_t* id) const {
+    o.resource_root = path();
+    o.residency_budget_bytes = 4 << 20;
+    auto e = MakeStarted(o);
+    if (e == nullptr) return nullptr;
+    *id = *e->RegisterResource(1, "a.bin", 0, 0);
+    EXPECT_EQ(RunOne(*e, Slot(op::kLoadMiss, {*id, 0})).status, CompletionStatus::kDone);
+    return e;
+  }
+
  private:
   std::filesystem::path path_;
 };
@@ -161,22 +181,14 @@ class ResourceRoot {
 TEST_F(CudaEngineTest, DispatchedChecksumPinsItsResourceAcrossRestart) {
   ResourceRoot root("mk_cuda_pin");
   RecordingSink sink;
-  EngineOptions o = Options();
-  o.resource_root = root.path();
-  o.residency_budget_bytes = 4 << 20;
-  auto e = MakeStarted(o);
+  uint32_t id = 0;
+  auto e = root.StartWithResidentFile(Options(), &id);
   ASSERT_NE(e, nullptr);
-  const uint32_t id = *e->RegisterResource(1, "a.bin", 0, 0);
-  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {id, 0})).status, CompletionStatus::kDone);
   const Completion before = RunOne(*e, Slot(op::kChecksum, {id, 0, 0, 0}));
   ASSERT_EQ(before.status, CompletionStatus::kDone);
 
-  e->SetExecutionPausedForTesting(true);
-  ASSERT_TRUE(e->Publish(1, {Slot(op::kChecksum, {id, 0, 0, 0})}, {&sink}).ok());
-  TelemetrySnapshot t;
-  ASSERT_TRUE(testing::WaitUntil([&] {
-    return e->Telemetry({}, &t).ok() && t.occupancy.count(protocol::SlotStatus::kClaimed) == 1;
-  }));
+  ASSERT_NO_FATAL_FAILURE(
+      PublishToStalledKernel(*e, {Slot(op::kChecksum, {id, 0, 0, 0})}, &sink));
   EXPECT_EQ(e->EvictResource(1, id).code(), absl::StatusCode::kFailedPrecondition)
       << "the dispatched CHECKSUM pins the bytes";
   ASSERT_TRUE(e->Restart().ok());
@@ -200,20 +212,12 @@ TEST_F(CudaEngineTest, DispatchedChecksumPinsItsResourceAcrossRestart) {
 TEST_F(CudaEngineTest, UnresponsiveKernelFailsRestartWithoutHanging) {
   ResourceRoot root("mk_cuda_stuck");
   RecordingSink sink;
-  EngineOptions o = Options();
-  o.resource_root = root.path();
-  o.residency_budget_bytes = 4 << 20;
-  auto e = MakeStarted(o);
+  uint32_t id = 0;
+  auto e = root.StartWithResidentFile(Options(), &id);
   ASSERT_NE(e, nullptr);
-  const uint32_t id = *e->RegisterResource(1, "a.bin", 0, 0);
-  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {id, 0})).status, CompletionStatus::kDone);
 
-  e->SetExecutionPausedForTesting(true);
-  ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(10, Slot(op::kNop)), {&sink}).ok());
-  TelemetrySnapshot t;
-  ASSERT_TRUE(testing::WaitUntil([&] {
-    return e->Telemetry({}, &t).ok() && t.occupancy.count(protocol::SlotStatus::kClaimed) == 10;
-  }));
+  ASSERT_NO_FATAL_FAILURE(
+      PublishToStalledKernel(*e, std::vector<SlotPayload>(10, Slot(op::kNop)), &sink));
   e->SimulateUnresponsiveExecutorForTesting(true);
   const absl::Status restarted = e->Restart();
   EXPECT_EQ(restarted.code(), absl::StatusCode::kUnavailable) << restarted;
