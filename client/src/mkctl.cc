@@ -135,7 +135,9 @@ int Resources(const std::vector<std::string>& argv) {
   }
   auto c = ConnectFromArgs(*args);
   if (!c.ok()) return Fail(c.status());
-  auto* stub = (*c)->megakernel();
+  // The generated Megakernel service client (gRPC names it Stub); calls carry a 10 s deadline.
+  v1::Megakernel::Stub* service = (*c)->megakernel();
+  auto context = [&] { return (*c)->NewContext(absl::Seconds(10)); };
   if (!args->Get("register").empty()) {
     auto offset = args->GetUint("offset");
     auto length = args->GetUint("length");
@@ -145,7 +147,7 @@ int Resources(const std::vector<std::string>& argv) {
     req.set_offset(*offset);
     req.set_length(*length);
     v1::RegisterResourceResponse resp;
-    grpc::Status s = stub->RegisterResource((*c)->NewContext(absl::Seconds(10)).get(), req, &resp);
+    grpc::Status s = service->RegisterResource(context().get(), req, &resp);
     if (!s.ok()) return Fail(client::FromGrpcStatus(s));
     std::printf("registered resource %u\n", resp.resource_id());
     return 0;
@@ -156,14 +158,13 @@ int Resources(const std::vector<std::string>& argv) {
     v1::EvictResourceRequest req;
     req.set_resource_id(static_cast<uint32_t>(*id));
     v1::EvictResourceResponse resp;
-    grpc::Status s = stub->EvictResource((*c)->NewContext(absl::Seconds(10)).get(), req, &resp);
+    grpc::Status s = service->EvictResource(context().get(), req, &resp);
     if (!s.ok()) return Fail(client::FromGrpcStatus(s));
     std::printf("evicted resource %llu\n", static_cast<unsigned long long>(*id));
     return 0;
   }
   v1::ListResourcesResponse response;
-  grpc::Status s = stub->ListResources((*c)->NewContext(absl::Seconds(10)).get(),
-                                       v1::ListResourcesRequest(), &response);
+  grpc::Status s = service->ListResources(context().get(), v1::ListResourcesRequest(), &response);
   if (!s.ok()) return Fail(client::FromGrpcStatus(s));
   for (const v1::Resource& r : response.resources()) {
     std::printf("%u %s offset=%llu length=%llu resident=%d\n", r.resource_id(), r.path().c_str(),
