@@ -300,19 +300,15 @@ void ResourceLoader::StartRead(uint32_t io_index) {
   auto request = io_queue_.Claim(io_index);  // exactly once
   if (!request.ok()) return;
   const uint64_t start_ns = NowNs();
-  auto resource = table_->Lookup(request->resource_id);
-  if (!resource.ok()) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++reads_in_flight_;
-    }
-    FinishRead(io_index, request->resource_id, io::IoError(ENOENT, "resource evicted"), start_ns);
-    return;
-  }
   const uint32_t id = request->resource_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++reads_in_flight_;
+    ++reads_in_flight_;  // until FinishRead, whichever way this read ends
+  }
+  auto resource = table_->Lookup(id);
+  if (!resource.ok()) {
+    FinishRead(io_index, id, io::IoError(ENOENT, "resource evicted"), start_ns);
+    return;
   }
   absl::Status s = store_->Fill(id, *resource, *reader_,
                                 [this, io_index, id, start_ns](absl::Status st, uint64_t) {
