@@ -20,10 +20,6 @@ namespace {
 
 // Most slots reaped before completions are delivered.
 constexpr size_t kReapBatch = 4096;
-// How far ahead of the head the reaper prefetches: completion records were written by the GPU
-// (their lines are not in any CPU cache) and ring slots by the publishing threads, so every
-// slot would otherwise cost a few serial cache misses.
-constexpr uint64_t kPrefetchAhead = 8;
 // With work outstanding and no progress for this long, the reaper naps between polls.
 constexpr auto kSpinWithoutProgress = std::chrono::milliseconds(1);
 constexpr auto kNap = std::chrono::microseconds(50);
@@ -143,14 +139,6 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   reaped.clear();
   protocol::ExecResult r;
   while (head < published && reaped.size() < kReapBatch) {
-    if (head + kPrefetchAhead < published) {
-      const uint64_t ahead = head + kPrefetchAhead;
-      const uint32_t ahead_index = shard.index[ahead & sq_mask_];
-      _mm_prefetch(reinterpret_cast<const char*>(device_->completion(shard.id, ahead)),
-                   _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(host_->ring().slot(ahead_index)), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(&host_->meta(ahead_index)), _MM_HINT_T0);
-    }
     const uint32_t index = shard.index[head & sq_mask_];
     if (!ReadCompletion(shard, head, &r)) break;
     const uint32_t* slot = host_->ring().slot(index);
