@@ -44,20 +44,27 @@ void Watchdog::Sample() {
   last_done_count_ = c.done_count;
   if (progressed || waiting_work == 0) {
     idle_samples_ = 0;
+    // Health changes before the reported state does, so whoever sees the state change (the
+    // metrics, a test) also sees the health that goes with it. Only this thread writes either.
     bool recovered;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      last_progress_ = absl::Now();
       recovered = state_.stalled;  // (without `recover`) the engine moved again by itself
-      state_.stalled = false;
     }
     if (recovered) set_healthy_(true);
+    std::lock_guard<std::mutex> lock(mu_);
+    last_progress_ = absl::Now();
+    state_.stalled = false;
     return;
   }
   if (++idle_samples_ < options_.stall_intervals) return;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (state_.stalled) return;
+  }
+  set_healthy_(false);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     state_.stalled = true;
     ++state_.stalls;
   }
@@ -67,7 +74,6 @@ void Watchdog::Sample() {
                static_cast<unsigned long long>(waiting_work), idle_samples_,
                absl::FormatDuration(options_.interval).c_str(),
                options_.recover ? ", restarting the engine" : "");
-  set_healthy_(false);
   if (!options_.recover) return;
   const absl::Status restarted = engine_->Restart();
   std::fprintf(stderr, "megakerneld: watchdog: engine restart: %s\n",
