@@ -17,6 +17,9 @@ step() {
   [ $s -eq 0 ] || rc=1
 }
 nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader
+# Where the GPU sits relative to the host's CPUs and memory: a far NUMA node doubles PCIe latency.
+nvidia-smi topo -m 2>/dev/null | head -4
+lscpu 2>/dev/null | grep -E '^(Model name|NUMA node|Socket|Thread)' || true
 if [[ " $steps " == *" tests "* ]]; then
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_conformance_cpu" --gtest_brief=1
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency_test" --gtest_brief=1

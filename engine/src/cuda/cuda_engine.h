@@ -37,6 +37,7 @@
 #define MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -96,6 +97,7 @@ class CudaEngine final : public host::EngineBase {
     // Written by the dispatcher (and wakers), polled by the reaper.
     alignas(64) std::atomic<uint64_t> published{0};  // the doorbell's tail
     host::WakeSignal wake;                           // the idle reaper sleeps here
+    std::atomic<int64_t> doorbell_ns{0};  // MK_CUDA_PROFILE: when a one-slot dispatch rang
     // The reaper's.
     alignas(64) std::atomic<uint64_t> head{0};  // next entry to reap
     std::thread reaper;
@@ -116,6 +118,8 @@ class CudaEngine final : public host::EngineBase {
   uint32_t ReapPass(Shard& shard, host::CompletionBatcher& batcher,
                     host::ControlCounters& counters, std::vector<uint32_t>& reaped);
   void WakeReaper(Shard& shard);
+  // MK_CUDA_PROFILE: counts a reap pass; times a one-slot pass after a one-slot dispatch.
+  void ProfileReapPass(Shard& shard, uint64_t consumed, std::chrono::steady_clock::time_point seen);
   // Stops the kernel. A failed kernel: resets the device and rebuilds the device state. One
   // that runs but does not stop: abandons it (nothing can be reset or freed while it runs) and
   // answers UNAVAILABLE; the engine then executes nothing more.
@@ -147,6 +151,9 @@ class CudaEngine final : public host::EngineBase {
   std::atomic<uint64_t> single_calls_{0};     // dispatches of exactly one slot
   std::atomic<uint64_t> single_claim_ns_{0};  // ... time claiming + writing the entry
   std::atomic<uint64_t> single_tail_ns_{0};   // ... time publishing the tail + waking
+  std::atomic<uint64_t> single_reaps_{0};      // one-slot reap passes after a one-slot dispatch
+  std::atomic<uint64_t> single_device_ns_{0};  // ... doorbell -> completion record seen
+  std::atomic<uint64_t> single_deliver_ns_{0};  // ... record seen -> completion delivered
   std::atomic<uint64_t> reap_passes_{0};
   std::atomic<uint64_t> reaped_slots_{0};
 };

@@ -88,6 +88,9 @@ void CudaEngine::Dispatch() {
         std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count(),
         std::memory_order_relaxed);
     if (slots == 1) {
+      shard->doorbell_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   claimed_at.time_since_epoch()).count(),
+                               std::memory_order_relaxed);
       single_calls_.fetch_add(1, std::memory_order_relaxed);
       single_claim_ns_.fetch_add(
           std::chrono::duration_cast<std::chrono::nanoseconds>(claimed_at - started).count());
@@ -138,9 +141,11 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   uint64_t consumed = 0;
   reaped.clear();
   protocol::ExecResult r;
+  std::chrono::steady_clock::time_point seen;  // MK_CUDA_PROFILE: the first record read
   while (head < published && reaped.size() < kReapBatch) {
     const uint32_t index = shard.index[head & sq_mask_];
     if (!ReadCompletion(shard, head, &r)) break;
+    if (profile_ && consumed == 0) seen = std::chrono::steady_clock::now();
     const uint32_t* slot = host_->ring().slot(index);
     const uint32_t op = slot[protocol::kWordOpcode];
     const uint32_t resource = slot[protocol::kWordArg0];  // before the results replace it
@@ -161,18 +166,34 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
     ++consumed;
   }
   if (consumed == 0) return 0;
-  if (profile_) {
-    reap_passes_.fetch_add(1, std::memory_order_relaxed);
-    reaped_slots_.fetch_add(consumed, std::memory_order_relaxed);
-  }
   uint32_t* control = host_->control().words().data();
   counters.Flush(control);
   if (epochs != 0) protocol::AtomicFetchAdd(&control[ctl::kEpoch], epochs);
   shard.head.store(head, std::memory_order_release);
   host_->ReapIndices(reaped, &batcher);
   batcher.Flush();
+  if (profile_) ProfileReapPass(shard, consumed, seen);
   NotifyProgress();
   return static_cast<uint32_t>(consumed);
+}
+
+void CudaEngine::ProfileReapPass(Shard& shard, uint64_t consumed,
+                                 std::chrono::steady_clock::time_point seen) {
+  reap_passes_.fetch_add(1, std::memory_order_relaxed);
+  reaped_slots_.fetch_add(consumed, std::memory_order_relaxed);
+  const int64_t rang = shard.doorbell_ns.exchange(0, std::memory_order_relaxed);
+  if (consumed != 1 || rang == 0) return;
+  const int64_t seen_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(seen.time_since_epoch()).count();
+  const int64_t deliver_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now() - seen)
+                                 .count();
+  // Means without the outliers (wake-ups from idle, preemption), which would hide the path.
+  constexpr int64_t kOutlierNs = 30'000;
+  if (seen_ns - rang > kOutlierNs || deliver_ns > kOutlierNs) return;
+  single_reaps_.fetch_add(1, std::memory_order_relaxed);
+  single_device_ns_.fetch_add(seen_ns - rang, std::memory_order_relaxed);
+  single_deliver_ns_.fetch_add(deliver_ns, std::memory_order_relaxed);
 }
 
 void CudaEngine::ReaperLoop(Shard& shard) {

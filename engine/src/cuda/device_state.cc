@@ -129,8 +129,8 @@ absl::Status DeviceState::Launch(const uint64_t* first_positions) {
       "setting the claim counters");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_), "setting the claim counters");
   std::memset(block_idle_, 0, config_.blocks * sizeof(uint32_t));
-  std::atomic_ref<uint32_t>(doorbell_->paused).store(0, std::memory_order_relaxed);
-  std::atomic_ref<uint32_t>(doorbell_->stop).store(0, std::memory_order_relaxed);
+  SetFlag(&ShardDoorbell::paused, 0);
+  SetFlag(&ShardDoorbell::stop, 0);
   for (uint32_t s = 0; s < config_.shards; ++s) PublishTail(s, first_positions[s]);
   MK_CUDA_RETURN_IF_ERROR(LaunchMegakernel(params_, static_cast<int>(config_.blocks),
                                            static_cast<int>(config_.threads), stream_),
@@ -139,9 +139,13 @@ absl::Status DeviceState::Launch(const uint64_t* first_positions) {
   return absl::OkStatus();
 }
 
-void DeviceState::RequestStop() {
-  std::atomic_ref<uint32_t>(doorbell_->stop).store(1, std::memory_order_seq_cst);
+void DeviceState::SetFlag(uint32_t ShardDoorbell::*flag, uint32_t value) {
+  for (ShardDoorbell& d : doorbell_->shard) {
+    std::atomic_ref<uint32_t>(d.*flag).store(value, std::memory_order_seq_cst);
+  }
 }
+
+void DeviceState::RequestStop() { SetFlag(&ShardDoorbell::stop, 1); }
 
 absl::Status DeviceState::WaitStopped(absl::Time deadline) {
   for (;;) {
@@ -167,11 +171,11 @@ absl::Status DeviceState::KernelState() {
 }
 
 void DeviceState::PublishTail(uint32_t shard, uint64_t tail) {
-  std::atomic_ref<uint64_t>(doorbell_->sq_tail[shard]).store(tail, std::memory_order_release);
+  std::atomic_ref<uint64_t>(doorbell_->shard[shard].sq_tail).store(tail, std::memory_order_release);
 }
 
 void DeviceState::SetPaused(bool paused) {
-  std::atomic_ref<uint32_t>(doorbell_->paused).store(paused ? 1 : 0, std::memory_order_seq_cst);
+  SetFlag(&ShardDoorbell::paused, paused ? 1 : 0);
 }
 
 uint32_t DeviceState::IdleBlocks() const {

@@ -71,6 +71,8 @@ class DeviceState {
   uint32_t IdleBlocks() const;
 
  private:
+  // Writes `flag` (stop or paused) into every shard's doorbell copy.
+  void SetFlag(uint32_t ShardDoorbell::*flag, uint32_t value);
   // Page-aligned host memory registered with the device as mapped memory.
   struct HostBuffer {
     uint8_t* data = nullptr;

@@ -3,8 +3,9 @@
 //
 // Who owns what (all buffers are allocated by DeviceState and live until it is destroyed):
 // - Doorbell (mapped host memory, one line): written by the host dispatcher, read by the
-//   kernel's poller threads. `sq_tail` is stored with release ordering after the entries it
-//   covers; `stop` and `paused` are plain flags.
+//   kernel's poller threads, each with one 16-byte acquire load of its shard's copy. `sq_tail`
+//   is stored with release ordering after the entries it covers; `stop` and `paused` are plain
+//   flags, written into every shard's copy.
 // - Submission queues (mapped host memory), one per shard: entries written only
 //   by the host dispatcher, read only by the kernel. Entry k of shard s lives at
 //   s * sq_capacity + (k & sq_mask); the host never reuses an entry before the slot it named was
@@ -21,8 +22,10 @@
 //   ring slot, where the protocol's state machine and telemetry see them, and reaps it.
 // - Ring (the RingHost's memory): the kernel only reads the copies in the SQ entries; it never
 //   touches the ring itself.
-// - Claim counters (device memory, one per shard): next position to claim; blocks take ranges
-//   with a CAS, so each entry runs exactly once. Set by the host only while no kernel runs.
+// - Claim counters (device memory, one per shard): next position to claim. Set by the host
+//   only while no kernel runs. Blocks sharing a shard take ranges with a CAS, so each entry runs
+//   exactly once; a block that is its shard's only poller (blocks <= shards) reads the counter
+//   once at launch and claims from a register.
 // - Control copy (device memory): the tenant scratch windows and EPOCH the interpreter touches.
 //   The host's control buffer keeps the counters the host maintains (DONE_COUNT, fairness,
 //   per-opcode runs, EPOCH), which are what telemetry decodes.
@@ -49,11 +52,15 @@ namespace mk::engine::cuda {
 
 inline constexpr uint32_t kMaxShards = 4;
 
-struct alignas(64) Doorbell {
-  uint64_t sq_tail[kMaxShards];  // entries published so far, per shard
+// One shard's doorbell: a poller reads all three words with one 16-byte load (one PCIe
+// request per poll), so `stop` and `paused` are repeated in every shard's copy.
+struct alignas(16) ShardDoorbell {
+  uint64_t sq_tail;  // entries published so far
   uint32_t stop;     // non-zero: every block leaves its loop and the kernel exits
   uint32_t paused;   // non-zero: blocks claim nothing (SetExecutionPausedForTesting)
-  uint32_t reserved[6];
+};
+struct alignas(64) Doorbell {
+  ShardDoorbell shard[kMaxShards];
 };
 static_assert(sizeof(Doorbell) == 64, "the doorbell is one cache line");
 

@@ -40,24 +40,36 @@ __global__ void RunSlots(uint32_t* slots, uint32_t count, protocol::ExecContext 
 }
 
 // Mapped-memory echo: words[0] = request, words[1] = reply, words[2] = stop, words[16..31] =
-// the slot lane 0 reads after each request when `read_slot`.
-__global__ void FlagEcho(uint32_t* words, bool read_slot) {
-  if (threadIdx.x != 0) return;
+// the 64-byte slot read after each request, the way `read` says (LaunchBaselines::SlotRead).
+// Lane 0 polls; the warp reads the slot.
+__global__ void FlagEcho(uint32_t* words, LaunchBaselines::SlotRead read) {
   volatile uint32_t* v = words;
+  const uint32_t lane = threadIdx.x;
   uint32_t last = 0;  // the host starts every run at request 0 and asks from 1 on
-  while (v[2] == 0) {
-    const uint32_t request = v[0];
-    if (request == last) continue;
-    last = request;
-    uint32_t reply = request;
-    if (read_slot) {
+  for (;;) {
+    uint32_t request = last, stop = 0;
+    if (lane == 0) {
+      while ((stop = v[2]) == 0 && (request = v[0]) == last) {
+      }
+    }
+    if (__shfl_sync(~0u, stop, 0) != 0) return;
+    last = __shfl_sync(~0u, request, 0);
+    uint32_t mix = 0;  // a data dependency on the slot: a.x ^ b.y ^ c.z ^ d.w of its 4 chunks
+    if (read == LaunchBaselines::SlotRead::kOneThread && lane == 0) {
       const uint4 a = LoadVolatile4(words + 16);
       const uint4 b = LoadVolatile4(words + 20);
       const uint4 c = LoadVolatile4(words + 24);
       const uint4 d = LoadVolatile4(words + 28);
-      reply ^= a.x ^ b.y ^ c.z ^ d.w;  // a data dependency on the slot
+      mix = a.x ^ b.y ^ c.z ^ d.w;
+    } else if (read == LaunchBaselines::SlotRead::kCoalesced) {
+      if (lane < 4) {
+        const uint4 c = LoadVolatile4(words + 16 + 4 * lane);
+        mix = lane == 0 ? c.x : lane == 1 ? c.y : lane == 2 ? c.z : c.w;
+      }
+      mix ^= __shfl_xor_sync(~0u, mix, 1);
+      mix ^= __shfl_xor_sync(~0u, mix, 2);
     }
-    v[1] = reply;
+    if (lane == 0) v[1] = last ^ mix;
   }
 }
 
@@ -185,18 +197,19 @@ absl::StatusOr<double> LaunchBaselines::LaunchPerBatch(uint32_t batch) {
   return elapsed;
 }
 
-absl::StatusOr<std::vector<double>> LaunchBaselines::MappedFlagRoundTrips(int n, bool read_slot) {
+absl::StatusOr<std::vector<double>> LaunchBaselines::MappedFlagRoundTrips(int n, SlotRead read) {
   uint32_t* words = impl_->echo_words;
   std::atomic_ref<uint32_t>(words[0]).store(0);
   std::atomic_ref<uint32_t>(words[1]).store(0);
   std::atomic_ref<uint32_t>(words[2]).store(0);
   void* mapped = nullptr;
   MK_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, words, 0), "mapping the echo page");
-  FlagEcho<<<1, 32, 0, impl_->stream>>>(static_cast<uint32_t*>(mapped), read_slot);
+  FlagEcho<<<1, 32, 0, impl_->stream>>>(static_cast<uint32_t*>(mapped), read);
   MK_CUDA_RETURN_IF_ERROR(cudaGetLastError(), "launching the echo warp");
   std::vector<double> us;
   us.reserve(n);
-  const uint32_t mix = read_slot ? (words[16] ^ words[21] ^ words[26] ^ words[31]) : 0;
+  const uint32_t mix =
+      read != SlotRead::kNone ? (words[16] ^ words[21] ^ words[26] ^ words[31]) : 0;
   for (int i = 1; i <= n + 100; ++i) {  // the first 100 warm up
     const uint32_t request = static_cast<uint32_t>(i);
     const auto start = std::chrono::steady_clock::now();

@@ -29,9 +29,14 @@ class LaunchBaselines {
   absl::StatusOr<double> LaunchPerBatch(uint32_t batch);
   // The physics under any resident design on this machine (DESIGN.md's floor rows): a spinning
   // warp watches a flag in mapped host memory and echoes it back, optionally reading a 64-byte
-  // slot (one coalesced load) after seeing the flag. Launches the warp, measures `n` round
-  // trips (microseconds each) and stops it.
-  absl::StatusOr<std::vector<double>> MappedFlagRoundTrips(int n, bool read_slot);
+  // slot after seeing the flag. Launches the warp, measures `n` round trips (microseconds
+  // each) and stops it.
+  enum class SlotRead {
+    kNone,       // the flag only
+    kOneThread,  // one thread loads the slot's four 16-byte chunks
+    kCoalesced,  // four lanes load one chunk each: one 64-byte request
+  };
+  absl::StatusOr<std::vector<double>> MappedFlagRoundTrips(int n, SlotRead read);
 
   // Host CPU cost of touching memory the GPU can map, per 64-byte line, over 64 MiB (more
   // than the caches, so write-backs count): ordinary stores, non-temporal stores, then reads;

@@ -2,10 +2,10 @@
 // it serves the submission queue until the doorbell says stop. See kernel_abi.h for the buffers
 // and who writes them.
 //
-// Each block has one poller (thread 0) and serves one shard. Per iteration the poller reads the
-// doorbell (one PCIe round trip), claims up to blockDim entries from the shard's device-memory
-// claim counter with a CAS, and the
-// block's threads run one entry each: a coalesced read of the 64-byte entry, the shared
+// Each block has one poller (thread 0) and serves one shard. Per iteration the poller reads its
+// shard's doorbell (one 16-byte load, one PCIe round trip), claims up to blockDim entries from
+// the shard's device-memory claim counter with a CAS, and the block's threads run one entry
+// each: the batch's entries read with warp-coalesced loads (ReadEntries), the shared
 // interpreter, and the outcome written as a tagged completion record (no fence: the tags tell
 // the host when the record is complete). An idle poller backs off with __nanosleep up to
 // max_backoff_ns, so an idle kernel reads host memory a few hundred thousand times a second at
@@ -107,12 +107,54 @@ __device__ void ReadEntry(const KernelParams& k, const uint32_t* shard_sq, uint6
   }
 }
 
-// Runs SQ entry `position` of a shard: reads it, executes it and writes its completion record.
-// Returns false for a CHECKSUM, which the whole block runs afterwards (BlockChecksum).
-__device__ bool RunEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
-                         uint64_t position, protocol::ExecContext& ctx) {
-  uint32_t w[kEntryWords];
-  ReadEntry(k, shard_sq, position, w);
+// Reads the batch's entries [begin, begin + count) so that thread t < count holds entry
+// begin + t in `w`. One thread loading its own entry would issue four 16-byte requests, which
+// the GPU serves one after another over PCIe (the bench's serial-slot floor); instead lane l of
+// each warp loads chunks l, l + 32, l + 64 and l + 96 of its warp's 32 entries, so every
+// warp-wide load is one coalesced request (a single entry costs one 64-byte read), and shuffles
+// hand each thread its entry's four chunks. Called by every thread of each warp that holds an
+// entry of the batch (the shuffles need the whole warp).
+__device__ void ReadEntries(const KernelParams& k, const uint32_t* shard_sq, uint64_t begin,
+                            uint32_t count, uint32_t* w) {
+  static_assert(kEntryWords == 16, "four 16-byte chunks per entry");
+  const uint32_t lane = threadIdx.x & 31;
+  const uint32_t warp_first = threadIdx.x - lane;  // batch index of the warp's first entry
+  uint4 chunk[4];
+#pragma unroll
+  for (uint32_t r = 0; r < 4; ++r) {
+    const uint32_t q = 32 * r + lane;          // chunk q of the warp's 128
+    const uint32_t entry = warp_first + q / 4;  // its entry's batch index
+    chunk[r] = make_uint4(0, 0, 0, 0);
+    if (entry < count) {
+      chunk[r] = LoadVolatile4(shard_sq + ((begin + entry) & k.sq_mask) * kEntryWords + 4 * (q % 4));
+    }
+  }
+  // This lane's entry is chunks 4 * lane .. 4 * lane + 3 of the warp's, all loaded in round
+  // lane / 8 by lanes (4 * lane + c) % 32.
+#pragma unroll
+  for (uint32_t r = 0; r < 4; ++r) {
+#pragma unroll
+    for (uint32_t c = 0; c < 4; ++c) {
+      const int source = static_cast<int>((4 * lane + c) & 31);
+      const uint32_t x = __shfl_sync(~0u, chunk[r].x, source);
+      const uint32_t y = __shfl_sync(~0u, chunk[r].y, source);
+      const uint32_t z = __shfl_sync(~0u, chunk[r].z, source);
+      const uint32_t v = __shfl_sync(~0u, chunk[r].w, source);
+      if (lane / 8 == r) {
+        w[4 * c] = x;
+        w[4 * c + 1] = y;
+        w[4 * c + 2] = z;
+        w[4 * c + 3] = v;
+      }
+    }
+  }
+}
+
+// Runs SQ entry `position` of a shard, already read into `w`: executes it and writes its
+// completion record. Returns false for a CHECKSUM, which the whole block runs afterwards
+// (BlockChecksum).
+__device__ bool RunEntry(const KernelParams& k, uint64_t* shard_cq, uint64_t position,
+                         const uint32_t* w, protocol::ExecContext& ctx) {
   const uint32_t op = w[protocol::kWordOpcode];
   const uint32_t tenant = w[protocol::kWordTenant];
   const bool tenant_ok = tenant < ctx.layout.max_tenants;
@@ -217,17 +259,31 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryWords;
   uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kCompletionWords;
   unsigned long long* claim = k.claim + shard;
+  // A block that is its shard's only poller keeps the shard's claim position in a register: no
+  // device-memory atomic on the request path. Blocks sharing a shard claim with a CAS.
+  const bool sole_poller = gridDim.x <= k.shards;
+  unsigned long long next = *claim;  // thread 0's position, when sole_poller
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
   for (;;) {
     if (threadIdx.x == 0) {
-      const uint32_t stop = LoadVolatile(&k.doorbell->stop);
-      const uint32_t paused = LoadVolatile(&k.doorbell->paused);
-      const uint64_t tail = LoadAcquireSystem(&k.doorbell->sq_tail[shard]);
+      // The claim position is read before the doorbell, so the two reads overlap instead of
+      // queueing behind the doorbell's acquire; a stale value only makes the CAS retry.
+      unsigned long long c =
+          sole_poller ? next : *reinterpret_cast<volatile unsigned long long*>(claim);
+      // One 16-byte load: {sq_tail, stop | paused << 32}.
+      const ulonglong2 bell = LoadAcquireSystem2(&k.doorbell->shard[shard]);
+      const uint64_t tail = bell.x;
+      const uint32_t stop = static_cast<uint32_t>(bell.y);
+      const uint32_t paused = static_cast<uint32_t>(bell.y >> 32);
       uint64_t begin = 0;
       uint32_t count = 0;
-      if (stop == 0 && paused == 0) {
-        unsigned long long c = *reinterpret_cast<volatile unsigned long long*>(claim);
+      if (stop == 0 && paused == 0 && sole_poller && c < tail) {
+        begin = c;
+        count = static_cast<uint32_t>(min(static_cast<unsigned long long>(tail - c),
+                                          static_cast<unsigned long long>(blockDim.x)));
+        next = c + count;
+      } else if (stop == 0 && paused == 0 && !sole_poller) {
         while (c < tail) {
           const unsigned long long n = min(static_cast<unsigned long long>(tail - c),
                                            static_cast<unsigned long long>(blockDim.x));
@@ -255,8 +311,12 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
     if (s_stop != 0) break;
     const uint32_t count = s_count;
     if (count != 0) {
-      if (threadIdx.x < count && !RunEntry(k, shard_sq, shard_cq, s_begin + threadIdx.x, ctx)) {
-        s_checksums[atomicAdd(&s_checksum_count, 1u)] = threadIdx.x;
+      if (threadIdx.x - (threadIdx.x & 31) < count) {  // warp-uniform: the warp holds entries
+        uint32_t w[kEntryWords];
+        ReadEntries(k, shard_sq, s_begin, count, w);
+        if (threadIdx.x < count && !RunEntry(k, shard_cq, s_begin + threadIdx.x, w, ctx)) {
+          s_checksums[atomicAdd(&s_checksum_count, 1u)] = threadIdx.x;
+        }
       }
     } else if (threadIdx.x == 0) {
       __nanosleep(backoff);

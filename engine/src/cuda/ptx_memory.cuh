@@ -14,6 +14,17 @@ __device__ __forceinline__ uint64_t LoadAcquireSystem(const uint64_t* p) {
   return v;
 }
 
+// Both 8-byte words of a 16-byte-aligned pair with one acquire load (one PCIe request for host
+// memory); each word is single-copy atomic.
+__device__ __forceinline__ ulonglong2 LoadAcquireSystem2(const void* p) {
+  ulonglong2 v;
+  asm volatile("ld.acquire.sys.global.v2.u64 {%0, %1}, [%2];"
+               : "=l"(v.x), "=l"(v.y)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+
 __device__ __forceinline__ uint32_t LoadVolatile(const uint32_t* p) {
   uint32_t v;
   asm volatile("ld.volatile.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

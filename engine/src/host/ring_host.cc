@@ -326,6 +326,7 @@ bool RingHost::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
 
 void RingHost::ReapRange(const ClaimRange& range, CompletionBatcher* out) {
   ForEachIndex(range, [&](uint32_t index) { ReapIfTerminal(index, out); });
+  out->Flush();
   AdvanceTail(range.partition);
 }
 
@@ -335,6 +336,7 @@ void RingHost::ReapIndices(absl::Span<const uint32_t> indices, CompletionBatcher
     ReapIfTerminal(index, out);
     touched[PartitionOf(index)] = true;
   }
+  out->Flush();
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     if (touched[p]) AdvanceTail(p);
   }

@@ -146,7 +146,9 @@ class RingHost {
     on_fence_ready_ = std::move(callback);
   }
 
-  // Reaps every terminal slot of the range (or the one slot) and advances the tail.
+  // Reaps every terminal slot of the range (or the one slot) and advances the tail. ReapRange
+  // and ReapIndices deliver what they reaped (flush `out`) before they advance a tail: waiters
+  // hear first, the ring's capacity follows.
   void ReapRange(const ClaimRange& range, CompletionBatcher* out);
   void ReapSlot(uint32_t index, CompletionBatcher* out);
   // Reaps the given slots (each must be terminal or already reaped) and advances the tails of
