@@ -66,9 +66,13 @@ inline std::vector<double> EngineRoundTrips(Engine& engine, int n) {
 // `producers` threads publish `total` NOPs in batches of `batch_size` with a counting sink;
 // returns completed slots per second. `publish_share` (optional): the fraction of the run the
 // producers spent inside Publish (near 1: the producers are the bottleneck).
+// `publish_share`: the producers' time inside Publish; `full_share`: the part of it in calls the
+// ring refused as full (the consumers are the bottleneck when it dominates).
 inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
-                               uint32_t batch_size = 1024, double* publish_share = nullptr) {
+                               uint32_t batch_size = 1024, double* publish_share = nullptr,
+                               double* full_share = nullptr) {
   std::atomic<int64_t> publish_ns{0};
+  std::atomic<int64_t> full_ns{0};
   CountingSink sink;
   const uint32_t kBatch = batch_size;
   std::vector<SlotPayload> batch(kBatch);
@@ -76,18 +80,22 @@ inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
   std::vector<std::thread> threads;
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&] {
-      int64_t inside = 0;
+      int64_t inside = 0, refused = 0;
       for (uint64_t sent = 0; sent < total / producers;) {
         const auto before = Clock::now();
         const bool ok = engine.Publish(0, batch, {&sink}).ok();
-        inside += std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - before).count();
+        const int64_t ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - before).count();
+        inside += ns;
         if (ok) {
           sent += kBatch;
         } else {
+          refused += ns;
           std::this_thread::yield();  // ring full: backpressure
         }
       }
       publish_ns.fetch_add(inside);
+      full_ns.fetch_add(refused);
     });
   }
   for (auto& t : threads) t.join();
@@ -96,6 +104,7 @@ inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
   while (sink.count() < expect) std::this_thread::yield();
   const double seconds = Seconds(Clock::now() - start);
   if (publish_share != nullptr) *publish_share = publish_ns.load() * 1e-9 / producers / seconds;
+  if (full_share != nullptr) *full_share = full_ns.load() * 1e-9 / producers / seconds;
   return expect / seconds;
 }
 

@@ -152,8 +152,11 @@ int Run() {
   bench::EngineThroughput(*engine, 1, slots / 10);  // warm-up
   double nop_1p = 0;
   for (int producers : {1, 2, 4}) {
-    double publish_share = 0;
-    const double nop = bench::EngineThroughput(*engine, producers, slots, 1024, &publish_share);
+    double publish_share = 0, full_share = 0;
+    const double nop =
+        bench::EngineThroughput(*engine, producers, slots, 1024, &publish_share, &full_share);
+    std::printf("# %d producer(s): %.3f of their time in Publish calls refused as ring-full\n",
+                producers, full_share);
     if (producers == 1) nop_1p = nop;
     Print(kBench, ("nop_throughput_" + std::to_string(producers) + "p").c_str(), nop, "slots/s");
     Print(kBench, ("publish_time_share_" + std::to_string(producers) + "p").c_str(),

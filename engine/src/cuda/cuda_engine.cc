@@ -145,12 +145,13 @@ CudaEngine::~CudaEngine() {
     const double calls = std::max<uint64_t>(1, dispatch_calls_.load());
     std::fprintf(stderr,
                  "cuda profile: %llu dispatches, %.3f us each, %.1f ns per dispatched slot; "
-                 "%llu reap passes, %.1f slots each\n",
+                 "%llu reap passes, %.1f slots each, %.1f ns per reaped slot\n",
                  static_cast<unsigned long long>(dispatch_calls_.load()),
                  dispatch_ns_.load() / calls / 1e3,
                  dispatch_ns_.load() / std::max(1.0, double(dispatched_slots_.load())),
                  static_cast<unsigned long long>(reap_passes_.load()),
-                 reaped_slots_.load() / std::max(1.0, double(reap_passes_.load())));
+                 reaped_slots_.load() / std::max(1.0, double(reap_passes_.load())),
+                 reap_ns_.load() / std::max(1.0, double(reaped_slots_.load())));
     const double singles = std::max<uint64_t>(1, single_calls_.load());
     std::fprintf(stderr,
                  "cuda profile: %llu one-slot dispatches: claim+entry %.3f us, tail+wake "

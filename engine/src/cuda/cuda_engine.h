@@ -156,6 +156,7 @@ class CudaEngine final : public host::EngineBase {
   std::atomic<uint64_t> single_deliver_ns_{0};  // ... record seen -> completion delivered
   std::atomic<uint64_t> reap_passes_{0};
   std::atomic<uint64_t> reaped_slots_{0};
+  std::atomic<uint64_t> reap_ns_{0};  // from a pass's first record read to its end
 };
 
 }  // namespace mk::engine::cuda

@@ -181,6 +181,10 @@ void CudaEngine::ProfileReapPass(Shard& shard, uint64_t consumed,
                                  std::chrono::steady_clock::time_point seen) {
   reap_passes_.fetch_add(1, std::memory_order_relaxed);
   reaped_slots_.fetch_add(consumed, std::memory_order_relaxed);
+  reap_ns_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::steady_clock::now() - seen)
+                         .count(),
+                     std::memory_order_relaxed);
   const int64_t rang = shard.doorbell_ns.exchange(0, std::memory_order_relaxed);
   if (consumed != 1 || rang == 0) return;
   const int64_t seen_ns =
