@@ -37,55 +37,91 @@ void StreamReactor::OnReadDone(bool ok) {
     }
     if (cancelled_) return;
     if (packed_mode_ < 0) packed_mode_ = request_.has_packed_slots() ? 1 : 0;
-  }
-  // Decoded and published without mu_ (request_ is this reaction's until the next StartRead):
-  // engine threads delivering completions of earlier requests never wait for a publish. A
-  // completion that beats its range's registration below is held in early_ until then.
-  auto slots = DecodePublish(request_);
-  absl::StatusOr<engine::PublishResult> published =
-      slots.ok() ? engine_->Publish(tenant_, *slots, {this}) : slots.status();
-  v1::PublishAck ack;
-  ack.set_request_id(request_.request_id());
-  std::vector<uint64_t> cancel;
-  bool release;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (published.ok()) {
-      ack.set_first_ticket(published->first_ticket);
-      ack.set_count(published->count);
-      outstanding_ += published->count;
-      open_ranges_[published->first_ticket] = {published->count, published->count};
-      if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
-        for (uint64_t t = published->first_ticket;
-             t < published->first_ticket + published->count; ++t) {
-          cancel.push_back(t);
-        }
-      }
+    queued_slots_ += RequestSlots(request_);
+    queued_.push_back(std::move(request_));
+    // Read the next request while this one is published, unless flow control says stop.
+    if (queued_.size() >= kReadAhead ||
+        pending_count() + outstanding_ + queued_slots_ > max_pending_) {
+      read_paused_ = true;
     } else {
-      ack.set_error_code(static_cast<int>(published.status().code()));
-      ack.set_error_message(std::string(published.status().message()));
-    }
-    const bool accepted = published.ok();
-    acks_.push_back(std::move(ack));
-    if (accepted && !early_.empty()) {  // after the ack: a client sees the ack first
-      std::vector<engine::Completion> early;
-      early.swap(early_);
-      DeliverLocked(early);
-    }
-    // An accepted request's ack rides with its first completions (one message instead of two);
-    // a rejection is sent at once.
-    if (!accepted) MaybeWriteLocked();
-    if (pending_count() + outstanding_ > max_pending_) {
-      read_paused_ = true;  // flow control: resume when the client has read enough
-    } else if (!cancelled_) {
       StartRead(&request_);
     }
-    MaybeFinishLocked();
-    release = ReleasableLocked();
+    if (publishing_) return;  // the reaction publishing now takes this request too, in order
+    publishing_ = true;
   }
-  // Outside mu_: cancelling delivers CANCELLED completions to OnCompletions.
-  if (!cancel.empty()) engine_->Cancel(tenant_, cancel).IgnoreError();
-  if (release) delete this;
+  PublishQueued();
+}
+
+size_t StreamReactor::RequestSlots(const v1::PublishRequest& request) {
+  return request.has_packed_slots() ? request.packed_slots().size() / protocol::kSlotBytes
+                                    : static_cast<size_t>(request.slots().slots_size());
+}
+
+void StreamReactor::PublishQueued() {
+  for (;;) {
+    v1::PublishRequest request;
+    bool stop = false, release = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queued_.empty() || cancelled_) {
+        queued_.clear();
+        queued_slots_ = 0;
+        publishing_ = false;
+        MaybeResumeReadLocked();
+        MaybeFinishLocked();
+        release = ReleasableLocked();
+        stop = true;
+      } else {
+        request = std::move(queued_.front());
+        queued_.pop_front();
+        queued_slots_ -= RequestSlots(request);
+        MaybeResumeReadLocked();  // room in the queue again
+      }
+    }
+    if (stop) {
+      if (release) delete this;
+      return;
+    }
+    // Decoded and published without mu_: engine threads delivering completions of earlier
+    // requests never wait for a publish. A completion that beats its range's registration
+    // below is held in early_ until then.
+    auto slots = DecodePublish(request);
+    absl::StatusOr<engine::PublishResult> published =
+        slots.ok() ? engine_->Publish(tenant_, *slots, {this}) : slots.status();
+    v1::PublishAck ack;
+    ack.set_request_id(request.request_id());
+    std::vector<uint64_t> cancel;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (published.ok()) {
+        ack.set_first_ticket(published->first_ticket);
+        ack.set_count(published->count);
+        outstanding_ += published->count;
+        open_ranges_[published->first_ticket] = {published->count, published->count};
+        if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
+          for (uint64_t t = published->first_ticket;
+               t < published->first_ticket + published->count; ++t) {
+            cancel.push_back(t);
+          }
+        }
+      } else {
+        ack.set_error_code(static_cast<int>(published.status().code()));
+        ack.set_error_message(std::string(published.status().message()));
+      }
+      const bool accepted = published.ok();
+      acks_.push_back(std::move(ack));
+      if (accepted && !early_.empty()) {  // after the ack: a client sees the ack first
+        std::vector<engine::Completion> early;
+        early.swap(early_);
+        DeliverLocked(early);
+      }
+      // An accepted request's ack rides with its first completions (one message instead of
+      // two); a rejection is sent at once.
+      if (!accepted) MaybeWriteLocked();
+    }
+    // Outside mu_: cancelling delivers CANCELLED completions to OnCompletions.
+    if (!cancel.empty()) engine_->Cancel(tenant_, cancel).IgnoreError();
+  }
 }
 
 void StreamReactor::OnCompletions(absl::Span<const engine::Completion> batch) {
@@ -172,8 +208,8 @@ void StreamReactor::OnWriteDone(bool ok) {
 }
 
 void StreamReactor::MaybeResumeReadLocked() {
-  if (!read_paused_ || half_closed_ || cancelled_) return;
-  if (pending_count() + outstanding_ > max_pending_ / 2) return;
+  if (!read_paused_ || half_closed_ || cancelled_ || queued_.size() >= kReadAhead) return;
+  if (pending_count() + outstanding_ + queued_slots_ > max_pending_ / 2) return;
   read_paused_ = false;
   StartRead(&request_);
 }
@@ -185,7 +221,8 @@ void StreamReactor::MaybeFinishLocked() {
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream: cancelled"));
     return;
   }
-  if (half_closed_ && outstanding_ == 0 && pending_count() == 0 && acks_.empty()) {
+  if (half_closed_ && !publishing_ && queued_.empty() && outstanding_ == 0 &&
+      pending_count() == 0 && acks_.empty()) {
     finished_ = true;
     Finish(grpc::Status::OK);
   }
@@ -219,7 +256,7 @@ void StreamReactor::OnDone() {
 }
 
 bool StreamReactor::ReleasableLocked() {
-  if (released_ || !done_ || outstanding_ != 0) return false;
+  if (released_ || !done_ || publishing_ || outstanding_ != 0) return false;
   released_ = true;
   return true;
 }

@@ -2,14 +2,20 @@
 //
 // Threads: gRPC reactions (OnReadDone, OnWriteDone, OnCancel, OnDone) and engine threads
 // (OnCompletions, as the CompletionSink of everything this stream publishes). One mutex guards
-// the state; gRPC calls made under it never run a reaction inline. OnReadDone publishes
-// without it, so engine threads delivering completions never wait behind a publish (measured:
-// a CUDA engine's reapers blocked on it throttled packed streams); a completion that arrives
-// before its request's ticket range is registered waits in `early_` and is delivered right
-// after that request's ack.
+// the state; gRPC calls made under it never run a reaction inline. Requests are published in
+// the order they were read, without the mutex, so engine threads delivering completions never
+// wait behind a publish (measured: a CUDA engine's reapers blocked on it throttled packed
+// streams); a completion that arrives before its request's ticket range is registered waits in
+// `early_` and is delivered right after that request's ack.
+//
+// Read-ahead: OnReadDone queues its request and starts the next read at once, so gRPC reads
+// request n+1 while request n is decoded and published. The reaction that finds no publisher
+// running becomes the publisher and drains the queue in order (PublishQueued); a reaction that
+// finds one running only queues. Nothing blocks, and a stream's requests keep their order.
 //
 // Flow control: one write in flight; completions queue in `pending_`. When pending plus
-// outstanding slots exceed `max_pending`, the reactor stops reading requests (the client then
+// outstanding plus queued slots exceed `max_pending` (or kReadAhead requests wait to be
+// published), the reactor stops reading requests (the client then
 // feels TCP backpressure) and resumes below half of it. A slow reader therefore bounds what the
 // server buffers.
 //
@@ -19,6 +25,7 @@
 #ifndef MK_SERVER_SRC_STREAM_REACTOR_H_
 #define MK_SERVER_SRC_STREAM_REACTOR_H_
 
+#include <deque>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -45,6 +52,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
 
  private:
   StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending);
+  // Publishes the queued requests in order until none is left (the one publisher at a time).
+  void PublishQueued();
+  static size_t RequestSlots(const v1::PublishRequest& request);
   // Matches completions to their requests' ranges and queues them for the client.
   void DeliverLocked(absl::Span<const engine::Completion> batch);
   void MaybeWriteLocked();
@@ -66,6 +76,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
     return pending_.size() + pending_packed_.size() / protocol::kSlotBytes;
   }
   std::vector<v1::PublishAck> acks_;
+  // Requests read but not yet published, in order; at most kReadAhead of them.
+  static constexpr size_t kReadAhead = 2;
+  std::deque<v1::PublishRequest> queued_;
+  size_t queued_slots_ = 0;
+  bool publishing_ = false;  // a reaction is in PublishQueued
   struct OpenRange {
     uint32_t count;      // tickets first .. first + count - 1
     uint32_t remaining;  // not yet complete

@@ -103,6 +103,43 @@ TEST_F(ServerRpcTest, StreamTypedAndPacked) {
   }
 }
 
+// The server reads ahead while it publishes (StreamReactor): a burst of requests must still be
+// published in the order sent, so acks come back in request order with increasing tickets.
+TEST_F(ServerRpcTest, StreamPublishesRequestsInOrder) {
+  auto s = c_->OpenStream();
+  constexpr uint64_t kRequests = 200;
+  for (uint64_t id = 1; id <= kRequests; ++id) {
+    v1::PublishRequest req;
+    req.set_request_id(id);
+    req.set_packed_slots(client::EncodePacked(std::vector<Slot>(1 + id % 7, Slot{0, 2, {}})));
+    ASSERT_TRUE(s->Write(req));
+  }
+  ASSERT_TRUE(s->WritesDone());
+  std::vector<v1::PublishAck> acks;
+  size_t completions = 0;
+  v1::CompletionBatch batch;
+  while (s->Read(&batch)) {
+    acks.insert(acks.end(), batch.acks().begin(), batch.acks().end());
+    auto decoded = client::DecodePackedCompletions(batch.packed_completions());
+    ASSERT_TRUE(decoded.ok());
+    completions += decoded->size();
+  }
+  EXPECT_TRUE(s->Finish().ok());
+  ASSERT_EQ(acks.size(), kRequests);
+  size_t expected = 0;
+  for (uint64_t i = 0; i < kRequests; ++i) {
+    EXPECT_EQ(acks[i].request_id(), i + 1);
+    EXPECT_EQ(acks[i].error_code(), 0) << acks[i].error_message();
+    EXPECT_EQ(acks[i].count(), 1 + (i + 1) % 7);
+    if (i > 0) {
+      EXPECT_EQ(acks[i].first_ticket(), acks[i - 1].first_ticket() + acks[i - 1].count())
+          << "request " << i + 1 << " was published out of order";
+    }
+    expected += acks[i].count();
+  }
+  EXPECT_EQ(completions, expected);
+}
+
 TEST_F(ServerRpcTest, TelemetryAndWatch) {
   ASSERT_TRUE(c_->Publish(std::vector<Slot>(20, Slot{}), absl::Seconds(10)).ok());
   auto t = c_->GetTelemetry();

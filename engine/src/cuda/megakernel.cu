@@ -8,8 +8,8 @@
 // each: the batch's entries read with warp-coalesced loads (ReadEntries), the shared
 // interpreter, and the outcome written as a tagged completion record (no fence: the tags tell
 // the host when the record is complete). An idle poller backs off with __nanosleep up to
-// max_backoff_ns, so an idle kernel reads host memory a few hundred thousand times a second at
-// most, from a handful of pollers.
+// max_backoff_ns (cuda_engine.cc says why it is short), so an idle kernel reads one 16-byte
+// doorbell a few million times a second in all, from a handful of pollers.
 //
 // Resources: LOAD_MISS looks the resource up in the residency table and completes DONE when it
 // is resident; otherwise its record says "ask the host" and the host's loader serves the miss
