@@ -78,7 +78,7 @@ class CudaEngine final : public host::EngineBase {
 
   absl::Status StartExecutor() override;
   absl::Status StopExecutor() override;
-  void OnPublished(size_t) override { Dispatch(); }
+  void OnPublished(size_t slots) override;
   void OnReady() override { WakeReaper(*shards_[0]); }
   uint32_t ParkedWorkers() const override;
 
@@ -104,8 +104,8 @@ class CudaEngine final : public host::EngineBase {
   };
 
   // Claims what is claimable (ready list first) and appends it to one free shard's SQ; rings
-  // its doorbell.
-  void Dispatch();
+  // its doorbell. `small`: a publish of a few slots (which shard it prefers, see the .cc).
+  void Dispatch(bool small = false);
   // Locks every shard (teardown and start): no dispatch runs meanwhile.
   std::vector<std::unique_lock<std::mutex>> LockAllShards();
   void ReaperLoop(Shard& shard);
@@ -137,7 +137,8 @@ class CudaEngine final : public host::EngineBase {
 
   // Written with every shard locked; dispatchers re-read it under their shard's lock.
   std::atomic<bool> kernel_running_{false};
-  std::atomic<uint32_t> next_shard_{0};  // where the next dispatch starts looking
+  std::atomic<uint32_t> next_shard_{0};   // where the next large dispatch starts looking
+  std::atomic<uint32_t> small_shard_{0};  // the shard the last small dispatch used
 
   std::atomic<bool> reapers_stop_{false};
   // SimulateUnresponsiveExecutorForTesting: StopKernel does not ask the kernel to stop.

@@ -23,18 +23,28 @@ constexpr size_t kReapBatch = 4096;
 // With work outstanding and no progress for this long, the reaper naps between polls.
 constexpr auto kSpinWithoutProgress = std::chrono::milliseconds(1);
 constexpr auto kNap = std::chrono::microseconds(50);
+// Publishes of up to this many slots dispatch into the shard the last small one used.
+constexpr size_t kSmallPublish = 8;
 // How often a reaper waiting on the kernel checks that it is still alive.
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 
 }  // namespace
 
-void CudaEngine::Dispatch() {
+void CudaEngine::OnPublished(size_t slots) { Dispatch(slots <= kSmallPublish); }
+
+void CudaEngine::Dispatch(bool small) {
   const auto started = profile_ ? std::chrono::steady_clock::now()
                                 : std::chrono::steady_clock::time_point();
   if (!kernel_running_.load(std::memory_order_acquire)) return;  // Start dispatches later
-  // The first shard nobody dispatches into, starting where the last dispatch did not.
+  // The first shard nobody dispatches into. Large dispatches start where the last one did not,
+  // spreading batches over the reapers. Small ones start at the shard the last small one used:
+  // requests arriving one at a time (a client's ping-pong, unary RPCs) keep one reaper spinning
+  // instead of reaching each of four reapers only every fourth request, by which time it has
+  // gone to sleep and needs a futex wake-up (measured on the H100: a stream ping-pong of
+  // 129 us instead of 62-74 us).
   const uint32_t n = static_cast<uint32_t>(shards_.size());
-  const uint32_t first = next_shard_.fetch_add(1, std::memory_order_relaxed) % n;
+  const uint32_t first = small ? small_shard_.load(std::memory_order_relaxed)
+                               : next_shard_.fetch_add(1, std::memory_order_relaxed) % n;
   Shard* shard = nullptr;
   std::unique_lock<std::mutex> lock;
   for (uint32_t i = 0; i < n && shard == nullptr; ++i) {
@@ -49,6 +59,7 @@ void CudaEngine::Dispatch() {
     shard = shards_[first].get();
     lock = std::unique_lock<std::mutex>(shard->mu);
   }
+  if (small) small_shard_.store(shard->id, std::memory_order_relaxed);
   // Re-read under the lock: the teardown flips it while holding every shard's lock.
   if (!kernel_running_.load(std::memory_order_acquire)) return;
   const uint64_t before = shard->tail;
