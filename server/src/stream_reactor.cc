@@ -8,6 +8,7 @@ namespace mk::server {
 namespace {
 // Completions per CompletionBatch message (64 KiB when packed).
 constexpr size_t kCompletionsPerMessage = 1024;
+constexpr size_t kPackedBytes = kCompletionsPerMessage * protocol::kSlotBytes;
 }  // namespace
 
 grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* StreamReactor::Start(
@@ -140,8 +141,6 @@ void StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
   // the ticket leaves the one found last.
   auto range = open_ranges_.end();
   size_t delivered = 0;
-  const size_t packed_at = pending_packed_.size();
-  if (packed_mode_ == 1) pending_packed_.resize(packed_at + batch.size() * protocol::kSlotBytes);
   for (const engine::Completion& c : batch) {
     if (range == open_ranges_.end() || c.ticket < range->first ||
         c.ticket >= range->first + range->second.count) {
@@ -161,14 +160,30 @@ void StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
     --outstanding_;
     if (done_ || cancelled_) continue;
     if (packed_mode_ == 1) {
-      AppendPacked(c, pending_packed_.data() + packed_at + delivered * protocol::kSlotBytes);
+      AppendPackedLocked(c);
     } else {
       pending_.push_back(c);
     }
     ++delivered;
   }
-  if (packed_mode_ == 1) pending_packed_.resize(packed_at + delivered * protocol::kSlotBytes);
   if (delivered != 0) MaybeWriteLocked();
+}
+
+void StreamReactor::AppendPackedLocked(const engine::Completion& c) {
+  if (packed_chunks_.empty() || packed_chunks_.back().size() == kPackedBytes) {
+    packed_chunks_.emplace_back();
+    packed_chunks_.back().reserve(kPackedBytes);
+  }
+  std::string& chunk = packed_chunks_.back();
+  const size_t at = chunk.size();
+  chunk.resize(at + protocol::kSlotBytes);
+  AppendPacked(c, chunk.data() + at);
+  packed_bytes_ += protocol::kSlotBytes;
+}
+
+void StreamReactor::ClearPackedLocked() {
+  packed_chunks_.clear();
+  packed_bytes_ = 0;
 }
 
 void StreamReactor::MaybeWriteLocked() {
@@ -177,13 +192,10 @@ void StreamReactor::MaybeWriteLocked() {
   out_.Clear();
   for (v1::PublishAck& ack : acks_) *out_.add_acks() = std::move(ack);
   acks_.clear();
-  constexpr size_t kPackedBytes = kCompletionsPerMessage * protocol::kSlotBytes;
-  if (pending_packed_.size() <= kPackedBytes) {
-    out_.mutable_packed_completions()->swap(pending_packed_);  // no copy
-    pending_packed_.clear();
-  } else {
-    out_.set_packed_completions(pending_packed_.substr(0, kPackedBytes));
-    pending_packed_.erase(0, kPackedBytes);
+  if (!packed_chunks_.empty()) {
+    packed_bytes_ -= packed_chunks_.front().size();
+    out_.mutable_packed_completions()->swap(packed_chunks_.front());  // no copy
+    packed_chunks_.pop_front();
   }
   const size_t n = std::min(pending_.size(), kCompletionsPerMessage);
   for (size_t i = 0; i < n; ++i) ToProto(pending_[i], out_.add_completions());
@@ -198,7 +210,7 @@ void StreamReactor::OnWriteDone(bool ok) {
   if (!ok) {  // the client is gone; OnCancel follows
     cancelled_ = true;
     pending_.clear();
-    pending_packed_.clear();
+    ClearPackedLocked();
     MaybeFinishLocked();
     return;
   }
@@ -234,7 +246,7 @@ void StreamReactor::OnCancel() {
     std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
     pending_.clear();
-    pending_packed_.clear();
+    ClearPackedLocked();
     for (const auto& [first, range] : open_ranges_) {
       // Cancel ignores tickets that already completed, so the whole range can be passed.
       for (uint64_t t = first; t < first + range.count; ++t) tickets.push_back(t);

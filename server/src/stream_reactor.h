@@ -57,6 +57,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   static size_t RequestSlots(const v1::PublishRequest& request);
   // Matches completions to their requests' ranges and queues them for the client.
   void DeliverLocked(absl::Span<const engine::Completion> batch);
+  void AppendPackedLocked(const engine::Completion& c);
+  void ClearPackedLocked();
   void MaybeWriteLocked();
   void MaybeResumeReadLocked();
   void MaybeFinishLocked();
@@ -71,10 +73,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
 
   std::mutex mu_;  // guards everything below
   std::vector<engine::Completion> pending_;  // typed mode
-  std::string pending_packed_;               // packed mode: 64 bytes per completion
-  size_t pending_count() const {
-    return pending_.size() + pending_packed_.size() / protocol::kSlotBytes;
-  }
+  // Packed mode: 64 bytes per completion, in chunks of one message each (the back one
+  // filling), so a write takes the front chunk without copying or shifting the rest.
+  std::deque<std::string> packed_chunks_;
+  size_t packed_bytes_ = 0;
+  size_t pending_count() const { return pending_.size() + packed_bytes_ / protocol::kSlotBytes; }
   std::vector<v1::PublishAck> acks_;
   // Requests read but not yet published, in order; at most kReadAhead of them.
   static constexpr size_t kReadAhead = 2;
