@@ -20,11 +20,12 @@ namespace {
 
 constexpr int kDevice = 0;
 constexpr uint32_t kDefaultBlocks = 8;  // few pollers: DESIGN.md floors, 1-8 blocks
-// An idle poller's longest nap. Measured on the lent H100 (io_bench's copy probe): with 250 ns
-// a 64 KiB copy-engine copy took 9.3-10.5 us while the kernel ran (4 of 4 processes, as fast as
-// with no kernel); with 128, 500 and 1000 ns it took 17-18 us in most processes, which made
-// a LOAD_MISS round trip 41-46 us instead of 33-35. The idle kernel's reads cost no host CPU:
-// eight pollers read one 16-byte doorbell about every 1.5 us each (~90 MB/s of PCIe).
+// An idle poller's longest nap. Measured on the lent H100 (io_bench's copy probe): a 64 KiB
+// copy-engine copy takes 9-10 us while the kernel runs in some processes and 17-18 us in others
+// (then a LOAD_MISS round trip is 41-46 us instead of 33-35). At 250 ns 6 of 8 processes were
+// fast, at 1000 ns 1 of 4; 128 and 500 ns were slow once each. The mode is not understood; 250
+// is kept as the better of what was measured. The idle kernel's reads cost no host CPU: eight
+// pollers read one 16-byte doorbell about every 1.5 us each (~90 MB/s of PCIe).
 constexpr uint32_t kMaxBackoffNs = 250;
 // How long a kernel asked to stop may take before it counts as unresponsive.
 constexpr absl::Duration kStopTimeout = absl::Seconds(2);
