@@ -13,10 +13,6 @@ namespace {
 
 constexpr uint32_t kHighPriorityClasses = 2;  // CRITICAL and HIGH
 
-std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
-  return std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]);
-}
-
 }  // namespace
 
 void ControlCounters::Flush(uint32_t* control) {

@@ -146,7 +146,7 @@ bool EngineBase::FinishClaimed(uint32_t index, const protocol::ExecResult& r,
                                ControlCounters& counters) {
   using protocol::SlotStatus;
   uint32_t* w = host_->ring().slot(index);
-  std::atomic_ref<uint32_t> status(w[protocol::kWordStatus]);
+  std::atomic_ref<uint32_t> status = StatusWord(w);
   switch (r.status) {
     case SlotStatus::kDone:
     case SlotStatus::kFault: {

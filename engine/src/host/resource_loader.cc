@@ -232,7 +232,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     store_->Remove(id);  // placed by MakeRoomLocked, not reserved yet
     if (!prefetch) {  // back to CLAIMED: the worker moves it to REQUEUE
       uint32_t waiting = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
-      std::atomic_ref<uint32_t>(host_->ring().slot(slot_index)[protocol::kWordStatus])
+      StatusWord(host_->ring().slot(slot_index))
           .compare_exchange_strong(waiting, static_cast<uint32_t>(protocol::SlotStatus::kClaimed));
     }
     return Requeue();

@@ -20,7 +20,7 @@
 // completion even when two threads scan the same slot.
 //
 // Thread safety: all methods are safe to call concurrently. Buffers are owned here and live as
-// long as the RingHost.
+// long as the RingHost. The telemetry side (occupancy, totals, stats) is in ring_host_stats.cc.
 #ifndef MK_ENGINE_SRC_HOST_RING_HOST_H_
 #define MK_ENGINE_SRC_HOST_RING_HOST_H_
 
@@ -47,6 +47,11 @@
 namespace mk::engine::host {
 
 inline constexpr uint32_t kNoFence = UINT32_MAX;
+
+// A ring slot's STATUS word, for atomic access by the host's threads.
+inline std::atomic_ref<uint32_t> StatusWord(uint32_t* slot) {
+  return std::atomic_ref<uint32_t>(slot[protocol::kWordStatus]);
+}
 
 // Host-side bookkeeping of one ring slot, written by Publish before the frontier moves.
 struct SlotMeta {
@@ -169,7 +174,7 @@ class RingHost {
   // this before publishing, so a fast completion always finds the slot waiting).
   void MarkWaiting(uint32_t index) {
     uint32_t expected = static_cast<uint32_t>(protocol::SlotStatus::kClaimed);
-    std::atomic_ref<uint32_t>(ring().slot(index)[protocol::kWordStatus])
+    StatusWord(ring().slot(index))
         .compare_exchange_strong(expected, static_cast<uint32_t>(protocol::SlotStatus::kWaitIo),
                                  std::memory_order_acq_rel);
   }
