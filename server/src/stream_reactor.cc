@@ -1,5 +1,7 @@
 #include "server/src/stream_reactor.h"
 
+#include <cstring>
+
 #include "server/src/convert.h"
 #include "server/src/status_mapping.h"
 
@@ -38,19 +40,41 @@ void StreamReactor::OnReadDone(bool ok) {
     }
     if (cancelled_) return;
     if (packed_mode_ < 0) packed_mode_ = request_.has_packed_slots() ? 1 : 0;
+    const bool ping_pong = outstanding_ == 0 && queued_.empty() && pending_count() == 0 &&
+                           IsLatencyBound(request_);
     queued_slots_ += RequestSlots(request_);
     queued_.push_back(std::move(request_));
-    // Read the next request while this one is published, unless flow control says stop.
     if (queued_.size() >= kReadAhead ||
         pending_count() + outstanding_ + queued_slots_ > max_pending_) {
-      read_paused_ = true;
+      read_paused_ = true;  // flow control: MaybeResumeReadLocked starts it later
+    } else if (ping_pong) {
+      read_deferred_ = true;  // OnWriteDone starts it, as an echo server would
     } else {
-      StartRead(&request_);
+      StartRead(&request_);  // read the next request while this one is published
     }
     if (publishing_) return;  // the reaction publishing now takes this request too, in order
     publishing_ = true;
   }
   PublishQueued();
+}
+
+bool StreamReactor::IsLatencyBound(const v1::PublishRequest& request) {
+  if (RequestSlots(request) > kSmallRequest) return false;
+  // A LOAD_MISS may wait on a file read: its stream keeps reading meanwhile.
+  if (request.has_packed_slots()) {
+    const std::string& bytes = request.packed_slots();
+    for (size_t at = 0; at + protocol::kSlotBytes <= bytes.size(); at += protocol::kSlotBytes) {
+      uint32_t opcode;
+      std::memcpy(&opcode, bytes.data() + at + protocol::kWordOpcode * sizeof(uint32_t),
+                  sizeof(opcode));
+      if (opcode == protocol::opcode::kLoadMiss) return false;
+    }
+    return true;
+  }
+  for (const v1::Slot& slot : request.slots().slots()) {
+    if (slot.opcode() == protocol::opcode::kLoadMiss) return false;
+  }
+  return true;
 }
 
 size_t StreamReactor::RequestSlots(const v1::PublishRequest& request) {
@@ -215,6 +239,10 @@ void StreamReactor::OnWriteDone(bool ok) {
     return;
   }
   MaybeWriteLocked();
+  if (read_deferred_) {
+    read_deferred_ = false;
+    if (!half_closed_ && !cancelled_) StartRead(&request_);
+  }
   MaybeResumeReadLocked();
   MaybeFinishLocked();
 }
