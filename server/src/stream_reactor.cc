@@ -58,23 +58,26 @@ void StreamReactor::OnReadDone(bool ok) {
   PublishQueued();
 }
 
-bool StreamReactor::IsLatencyBound(const v1::PublishRequest& request) {
-  if (RequestSlots(request) > kSmallRequest) return false;
-  // A LOAD_MISS may wait on a file read: its stream keeps reading meanwhile.
+bool StreamReactor::ContainsLoadMiss(const v1::PublishRequest& request) {
   if (request.has_packed_slots()) {
     const std::string& bytes = request.packed_slots();
     for (size_t at = 0; at + protocol::kSlotBytes <= bytes.size(); at += protocol::kSlotBytes) {
       uint32_t opcode;
       std::memcpy(&opcode, bytes.data() + at + protocol::kWordOpcode * sizeof(uint32_t),
                   sizeof(opcode));
-      if (opcode == protocol::opcode::kLoadMiss) return false;
+      if (opcode == protocol::opcode::kLoadMiss) return true;
     }
-    return true;
+    return false;
   }
   for (const v1::Slot& slot : request.slots().slots()) {
-    if (slot.opcode() == protocol::opcode::kLoadMiss) return false;
+    if (slot.opcode() == protocol::opcode::kLoadMiss) return true;
   }
-  return true;
+  return false;
+}
+
+bool StreamReactor::IsLatencyBound(const v1::PublishRequest& request) {
+  // A LOAD_MISS may wait on a file read: its stream keeps reading meanwhile.
+  return RequestSlots(request) <= kSmallRequest && !ContainsLoadMiss(request);
 }
 
 size_t StreamReactor::RequestSlots(const v1::PublishRequest& request) {
@@ -122,7 +125,9 @@ void StreamReactor::PublishQueued() {
         ack.set_first_ticket(published->first_ticket);
         ack.set_count(published->count);
         outstanding_ += published->count;
-        open_ranges_[published->first_ticket] = {published->count, published->count};
+        const bool may_wait = ContainsLoadMiss(request);
+        open_ranges_[published->first_ticket] = {published->count, published->count, may_wait};
+        waiting_ranges_ += may_wait;
         if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
           for (uint64_t t = published->first_ticket;
                t < published->first_ticket + published->count; ++t) {
@@ -142,7 +147,10 @@ void StreamReactor::PublishQueued() {
       }
       // An accepted request's ack rides with its first completions (one message instead of
       // two); a rejection is sent at once.
-      if (!accepted) MaybeWriteLocked();
+      if (!accepted) {
+        rejection_pending_ = true;  // sent at once, not held for a fuller message
+        MaybeWriteLocked();
+      }
     }
     // Outside mu_: cancelling delivers CANCELLED completions to OnCompletions.
     if (!cancel.empty()) engine_->Cancel(tenant_, cancel).IgnoreError();
@@ -178,6 +186,7 @@ void StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
       --range;
     }
     if (--range->second.remaining == 0) {
+      waiting_ranges_ -= range->second.may_wait;
       open_ranges_.erase(range);
       range = open_ranges_.end();
     }
@@ -210,9 +219,17 @@ void StreamReactor::ClearPackedLocked() {
   packed_bytes_ = 0;
 }
 
+bool StreamReactor::HoldPartialLocked() const {
+  if (rejection_pending_ || packed_chunks_.size() != 1 || waiting_ranges_ != 0) return false;
+  const size_t room = (kPackedBytes - packed_chunks_.front().size()) / protocol::kSlotBytes;
+  return room != 0 && outstanding_ >= room;
+}
+
 void StreamReactor::MaybeWriteLocked() {
   if (write_in_flight_ || finished_ || done_ || cancelled_) return;
   if (pending_count() == 0 && acks_.empty()) return;
+  if (HoldPartialLocked()) return;
+  rejection_pending_ = false;  // every queued ack goes out with this message
   out_.Clear();
   for (v1::PublishAck& ack : acks_) *out_.add_acks() = std::move(ack);
   acks_.clear();

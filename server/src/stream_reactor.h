@@ -23,6 +23,14 @@
 // that pipelines requests of a few slots each, with each answered before the next is read,
 // gets one request per write cycle; a client that wants throughput sends larger batches.
 //
+// Packed writes: a write costs about the same whatever it carries (51-78 us on the H200
+// host), and writing whatever had arrived sent about 450 completions per message. While
+// enough completions are outstanding to fill the message being built, and none of them is a
+// LOAD_MISS (which may wait on a file read), the write waits for them: the next delivery
+// re-checks. Messages then carry about 900 (H200: CUDA engine 6.5 -> 8.2 M slots/s, CPU
+// engine 6.2 -> 7.3 M). Completions of a tenant that is disabled mid-batch wait with the
+// parked slots they share a message with, until it is enabled again or the engine drains.
+//
 // Flow control: one write in flight; completions queue in `pending_`. When pending plus
 // outstanding plus queued slots exceed `max_pending` (or kReadAhead requests wait to be
 // published), the reactor stops reading requests (the client then
@@ -65,8 +73,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   // Publishes the queued requests in order until none is left (the one publisher at a time).
   void PublishQueued();
   static size_t RequestSlots(const v1::PublishRequest& request);
+  static bool ContainsLoadMiss(const v1::PublishRequest& request);
   // A small request without LOAD_MISS (see Ping-pong above).
   static bool IsLatencyBound(const v1::PublishRequest& request);
+  // Full messages (see Packed writes above): true while the one partial message should wait.
+  bool HoldPartialLocked() const;
   // Matches completions to their requests' ranges and queues them for the client.
   void DeliverLocked(absl::Span<const engine::Completion> batch);
   void AppendPackedLocked(const engine::Completion& c);
@@ -101,8 +112,11 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   struct OpenRange {
     uint32_t count;      // tickets first .. first + count - 1
     uint32_t remaining;  // not yet complete
+    bool may_wait;       // holds a LOAD_MISS, whose completion may wait on a file read
   };
   std::map<uint64_t, OpenRange> open_ranges_;  // by first ticket
+  size_t waiting_ranges_ = 0;                  // open ranges with may_wait
+  bool rejection_pending_ = false;             // a rejection's ack is queued: write now
   std::vector<engine::Completion> early_;      // completions whose range is not registered yet
   uint64_t outstanding_ = 0;
   int packed_mode_ = -1;  // -1 unknown, 0 typed, 1 packed (from the first request)
