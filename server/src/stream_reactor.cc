@@ -1,6 +1,6 @@
 #include "server/src/stream_reactor.h"
 
-#include <cstring>
+#include <algorithm>
 
 #include "server/src/convert.h"
 #include "server/src/status_mapping.h"
@@ -31,19 +31,27 @@ StreamReactor::StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max
 }
 
 void StreamReactor::OnReadDone(bool ok) {
+  if (!ok) {  // the client half-closed (or the call broke): finish once everything is sent
+    std::lock_guard<std::mutex> lock(mu_);
+    half_closed_ = true;
+    MaybeFinishLocked();
+    return;
+  }
+  // Decoded once, here and without mu_: request_ is this reaction's until the next StartRead.
+  QueuedRequest queued{request_.request_id(), DecodePublish(request_)};
+  queued.may_wait = queued.slots.ok() &&
+                    std::any_of(queued.slots->begin(), queued.slots->end(),
+                                [](const engine::SlotPayload& slot) {
+                                  return slot.opcode == protocol::opcode::kLoadMiss;
+                                });
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!ok) {  // the client half-closed (or the call broke): finish once everything is sent
-      half_closed_ = true;
-      MaybeFinishLocked();
-      return;
-    }
     if (cancelled_) return;
     if (packed_mode_ < 0) packed_mode_ = request_.has_packed_slots() ? 1 : 0;
     const bool ping_pong = outstanding_ == 0 && queued_.empty() && pending_count() == 0 &&
-                           IsLatencyBound(request_);
-    queued_slots_ += RequestSlots(request_);
-    queued_.push_back(std::move(request_));
+                           queued.count() <= kSmallRequest && !queued.may_wait;
+    queued_slots_ += queued.count();
+    queued_.push_back(std::move(queued));
     if (queued_.size() >= kReadAhead ||
         pending_count() + outstanding_ + queued_slots_ > max_pending_) {
       read_paused_ = true;  // flow control: MaybeResumeReadLocked starts it later
@@ -58,36 +66,9 @@ void StreamReactor::OnReadDone(bool ok) {
   PublishQueued();
 }
 
-bool StreamReactor::ContainsLoadMiss(const v1::PublishRequest& request) {
-  if (request.has_packed_slots()) {
-    const std::string& bytes = request.packed_slots();
-    for (size_t at = 0; at + protocol::kSlotBytes <= bytes.size(); at += protocol::kSlotBytes) {
-      uint32_t opcode;
-      std::memcpy(&opcode, bytes.data() + at + protocol::kWordOpcode * sizeof(uint32_t),
-                  sizeof(opcode));
-      if (opcode == protocol::opcode::kLoadMiss) return true;
-    }
-    return false;
-  }
-  for (const v1::Slot& slot : request.slots().slots()) {
-    if (slot.opcode() == protocol::opcode::kLoadMiss) return true;
-  }
-  return false;
-}
-
-bool StreamReactor::IsLatencyBound(const v1::PublishRequest& request) {
-  // A LOAD_MISS may wait on a file read: its stream keeps reading meanwhile.
-  return RequestSlots(request) <= kSmallRequest && !ContainsLoadMiss(request);
-}
-
-size_t StreamReactor::RequestSlots(const v1::PublishRequest& request) {
-  return request.has_packed_slots() ? request.packed_slots().size() / protocol::kSlotBytes
-                                    : static_cast<size_t>(request.slots().slots_size());
-}
-
 void StreamReactor::PublishQueued() {
   for (;;) {
-    v1::PublishRequest request;
+    QueuedRequest request;
     bool stop = false, release = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -102,7 +83,7 @@ void StreamReactor::PublishQueued() {
       } else {
         request = std::move(queued_.front());
         queued_.pop_front();
-        queued_slots_ -= RequestSlots(request);
+        queued_slots_ -= request.count();
         MaybeResumeReadLocked();  // room in the queue again
       }
     }
@@ -110,14 +91,14 @@ void StreamReactor::PublishQueued() {
       if (release) delete this;
       return;
     }
-    // Decoded and published without mu_: engine threads delivering completions of earlier
-    // requests never wait for a publish. A completion that beats its range's registration
-    // below is held in early_ until then.
-    auto slots = DecodePublish(request);
+    // Published without mu_: engine threads delivering completions of earlier requests never
+    // wait for a publish. A completion that beats its range's registration below is held in
+    // early_ until then.
     absl::StatusOr<engine::PublishResult> published =
-        slots.ok() ? engine_->Publish(tenant_, *slots, {this}) : slots.status();
+        request.slots.ok() ? engine_->Publish(tenant_, *request.slots, {this})
+                           : request.slots.status();
     v1::PublishAck ack;
-    ack.set_request_id(request.request_id());
+    ack.set_request_id(request.request_id);
     std::vector<uint64_t> cancel;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -125,9 +106,9 @@ void StreamReactor::PublishQueued() {
         ack.set_first_ticket(published->first_ticket);
         ack.set_count(published->count);
         outstanding_ += published->count;
-        const bool may_wait = ContainsLoadMiss(request);
-        open_ranges_[published->first_ticket] = {published->count, published->count, may_wait};
-        waiting_ranges_ += may_wait;
+        open_ranges_[published->first_ticket] = {published->count, published->count,
+                                                 request.may_wait};
+        waiting_ranges_ += request.may_wait;
         if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
           for (uint64_t t = published->first_ticket;
                t < published->first_ticket + published->count; ++t) {

@@ -8,8 +8,9 @@
 // streams); a completion that arrives before its request's ticket range is registered waits in
 // `early_` and is delivered right after that request's ack.
 //
-// Read-ahead: OnReadDone queues its request and starts the next read at once, so gRPC reads
-// request n+1 while request n is decoded and published. The reaction that finds no publisher
+// Read-ahead: OnReadDone decodes its request (once; everything about it is derived from the
+// decoded slots), queues it and starts the next read at once, so gRPC reads request n+1 while
+// request n is published. The reaction that finds no publisher
 // running becomes the publisher and drains the queue in order (PublishQueued); a reaction that
 // finds one running only queues. Nothing blocks, and a stream's requests keep their order.
 //
@@ -72,10 +73,6 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending);
   // Publishes the queued requests in order until none is left (the one publisher at a time).
   void PublishQueued();
-  static size_t RequestSlots(const v1::PublishRequest& request);
-  static bool ContainsLoadMiss(const v1::PublishRequest& request);
-  // A small request without LOAD_MISS (see Ping-pong above).
-  static bool IsLatencyBound(const v1::PublishRequest& request);
   // Full messages (see Packed writes above): true while the one partial message should wait.
   bool HoldPartialLocked() const;
   // Matches completions to their requests' ranges and queues them for the client.
@@ -106,7 +103,13 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   static constexpr size_t kReadAhead = 2;
   static constexpr size_t kSmallRequest = 8;
   bool read_deferred_ = false;  // a ping-pong request left the next read to OnWriteDone
-  std::deque<v1::PublishRequest> queued_;
+  struct QueuedRequest {
+    uint64_t request_id = 0;
+    absl::StatusOr<std::vector<engine::SlotPayload>> slots;  // decoded, or why it cannot be
+    bool may_wait = false;  // holds a LOAD_MISS, whose completion may wait on a file read
+    size_t count() const { return slots.ok() ? slots->size() : 0; }
+  };
+  std::deque<QueuedRequest> queued_;
   size_t queued_slots_ = 0;
   bool publishing_ = false;  // a reaction is in PublishQueued
   struct OpenRange {

@@ -95,8 +95,7 @@ void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
     host_->RecordQueueWait(ws.queue_wait);
     ws.queue_wait.Clear();
   }
-  host_->ReapRange(range, &ws.batcher);
-  ws.batcher.Flush();
+  host_->ReapRange(range, &ws.batcher);  // delivers (flushes the batcher)
   NotifyProgress();
 }
 

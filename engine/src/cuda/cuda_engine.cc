@@ -147,32 +147,35 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host,
 
 CudaEngine::~CudaEngine() {
   ShutdownOnDestroy();
-  if (profile_) {
-    const double calls = std::max<uint64_t>(1, dispatch_calls_.load());
-    std::fprintf(stderr,
-                 "cuda profile: %llu dispatches, %.3f us each, %.1f ns per dispatched slot; "
-                 "%llu reap passes, %.1f slots each, %.1f ns per reaped slot\n",
-                 static_cast<unsigned long long>(dispatch_calls_.load()),
-                 dispatch_ns_.load() / calls / 1e3,
-                 dispatch_ns_.load() / std::max(1.0, double(dispatched_slots_.load())),
-                 static_cast<unsigned long long>(reap_passes_.load()),
-                 reaped_slots_.load() / std::max(1.0, double(reap_passes_.load())),
-                 reap_ns_.load() / std::max(1.0, double(reaped_slots_.load())));
-    const double singles = std::max<uint64_t>(1, single_calls_.load());
-    std::fprintf(stderr,
-                 "cuda profile: %llu one-slot dispatches: claim+entry %.3f us, tail+wake "
-                 "%.3f us\n",
-                 static_cast<unsigned long long>(single_calls_.load()),
-                 single_claim_ns_.load() / singles / 1e3, single_tail_ns_.load() / singles / 1e3);
-    const double reaps = std::max<uint64_t>(1, single_reaps_.load());
-    std::fprintf(stderr,
-                 "cuda profile: %llu one-slot reaps under 30 us: doorbell -> record seen %.3f us, "
-                 "seen -> delivered %.3f us\n",
-                 static_cast<unsigned long long>(single_reaps_.load()),
-                 single_device_ns_.load() / reaps / 1e3, single_deliver_ns_.load() / reaps / 1e3);
-  }
+  if (profile_) PrintProfile();
   auto locks = LockAllShards();
   for (const auto& shard : shards_) shard->batcher.reset();  // flushes while the host exists
+}
+
+void CudaEngine::PrintProfile() const {
+  // total / count (0 when nothing was counted), scaled.
+  auto mean = [](const std::atomic<uint64_t>& total, const std::atomic<uint64_t>& count,
+                 double scale) {
+    return total.load() / std::max(1.0, double(count.load())) * scale;
+  };
+  auto n = [](const std::atomic<uint64_t>& count) {
+    return static_cast<unsigned long long>(count.load());
+  };
+  std::fprintf(stderr,
+               "cuda profile: %llu dispatches, %.3f us each, %.1f ns per dispatched slot; "
+               "%llu reap passes, %.1f slots each, %.1f ns per reaped slot\n",
+               n(dispatch_calls_), mean(dispatch_ns_, dispatch_calls_, 1e-3),
+               mean(dispatch_ns_, dispatched_slots_, 1), n(reap_passes_),
+               mean(reaped_slots_, reap_passes_, 1), mean(reap_ns_, reaped_slots_, 1));
+  std::fprintf(stderr,
+               "cuda profile: %llu one-slot dispatches: claim+entry %.3f us, tail+wake %.3f us\n",
+               n(single_calls_), mean(single_claim_ns_, single_calls_, 1e-3),
+               mean(single_tail_ns_, single_calls_, 1e-3));
+  std::fprintf(stderr,
+               "cuda profile: %llu one-slot reaps under 30 us: doorbell -> record seen %.3f us, "
+               "seen -> delivered %.3f us\n",
+               n(single_reaps_), mean(single_device_ns_, single_reaps_, 1e-3),
+               mean(single_deliver_ns_, single_reaps_, 1e-3));
 }
 
 absl::Status CudaEngine::StartExecutor() {

@@ -118,6 +118,8 @@ class CudaEngine final : public host::EngineBase {
   uint32_t ReapPass(Shard& shard, host::CompletionBatcher& batcher,
                     host::ControlCounters& counters, std::vector<uint32_t>& reaped);
   void WakeReaper(Shard& shard);
+  // MK_CUDA_PROFILE: prints the averages below (at destruction).
+  void PrintProfile() const;
   // MK_CUDA_PROFILE: counts a reap pass; times a one-slot pass after a one-slot dispatch.
   void ProfileReapPass(Shard& shard, uint64_t consumed, std::chrono::steady_clock::time_point seen);
   // Stops the kernel. A failed kernel: resets the device and rebuilds the device state. One

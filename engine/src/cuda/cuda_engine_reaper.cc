@@ -181,8 +181,7 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   counters.Flush(control);
   if (epochs != 0) protocol::AtomicFetchAdd(&control[ctl::kEpoch], epochs);
   shard.head.store(head, std::memory_order_release);
-  host_->ReapIndices(reaped, &batcher);
-  batcher.Flush();
+  host_->ReapIndices(reaped, &batcher);  // delivers (flushes the batcher)
   if (profile_) ProfileReapPass(shard, consumed, seen);
   NotifyProgress();
   return static_cast<uint32_t>(consumed);
@@ -192,17 +191,14 @@ void CudaEngine::ProfileReapPass(Shard& shard, uint64_t consumed,
                                  std::chrono::steady_clock::time_point seen) {
   reap_passes_.fetch_add(1, std::memory_order_relaxed);
   reaped_slots_.fetch_add(consumed, std::memory_order_relaxed);
-  reap_ns_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                         std::chrono::steady_clock::now() - seen)
-                         .count(),
-                     std::memory_order_relaxed);
+  const int64_t deliver_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now() - seen)
+                                 .count();
+  reap_ns_.fetch_add(deliver_ns, std::memory_order_relaxed);
   const int64_t rang = shard.doorbell_ns.exchange(0, std::memory_order_relaxed);
   if (consumed != 1 || rang == 0) return;
   const int64_t seen_ns =
       std::chrono::duration_cast<std::chrono::nanoseconds>(seen.time_since_epoch()).count();
-  const int64_t deliver_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now() - seen)
-                                 .count();
   // Means without the outliers (wake-ups from idle, preemption), which would hide the path.
   constexpr int64_t kOutlierNs = 30'000;
   if (seen_ns - rang > kOutlierNs || deliver_ns > kOutlierNs) return;
