@@ -2,11 +2,14 @@
 
 #include "engine/src/host/page_memory.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <new>
 #include <numeric>
+#include <thread>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
@@ -189,38 +192,61 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
         "them (WaitFor) before publishing more, or publish with a completion sink"));
   }
   absl::InlinedVector<uint32_t, 64> index_of(slots.size());  // batch position -> ring slot
-  std::lock_guard<std::mutex> lock(publish_mu_);
-  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
-    Partition& part = partitions_[p];
-    if (wanted[p] == 0) continue;
-    if (wanted[p] > part.size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "publish: ", wanted[p], " ", kPriorityNames[p], " slots in one batch exceed the ",
-          kPriorityNames[p], " partition (", part.size, " slots); split the batch"));
+  // Under the lock only the reservation: capacity, tickets, and each partition's sequences
+  // [first_sequence, first_sequence + wanted). The slots are written outside it, so producers
+  // write their batches in parallel, and committed in reservation order below.
+  std::array<uint64_t, protocol::kPriorityCount> first_sequence{};
+  uint64_t first_ticket = 0;
+  {
+    std::lock_guard<std::mutex> lock(publish_mu_);
+    for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+      Partition& part = partitions_[p];
+      if (wanted[p] == 0) continue;
+      if (wanted[p] > part.size) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "publish: ", wanted[p], " ", kPriorityNames[p], " slots in one batch exceed the ",
+            kPriorityNames[p], " partition (", part.size, " slots); split the batch"));
+      }
+      const uint64_t used = part.reserve - part.tail.load(std::memory_order_acquire);
+      if (used + wanted[p] > part.size) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "ring: the ", kPriorityNames[p], " partition is full (", used, " of ", part.size,
+            " slots in flight); retry after about 50us with backoff, or publish fewer slots"));
+      }
     }
-    const uint64_t used = part.reserve - part.tail.load(std::memory_order_acquire);
-    if (used + wanted[p] > part.size) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "ring: the ", kPriorityNames[p], " partition is full (", used, " of ", part.size,
-          " slots in flight); retry after about 50us with backoff, or publish fewer slots"));
+    for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+      first_sequence[p] = partitions_[p].reserve;
+      partitions_[p].reserve += wanted[p];
     }
+    first_ticket = next_ticket_[tenant].load(std::memory_order_relaxed) + 1;
+    next_ticket_[tenant].store(first_ticket + slots.size() - 1, std::memory_order_release);
   }
-  const uint64_t first_ticket = next_ticket_[tenant].load(std::memory_order_relaxed) + 1;
   const uint64_t publish_ns = collect_latency_ ? NowNs() : 0;
   std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount> published{};
   // One pass writes bookkeeping, payload and STATUS=PUBLISHED. Nothing is visible to executors
   // or to Cancel until the frontier moves below, so the order inside the pass is free.
+  // Ring indices advance without a division per slot (the sequence -> index modulo is taken
+  // once per partition).
   std::array<uint32_t, protocol::kPriorityCount> next_index;
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
-    next_index[p] = partitions_[p].first + static_cast<uint32_t>(partitions_[p].reserve % partitions_[p].size);
+    next_index[p] = IndexOf(p, first_sequence[p]);
   }
+  // The ring and meta lines were last written by the executor that reaped them, on another
+  // core: ask for them some slots ahead so their transfers overlap.
+  constexpr uint32_t kPrefetchAhead = 32;
   bool has_fence = false;
   for (size_t i = 0; i < slots.size(); ++i) {
     const SlotPayload& slot = slots[i];
-    Partition& part = partitions_[slot.priority];
+    const Partition& part = partitions_[slot.priority];
+    const uint32_t end_index = part.first + part.size;
     const uint32_t index = next_index[slot.priority];
-    next_index[slot.priority] = index + 1 == part.first + part.size ? part.first : index + 1;
-    ++part.reserve;
+    next_index[slot.priority] = index + 1 == end_index ? part.first : index + 1;
+    uint32_t ahead = index + kPrefetchAhead;
+    if (ahead >= end_index) ahead -= part.size;
+    if (ahead >= part.first && ahead < end_index) {  // a partition smaller than the distance: skip
+      __builtin_prefetch(ring().slot(ahead), /*rw=*/1);
+      __builtin_prefetch(&meta_[ahead], /*rw=*/1);
+    }
     index_of[i] = index;
     has_fence |= slot.opcode == protocol::opcode::kBatchFence;
     SlotMeta& m = meta_[index];
@@ -251,14 +277,28 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
     }
     meta_[index_of[i]].fence_pending.store(pending, std::memory_order_relaxed);
   }
-  next_ticket_[tenant].store(first_ticket + slots.size() - 1, std::memory_order_release);
   if (sink == nullptr) store_.AddOwed(slots.size());  // before any of them can be taken
   accepted_.fetch_add(slots.size(), std::memory_order_acq_rel);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
-    if (wanted[p] != 0) partitions_[p].frontier.store(partitions_[p].reserve, std::memory_order_release);
+    if (wanted[p] == 0) continue;
+    WaitForFrontier(partitions_[p], first_sequence[p]);  // commits in reservation order
+    partitions_[p].frontier.store(first_sequence[p] + wanted[p], std::memory_order_release);
   }
   AddOutcomeCounts(tenant, published);
   return PublishResult{first_ticket, static_cast<uint32_t>(slots.size())};
+}
+
+void RingHost::WaitForFrontier(const Partition& part, uint64_t sequence) {
+  // The producers that reserved sequences before `sequence` may still be writing them: the
+  // frontier reaches `sequence` when the last of them commits. They hold no lock and write at
+  // most one batch each, so the wait is short; yield now and then in case one was preempted.
+  for (uint32_t spins = 1; part.frontier.load(std::memory_order_acquire) != sequence; ++spins) {
+    if (spins % 64 == 0) {
+      std::this_thread::yield();
+    } else {
+      _mm_pause();
+    }
+  }
 }
 
 bool RingHost::HasClaimable(uint32_t partition) const {
@@ -421,6 +461,8 @@ bool RingHost::ResumeWaiting(uint32_t index, uint64_t ticket, const protocol::Ex
 
 void RingHost::FailInFlight(CompletionBatcher* out) {
   std::lock_guard<std::mutex> lock(publish_mu_);
+  // Producers that reserved before the lock finish writing their slots.
+  for (const Partition& part : partitions_) WaitForFrontier(part, part.reserve);
   std::lock_guard<std::mutex> resume(resume_mu_);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     Partition& part = partitions_[p];

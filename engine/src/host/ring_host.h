@@ -5,10 +5,12 @@
 // Ring layout: the ring's slots are split into five contiguous partitions, one per priority
 // (control words 129..134 hold their first slot and the end). Each partition is a FIFO over
 // 64-bit sequence numbers with four cursors:
-//   tail <= claim <= frontier == reserve
-// - reserve/frontier: next sequence to publish. Publish runs under `publish_mu_`: it checks
-//   capacity against `tail`, writes every slot of the batch, then moves `frontier` (release), so
-//   executors only ever see whole batches.
+//   tail <= claim <= frontier <= reserve
+// - reserve: next sequence to reserve. Under `publish_mu_` Publish checks capacity against
+//   `tail`, takes its tickets and reserves its sequences; it writes the slots without the lock
+//   (producers write in parallel) and then commits them: it waits until `frontier` reaches its
+//   first sequence (every earlier reservation committed) and moves it past its last (release),
+//   so executors only ever see whole batches, in reservation order.
 // - claim: next sequence an executor may take; ClaimBatch advances it with a CAS, a single-owner
 //   claim of a contiguous range. The executor then moves each slot PUBLISHED -> CLAIMED with a
 //   CAS (which loses to a concurrent Cancel).
@@ -213,6 +215,8 @@ class RingHost {
 
   RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control_words,
            const EngineOptions& options);
+  // Waits until every sequence of `part` before `sequence` is committed.
+  static void WaitForFrontier(const Partition& part, uint64_t sequence);
   // Copies a terminal slot into a completion and delivers it if this thread wins the
   // terminal -> EMPTY CAS.
   bool ReapIfTerminal(uint32_t index, CompletionBatcher* out);
