@@ -122,11 +122,14 @@ TEST_F(CudaEngineTest, RestartFailsInFlightSlotsAndRelaunches) {
   EXPECT_EQ(n.faulted, 100u);
 }
 
-TEST_F(CudaEngineTest, ProducersPublishWhileTheKernelRuns) {
+// Four producers publish batches of AtomicAdds while the kernel runs; then single slots, one at
+// a time (each claimed by a poller that read its entry speculatively, with the doorbell). Every
+// add lands once.
+void ProducersThenSingleSlots(const EngineOptions& options) {
   RecordingSink sink;
-  auto e = MakeStarted(Options());
+  auto e = MakeStarted(options);
   ASSERT_NE(e, nullptr);
-  constexpr int kProducers = 4, kBatches = 100, kBatch = 256;
+  constexpr int kProducers = 4, kBatches = 100, kBatch = 256, kSingles = 2000;
   std::vector<std::thread> producers;
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
@@ -142,6 +145,23 @@ TEST_F(CudaEngineTest, ProducersPublishWhileTheKernelRuns) {
     EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {0}), p + 1).results[0], uint32_t{kBatches * kBatch});
   }
   EXPECT_EQ(sink.completions().size(), size_t{kProducers * kBatches * kBatch});
+  for (int i = 0; i < kSingles; ++i) {  // add 1 to word 2: each sees the previous adds
+    const Completion c = RunOne(*e, Slot(op::kAtomicAdd, {1, 2}), 1);
+    ASSERT_EQ(c.status, CompletionStatus::kDone);
+    ASSERT_EQ(c.results[0], uint32_t(i));
+  }
+  EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {2}), 1).results[0], uint32_t{kSingles});
+}
+
+// The default: one block per submission queue, claiming from a register.
+TEST_F(CudaEngineTest, ProducersPublishWhileTheKernelRuns) { ProducersThenSingleSlots(Options()); }
+
+// More blocks than submission queues: two blocks share each queue and claim with a device CAS.
+TEST_F(CudaEngineTest, ProducersPublishToSharedSubmissionQueues) {
+  EngineOptions o = Options();
+  o.workers = 16;
+  o.claim_batch = 256;
+  ProducersThenSingleSlots(o);
 }
 
 // A CHECKSUM handed to the kernel pins its resource's device bytes: eviction is refused until

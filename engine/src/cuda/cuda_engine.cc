@@ -20,6 +20,11 @@ namespace {
 
 constexpr int kDevice = 0;
 constexpr uint32_t kDefaultBlocks = 8;  // few pollers: DESIGN.md floors, 1-8 blocks
+// Submission queues, each with a reaper thread. As many as blocks (up to kMaxShards): a block
+// that is its shard's only poller claims from a register, and on the lent H100 that took a
+// one-slot round trip's device time from 5.0 to 3.7 us against two blocks sharing each of 4
+// shards through a device-memory compare-and-swap, at the same NOP throughput.
+constexpr uint32_t kDefaultShards = kMaxShards;
 // An idle poller's longest nap. Measured on the lent H100 (io_bench's copy probe): a 64 KiB
 // copy-engine copy takes 9-10 us while the kernel runs in some processes and 17-18 us in others
 // (then a LOAD_MISS round trip is 41-46 us instead of 33-35). At 250 ns 6 of 8 processes were
@@ -87,7 +92,12 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
         "; a persistent kernel needs every block resident: lower --workers"));
   }
   config->blocks = wanted;
-  config->shards = std::min(wanted, kMaxShards);
+  config->shards = std::min(wanted, kDefaultShards);
+  // MK_CUDA_SHARDS: submission queues (and reaper threads), for measurements.
+  if (const char* shards = std::getenv("MK_CUDA_SHARDS"); shards != nullptr) {
+    config->shards = std::clamp<uint32_t>(static_cast<uint32_t>(std::atoi(shards)), 1,
+                                          std::min(wanted, kMaxShards));
+  }
   config->sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
   config->max_backoff_ns = kMaxBackoffNs;
   // MK_CUDA_MAX_BACKOFF_NS: an idle poller's longest nap, for measurements (like

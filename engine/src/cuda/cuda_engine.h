@@ -9,11 +9,13 @@
 //   their batch is terminal) and moves each slot PUBLISHED -> CLAIMED with a host CAS, so
 //   cancellation and claiming never race across PCIe. Claimed slots are appended to a
 //   submission queue (SQ) in mapped host memory and the doorbell's tail moves (release).
-// - The device executes. The kernel's pollers (one thread per block) read the doorbell, claim
-//   SQ ranges of up to blockDim entries from a device-memory counter, run them with the shared
+// - The device executes. The kernel's pollers (warp 0 of each block) read the doorbell and,
+//   speculatively in the same round trip, the next self-validating entry (a lone request runs
+//   one PCIe round trip after it was written), claim SQ ranges of up to blockDim entries (from a
+//   register when a block is its shard's only poller, the default), run them with the shared
 //   interpreter and write each outcome as a tagged completion record (kernel_abi.h: no
 //   system-scope fence, the tags tell the host when a record is whole).
-// - The host reaps. The SQ is split into shards (up to 4), each with its completion queue and a
+// - The host reaps. The SQ is split into shards (up to 8), each with its completion queue and a
 //   reaper thread that reads its records in order (host-memory reads, no PCIe), writes the
 //   results then DONE / FAULT into the ring slot (the protocol's CLAIMED -> terminal step,
 //   release ordering), reaps it, delivers completions, maintains DONE_COUNT / per-opcode /
@@ -94,6 +96,7 @@ class CudaEngine final : public host::EngineBase {
     host::ControlCounters counters;
     std::unique_ptr<host::CompletionBatcher> batcher;  // cancellations while draining
     std::vector<uint32_t> ready;
+    std::vector<uint32_t> claimed;  // one dispatch's claimed slots, in SQ order
     // Written by the dispatcher (and wakers), polled by the reaper.
     alignas(64) std::atomic<uint64_t> published{0};  // the doorbell's tail
     host::WakeSignal wake;                           // the idle reaper sleeps here

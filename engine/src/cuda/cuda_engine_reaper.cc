@@ -23,6 +23,10 @@ constexpr size_t kReapBatch = 4096;
 // With work outstanding and no progress for this long, the reaper naps between polls.
 constexpr auto kSpinWithoutProgress = std::chrono::milliseconds(1);
 constexpr auto kNap = std::chrono::microseconds(50);
+// How many entries ahead a reap pass prefetches what it will touch.
+constexpr uint64_t kPrefetchAhead = 32;
+// Dispatches of at least this many entries write them with streaming stores (DeviceState).
+constexpr size_t kStreamedDispatch = 32;
 // Publishes of up to this many slots dispatch into the shard the last small one used.
 constexpr size_t kSmallPublish = 8;
 // How often a reaper waiting on the kernel checks that it is still alive.
@@ -39,7 +43,7 @@ void CudaEngine::Dispatch(bool small) {
   // The first shard nobody dispatches into. Large dispatches start where the last one did not,
   // spreading batches over the reapers. Small ones start at the shard the last small one used:
   // requests arriving one at a time (a client's ping-pong, unary RPCs) keep one reaper spinning
-  // instead of reaching each of four reapers only every fourth request, by which time it has
+  // instead of reaching each of the reapers only every n-th request, by which time it has
   // gone to sleep and needs a futex wake-up (measured on the H100: a stream ping-pong of
   // 129 us instead of 62-74 us).
   const uint32_t n = static_cast<uint32_t>(shards_.size());
@@ -63,28 +67,37 @@ void CudaEngine::Dispatch(bool small) {
   // Re-read under the lock: the teardown flips it while holding every shard's lock.
   if (!kernel_running_.load(std::memory_order_acquire)) return;
   const uint64_t before = shard->tail;
-  auto append = [&](uint32_t index) {
-    if (!scheduler_.TryClaim(index, shard->counters, *shard->batcher)) return;
+  // Claim first (a compare-and-swap per slot, on ring lines this thread just published), then
+  // write the entries: a stream of stores with no locked instruction between them, so the
+  // stores into SQ lines (last read by the device) overlap instead of each draining before the
+  // next claim.
+  std::vector<uint32_t>& claimed = shard->claimed;
+  claimed.clear();
+  auto claim = [&](uint32_t index) {
+    if (scheduler_.TryClaim(index, shard->counters, *shard->batcher)) claimed.push_back(index);
+  };
+  if (scheduler_.has_ready() && scheduler_.TakeReady(&shard->ready)) {
+    for (uint32_t index : shard->ready) claim(index);
+  }
+  host::ClaimRange range;
+  while (scheduler_.ClaimNext(options_.claim_batch, &range)) host_->ForEachIndex(range, claim);
+  const bool streaming = claimed.size() >= kStreamedDispatch;
+  for (size_t i = 0; i < claimed.size(); ++i) {
+    const uint32_t index = claimed[i];
     const uint32_t* slot = host_->ring().slot(index);
     const uint64_t position = shard->tail++;
-    uint32_t* entry = device_->entry(shard->id, position);
-    entry[kEntryRingIndex] = index;
-    std::copy(slot + 1, slot + protocol::kSlotWords, entry + 1);
+    const uint32_t last = i + 1 == claimed.size() ? kEntryLastOfDispatch : 0;
+    device_->WriteEntry(shard->id, position, index | last, slot, streaming);
     // The kernel reads a CHECKSUM's resident bytes: not evicted until the slot is reaped.
     if (loader_ != nullptr && slot[protocol::kWordOpcode] == protocol::opcode::kChecksum) {
       loader_->Pin(slot[protocol::kWordArg0]);
     }
     shard->index[position & sq_mask_] = index;
-  };
-  if (scheduler_.has_ready() && scheduler_.TakeReady(&shard->ready)) {
-    for (uint32_t index : shard->ready) append(index);
   }
-  host::ClaimRange range;
-  while (scheduler_.ClaimNext(options_.claim_batch, &range)) host_->ForEachIndex(range, append);
   const auto claimed_at = profile_ ? std::chrono::steady_clock::now()
                                    : std::chrono::steady_clock::time_point();
   if (shard->tail != before) {
-    device_->PublishTail(shard->id, shard->tail);
+    device_->PublishTail(shard->id, shard->tail, streaming);
     shard->published.store(shard->tail, std::memory_order_seq_cst);
     WakeReaper(*shard);
   }
@@ -116,7 +129,7 @@ void CudaEngine::WakeReaper(Shard& shard) { shard.wake.Wake(/*all=*/false); }
 bool CudaEngine::ReadCompletion(const Shard& shard, uint64_t position,
                                 protocol::ExecResult* out) {
   const uint64_t* record = device_->completion(shard.id, position);
-  const uint32_t tag = CompletionTag(position);
+  const uint32_t tag = PositionTag(position);
   auto load = [](const uint64_t* word) {
     return std::atomic_ref<const uint64_t>(*word).load(std::memory_order_acquire);
   };
@@ -154,6 +167,15 @@ uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
   protocol::ExecResult r;
   std::chrono::steady_clock::time_point seen;  // MK_CUDA_PROFILE: the first record read
   while (head < published && reaped.size() < kReapBatch) {
+    if (head + kPrefetchAhead < published) {
+      // The record (written by the device), the ring slot and its meta (written by the
+      // dispatching producer's core) a few entries ahead: their transfers overlap instead of
+      // each waiting behind this loop's compare-and-swaps.
+      const uint32_t ahead = shard.index[(head + kPrefetchAhead) & sq_mask_];
+      __builtin_prefetch(device_->completion(shard.id, head + kPrefetchAhead));
+      __builtin_prefetch(host_->ring().slot(ahead), /*rw=*/1);
+      __builtin_prefetch(&host_->meta(ahead));
+    }
     const uint32_t index = shard.index[head & sq_mask_];
     if (!ReadCompletion(shard, head, &r)) break;
     if (profile_ && consumed == 0) seen = std::chrono::steady_clock::now();

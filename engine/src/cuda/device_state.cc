@@ -1,5 +1,7 @@
 #include "engine/src/cuda/device_state.h"
 
+#include <emmintrin.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -34,10 +36,10 @@ absl::Status DeviceState::Allocate() {
   MK_RETURN_IF_ERROR(RegisterNew(page_bytes, &control_page_, "the doorbell page"));
   doorbell_ = reinterpret_cast<Doorbell*>(control_page_.data);
   block_idle_ = reinterpret_cast<uint32_t*>(control_page_.data + sizeof(Doorbell));
-  const size_t sq_bytes = config_.shards * config_.sq_capacity * kEntryWords * sizeof(uint32_t);
+  const size_t sq_bytes = config_.shards * config_.sq_capacity * kEntryWords * sizeof(uint64_t);
   MK_RETURN_IF_ERROR(RegisterNew(host::PageRoundUp(sq_bytes), &sq_buffer_,
                                  absl::StrCat("the ", sq_bytes, "-byte submission queues")));
-  sq_ = reinterpret_cast<uint32_t*>(sq_buffer_.data);
+  sq_ = reinterpret_cast<uint64_t*>(sq_buffer_.data);
   const size_t cq_bytes =
       config_.shards * config_.sq_capacity * kCompletionWords * sizeof(uint64_t);
   MK_RETURN_IF_ERROR(RegisterNew(host::PageRoundUp(cq_bytes), &cq_buffer_,
@@ -62,7 +64,7 @@ absl::Status DeviceState::Allocate() {
 
   Doorbell* doorbell = nullptr;
   MK_RETURN_IF_ERROR(MappedDevicePointer(doorbell_, &doorbell, "mapping the doorbell"));
-  uint32_t* sq = nullptr;
+  uint64_t* sq = nullptr;
   MK_RETURN_IF_ERROR(MappedDevicePointer(sq_, &sq, "mapping the submission queue"));
   MK_RETURN_IF_ERROR(MappedDevicePointer(block_idle_, &params_.block_idle, "mapping the idle flags"));
   uint64_t* cq = nullptr;
@@ -70,7 +72,7 @@ absl::Status DeviceState::Allocate() {
   params_.cq = cq;
   MK_RETURN_IF_ERROR(MappedDevicePointer(log.data(), &params_.debug_log, "mapping the debug log"));
   params_.doorbell = doorbell;
-  params_.sq = sq;
+  params_.sq = reinterpret_cast<const uint32_t*>(sq);
   params_.sq_mask = config_.sq_capacity - 1;
   params_.shards = config_.shards;
   params_.claim = claim_;
@@ -129,9 +131,9 @@ absl::Status DeviceState::Launch(const uint64_t* first_positions) {
       "setting the claim counters");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_), "setting the claim counters");
   std::memset(block_idle_, 0, config_.blocks * sizeof(uint32_t));
-  SetFlag(&ShardDoorbell::paused, 0);
+  SetPaused(false);
   SetFlag(&ShardDoorbell::stop, 0);
-  for (uint32_t s = 0; s < config_.shards; ++s) PublishTail(s, first_positions[s]);
+  for (uint32_t s = 0; s < config_.shards; ++s) PublishTail(s, first_positions[s], false);
   MK_CUDA_RETURN_IF_ERROR(LaunchMegakernel(params_, static_cast<int>(config_.blocks),
                                            static_cast<int>(config_.threads), stream_),
                           absl::StrCat("launching the megakernel (", config_.blocks, " x ",
@@ -170,11 +172,46 @@ absl::Status DeviceState::KernelState() {
   return CudaStatus(e, "the megakernel");
 }
 
-void DeviceState::PublishTail(uint32_t shard, uint64_t tail) {
+void DeviceState::PublishTail(uint32_t shard, uint64_t tail, bool streamed) {
+  if (streamed) _mm_sfence();  // non-temporal stores are not ordered by the release store
   std::atomic_ref<uint64_t>(doorbell_->shard[shard].sq_tail).store(tail, std::memory_order_release);
 }
 
+void DeviceState::WriteEntry(uint32_t shard, uint64_t position, uint32_t ring_index,
+                             const uint32_t* slot, bool streaming) {
+  uint64_t* entry =
+      sq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) * kEntryWords;
+  const uint32_t tag =
+      paused_.load(std::memory_order_relaxed) ? kHeldEntryTag : PositionTag(position);
+  // Four values at a time, interleaved with the tag into two 16-byte stores of two tagged words
+  // each. An aligned 16-byte store never tears an aligned 8-byte half, which is all a tagged
+  // word needs.
+  const __m128i tags = _mm_set1_epi32(static_cast<int>(tag));
+  const __m128i values[4] = {
+      _mm_set_epi32(static_cast<int>(slot[3]), static_cast<int>(slot[2]),
+                    static_cast<int>(slot[1]), static_cast<int>(ring_index)),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(slot + 4)),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(slot + 8)),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(slot + 12)),
+  };
+  static_assert(kEntryWords == 16, "four groups of four values");
+  auto* out = reinterpret_cast<__m128i*>(entry);
+  for (int i = 0; i < 4; ++i) {
+    const __m128i low = _mm_unpacklo_epi32(values[i], tags);
+    const __m128i high = _mm_unpackhi_epi32(values[i], tags);
+    if (streaming) {
+      _mm_stream_si128(out + 2 * i, low);
+      _mm_stream_si128(out + 2 * i + 1, high);
+    } else {
+      _mm_store_si128(out + 2 * i, low);
+      _mm_store_si128(out + 2 * i + 1, high);
+    }
+  }
+}
+
 void DeviceState::SetPaused(bool paused) {
+  // The host-side flag first: every entry written after SetPaused(true) returns is held.
+  paused_.store(paused, std::memory_order_seq_cst);
   SetFlag(&ShardDoorbell::paused, paused ? 1 : 0);
 }
 

@@ -2,11 +2,11 @@
 // read and write, compiled by g++ (host) and nvcc (device). No CUDA headers.
 //
 // Who owns what (all buffers are allocated by DeviceState and live until it is destroyed):
-// - Doorbell (mapped host memory, one line): written by the host dispatcher, read by the
+// - Doorbell (mapped host memory, 16 bytes per shard): written by the host dispatcher, read by the
 //   kernel's poller threads, each with one 16-byte acquire load of its shard's copy. `sq_tail`
 //   is stored with release ordering after the entries it covers; `stop` and `paused` are plain
 //   flags, written into every shard's copy.
-// - Submission queues (mapped host memory), one per shard: entries written only
+// - Submission queues (mapped host memory), one per shard: tagged entries (below) written only
 //   by the host dispatcher, read only by the kernel. Entry k of shard s lives at
 //   s * sq_capacity + (k & sq_mask); the host never reuses an entry before the slot it named was
 //   reaped (capacity >= ring slots, each shard reaped in order by its own reaper thread).
@@ -50,7 +50,7 @@
 
 namespace mk::engine::cuda {
 
-inline constexpr uint32_t kMaxShards = 4;
+inline constexpr uint32_t kMaxShards = 8;
 
 // One shard's doorbell: a poller reads all three words with one 16-byte load (one PCIe
 // request per poll), so `stop` and `paused` are repeated in every shard's copy.
@@ -62,22 +62,39 @@ struct alignas(16) ShardDoorbell {
 struct alignas(64) Doorbell {
   ShardDoorbell shard[kMaxShards];
 };
-static_assert(sizeof(Doorbell) == 64, "the doorbell is one cache line");
+static_assert(sizeof(Doorbell) == 16 * kMaxShards, "the shards' doorbells, packed");
 
-// A submission-queue entry: word 0 holds the ring slot index, words 1..15 the slot's words
-// 1..15 (opcode, tenant, priority, arguments) as the dispatcher claimed it.
-inline constexpr uint32_t kEntryWords = protocol::kSlotWords;
-inline constexpr uint32_t kEntryRingIndex = 0;
-
-// A completion record: 16 tagged 64-bit words (128 bytes). Word 0's low half is
-// STATUS | result_count << 8; words 1..result_count hold the result words.
-inline constexpr uint32_t kCompletionWords = 16;
-MK_HOST_DEVICE constexpr uint32_t CompletionTag(uint64_t position) {
+// Queue entries and completion records carry the tag of their position in every 64-bit word.
+MK_HOST_DEVICE constexpr uint32_t PositionTag(uint64_t position) {
   return static_cast<uint32_t>(position) + 1;  // never 0, so zeroed memory never matches
 }
 MK_HOST_DEVICE constexpr uint64_t TaggedWord(uint32_t tag, uint32_t value) {
   return (uint64_t{tag} << 32) | value;
 }
+
+// A submission-queue entry: 16 tagged 64-bit words (128 bytes), like a completion record.
+// Word i is TaggedWord(PositionTag(position), v_i): v_0 is the ring slot index, v_1..v_15 the
+// slot's words 1..15 (opcode, tenant, priority, arguments) as the dispatcher claimed it. The
+// tags make every entry self-validating, so a poller may read the entry at its claim position in
+// the same PCIe round trip as the doorbell (megakernel.cu's poll) and run it
+// when every tag matches, before any doorbell read shows it: each aligned 8-byte word is single-
+// copy atomic, so a word with the right tag carries the right value, whatever order the words
+// reach the device in. The host writes kHeldEntryTag instead while execution is paused, so a
+// paused kernel never starts an entry speculatively (it reads held entries after the doorbell,
+// once unpaused, which needs no tags).
+inline constexpr uint32_t kEntryWords = protocol::kSlotWords;  // values per entry
+inline constexpr uint32_t kEntryHalves = 2 * kEntryWords;      // 32-bit halves per entry
+inline constexpr uint32_t kEntryRingIndex = 0;
+inline constexpr uint32_t kHeldEntryTag = 0;
+// Set in v_0 (above the ring index; rings have at most 2^26 slots) on the last entry of each
+// dispatch. A poller claims an entry speculatively only when it carries this bit: the first
+// entry of a batch still being written waits for the doorbell, so the batch is claimed whole
+// instead of as one entry and then the rest.
+inline constexpr uint32_t kEntryLastOfDispatch = 1u << 31;
+
+// A completion record: 16 tagged 64-bit words (128 bytes). Word 0's low half is
+// STATUS | result_count << 8; words 1..result_count hold the result words.
+inline constexpr uint32_t kCompletionWords = 16;
 
 // Residency table entry (32 bytes, see above).
 struct alignas(32) ResidencyEntry {
@@ -107,7 +124,7 @@ struct ResidencyParams {
 
 struct KernelParams {
   const Doorbell* doorbell;
-  const uint32_t* sq;  // shard s starts at entry s * (sq_mask + 1)
+  const uint32_t* sq;  // 32-bit halves; shard s starts at entry s * (sq_mask + 1)
   uint64_t* cq;        // likewise
   uint64_t sq_mask;
   uint32_t shards;

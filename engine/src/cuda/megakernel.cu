@@ -2,14 +2,17 @@
 // it serves the submission queue until the doorbell says stop. See kernel_abi.h for the buffers
 // and who writes them.
 //
-// Each block has one poller (thread 0) and serves one shard. Per iteration the poller reads its
-// shard's doorbell (one 16-byte load, one PCIe round trip), claims up to blockDim entries from
-// the shard's device-memory claim counter with a CAS, and the block's threads run one entry
-// each: the batch's entries read with warp-coalesced loads (ReadEntries), the shared
-// interpreter, and the outcome written as a tagged completion record (no fence: the tags tell
-// the host when the record is complete). An idle poller backs off with __nanosleep up to
-// max_backoff_ns (cuda_engine.cc says why it is short), so an idle kernel reads one 16-byte
-// doorbell a few million times a second in all, from a handful of pollers.
+// Each block serves one shard; warp 0 polls (PollShard). Per iteration it reads the shard's
+// doorbell (one 16-byte load) and, in the same PCIe round trip, the entry at the position it
+// expects to claim next (entries are self-validating, kernel_abi.h): a lone request is claimed
+// and run one round trip after the host wrote it, without waiting for a doorbell read that
+// shows it. Otherwise the poller claims up to blockDim entries (from a register when the block
+// is the shard's only poller, else with a CAS on the shard's device-memory claim counter), and
+// the block's threads run one entry each: the batch's entries read with warp-coalesced loads
+// (ReadEntries), the shared interpreter, and the outcome written as a tagged completion record
+// (no fence: the tags tell the host when the record is complete). An idle poller backs off with
+// __nanosleep up to max_backoff_ns (cuda_engine.cc says why it is short), so an idle kernel
+// reads one doorbell and one entry a few hundred thousand times a second per block.
 //
 // Resources: LOAD_MISS looks the resource up in the residency table and completes DONE when it
 // is resident; otherwise its record says "ask the host" and the host's loader serves the miss
@@ -88,63 +91,66 @@ __device__ protocol::ExecResult LoadMiss(const KernelParams& k, uint32_t tenant,
 __device__ void WriteCompletion(const KernelParams& k, uint64_t* shard_cq, uint64_t position,
                                 const protocol::ExecResult& r) {
   uint64_t* record = shard_cq + (position & k.sq_mask) * kCompletionWords;
-  const uint32_t tag = CompletionTag(position);
+  const uint32_t tag = PositionTag(position);
   const uint32_t count = r.result_count < protocol::kArgWords ? r.result_count : protocol::kArgWords;
   for (uint32_t i = 0; i < count; ++i) StoreVolatile64(record + 1 + i, TaggedWord(tag, r.results[i]));
   StoreVolatile64(record, TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8));
 }
 
+// The address of entry `position` of a shard's submission queue (32-bit halves).
+__device__ const uint32_t* EntryAt(const KernelParams& k, const uint32_t* shard_sq,
+                                   uint64_t position) {
+  return shard_sq + (position & k.sq_mask) * kEntryHalves;
+}
+
+// One thread reads a whole entry (eight 16-byte loads: the value halves of its tagged words).
 __device__ void ReadEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position,
                           uint32_t* w) {
-  const uint32_t* entry = shard_sq + (position & k.sq_mask) * kEntryWords;
+  const uint32_t* entry = EntryAt(k, shard_sq, position);
 #pragma unroll
-  for (uint32_t c = 0; c < kEntryWords / 4; ++c) {
+  for (uint32_t c = 0; c < kEntryWords / 2; ++c) {
     const uint4 v = LoadVolatile4(entry + 4 * c);
-    w[4 * c] = v.x;
-    w[4 * c + 1] = v.y;
-    w[4 * c + 2] = v.z;
-    w[4 * c + 3] = v.w;
+    w[2 * c] = v.x;
+    w[2 * c + 1] = v.z;
   }
 }
 
 // Reads the batch's entries [begin, begin + count) so that thread t < count holds entry
-// begin + t in `w`. One thread loading its own entry would issue four 16-byte requests, which
+// begin + t in `w`. One thread loading its own entry would issue eight 16-byte requests, which
 // the GPU serves one after another over PCIe (the bench's serial-slot floor); instead lane l of
-// each warp loads chunks l, l + 32, l + 64 and l + 96 of its warp's 32 entries, so every
-// warp-wide load is one coalesced request (a single entry costs one 64-byte read), and shuffles
-// hand each thread its entry's four chunks. Called by every thread of each warp that holds an
-// entry of the batch (the shuffles need the whole warp).
+// each warp loads chunks l, l + 32, ..., l + 224 of its warp's 32 entries (eight 16-byte chunks,
+// two tagged words each, per entry), so every warp-wide load is one coalesced request (a single
+// entry costs one 128-byte read), and shuffles hand each thread its entry's value halves. Tags
+// are not checked: the doorbell read (acquire) that covered these entries came first. Called by
+// every thread of each warp that holds an entry of the batch (the shuffles need the whole warp).
 __device__ void ReadEntries(const KernelParams& k, const uint32_t* shard_sq, uint64_t begin,
                             uint32_t count, uint32_t* w) {
-  static_assert(kEntryWords == 16, "four 16-byte chunks per entry");
+  static_assert(kEntryWords == 16, "eight 16-byte chunks per entry");
+  constexpr uint32_t kChunks = kEntryWords / 2;       // per entry
+  constexpr uint32_t kRounds = kChunks;  // warp-wide loads: 32 entries x kChunks / 32 lanes
   const uint32_t lane = threadIdx.x & 31;
   const uint32_t warp_first = threadIdx.x - lane;  // batch index of the warp's first entry
-  uint4 chunk[4];
+  uint2 values[kRounds];  // round r: the value halves of this lane's chunk
 #pragma unroll
-  for (uint32_t r = 0; r < 4; ++r) {
-    const uint32_t q = 32 * r + lane;          // chunk q of the warp's 128
-    const uint32_t entry = warp_first + q / 4;  // its entry's batch index
-    chunk[r] = make_uint4(0, 0, 0, 0);
+  for (uint32_t r = 0; r < kRounds; ++r) {
+    const uint32_t entry = warp_first + (32 * r + lane) / kChunks;  // its entry's batch index
+    values[r] = make_uint2(0, 0);
     if (entry < count) {
-      chunk[r] = LoadVolatile4(shard_sq + ((begin + entry) & k.sq_mask) * kEntryWords + 4 * (q % 4));
+      const uint4 v = LoadVolatile4(EntryAt(k, shard_sq, begin + entry) + 4 * (lane % kChunks));
+      values[r] = make_uint2(v.x, v.z);
     }
   }
-  // This lane's entry is chunks 4 * lane .. 4 * lane + 3 of the warp's, all loaded in round
-  // lane / 8 by lanes (4 * lane + c) % 32.
+  // This lane's entry was loaded in round lane / 4, chunk c by lane 8 * (lane % 4) + c.
 #pragma unroll
-  for (uint32_t r = 0; r < 4; ++r) {
+  for (uint32_t r = 0; r < kRounds; ++r) {
 #pragma unroll
-    for (uint32_t c = 0; c < 4; ++c) {
-      const int source = static_cast<int>((4 * lane + c) & 31);
-      const uint32_t x = __shfl_sync(~0u, chunk[r].x, source);
-      const uint32_t y = __shfl_sync(~0u, chunk[r].y, source);
-      const uint32_t z = __shfl_sync(~0u, chunk[r].z, source);
-      const uint32_t v = __shfl_sync(~0u, chunk[r].w, source);
-      if (lane / 8 == r) {
-        w[4 * c] = x;
-        w[4 * c + 1] = y;
-        w[4 * c + 2] = z;
-        w[4 * c + 3] = v;
+    for (uint32_t c = 0; c < kChunks; ++c) {
+      const int source = static_cast<int>(kChunks * (lane % 4) + c);
+      const uint32_t x = __shfl_sync(~0u, values[r].x, source);
+      const uint32_t y = __shfl_sync(~0u, values[r].y, source);
+      if (lane / 4 == r) {
+        w[2 * c] = x;
+        w[2 * c + 1] = y;
       }
     }
   }
@@ -162,7 +168,8 @@ __device__ bool RunEntry(const KernelParams& k, uint64_t* shard_cq, uint64_t pos
   const protocol::ExecResult r =
       op == protocol::opcode::kLoadMiss && tenant_ok
           ? LoadMiss(k, tenant, w + protocol::kWordArg0)
-          : protocol::Execute<protocol::ProductOpcodes>(w, w[kEntryRingIndex], ctx);
+          : protocol::Execute<protocol::ProductOpcodes>(
+                w, w[kEntryRingIndex] & ~kEntryLastOfDispatch, ctx);
   // Effects become visible before the completion that announces them: a PRINTF's debug-log
   // record is in host memory (system scope); scratch writes are in device memory, read only by
   // later slots on this GPU (device scope, much cheaper).
@@ -239,10 +246,93 @@ __device__ void BlockChecksum(const KernelParams& k, const uint32_t* shard_sq, u
   __syncthreads();  // `job` is rewritten by the next CHECKSUM
 }
 
+// One poll of the block's shard, by warp 0. Three reads are in flight at once: the shared claim
+// counter (device memory; blocks that share the shard), the doorbell (lane 0, one 16-byte
+// acquire load) and, speculatively, the entry at the position the poller expects to claim next
+// (lanes 0-7, one coalesced 128-byte request). When that entry's tags all match, it is the last
+// of its dispatch, and the doorbell shows at most that one entry, the poller claims it and thread 0 runs it from the speculative
+// copy, one PCIe round trip after the host wrote it; otherwise the batch's entries are read after
+// the doorbell (ReadEntries). Lane 0 decides and writes the block's shared words; `w` (thread 0)
+// receives the speculative entry; `next` (lane 0) is the expected claim position, exact for a
+// shard's only poller and a guess for blocks that share the shard.
+struct PollResult {
+  uint64_t begin;
+  uint32_t count;
+  uint32_t stop;
+  uint32_t speculative;  // thread 0 holds entry `begin` in `w`
+};
+
+__device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uint32_t* shard_sq,
+                                unsigned long long* claim, bool sole_poller,
+                                unsigned long long& next, uint32_t* w) {
+  const uint32_t lane = threadIdx.x;
+  constexpr uint32_t kChunks = kEntryWords / 2;
+  const unsigned long long expected = __shfl_sync(~0u, next, 0);
+  unsigned long long c = expected;
+  if (!sole_poller && lane == 0) c = *reinterpret_cast<volatile unsigned long long*>(claim);
+  uint4 chunk = make_uint4(0, 0, 0, 0);
+  if (lane < kChunks) chunk = LoadVolatile4(EntryAt(k, shard_sq, expected) + 4 * lane);
+  ulonglong2 bell = make_ulonglong2(0, 0);
+  if (lane == 0) bell = LoadAcquireSystem2(&k.doorbell->shard[shard]);
+  const uint32_t tag = PositionTag(expected);
+  const bool whole = __all_sync(~0u, lane >= kChunks || (chunk.y == tag && chunk.w == tag));
+  if (whole) {
+#pragma unroll
+    for (uint32_t i = 0; i < kChunks; ++i) {
+      const uint32_t x = __shfl_sync(~0u, chunk.x, i);
+      const uint32_t z = __shfl_sync(~0u, chunk.z, i);
+      if (lane == 0) {
+        w[2 * i] = x;
+        w[2 * i + 1] = z;
+      }
+    }
+  }
+  PollResult out{0, 0, 0, 0};
+  if (lane != 0) return out;  // only lane 0's result is used
+  const uint64_t tail = bell.x;
+  out.stop = static_cast<uint32_t>(bell.y);
+  const uint32_t paused = static_cast<uint32_t>(bell.y >> 32);
+  if (out.stop != 0 || paused != 0) return out;
+  const unsigned long long limit = blockDim.x;
+  // The speculative entry: claimed alone, when it ends its dispatch and the doorbell shows no
+  // more than it.
+  if (whole && (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 && c == expected &&
+      tail <= c + 1) {
+    const unsigned long long seen = sole_poller ? c : atomicCAS(claim, c, c + 1);
+    if (seen == c) {
+      out.begin = c;
+      out.count = 1;
+      out.speculative = 1;
+      next = c + 1;
+      return out;
+    }
+    c = seen;
+  }
+  if (sole_poller) {
+    if (c < tail) {
+      out.begin = c;
+      out.count = static_cast<uint32_t>(min(static_cast<unsigned long long>(tail - c), limit));
+      next = c + out.count;
+    }
+    return out;
+  }
+  while (c < tail) {
+    const unsigned long long n = min(static_cast<unsigned long long>(tail - c), limit);
+    const unsigned long long seen = atomicCAS(claim, c, c + n);
+    if (seen == c) {
+      out.begin = c;
+      out.count = static_cast<uint32_t>(n);
+      next = c + n;
+      return out;
+    }
+    c = seen;
+  }
+  next = c;  // the counter as last seen: the next poll's guess
+  return out;
+}
+
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
-  __shared__ uint64_t s_begin;
-  __shared__ uint32_t s_count;
-  __shared__ uint32_t s_stop;
+  __shared__ PollResult s_poll;
   // CHECKSUM entries of the current batch (thread indices), run by the whole block after it.
   __shared__ uint32_t s_checksums[kMaxThreadsPerBlock];
   __shared__ uint32_t s_checksum_count;
@@ -256,65 +346,41 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   ctx.debug_log = k.debug_log;
   ctx.debug_log_records = k.debug_log_records;
   const uint32_t shard = blockIdx.x % k.shards;
-  const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryWords;
+  const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryHalves;
   uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kCompletionWords;
   unsigned long long* claim = k.claim + shard;
   // A block that is its shard's only poller keeps the shard's claim position in a register: no
   // device-memory atomic on the request path. Blocks sharing a shard claim with a CAS.
   const bool sole_poller = gridDim.x <= k.shards;
-  unsigned long long next = *claim;  // thread 0's position, when sole_poller
+  unsigned long long next = *claim;  // lane 0 of warp 0: see PollShard
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
+  uint32_t w[kEntryWords];           // this thread's entry
   for (;;) {
-    if (threadIdx.x == 0) {
-      // The claim position is read before the doorbell, so the two reads overlap instead of
-      // queueing behind the doorbell's acquire; a stale value only makes the CAS retry.
-      unsigned long long c =
-          sole_poller ? next : *reinterpret_cast<volatile unsigned long long*>(claim);
-      // One 16-byte load: {sq_tail, stop | paused << 32}.
-      const ulonglong2 bell = LoadAcquireSystem2(&k.doorbell->shard[shard]);
-      const uint64_t tail = bell.x;
-      const uint32_t stop = static_cast<uint32_t>(bell.y);
-      const uint32_t paused = static_cast<uint32_t>(bell.y >> 32);
-      uint64_t begin = 0;
-      uint32_t count = 0;
-      if (stop == 0 && paused == 0 && sole_poller && c < tail) {
-        begin = c;
-        count = static_cast<uint32_t>(min(static_cast<unsigned long long>(tail - c),
-                                          static_cast<unsigned long long>(blockDim.x)));
-        next = c + count;
-      } else if (stop == 0 && paused == 0 && !sole_poller) {
-        while (c < tail) {
-          const unsigned long long n = min(static_cast<unsigned long long>(tail - c),
-                                           static_cast<unsigned long long>(blockDim.x));
-          const unsigned long long seen = atomicCAS(claim, c, c + n);
-          if (seen == c) {
-            begin = c;
-            count = static_cast<uint32_t>(n);
-            break;
+    if (threadIdx.x < 32) {
+      const PollResult poll = PollShard(k, shard, shard_sq, claim, sole_poller, next, w);
+      if (threadIdx.x == 0) {
+        s_poll = poll;
+        if (poll.count != 0) {
+          backoff = kMinBackoffNs;
+          if (idle) {
+            idle = false;
+            StoreVolatile(&k.block_idle[blockIdx.x], 0);
           }
-          c = seen;
-        }
-      }
-      s_begin = begin;
-      s_count = count;
-      s_stop = stop;
-      if (count != 0) {
-        backoff = kMinBackoffNs;
-        if (idle) {
-          idle = false;
-          StoreVolatile(&k.block_idle[blockIdx.x], 0);
         }
       }
     }
     __syncthreads();
-    if (s_stop != 0) break;
-    const uint32_t count = s_count;
-    if (count != 0) {
-      if (threadIdx.x - (threadIdx.x & 31) < count) {  // warp-uniform: the warp holds entries
-        uint32_t w[kEntryWords];
-        ReadEntries(k, shard_sq, s_begin, count, w);
-        if (threadIdx.x < count && !RunEntry(k, shard_cq, s_begin + threadIdx.x, w, ctx)) {
+    const PollResult poll = s_poll;
+    if (poll.stop != 0) break;
+    if (poll.speculative != 0) {
+      if (threadIdx.x == 0 && !RunEntry(k, shard_cq, poll.begin, w, ctx)) {
+        s_checksums[s_checksum_count++] = 0;
+      }
+    } else if (poll.count != 0) {
+      if (threadIdx.x - (threadIdx.x & 31) < poll.count) {  // warp-uniform: the warp holds entries
+        ReadEntries(k, shard_sq, poll.begin, poll.count, w);
+        if (threadIdx.x < poll.count && !RunEntry(k, shard_cq, poll.begin + threadIdx.x, w, ctx)) {
           s_checksums[atomicAdd(&s_checksum_count, 1u)] = threadIdx.x;
         }
       }
@@ -331,7 +397,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
     const uint32_t checksums = s_checksum_count;
     if (checksums != 0) {  // block-uniform: read after the barrier, reset only below
       for (uint32_t c = 0; c < checksums; ++c) {
-        BlockChecksum(k, shard_sq, shard_cq, s_begin + s_checksums[c], s_job);
+        BlockChecksum(k, shard_sq, shard_cq, poll.begin + s_checksums[c], s_job);
       }
       if (threadIdx.x == 0) s_checksum_count = 0;
       __syncthreads();
