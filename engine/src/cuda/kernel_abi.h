@@ -3,9 +3,10 @@
 //
 // Who owns what (all buffers are allocated by DeviceState and live until it is destroyed):
 // - Doorbell (mapped host memory, 16 bytes per shard): written by the host dispatcher, read by the
-//   kernel's poller threads, each with one 16-byte acquire load of its shard's copy. `sq_tail`
-//   is stored with release ordering after the entries it covers; `stop` and `paused` are plain
-//   flags, written into every shard's copy.
+//   kernel's pollers, each with one 16-byte acquire load of its shard's copy (in flight together
+//   with a speculative read of the next entry). `sq_tail` is stored with release ordering after
+//   the entries it covers (after a store fence when they were written with streaming stores);
+//   `stop` and `paused` are plain flags, written into every shard's copy.
 // - Submission queues (mapped host memory), one per shard: tagged entries (below) written only
 //   by the host dispatcher, read only by the kernel. Entry k of shard s lives at
 //   s * sq_capacity + (k & sq_mask); the host never reuses an entry before the slot it named was
