@@ -226,10 +226,10 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
   // One pass writes bookkeeping, payload and STATUS=PUBLISHED. Nothing is visible to executors
   // or to Cancel until the frontier moves below, so the order inside the pass is free.
   // Ring indices advance without a division per slot (the sequence -> index modulo is taken
-  // once per partition).
-  std::array<uint32_t, protocol::kPriorityCount> next_index;
+  // once per partition the batch uses).
+  std::array<uint32_t, protocol::kPriorityCount> next_index{};
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
-    next_index[p] = IndexOf(p, first_sequence[p]);
+    if (wanted[p] != 0) next_index[p] = IndexOf(p, first_sequence[p]);
   }
   // The ring and meta lines were last written by the executor that reaped them, on another
   // core: ask for them some slots ahead so their transfers overlap.
@@ -238,12 +238,10 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
   for (size_t i = 0; i < slots.size(); ++i) {
     const SlotPayload& slot = slots[i];
     const Partition& part = partitions_[slot.priority];
-    const uint32_t end_index = part.first + part.size;
     const uint32_t index = next_index[slot.priority];
-    next_index[slot.priority] = index + 1 == end_index ? part.first : index + 1;
-    uint32_t ahead = index + kPrefetchAhead;
-    if (ahead >= end_index) ahead -= part.size;
-    if (ahead >= part.first && ahead < end_index) {  // a partition smaller than the distance: skip
+    next_index[slot.priority] = part.Advance(index, 1);
+    if (part.size > kPrefetchAhead) {
+      const uint32_t ahead = part.Advance(index, kPrefetchAhead);
       __builtin_prefetch(ring().slot(ahead), /*rw=*/1);
       __builtin_prefetch(&meta_[ahead], /*rw=*/1);
     }

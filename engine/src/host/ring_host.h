@@ -134,11 +134,10 @@ class RingHost {
   template <typename Fn>
   void ForEachIndex(const ClaimRange& range, Fn&& fn) const {
     const Partition& part = partitions_[range.partition];
-    const uint32_t end_index = part.first + part.size;
     uint32_t index = IndexOf(range.partition, range.begin);
     for (uint64_t seq = range.begin; seq < range.end; ++seq) {
       fn(index);
-      if (++index == end_index) index = part.first;
+      index = part.Advance(index, 1);
     }
   }
   uint32_t PartitionOf(uint32_t index) const;
@@ -204,6 +203,11 @@ class RingHost {
 
  private:
   struct alignas(64) Partition {
+    // The ring index `distance` (< size) sequences after ring index `index` of this partition.
+    uint32_t Advance(uint32_t index, uint32_t distance) const {
+      const uint32_t next = index + distance;
+      return next >= first + size ? next - size : next;
+    }
     uint32_t first = 0;
     uint32_t size = 0;
     uint64_t reserve = 0;  // guarded by publish_mu_
