@@ -164,46 +164,45 @@ TEST_F(CudaEngineTest, ProducersPublishToSharedSubmissionQueues) {
   ProducersThenSingleSlots(o);
 }
 
-// A CHECKSUM handed to the kernel pins its resource's device bytes: eviction is refused until
-// the slot is reaped, also when a restart fails the slot instead; a graceful restart keeps the
-// resident copy.
-// A resource root holding a.bin (1 MiB of pseudo-random bytes), removed at destruction.
-class ResourceRoot {
- public:
-  explicit ResourceRoot(const std::string& name)
-      : path_(std::filesystem::path(::testing::TempDir()) /
-              (name + "_" + std::to_string(getpid()))) {
-    std::filesystem::create_directories(path_);
+// A resource root holding a.bin (1 MiB of pseudo-random bytes), removed at destruction, and a
+// started CUDA engine serving it, with a.bin registered for tenant 1 (`id`) and made resident.
+// `engine` is null when it did not start.
+struct ResidentFileEngine {
+  ResidentFileEngine(const std::string& name, EngineOptions o)
+      : root(std::filesystem::path(::testing::TempDir()) /
+             (name + "_" + std::to_string(getpid()))) {
+    std::filesystem::create_directories(root);
     std::string bytes(1 << 20, '\0');
     std::mt19937 rng(7);
     for (char& c : bytes) c = static_cast<char>(rng());
-    std::ofstream(path_ / "a.bin", std::ios::binary) << bytes;
-  }
-  ~ResourceRoot() { std::filesystem::remove_all(path_); }
-  std::string path() const { return path_.string(); }
-
-  // A started CUDA engine serving this root, with a.bin registered for tenant 1 (`id`) and
-  // made resident.
-  std::unique_ptr<Engine> StartWithResidentFile(EngineOptions o, uint32_t* id) const {
-    o.resource_root = path();
+    std::ofstream(root / "a.bin", std::ios::binary) << bytes;
+    o.resource_root = root.string();
     o.residency_budget_bytes = 4 << 20;
-    auto e = MakeStarted(o);
-    if (e == nullptr) return nullptr;
-    *id = *e->RegisterResource(1, "a.bin", 0, 0);
-    EXPECT_EQ(RunOne(*e, Slot(op::kLoadMiss, {*id, 0})).status, CompletionStatus::kDone);
-    return e;
+    engine = MakeStarted(o);
+    if (engine == nullptr) return;
+    id = *engine->RegisterResource(1, "a.bin", 0, 0);
+    EXPECT_EQ(RunOne(*engine, Slot(op::kLoadMiss, {id, 0})).status, CompletionStatus::kDone);
+  }
+  ~ResidentFileEngine() {
+    engine.reset();  // before its files go
+    std::filesystem::remove_all(root);
   }
 
- private:
-  std::filesystem::path path_;
+  std::filesystem::path root;
+  RecordingSink sink;  // declared before the engine, which delivers to it
+  uint32_t id = 0;
+  std::unique_ptr<Engine> engine;
 };
 
+// A CHECKSUM handed to the kernel pins its resource's device bytes: eviction is refused until
+// the slot is reaped, also when a restart fails the slot instead; a graceful restart keeps the
+// resident copy.
 TEST_F(CudaEngineTest, DispatchedChecksumPinsItsResourceAcrossRestart) {
-  ResourceRoot root("mk_cuda_pin");
-  RecordingSink sink;
-  uint32_t id = 0;
-  auto e = root.StartWithResidentFile(Options(), &id);
-  ASSERT_NE(e, nullptr);
+  ResidentFileEngine resident("mk_cuda_pin", Options());
+  ASSERT_NE(resident.engine, nullptr);
+  auto& e = resident.engine;
+  const uint32_t id = resident.id;
+  RecordingSink& sink = resident.sink;
   const Completion before = RunOne(*e, Slot(op::kChecksum, {id, 0, 0, 0}));
   ASSERT_EQ(before.status, CompletionStatus::kDone);
 
@@ -230,11 +229,10 @@ TEST_F(CudaEngineTest, DispatchedChecksumPinsItsResourceAcrossRestart) {
 // The kernel is left running until the process ends, so this test runs in a process of its
 // own (ctest entry cuda_engine_unresponsive_kernel) and is filtered out of the others.
 TEST_F(CudaEngineTest, UnresponsiveKernelFailsRestartWithoutHanging) {
-  ResourceRoot root("mk_cuda_stuck");
-  RecordingSink sink;
-  uint32_t id = 0;
-  auto e = root.StartWithResidentFile(Options(), &id);
-  ASSERT_NE(e, nullptr);
+  ResidentFileEngine resident("mk_cuda_stuck", Options());
+  ASSERT_NE(resident.engine, nullptr);
+  auto& e = resident.engine;
+  RecordingSink& sink = resident.sink;
 
   ASSERT_NO_FATAL_FAILURE(
       PublishToStalledKernel(*e, std::vector<SlotPayload>(10, Slot(op::kNop)), &sink));
