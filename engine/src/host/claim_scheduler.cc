@@ -61,9 +61,7 @@ bool ClaimScheduler::ClaimNext(uint32_t max, ClaimRange* range) {
   return false;
 }
 
-bool ClaimScheduler::TenantEnabled(uint32_t tenant) const {
-  return host_->control().Load(host_->control().layout().MaskBase() + tenant) != 0;
-}
+bool ClaimScheduler::TenantEnabled(uint32_t tenant) const { return host_->TenantEnabled(tenant); }
 
 bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
                               CompletionBatcher& batcher) {

@@ -12,7 +12,10 @@ uint64_t NowNs() {
       .count();
 }
 
-CompletionBatcher::CompletionBatcher(RingHost* host) : host_(host) { batch_.reserve(256); }
+CompletionBatcher::CompletionBatcher(RingHost* host) : host_(host) {
+  batch_.reserve(256);
+  publish_times_.reserve(256);
+}
 
 void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns) {
   if (sink == nullptr) sink = &host_->store();
@@ -32,13 +35,7 @@ void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t 
     counts_tenant_ = c.tenant;
   }
   ++counts_[static_cast<uint32_t>(OpcodeClassOf(c.opcode))][static_cast<uint32_t>(outcome)];
-  if (publish_ns != 0 && host_->collect_latency()) {
-    if (!now_set_) {
-      latency_recorder_.SetNow(NowNs());
-      now_set_ = true;
-    }
-    latency_recorder_.Record(publish_ns);
-  }
+  if (publish_ns != 0 && host_->collect_latency()) publish_times_.push_back(publish_ns);
 }
 
 void CompletionBatcher::FlushTenantCounts() {
@@ -55,7 +52,11 @@ void CompletionBatcher::Deliver() {
 
 void CompletionBatcher::Flush() {
   Deliver();
-  now_set_ = false;
+  if (!publish_times_.empty()) {
+    latency_recorder_.SetNow(NowNs());  // once per flush
+    for (uint64_t published : publish_times_) latency_recorder_.Record(published);
+    publish_times_.clear();
+  }
   if (done_ + faulted_ + cancelled_ == 0) return;
   FlushTenantCounts();
   if (!latency_.empty()) {

@@ -41,6 +41,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
           continue;
         }
       }
+      if (handoff_count_ != 0 && HandOff(key, c)) continue;
       completions_.insert_or_assign(key, c);
     }
     size_.store(completions_.size(), std::memory_order_relaxed);
@@ -109,6 +110,16 @@ size_t CompletionStore::async_waiters() {
   return async_.size();
 }
 
+size_t CompletionStore::blocked_waiters() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return blocked_waiters_;
+}
+
+size_t CompletionStore::handoff_waiters() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return handoff_count_;
+}
+
 size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tickets,
                                 std::vector<Completion>* out, std::vector<bool>* taken) {
   size_t missing = 0;
@@ -128,26 +139,73 @@ size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tick
   return missing;
 }
 
+bool CompletionStore::HandOff(const Key& key, const Completion& c) {
+  for (uint32_t i = 0; i < handoff_count_; ++i) {
+    Handoff* h = handoffs_[i];
+    if (!(h->key == key)) continue;
+    handoffs_[i] = handoffs_[--handoff_count_];
+    owed_.fetch_sub(1, std::memory_order_acq_rel);
+    h->completion = c;
+    h->state.store(1, std::memory_order_release);  // the waiter may return (and free h) now
+    return true;
+  }
+  return false;
+}
+
+void CompletionStore::Unregister(Handoff* h) {
+  for (uint32_t i = 0; i < handoff_count_; ++i) {
+    if (handoffs_[i] == h) {
+      handoffs_[i] = handoffs_[--handoff_count_];
+      return;
+    }
+  }
+}
+
 std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const uint64_t> tickets,
-                                              absl::Time deadline) {
+                                              absl::Time deadline, SpinHelper help) {
   std::vector<Completion> out;
   out.reserve(tickets.size());
   std::vector<bool> taken(tickets.size(), false);
   const absl::Time spin_until = std::min(deadline, absl::Now() + SpinBeforeBlocking());
+  // The clock is read every 64 polls: where it is not a vDSO call (some virtual machines),
+  // reading it each time would add its cost to every wake-up.
+  auto spin = [&](auto arrived) {
+    help(arrived, spin_until);
+    for (uint32_t polls = 1; !arrived(); ++polls) {
+      if (polls % 64 == 0 && absl::Now() >= spin_until) return;
+    }
+  };
   for (;;) {
     const uint64_t seen = generation_.load(std::memory_order_acquire);
+    Handoff handoff;
+    bool registered = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (Collect(tenant, tickets, &out, &taken) == 0) return out;
+      const size_t missing = Collect(tenant, tickets, &out, &taken);
+      if (missing == 0) return out;
+      if (missing == 1 && handoff_count_ < kMaxHandoffs && absl::Now() < spin_until) {
+        const size_t i = std::find(taken.begin(), taken.end(), false) - taken.begin();
+        handoff.key = Key{tenant, tickets[i]};
+        handoffs_[handoff_count_++] = &handoff;
+        registered = true;
+      }
+    }
+    if (registered) {
+      spin([&] { return handoff.state.load(std::memory_order_acquire) != 0; });
+      if (handoff.state.load(std::memory_order_acquire) == 0) {
+        std::lock_guard<std::mutex> lock(mu_);
+        Unregister(&handoff);  // unless OnCompletions took it meanwhile (state is then 1)
+      }
+      if (handoff.state.load(std::memory_order_acquire) != 0) {
+        out.push_back(handoff.completion);
+        return out;  // it was the only one missing
+      }
+      continue;  // spun out: collect again, then block
     }
     const absl::Time now = absl::Now();
     if (now >= deadline) return out;
     if (now < spin_until) {
-      // The clock is read every 64 polls: where it is not a vDSO call (some virtual machines),
-      // reading it each time would add its cost to every wake-up.
-      for (uint32_t polls = 1; generation_.load(std::memory_order_acquire) == seen; ++polls) {
-        if (polls % 64 == 0 && absl::Now() >= spin_until) break;
-      }
+      spin([&] { return generation_.load(std::memory_order_acquire) != seen; });
       continue;
     }
     // Block until a new batch arrives or the deadline passes (re-armed at most every minute so

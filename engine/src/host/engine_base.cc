@@ -47,9 +47,7 @@ absl::Status EngineBase::CheckLoader() const {
   return absl::FailedPreconditionError(no_loader_reason_);
 }
 
-bool EngineBase::TenantEnabled(uint32_t tenant) const {
-  return host_->control().Load(host_->control().layout().MaskBase() + tenant) != 0;
-}
+bool EngineBase::TenantEnabled(uint32_t tenant) const { return host_->TenantEnabled(tenant); }
 
 absl::StatusOr<PublishResult> EngineBase::Publish(uint32_t tenant,
                                                   absl::Span<const SlotPayload> slots,
@@ -74,7 +72,10 @@ absl::StatusOr<std::vector<Completion>> EngineBase::WaitFor(uint32_t tenant,
                                                             absl::Time deadline) {
   if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
   if (absl::Status s = host_->CheckTicketsIssued(tenant, tickets); !s.ok()) return s;
-  return host_->store().Take(tenant, tickets, deadline);
+  return host_->store().Take(tenant, tickets, deadline,
+                             [this](absl::FunctionRef<bool()> arrived, absl::Time until) {
+                               HelpWhileWaiting(arrived, until);
+                             });
 }
 
 absl::Status EngineBase::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
@@ -102,7 +103,7 @@ absl::StatusOr<uint32_t> EngineBase::Cancel(uint32_t tenant, absl::Span<const ui
 
 absl::Status EngineBase::SetTenantEnabled(uint32_t tenant, bool enabled) {
   if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = host_->control().SetTenantEnabled(tenant, enabled); !s.ok()) return s;
+  if (absl::Status s = host_->SetTenantEnabled(tenant, enabled); !s.ok()) return s;
   if (enabled) scheduler_.OnTenantEnabled(tenant);
   return absl::OkStatus();
 }

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
+#include "absl/time/time.h"
 #include "engine/src/host/claim_scheduler.h"
 #include "engine/src/host/resource_loader.h"
 #include "engine/src/host/ring_host.h"
@@ -69,6 +71,9 @@ class EngineBase : public Engine {
   virtual void OnReady() = 0;
   // Executors asleep for lack of work (EngineCounters::parked_workers).
   virtual uint32_t ParkedWorkers() const = 0;
+  // Runs on a WaitFor caller's thread while it spins (CompletionStore::SpinHelper): an executor
+  // may deliver the caller's completions from there, without a handoff between threads.
+  virtual void HelpWhileWaiting(absl::FunctionRef<bool()> /*arrived*/, absl::Time /*until*/) {}
 
   // Writes a CLAIMED slot's outcome, the same for every executor. DONE / FAULT: the results,
   // then STATUS (release); counted; a fence waiting on the slot is released. REQUEUE: the slot

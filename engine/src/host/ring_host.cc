@@ -95,6 +95,7 @@ RingHost::RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control
       debug_log_records_(options.debug_log_records),
       meta_(new SlotMeta[ring_->slot_count()]),
       next_ticket_(new std::atomic<uint64_t>[options.max_tenants]),
+      tenant_enabled_(new TenantLine[(options.max_tenants + 63) / 64]),
       max_stored_completions_(options.max_stored_completions),
       collect_latency_(options.collect_latency),
       max_tenants_(options.max_tenants),
@@ -104,7 +105,10 @@ RingHost::RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control
     outcome_counts_[i].store(0, std::memory_order_relaxed);
   }
   control_.Initialize();
-  for (uint32_t t = 0; t < options.max_tenants; ++t) next_ticket_[t].store(0);
+  for (uint32_t t = 0; t < options.max_tenants; ++t) {
+    next_ticket_[t].store(0);
+    tenant_enabled_[t / 64].enabled[t % 64].store(*control_.TenantEnabled(t) ? 1 : 0);
+  }
   // Partition sizes in proportion to the weights; NORMAL takes the rounding remainder.
   const uint32_t total = ring_->slot_count();
   const uint64_t weight_sum = std::accumulate(options.partition_weights.begin(),
@@ -207,7 +211,10 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
             "publish: ", wanted[p], " ", kPriorityNames[p], " slots in one batch exceed the ",
             kPriorityNames[p], " partition (", part.size, " slots); split the batch"));
       }
-      const uint64_t used = part.reserve - part.tail.load(std::memory_order_acquire);
+      if (part.reserve - part.tail_seen + wanted[p] > part.size) {
+        part.tail_seen = part.tail.load(std::memory_order_acquire);
+      }
+      const uint64_t used = part.reserve - part.tail_seen;
       if (used + wanted[p] > part.size) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "ring: the ", kPriorityNames[p], " partition is full (", used, " of ", part.size,
@@ -323,6 +330,13 @@ bool RingHost::ClaimBatch(uint32_t partition, uint32_t max, ClaimRange* out) {
       return true;
     }
   }
+}
+
+absl::Status RingHost::SetTenantEnabled(uint32_t tenant, bool enabled) {
+  if (absl::Status s = control_.SetTenantEnabled(tenant, enabled); !s.ok()) return s;
+  tenant_enabled_[tenant / 64].enabled[tenant % 64].store(enabled ? 1 : 0,
+                                                          std::memory_order_seq_cst);
+  return absl::OkStatus();
 }
 
 uint32_t RingHost::IndexOf(uint32_t partition, uint64_t sequence) const {

@@ -90,7 +90,9 @@ class CompletionBatcher {
   std::array<std::array<uint64_t, kOutcomeCount>, kOpcodeClassCount> counts_{};
   LatencyHistogram latency_;
   LatencyRecorder latency_recorder_{&latency_};
-  bool now_set_ = false;  // the recorder's clock is read once per flush interval
+  // Publish times of the completions added since the last Flush: recorded there, after the
+  // completions were delivered, so reading the clock is not on their way out.
+  std::vector<uint64_t> publish_times_;
 };
 
 // Monotonic nanoseconds for the latency histograms.
@@ -108,6 +110,14 @@ class RingHost {
 
   const RingView& ring() const { return ring_->view(); }
   const ControlView& control() const { return control_; }
+  // Whether `tenant` (< max_tenants) is enabled. A copy of the control buffer's mask word kept
+  // on lines of its own: the mask shares a cache line with DONE_COUNT, which every reap pass
+  // adds to, and the publish and claim paths read it for every slot. Change it only through
+  // SetTenantEnabled, which writes both.
+  bool TenantEnabled(uint32_t tenant) const {
+    return tenant_enabled_[tenant / 64].enabled[tenant % 64].load(std::memory_order_acquire) != 0;
+  }
+  absl::Status SetTenantEnabled(uint32_t tenant, bool enabled);
   protocol::ExecContext MakeExecContext();
   CompletionStore& store() { return store_; }
   absl::Span<const uint32_t> debug_log() const { return {debug_log_.get(), debug_log_words_}; }
@@ -211,6 +221,9 @@ class RingHost {
     uint32_t first = 0;
     uint32_t size = 0;
     uint64_t reserve = 0;  // guarded by publish_mu_
+    // The tail as last read (guarded by publish_mu_): it only grows, so a reservation that fits
+    // below it fits, and the tail's line (written by every reap) is read only when it does not.
+    uint64_t tail_seen = 0;
     alignas(64) std::atomic<uint64_t> frontier{0};
     alignas(64) std::atomic<uint64_t> claim{0};
     alignas(64) std::atomic<uint64_t> tail{0};
@@ -237,6 +250,10 @@ class RingHost {
   std::unique_ptr<SlotMeta[]> meta_;
   std::array<Partition, protocol::kPriorityCount> partitions_;
   std::unique_ptr<std::atomic<uint64_t>[]> next_ticket_;  // per tenant; written under publish_mu_
+  struct alignas(64) TenantLine {
+    std::atomic<uint8_t> enabled[64];
+  };
+  std::unique_ptr<TenantLine[]> tenant_enabled_;  // see TenantEnabled
   std::mutex publish_mu_;
   std::mutex resume_mu_;  // ResumeWaiting vs FailInFlight
   CompletionStore store_;

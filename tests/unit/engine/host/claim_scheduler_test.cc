@@ -54,7 +54,7 @@ class ClaimSchedulerTest : public ::testing::Test {
   // Disables `tenant`, publishes `count` NOPs for it and runs a claim pass, which must take none.
   void PublishParked(uint32_t tenant, size_t count, ControlCounters& counters,
                      CompletionBatcher& batcher) {
-    ASSERT_TRUE(host_->control().SetTenantEnabled(tenant, false).ok());
+    ASSERT_TRUE(host_->SetTenantEnabled(tenant, false).ok());
     Publish(tenant, std::vector<SlotPayload>(count, Slot(op::kNop)));
     EXPECT_TRUE(ClaimAll(counters, batcher).empty());
   }
@@ -82,7 +82,7 @@ TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
   EXPECT_EQ(scheduler_->parked_count(), 3u);
   EXPECT_FALSE(scheduler_->has_ready());
   std::vector<uint32_t> ready;
-  ASSERT_TRUE(host_->control().SetTenantEnabled(2, true).ok());
+  ASSERT_TRUE(host_->SetTenantEnabled(2, true).ok());
   scheduler_->OnTenantEnabled(2);
   EXPECT_EQ(wakes_.load(), 1) << "the executor is told once";
   EXPECT_EQ(scheduler_->parked_count(), 0u);
