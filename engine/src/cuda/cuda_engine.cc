@@ -151,6 +151,8 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host,
     shard->id = s;
     shard->index.reset(new uint32_t[config_->sq_capacity]);
     shard->batcher = std::make_unique<host::CompletionBatcher>(host_.get());
+    shard->reap_batcher = std::make_unique<host::CompletionBatcher>(host_.get());
+    shard->reaped.reserve(kReapBatch);
     shards_.push_back(std::move(shard));
   }
 }
@@ -159,7 +161,11 @@ CudaEngine::~CudaEngine() {
   ShutdownOnDestroy();
   if (profile_) PrintProfile();
   auto locks = LockAllShards();
-  for (const auto& shard : shards_) shard->batcher.reset();  // flushes while the host exists
+  for (const auto& shard : shards_) {
+    std::lock_guard<std::mutex> role(shard->reap_mu);
+    shard->batcher.reset();  // both flush while the host exists
+    shard->reap_batcher.reset();
+  }
 }
 
 void CudaEngine::PrintProfile() const {
@@ -231,6 +237,8 @@ absl::Status CudaEngine::StopExecutor() {
     WakeReaper(*shard);
     if (shard->reaper.joinable()) shard->reaper.join();
   }
+  // Waiters helping to reap see kernel_running_ false at their next pass and let go.
+  for (const auto& shard : shards_) std::lock_guard<std::mutex> role(shard->reap_mu);
   absl::Status stopped = StopKernel();
   // Nothing reads resident bytes any more; the teardown fails the unreaped CHECKSUMs.
   if (loader_ != nullptr) loader_->ReleaseAllPins();

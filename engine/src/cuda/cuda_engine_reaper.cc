@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "engine/src/cuda/cuda_engine.h"
 #include "engine/src/cuda/device_state.h"
 #include "mk/engine/atomics.h"
@@ -18,8 +19,6 @@ using protocol::SlotStatus;
 
 namespace {
 
-// Most slots reaped before completions are delivered.
-constexpr size_t kReapBatch = 4096;
 // With work outstanding and no progress for this long, the reaper naps between polls.
 constexpr auto kSpinWithoutProgress = std::chrono::milliseconds(1);
 constexpr auto kNap = std::chrono::microseconds(50);
@@ -31,6 +30,13 @@ constexpr size_t kStreamedDispatch = 32;
 constexpr size_t kSmallPublish = 8;
 // How often a reaper waiting on the kernel checks that it is still alive.
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
+
+// While waiters want a shard's reaping role, its reaper tries to take it only this often.
+constexpr uint32_t kRetakeRole = 1024;
+
+// The engine and shard this thread dispatched into last: where its WaitFor helps reap.
+thread_local const void* t_dispatch_engine = nullptr;
+thread_local uint32_t t_dispatch_shard = 0;
 
 }  // namespace
 
@@ -97,6 +103,8 @@ void CudaEngine::Dispatch(bool small) {
   const auto claimed_at = profile_ ? std::chrono::steady_clock::now()
                                    : std::chrono::steady_clock::time_point();
   if (shard->tail != before) {
+    t_dispatch_engine = this;
+    t_dispatch_shard = shard->id;
     device_->PublishTail(shard->id, shard->tail, streaming);
     shard->published.store(shard->tail, std::memory_order_seq_cst);
     WakeReaper(*shard);
@@ -157,8 +165,10 @@ protocol::ExecResult CudaEngine::ServeOnHost(uint32_t index) {
   return loader_->LoadMiss(index, slot[protocol::kWordTenant], args);
 }
 
-uint32_t CudaEngine::ReapPass(Shard& shard, host::CompletionBatcher& batcher,
-                              host::ControlCounters& counters, std::vector<uint32_t>& reaped) {
+uint32_t CudaEngine::ReapPass(Shard& shard) {
+  host::CompletionBatcher& batcher = *shard.reap_batcher;
+  host::ControlCounters& counters = shard.reap_counters;
+  std::vector<uint32_t>& reaped = shard.reaped;
   const uint64_t published = shard.published.load(std::memory_order_acquire);
   uint64_t head = shard.head.load(std::memory_order_relaxed);
   uint32_t epochs = 0;
@@ -229,20 +239,49 @@ void CudaEngine::ProfileReapPass(Shard& shard, uint64_t consumed,
   single_deliver_ns_.fetch_add(deliver_ns, std::memory_order_relaxed);
 }
 
+void CudaEngine::HelpWhileWaiting(absl::FunctionRef<bool()> arrived, absl::Time until) {
+  if (t_dispatch_engine != this || t_dispatch_shard >= shards_.size()) return;
+  Shard& shard = *shards_[t_dispatch_shard];
+  shard.helpers.fetch_add(1, std::memory_order_seq_cst);  // the reaper makes way
+  absl::Cleanup leave = [&] { shard.helpers.fetch_sub(1, std::memory_order_seq_cst); };
+  // The reaper may be in a pass, another waiter may hold the role and deliver to us.
+  std::unique_lock<std::mutex> role(shard.reap_mu, std::defer_lock);
+  for (uint32_t polls = 1; !role.try_lock(); ++polls) {
+    if (arrived() || (polls % 64 == 0 && absl::Now() >= until)) return;
+    _mm_pause();
+  }
+  for (uint32_t polls = 1; !arrived(); ++polls) {
+    // The teardown stops the kernel only once it held every reap_mu after this turned false.
+    if (!kernel_running_.load(std::memory_order_acquire)) return;
+    ReapPass(shard);
+    if (polls % 64 == 0 && absl::Now() >= until) return;
+  }
+}
+
 void CudaEngine::ReaperLoop(Shard& shard) {
-  host::CompletionBatcher batcher(host_.get());
-  host::ControlCounters counters;
-  std::vector<uint32_t> reaped;
-  reaped.reserve(kReapBatch);
   const auto idle_spin = absl::ToChronoNanoseconds(options_.idle_spin);
   auto last_progress = std::chrono::steady_clock::now();
   auto last_health = last_progress;
   bool reported_failure = false;
   uint32_t polls = 0;
+  uint32_t helped_polls = 0;
   while (!reapers_stop_.load(std::memory_order_acquire)) {
-    const uint32_t n = ReapPass(shard, batcher, counters, reaped);
+    uint32_t n = 0;
+    // A waiter reaps for itself: stay ready to take over, as if busy. Every kRetakeRole-th
+    // poll the reaper tries anyway, in case the waiter was preempted before it took the role.
+    bool helped = shard.helpers.load(std::memory_order_relaxed) != 0 &&
+                  ++helped_polls % kRetakeRole != 0;
+    if (!helped) {
+      std::unique_lock<std::mutex> role(shard.reap_mu, std::try_to_lock);
+      if (role.owns_lock()) {
+        n = ReapPass(shard);
+      } else {
+        helped = true;
+      }
+    }
     if (scheduler_.has_ready()) Dispatch();
-    if (n != 0) {
+    if (n != 0 || helped) {
+      if (helped) _mm_pause();
       polls = 0;
       continue;
     }
@@ -279,7 +318,8 @@ void CudaEngine::ReaperLoop(Shard& shard) {
     });
     polls = 0;
   }
-  batcher.Flush();
+  std::lock_guard<std::mutex> role(shard.reap_mu);
+  shard.reap_batcher->Flush();
 }
 
 }  // namespace mk::engine::cuda
