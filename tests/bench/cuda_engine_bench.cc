@@ -97,6 +97,23 @@ int Run() {
   std::fflush(stdout);
   std::vector<Row> rows;
 
+  // MK_BENCH_PHASE=round_trip | batch32: runs only that workload, for a few seconds, and exits:
+  // for profiling one path (perf, MK_CUDA_PROFILE) without the other phases in the figures.
+  if (const char* phase = std::getenv("MK_BENCH_PHASE"); phase != nullptr) {
+    const std::string name = phase;
+    if (name == "round_trip") {
+      const std::vector<double> rt = bench::EngineRoundTrips(*engine, samples * 20);
+      Print(kBench, "phase_round_trip_p50", Percentile(rt, 0.5), "us");
+    } else if (name == "batch32") {
+      Print(kBench, "phase_nop_throughput_batch32_1p",
+            bench::EngineThroughput(*engine, 1, slots, 32), "slots/s");
+    } else {
+      std::fprintf(stderr, "MK_BENCH_PHASE: round_trip or batch32, not %s\n", phase);
+      return 1;
+    }
+    return engine->Drain(absl::Now() + absl::Seconds(30)).ok() ? 0 : 1;
+  }
+
   // (a) Round trip.
   bench::EngineRoundTrips(*engine, samples / 10);  // warm-up
   const std::vector<double> rt = bench::EngineRoundTrips(*engine, samples);
