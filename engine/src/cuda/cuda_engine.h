@@ -133,6 +133,8 @@ class CudaEngine final : public host::EngineBase {
   // Reads the completion record of `position` into `out`; false while the kernel has not
   // finished it.
   bool ReadCompletion(const Shard& shard, uint64_t position, protocol::ExecResult* out);
+  // Whether the record at the shard's head is complete (a peek, without the reaping role).
+  bool RecordReady(const Shard& shard) const;
   // A LOAD_MISS the kernel did not find resident: the loader serves it on the host.
   protocol::ExecResult ServeOnHost(uint32_t index);
   // Reaps terminal slots at the shard's head, in order; returns how many.

@@ -158,6 +158,14 @@ bool CudaEngine::ReadCompletion(const Shard& shard, uint64_t position,
   return true;
 }
 
+bool CudaEngine::RecordReady(const Shard& shard) const {
+  const uint64_t head = shard.head.load(std::memory_order_acquire);
+  if (head >= shard.published.load(std::memory_order_acquire)) return false;
+  const uint64_t word = std::atomic_ref<const uint64_t>(*device_->completion(shard.id, head))
+                            .load(std::memory_order_relaxed);
+  return static_cast<uint32_t>(word >> 32) == PositionTag(head);
+}
+
 protocol::ExecResult CudaEngine::ServeOnHost(uint32_t index) {
   const uint32_t* slot = host_->ring().slot(index);
   const uint32_t* args = slot + protocol::kWordArg0;
@@ -271,7 +279,9 @@ void CudaEngine::ReaperLoop(Shard& shard) {
     // poll the reaper tries anyway, in case the waiter was preempted before it took the role.
     bool helped = shard.helpers.load(std::memory_order_relaxed) != 0 &&
                   ++helped_polls % kRetakeRole != 0;
-    if (!helped) {
+    // The role is taken only when the record at the head is there: an idle spin reads two
+    // counters and one record line, and leaves the role's line alone.
+    if (!helped && RecordReady(shard)) {
       std::unique_lock<std::mutex> role(shard.reap_mu, std::try_to_lock);
       if (role.owns_lock()) {
         n = ReapPass(shard);
