@@ -26,7 +26,8 @@ constexpr auto kNap = std::chrono::microseconds(50);
 constexpr uint64_t kPrefetchAhead = 32;
 // Dispatches of at least this many entries write them with streaming stores (DeviceState).
 constexpr size_t kStreamedDispatch = 32;
-// Publishes of up to this many slots dispatch into the shard the last small one used.
+// Publishes of up to this many slots are dispatched by the publishing thread, into the shard
+// the last small one used; larger ones by a reaper (cuda_engine.h).
 constexpr size_t kSmallPublish = 8;
 // How often a reaper waiting on the kernel checks that it is still alive.
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
@@ -40,12 +41,18 @@ thread_local uint32_t t_dispatch_shard = 0;
 
 }  // namespace
 
-void CudaEngine::OnPublished(size_t slots) { Dispatch(slots <= kSmallPublish); }
+void CudaEngine::OnPublished(size_t slots) {
+  if (slots > kSmallPublish && !inline_dispatch_) {
+    // The next shard's reaper dispatches (into its own queue), round robin over the shards.
+    Shard& shard = *shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
+    shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
+    WakeReaper(shard);
+    return;
+  }
+  Dispatch(slots <= kSmallPublish);
+}
 
-void CudaEngine::Dispatch(bool small) {
-  const auto started = profile_ ? std::chrono::steady_clock::now()
-                                : std::chrono::steady_clock::time_point();
-  if (!kernel_running_.load(std::memory_order_acquire)) return;  // Start dispatches later
+CudaEngine::Shard* CudaEngine::LockShardFor(bool small, std::unique_lock<std::mutex>* lock) {
   // The first shard nobody dispatches into. Large dispatches start where the last one did not,
   // spreading batches over the reapers. Small ones start at the shard the last small one used:
   // requests arriving one at a time (a client's ping-pong, unary RPCs) keep one reaper spinning
@@ -56,20 +63,33 @@ void CudaEngine::Dispatch(bool small) {
   const uint32_t first = small ? small_shard_.load(std::memory_order_relaxed)
                                : next_shard_.fetch_add(1, std::memory_order_relaxed) % n;
   Shard* shard = nullptr;
-  std::unique_lock<std::mutex> lock;
   for (uint32_t i = 0; i < n && shard == nullptr; ++i) {
     Shard* candidate = shards_[(first + i) % n].get();
     std::unique_lock<std::mutex> attempt(candidate->mu, std::try_to_lock);
     if (attempt.owns_lock()) {
       shard = candidate;
-      lock = std::move(attempt);
+      *lock = std::move(attempt);
     }
   }
   if (shard == nullptr) {
     shard = shards_[first].get();
-    lock = std::unique_lock<std::mutex>(shard->mu);
+    *lock = std::unique_lock<std::mutex>(shard->mu);
   }
   if (small) small_shard_.store(shard->id, std::memory_order_relaxed);
+  return shard;
+}
+
+void CudaEngine::Dispatch(bool small, Shard* into) {
+  const auto started = profile_ ? std::chrono::steady_clock::now()
+                                : std::chrono::steady_clock::time_point();
+  if (!kernel_running_.load(std::memory_order_acquire)) return;  // Start dispatches later
+  std::unique_lock<std::mutex> lock;
+  Shard* shard = into;
+  if (into != nullptr) {
+    lock = std::unique_lock<std::mutex>(into->mu);
+  } else {
+    shard = LockShardFor(small, &lock);
+  }
   // Re-read under the lock: the teardown flips it while holding every shard's lock.
   if (!kernel_running_.load(std::memory_order_acquire)) return;
   const uint64_t before = shard->tail;
@@ -274,6 +294,11 @@ void CudaEngine::ReaperLoop(Shard& shard) {
   uint32_t polls = 0;
   uint32_t helped_polls = 0;
   while (!reapers_stop_.load(std::memory_order_acquire)) {
+    // A publish handed its dispatch to this reaper (cleared first: a later publish sets it again).
+    if (shard.dispatch_wanted.load(std::memory_order_relaxed) &&
+        shard.dispatch_wanted.exchange(false, std::memory_order_seq_cst)) {
+      Dispatch(/*small=*/false, &shard);
+    }
     uint32_t n = 0;
     // A waiter reaps for itself: stay ready to take over, as if busy. Every kRetakeRole-th
     // poll the reaper tries anyway, in case the waiter was preempted before it took the role.
@@ -323,6 +348,7 @@ void CudaEngine::ReaperLoop(Shard& shard) {
     shard.wake.Sleep([&] {
       return reapers_stop_.load(std::memory_order_seq_cst) ||
              (shard.id == 0 && scheduler_.has_ready()) ||
+             shard.dispatch_wanted.load(std::memory_order_seq_cst) ||
              shard.head.load(std::memory_order_seq_cst) !=
                  shard.published.load(std::memory_order_seq_cst);
     });

@@ -40,8 +40,9 @@
 //   copies before the entry is published; the kernel reads them through L2 (ld.global.cg), so
 //   no stale L1 line of an evicted resource survives into its room's next tenant.
 // - Leaf scratch (device memory): max_leaves hashes per block for CHECKSUM's tree hash.
-// - Block idle flags (mapped host memory): block b writes 1 when its poller reached the longest
-//   backoff with nothing to claim and 0 when it claims again (EngineCounters::parked_workers).
+// - Block idle flags (mapped host memory): block b writes 1 when its poller has polled at the
+//   longest backoff with nothing to claim for a while (megakernel.cu, kIdleAfterPolls) and 0
+//   when it claims again (EngineCounters::parked_workers).
 #ifndef MK_ENGINE_SRC_CUDA_KERNEL_ABI_H_
 #define MK_ENGINE_SRC_CUDA_KERNEL_ABI_H_
 

@@ -31,6 +31,10 @@ namespace mk::engine::cuda {
 namespace {
 
 constexpr uint32_t kMinBackoffNs = 64;
+// A block counts as idle (its flag, EngineCounters::parked_workers) after this many polls in a
+// row at the longest backoff, about 100 us: between two requests of a busy client it stays
+// "working", and the flag's changes are slow enough for the host to observe them.
+constexpr uint32_t kIdleAfterPolls = 64;
 
 constexpr uint64_t kLeafBytes = 64 * 1024;  // CHECKSUM's tree-hash leaf (PROTOCOL.md)
 
@@ -355,6 +359,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   unsigned long long next = *claim;  // lane 0 of warp 0: see PollShard
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
+  uint32_t empty_polls = 0;          // thread 0's: polls at the longest backoff in a row
   uint32_t w[kEntryWords];           // this thread's entry
   for (;;) {
     if (threadIdx.x < 32) {
@@ -363,6 +368,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
         s_poll = poll;
         if (poll.count != 0) {
           backoff = kMinBackoffNs;
+          empty_polls = 0;
           if (idle) {
             idle = false;
             StoreVolatile(&k.block_idle[blockIdx.x], 0);
@@ -388,7 +394,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
       __nanosleep(backoff);
       if (backoff < k.max_backoff_ns) {
         backoff = min(backoff * 2, k.max_backoff_ns);
-      } else if (!idle) {
+      } else if (!idle && ++empty_polls == kIdleAfterPolls) {
         idle = true;
         StoreVolatile(&k.block_idle[blockIdx.x], 1);
       }
