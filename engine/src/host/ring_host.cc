@@ -212,6 +212,10 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
             kPriorityNames[p], " partition (", part.size, " slots); split the batch"));
       }
       if (part.reserve - part.tail_seen + wanted[p] > part.size) {
+        // Reaped slots are EMPTY before their completions are delivered, but the reaper moves
+        // the tail over them only after the delivery: a caller who got every completion may
+        // publish before that, so move the tail here too.
+        AdvanceTail(p);
         part.tail_seen = part.tail.load(std::memory_order_acquire);
       }
       const uint64_t used = part.reserve - part.tail_seen;
