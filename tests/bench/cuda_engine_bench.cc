@@ -104,6 +104,10 @@ int Run() {
     if (name == "round_trip") {
       const std::vector<double> rt = bench::EngineRoundTrips(*engine, samples * 20);
       Print(kBench, "phase_round_trip_p50", Percentile(rt, 0.5), "us");
+      for (size_t at = 0; at + 10000 <= rt.size(); at += 10000) {  // drift over the run
+        std::vector<double> part(rt.begin() + at, rt.begin() + at + 10000);
+        std::printf("# round trips %zu..%zu: p50 %.3f us\n", at, at + 10000, Percentile(part, 0.5));
+      }
     } else if (name == "batch32") {
       Print(kBench, "phase_nop_throughput_batch32_1p",
             bench::EngineThroughput(*engine, 1, slots, 32), "slots/s");
