@@ -10,7 +10,8 @@
 //   PCIe. Claimed slots are appended to a submission queue (SQ) in mapped host memory and the
 //   doorbell's tail moves (release). A publish of a few slots is dispatched by the publishing
 //   thread (a request's latency); a larger one is handed to the next shard's reaper when that
-//   one is awake (a sleeping one would take longer to wake than the dispatch takes), which
+//   one is awake (a sleeping one would take longer to wake than the dispatch takes: the
+//   publisher dispatches into its queue, which wakes it for the next), and the reaper
 //   dispatches into its own queue while the publisher returns to publishing (measured on the
 //   lent H100, one producer: batches of 32 went from 9.2 to 15.9 M slots/s and of 1024 from
 //   21 to 38 M, and a gRPC stream's reactor thread no longer writes the entries).

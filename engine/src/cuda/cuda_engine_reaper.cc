@@ -44,14 +44,16 @@ thread_local uint32_t t_dispatch_shard = 0;
 void CudaEngine::OnPublished(size_t slots) {
   if (slots > kSmallPublish && !inline_dispatch_) {
     // The next shard's reaper dispatches (into its own queue), round robin over the shards,
-    // when it is awake (under load it spins); waking a sleeping one would take longer than
-    // dispatching here.
+    // when it is awake (under load it spins). A sleeping one would take longer to wake than the
+    // dispatch takes: this thread dispatches into its queue, which wakes it for the next one.
     Shard& shard = *shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
-    if (shard.wake.sleepers() == 0) {
-      shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
-      WakeReaper(shard);  // in case it went to sleep meanwhile
+    if (shard.wake.sleepers() != 0) {
+      Dispatch(/*small=*/false, &shard);
       return;
     }
+    shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
+    WakeReaper(shard);  // in case it went to sleep meanwhile
+    return;
   }
   Dispatch(slots <= kSmallPublish);
 }
