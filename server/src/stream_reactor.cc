@@ -100,6 +100,7 @@ void StreamReactor::PublishQueued() {
     v1::PublishAck ack;
     ack.set_request_id(request.request_id);
     std::vector<uint64_t> cancel;
+    bool write = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (published.ok()) {
@@ -124,32 +125,34 @@ void StreamReactor::PublishQueued() {
       if (accepted && !early_.empty()) {  // after the ack: a client sees the ack first
         std::vector<engine::Completion> early;
         early.swap(early_);
-        DeliverLocked(early);
+        write = DeliverLocked(early);
       }
       // An accepted request's ack rides with its first completions (one message instead of
       // two); a rejection is sent at once.
       if (!accepted) {
         rejection_pending_ = true;  // sent at once, not held for a fuller message
-        MaybeWriteLocked();
+        write |= PrepareWriteLocked();
       }
     }
+    if (write) StartWrite(&out_);
     // Outside mu_: cancelling delivers CANCELLED completions to OnCompletions.
     if (!cancel.empty()) engine_->Cancel(tenant_, cancel).IgnoreError();
   }
 }
 
 void StreamReactor::OnCompletions(absl::Span<const engine::Completion> batch) {
-  bool release;
+  bool write, release;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    DeliverLocked(batch);
+    write = DeliverLocked(batch);
     MaybeFinishLocked();
     release = ReleasableLocked();
   }
+  if (write) StartWrite(&out_);  // never with `release`: a write in flight keeps the call open
   if (release) delete this;
 }
 
-void StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
+bool StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
   // Completions of one request mostly arrive together and in order: look a range up only when
   // the ticket leaves the one found last.
   auto range = open_ranges_.end();
@@ -180,7 +183,7 @@ void StreamReactor::DeliverLocked(absl::Span<const engine::Completion> batch) {
     }
     ++delivered;
   }
-  if (delivered != 0) MaybeWriteLocked();
+  return delivered != 0 && PrepareWriteLocked();
 }
 
 void StreamReactor::AppendPackedLocked(const engine::Completion& c) {
@@ -206,10 +209,10 @@ bool StreamReactor::HoldPartialLocked() const {
   return room != 0 && outstanding_ >= room;
 }
 
-void StreamReactor::MaybeWriteLocked() {
-  if (write_in_flight_ || finished_ || done_ || cancelled_) return;
-  if (pending_count() == 0 && acks_.empty()) return;
-  if (HoldPartialLocked()) return;
+bool StreamReactor::PrepareWriteLocked() {
+  if (write_in_flight_ || finished_ || done_ || cancelled_) return false;
+  if (pending_count() == 0 && acks_.empty()) return false;
+  if (HoldPartialLocked()) return false;
   rejection_pending_ = false;  // every queued ack goes out with this message
   out_.Clear();
   for (v1::PublishAck& ack : acks_) *out_.add_acks() = std::move(ack);
@@ -223,26 +226,30 @@ void StreamReactor::MaybeWriteLocked() {
   for (size_t i = 0; i < n; ++i) ToProto(pending_[i], out_.add_completions());
   pending_.erase(pending_.begin(), pending_.begin() + n);
   write_in_flight_ = true;
-  StartWrite(&out_);
+  return true;
 }
 
 void StreamReactor::OnWriteDone(bool ok) {
-  std::lock_guard<std::mutex> lock(mu_);
-  write_in_flight_ = false;
-  if (!ok) {  // the client is gone; OnCancel follows
-    cancelled_ = true;
-    pending_.clear();
-    ClearPackedLocked();
+  bool write;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    write_in_flight_ = false;
+    if (!ok) {  // the client is gone; OnCancel follows
+      cancelled_ = true;
+      pending_.clear();
+      ClearPackedLocked();
+      MaybeFinishLocked();
+      return;
+    }
+    write = PrepareWriteLocked();
+    if (read_deferred_) {
+      read_deferred_ = false;
+      if (!half_closed_ && !cancelled_) StartRead(&request_);
+    }
+    MaybeResumeReadLocked();
     MaybeFinishLocked();
-    return;
   }
-  MaybeWriteLocked();
-  if (read_deferred_) {
-    read_deferred_ = false;
-    if (!half_closed_ && !cancelled_) StartRead(&request_);
-  }
-  MaybeResumeReadLocked();
-  MaybeFinishLocked();
+  if (write) StartWrite(&out_);
 }
 
 void StreamReactor::MaybeResumeReadLocked() {

@@ -75,11 +75,17 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   void PublishQueued();
   // Full messages (see Packed writes above): true while the one partial message should wait.
   bool HoldPartialLocked() const;
-  // Matches completions to their requests' ranges and queues them for the client.
-  void DeliverLocked(absl::Span<const engine::Completion> batch);
+  // Matches completions to their requests' ranges and queues them for the client. Returns
+  // PrepareWriteLocked's answer.
+  bool DeliverLocked(absl::Span<const engine::Completion> batch);
   void AppendPackedLocked(const engine::Completion& c);
   void ClearPackedLocked();
-  void MaybeWriteLocked();
+  // Fills out_ with the next message when one is due and no write is in flight; true when the
+  // caller must then StartWrite(&out_), after releasing mu_: gRPC may serialize and send the
+  // 64 KiB message inline, and engine threads delivering completions (and gRPC threads) would
+  // wait for mu_ meanwhile. out_ is untouched until OnWriteDone, and no Finish runs while a
+  // write is in flight, so the reactor outlives that call.
+  bool PrepareWriteLocked();
   void MaybeResumeReadLocked();
   void MaybeFinishLocked();
   // True when this call made the reactor deletable (done and nothing outstanding).
