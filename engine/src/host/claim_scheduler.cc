@@ -1,5 +1,6 @@
 #include "engine/src/host/claim_scheduler.h"
 
+#include <bit>
 #include <utility>
 
 #include "mk/engine/atomics.h"
@@ -15,27 +16,22 @@ constexpr uint32_t kHighPriorityClasses = 2;  // CRITICAL and HIGH
 
 }  // namespace
 
+template <size_t N>
+void ControlCounters::FlushArray(std::array<uint32_t, N>& counts, uint32_t& dirty,
+                                 uint32_t* control, uint32_t first) {
+  for (; dirty != 0; dirty &= dirty - 1) {
+    const uint32_t i = static_cast<uint32_t>(std::countr_zero(dirty));
+    protocol::AtomicFetchAdd(&control[first + i], counts[i]);
+    counts[i] = 0;
+  }
+}
+
 void ControlCounters::Flush(uint32_t* control) {
-  if (done_count != 0) protocol::AtomicFetchAdd(&control[ctl::kDoneCount], done_count);
-  for (uint32_t i = 0; i < opcode_runs.size(); ++i) {
-    if (opcode_runs[i] != 0) {
-      protocol::AtomicFetchAdd(&control[ctl::kOpcodeMetricsFirst + i], opcode_runs[i]);
-    }
-  }
-  for (uint32_t i = 0; i < tenant_claims.size(); ++i) {
-    if (tenant_claims[i] != 0) {
-      protocol::AtomicFetchAdd(&control[ctl::kTenantFairnessFirst + i], tenant_claims[i]);
-    }
-  }
-  for (uint32_t i = 0; i < priority_claims.size(); ++i) {
-    if (priority_claims[i] != 0) {
-      protocol::AtomicFetchAdd(&control[ctl::kPriorityFairnessFirst + i], priority_claims[i]);
-    }
-  }
-  done_count = 0;
-  opcode_runs.fill(0);
-  tenant_claims.fill(0);
-  priority_claims.fill(0);
+  if (done_count_ != 0) protocol::AtomicFetchAdd(&control[ctl::kDoneCount], done_count_);
+  done_count_ = 0;
+  FlushArray(opcode_runs_, opcode_dirty_, control, ctl::kOpcodeMetricsFirst);
+  FlushArray(tenant_claims_, tenant_dirty_, control, ctl::kTenantFairnessFirst);
+  FlushArray(priority_claims_, priority_dirty_, control, ctl::kPriorityFairnessFirst);
 }
 
 ClaimScheduler::ClaimScheduler(RingHost* host, std::function<void()> wake)
@@ -77,8 +73,7 @@ bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
                                              std::memory_order_acq_rel)) {
     return false;  // cancelled or claimed through another path
   }
-  ++counters.tenant_claims[tenant % ctl::kTenantFairnessCount];
-  ++counters.priority_claims[w[protocol::kWordPriority]];
+  counters.CountClaim(tenant, w[protocol::kWordPriority]);
   SlotMeta& meta = host_->meta(index);
   if (w[protocol::kWordOpcode] != protocol::opcode::kBatchFence ||
       meta.fence_pending.load(std::memory_order_seq_cst) == 0) {

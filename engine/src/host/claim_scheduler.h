@@ -27,20 +27,40 @@
 namespace mk::engine::host {
 
 // Control-buffer counters an executor aggregates locally and adds once per claimed batch, so
-// the hot path has no shared-counter contention.
-struct ControlCounters {
-  uint32_t done_count = 0;
-  std::array<uint32_t, protocol::control::kOpcodeMetricsCount> opcode_runs{};
-  std::array<uint32_t, protocol::control::kTenantFairnessCount> tenant_claims{};
-  std::array<uint32_t, protocol::kPriorityCount> priority_claims{};
-
+// the hot path has no shared-counter contention. Bit masks say which entries are not zero, so
+// a flush after one slot touches one entry of each array instead of scanning them all.
+class ControlCounters {
+ public:
   // A slot reached DONE or FAULT.
   void CountOutcome(uint32_t opcode) {
-    ++done_count;
-    if (opcode < opcode_runs.size()) ++opcode_runs[opcode];
+    ++done_count_;
+    if (opcode < opcode_runs_.size()) Bump(opcode_runs_, opcode_dirty_, opcode);
+  }
+  // A slot of `tenant` at `priority` was claimed.
+  void CountClaim(uint32_t tenant, uint32_t priority) {
+    Bump(tenant_claims_, tenant_dirty_, tenant % protocol::control::kTenantFairnessCount);
+    Bump(priority_claims_, priority_dirty_, priority);
   }
   // Adds everything to the control buffer and resets.
   void Flush(uint32_t* control);
+
+ private:
+  template <size_t N>
+  static void Bump(std::array<uint32_t, N>& counts, uint32_t& dirty, uint32_t i) {
+    static_assert(N <= 32, "one bit per entry");
+    ++counts[i];
+    dirty |= 1u << i;
+  }
+  // Adds the entries `dirty` names to control[first + i] and clears them.
+  template <size_t N>
+  static void FlushArray(std::array<uint32_t, N>& counts, uint32_t& dirty, uint32_t* control,
+                         uint32_t first);
+
+  uint32_t done_count_ = 0;
+  std::array<uint32_t, protocol::control::kOpcodeMetricsCount> opcode_runs_{};
+  std::array<uint32_t, protocol::control::kTenantFairnessCount> tenant_claims_{};
+  std::array<uint32_t, protocol::kPriorityCount> priority_claims_{};
+  uint32_t opcode_dirty_ = 0, tenant_dirty_ = 0, priority_dirty_ = 0;
 };
 
 class ClaimScheduler {

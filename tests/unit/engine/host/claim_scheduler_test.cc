@@ -93,8 +93,19 @@ TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
     EXPECT_TRUE(scheduler_->TryClaim(index, counters, batcher));
     EXPECT_EQ(StatusOf(index), SlotStatus::kClaimed);
   }
-  EXPECT_EQ(counters.tenant_claims[2], 3u);
-  EXPECT_EQ(counters.priority_claims[protocol::kDefaultPriority], 3u);
+  // The claims are counted once the executor flushes its counters into the control buffer.
+  namespace ctl = protocol::control;
+  const ControlView& control = host_->control();
+  const uint32_t tenant_before = control.Load(ctl::kTenantFairnessFirst + 2);
+  const uint32_t priority_before =
+      control.Load(ctl::kPriorityFairnessFirst + protocol::kDefaultPriority);
+  counters.Flush(control.words().data());
+  EXPECT_EQ(control.Load(ctl::kTenantFairnessFirst + 2) - tenant_before, 3u);
+  EXPECT_EQ(control.Load(ctl::kPriorityFairnessFirst + protocol::kDefaultPriority) -
+                priority_before,
+            3u);
+  counters.Flush(control.words().data());  // flushed once: nothing more is added
+  EXPECT_EQ(control.Load(ctl::kTenantFairnessFirst + 2) - tenant_before, 3u);
 }
 
 TEST_F(ClaimSchedulerTest, FenceIsHeldUntilItsBatchIsTerminal) {
