@@ -29,10 +29,11 @@
 //   shard has work outstanding, naps when the kernel makes no progress, and parks on a futex
 //   when idle. Completions are in dispatch order within a shard; shards reap independently.
 // - A WaitFor caller spinning for its completion takes the reaping role of the shard its own
-//   thread dispatched into last (HelpWhileWaiting) and reaps there itself: the record it waits
-//   for is read, finished and delivered on the thread that wanted it, in lines that thread
-//   wrote when it published, instead of crossing to the reaper's core and back (measured on
-//   the lent H100: a one-slot round trip of 4-6 us went to about 4).
+//   thread dispatched into (or handed a publish to) last (HelpWhileWaiting) and reaps there
+//   itself: the record it waits for is read, finished and delivered on the thread that wanted
+//   it, in lines that thread wrote when it published, instead of crossing to the reaper's
+//   core and back (measured on the lent H100: a one-slot round trip of about 6 us went to
+//   4-5).
 //
 // Threads: callers of small publishes and of SetTenantEnabled dispatch, and reapers for larger
 // publishes; each dispatch takes one shard's lock (a reaper its own; a caller the first free

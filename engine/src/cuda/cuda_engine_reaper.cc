@@ -35,7 +35,8 @@ constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 // While waiters want a shard's reaping role, its reaper tries to take it only this often.
 constexpr uint32_t kRetakeRole = 1024;
 
-// The engine and shard this thread dispatched into last: where its WaitFor helps reap.
+// The engine and shard this thread dispatched into (or handed a publish to) last: where its
+// WaitFor helps reap.
 thread_local const void* t_dispatch_engine = nullptr;
 thread_local uint32_t t_dispatch_shard = 0;
 
@@ -53,6 +54,8 @@ void CudaEngine::OnPublished(size_t slots) {
     }
     shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
     WakeReaper(shard);  // in case it went to sleep meanwhile
+    t_dispatch_engine = this;  // the slots go to that queue: a WaitFor helps reap there
+    t_dispatch_shard = shard.id;
     return;
   }
   Dispatch(slots <= kSmallPublish);
