@@ -10,9 +10,9 @@
 //
 // Read-ahead: OnReadDone decodes its request (once; everything about it is derived from the
 // decoded slots), queues it and starts the next read at once, so gRPC reads request n+1 while
-// request n is published. The reaction that finds no publisher
-// running becomes the publisher and drains the queue in order (PublishQueued); a reaction that
-// finds one running only queues. Nothing blocks, and a stream's requests keep their order.
+// request n is published. The reaction that finds no publisher running becomes the publisher
+// and drains the queue in order (PublishQueued); a reaction that finds one running only
+// queues. Nothing blocks, and a stream's requests keep their order.
 //
 // Ping-pong: starting a read costs the reaction 8-10 us (measured on the H200 host). A small
 // request (at most kSmallRequest slots, no LOAD_MISS) that arrives with nothing else in flight
@@ -34,9 +34,8 @@
 //
 // Flow control: one write in flight; completions queue in `pending_`. When pending plus
 // outstanding plus queued slots exceed `max_pending` (or kReadAhead requests wait to be
-// published), the reactor stops reading requests (the client then
-// feels TCP backpressure) and resumes below half of it. A slow reader therefore bounds what the
-// server buffers.
+// published), the reactor stops reading requests (the client then feels TCP backpressure) and
+// resumes below half of it. A slow reader therefore bounds what the server buffers.
 //
 // Lifetime: the reactor is also the sink the engine holds for every outstanding slot, so it
 // deletes itself only when gRPC is done with it (OnDone) AND no slot is outstanding. On

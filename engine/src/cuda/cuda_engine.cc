@@ -30,7 +30,8 @@ constexpr uint32_t kDefaultShards = kMaxShards;
 // (then a LOAD_MISS round trip is 41-46 us instead of 33-35). At 250 ns 6 of 8 processes were
 // fast, at 1000 ns 1 of 4; 128 and 500 ns were slow once each. The mode is not understood; 250
 // is kept as the better of what was measured. The idle kernel's reads cost no host CPU: eight
-// pollers read one 16-byte doorbell about every 1.5 us each (~90 MB/s of PCIe).
+// pollers each read a 16-byte doorbell and a 128-byte entry about every 1.5 us (~0.8 GB/s of
+// PCIe reads).
 constexpr uint32_t kMaxBackoffNs = 250;
 // How long a kernel asked to stop may take before it counts as unresponsive.
 constexpr absl::Duration kStopTimeout = absl::Seconds(2);

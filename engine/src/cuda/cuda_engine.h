@@ -37,11 +37,11 @@
 //
 // Threads: callers of small publishes and of SetTenantEnabled dispatch, and reapers for larger
 // publishes; each dispatch takes one shard's lock (a reaper its own; a caller the first free
-// one), so dispatches run in parallel into different shards. Then the
-// reapers and helping waiters, one at a time per shard (its reap_mu), and the teardown path
-// (Shutdown / Restart, serialized by EngineBase), which holds every shard's lock while it stops
-// or starts the kernel, and takes every reap_mu once the reapers have stopped, so no helper
-// touches the device while it is stopped or rebuilt.
+// one), so dispatches run in parallel into different shards. Then the reapers and helping
+// waiters, one at a time per shard (its reap_mu), and the teardown path (Shutdown / Restart,
+// serialized by EngineBase), which holds every shard's lock while it stops or starts the
+// kernel, and takes every reap_mu once the reapers have stopped, so no helper touches the
+// device while it is stopped or rebuilt.
 //
 // Resources (LOAD_MISS / CHECKSUM, with --resource_root): resident copies live in device memory
 // (DeviceResidency). The kernel answers a LOAD_MISS of a resident resource and runs CHECKSUM
@@ -149,10 +149,10 @@ class CudaEngine final : public host::EngineBase {
   bool RecordReady(const Shard& shard) const;
   // A LOAD_MISS the kernel did not find resident: the loader serves it on the host.
   protocol::ExecResult ServeOnHost(uint32_t index);
-  // Reaps terminal slots at the shard's head, in order; returns how many.
   // Most slots one reap pass finishes before it delivers their completions.
   static constexpr size_t kReapBatch = 4096;
-  // Needs the shard's reap_mu.
+  // Reaps terminal slots at the shard's head, in order; returns how many. Needs the shard's
+  // reap_mu.
   uint32_t ReapPass(Shard& shard);
   void WakeReaper(Shard& shard);
   // MK_CUDA_PROFILE: prints the averages below (at destruction).

@@ -40,6 +40,11 @@ constexpr uint32_t kRetakeRole = 1024;
 thread_local const void* t_dispatch_engine = nullptr;
 thread_local uint32_t t_dispatch_shard = 0;
 
+void RememberShard(const void* engine, uint32_t shard) {
+  t_dispatch_engine = engine;
+  t_dispatch_shard = shard;
+}
+
 }  // namespace
 
 void CudaEngine::OnPublished(size_t slots) {
@@ -54,8 +59,7 @@ void CudaEngine::OnPublished(size_t slots) {
     }
     shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
     WakeReaper(shard);  // in case it went to sleep meanwhile
-    t_dispatch_engine = this;  // the slots go to that queue: a WaitFor helps reap there
-    t_dispatch_shard = shard.id;
+    RememberShard(this, shard.id);  // the slots go to that queue: a WaitFor helps reap there
     return;
   }
   Dispatch(slots <= kSmallPublish);
@@ -132,8 +136,7 @@ void CudaEngine::Dispatch(bool small, Shard* into) {
   const auto claimed_at = profile_ ? std::chrono::steady_clock::now()
                                    : std::chrono::steady_clock::time_point();
   if (shard->tail != before) {
-    t_dispatch_engine = this;
-    t_dispatch_shard = shard->id;
+    RememberShard(this, shard->id);
     device_->PublishTail(shard->id, shard->tail, streaming);
     shard->published.store(shard->tail, std::memory_order_seq_cst);
     WakeReaper(*shard);

@@ -179,8 +179,7 @@ void DeviceState::PublishTail(uint32_t shard, uint64_t tail, bool streamed) {
 
 void DeviceState::WriteEntry(uint32_t shard, uint64_t position, uint32_t ring_index,
                              const uint32_t* slot, bool streaming) {
-  uint64_t* entry =
-      sq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) * kEntryWords;
+  uint64_t* entry = sq_ + QueueIndex(shard, position) * kEntryWords;
   const uint32_t tag =
       paused_.load(std::memory_order_relaxed) ? kHeldEntryTag : PositionTag(position);
   // Four values at a time, interleaved with the tag into two 16-byte stores of two tagged words

@@ -56,8 +56,9 @@ class DeviceState {
   void Abandon() { abandoned_ = true; }
 
   // Writes SQ entry `position` of `shard` (kernel_abi.h): `ring_index` (the ring slot, with
-  // kEntryLastOfDispatch on a dispatch's last entry) and words 1..15 of `slot`, each word tagged with the position (kHeldEntryTag while paused). The
-  // dispatcher calls it for entries the kernel may not read yet, then PublishTail.
+  // kEntryLastOfDispatch on a dispatch's last entry) and words 1..15 of `slot`, each word
+  // tagged with the position (kHeldEntryTag while paused). The dispatcher calls it for
+  // entries the kernel may not read yet, then PublishTail.
   // `streaming`: with non-temporal stores, for dispatches of a batch. The entry's two lines are
   // written whole, so they need not be read for ownership first (the device read them last;
   // measured on the lent H100 at batch 1024: 28-37 instead of 41-50 ns per dispatched slot),
@@ -66,8 +67,7 @@ class DeviceState {
   void WriteEntry(uint32_t shard, uint64_t position, uint32_t ring_index, const uint32_t* slot,
                   bool streaming);
   const uint64_t* completion(uint32_t shard, uint64_t position) const {
-    return cq_ + (shard * config_.sq_capacity + (position & (config_.sq_capacity - 1))) *
-                     kCompletionWords;
+    return cq_ + QueueIndex(shard, position) * kCompletionWords;
   }
   // Makes shard `shard`'s entries before `tail` visible to the kernel: a release store of the
   // doorbell, after a store fence when some were `streamed` (written with streaming stores).
@@ -78,6 +78,10 @@ class DeviceState {
   uint32_t IdleBlocks() const;
 
  private:
+  // Where entry `position` of `shard` sits in the submission (and completion) queues.
+  uint64_t QueueIndex(uint32_t shard, uint64_t position) const {
+    return uint64_t{shard} * config_.sq_capacity + (position & (config_.sq_capacity - 1));
+  }
   // Writes `flag` (stop or paused) into every shard's doorbell copy.
   void SetFlag(uint32_t ShardDoorbell::*flag, uint32_t value);
   // Page-aligned host memory registered with the device as mapped memory.

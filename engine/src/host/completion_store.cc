@@ -143,7 +143,7 @@ bool CompletionStore::HandOff(const Key& key, const Completion& c) {
   for (uint32_t i = 0; i < handoff_count_; ++i) {
     Handoff* h = handoffs_[i];
     if (!(h->key == key)) continue;
-    handoffs_[i] = handoffs_[--handoff_count_];
+    DropHandoff(i);
     owed_.fetch_sub(1, std::memory_order_acq_rel);
     h->completion = c;
     h->state.store(1, std::memory_order_release);  // the waiter may return (and free h) now
@@ -155,7 +155,7 @@ bool CompletionStore::HandOff(const Key& key, const Completion& c) {
 void CompletionStore::Unregister(Handoff* h) {
   for (uint32_t i = 0; i < handoff_count_; ++i) {
     if (handoffs_[i] == h) {
-      handoffs_[i] = handoffs_[--handoff_count_];
+      DropHandoff(i);
       return;
     }
   }
@@ -179,11 +179,12 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
     const uint64_t seen = generation_.load(std::memory_order_acquire);
     Handoff handoff;
     bool registered = false;
+    const bool may_spin = absl::Now() < spin_until;  // read before taking the mutex
     {
       std::lock_guard<std::mutex> lock(mu_);
       const size_t missing = Collect(tenant, tickets, &out, &taken);
       if (missing == 0) return out;
-      if (missing == 1 && handoff_count_ < kMaxHandoffs && absl::Now() < spin_until) {
+      if (missing == 1 && handoff_count_ < kMaxHandoffs && may_spin) {
         const size_t i = std::find(taken.begin(), taken.end(), false) - taken.begin();
         handoff.key = Key{tenant, tickets[i]};
         handoffs_[handoff_count_++] = &handoff;

@@ -100,6 +100,8 @@ class CompletionStore final : public CompletionSink {
   bool HandOff(const Key& key, const Completion& c);
   // Removes `h` from handoffs_ unless OnCompletions took it already (needs mu_).
   void Unregister(Handoff* h);
+  // Removes entry i of handoffs_ (the last one takes its place; needs mu_).
+  void DropHandoff(uint32_t i) { handoffs_[i] = handoffs_[--handoff_count_]; }
 
   struct AsyncWaiter {
     uint32_t tenant = 0;

@@ -107,7 +107,7 @@ RingHost::RingHost(std::unique_ptr<HostRing> ring, std::vector<uint32_t> control
   control_.Initialize();
   for (uint32_t t = 0; t < options.max_tenants; ++t) {
     next_ticket_[t].store(0);
-    tenant_enabled_[t / 64].enabled[t % 64].store(*control_.TenantEnabled(t) ? 1 : 0);
+    TenantFlag(t).store(*control_.TenantEnabled(t) ? 1 : 0);
   }
   // Partition sizes in proportion to the weights; NORMAL takes the rounding remainder.
   const uint32_t total = ring_->slot_count();
@@ -338,8 +338,7 @@ bool RingHost::ClaimBatch(uint32_t partition, uint32_t max, ClaimRange* out) {
 
 absl::Status RingHost::SetTenantEnabled(uint32_t tenant, bool enabled) {
   if (absl::Status s = control_.SetTenantEnabled(tenant, enabled); !s.ok()) return s;
-  tenant_enabled_[tenant / 64].enabled[tenant % 64].store(enabled ? 1 : 0,
-                                                          std::memory_order_seq_cst);
+  TenantFlag(tenant).store(enabled ? 1 : 0, std::memory_order_seq_cst);
   return absl::OkStatus();
 }
 

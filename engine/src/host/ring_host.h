@@ -115,7 +115,7 @@ class RingHost {
   // adds to, and the publish and claim paths read it for every slot. Change it only through
   // SetTenantEnabled, which writes both.
   bool TenantEnabled(uint32_t tenant) const {
-    return tenant_enabled_[tenant / 64].enabled[tenant % 64].load(std::memory_order_acquire) != 0;
+    return TenantFlag(tenant).load(std::memory_order_acquire) != 0;
   }
   absl::Status SetTenantEnabled(uint32_t tenant, bool enabled);
   protocol::ExecContext MakeExecContext();
@@ -254,6 +254,9 @@ class RingHost {
     std::atomic<uint8_t> enabled[64];
   };
   std::unique_ptr<TenantLine[]> tenant_enabled_;  // see TenantEnabled
+  std::atomic<uint8_t>& TenantFlag(uint32_t tenant) const {
+    return tenant_enabled_[tenant / 64].enabled[tenant % 64];
+  }
   std::mutex publish_mu_;
   std::mutex resume_mu_;  // ResumeWaiting vs FailInFlight
   CompletionStore store_;
