@@ -82,6 +82,10 @@ int Run() {
   EngineOptions o;
   o.backend = EngineOptions::Backend::kCuda;
   o.ring_slots = 1 << 16;
+  // MK_BENCH_RING_SLOTS: ring size (and so the queues' span), for measurements.
+  if (const char* ring = std::getenv("MK_BENCH_RING_SLOTS"); ring != nullptr) {
+    o.ring_slots = static_cast<uint32_t>(std::atoi(ring));
+  }
   // MK_BENCH_WORKERS: persistent blocks (default: the engine's).
   if (const char* workers = std::getenv("MK_BENCH_WORKERS"); workers != nullptr) {
     o.workers = static_cast<uint32_t>(std::atoi(workers));
@@ -102,8 +106,13 @@ int Run() {
   if (const char* phase = std::getenv("MK_BENCH_PHASE"); phase != nullptr) {
     const std::string name = phase;
     if (name == "round_trip") {
-      const std::vector<double> rt = bench::EngineRoundTrips(*engine, samples * 20);
+      std::vector<double> rt = bench::EngineRoundTrips(*engine, samples * 20);
       Print(kBench, "phase_round_trip_p50", Percentile(rt, 0.5), "us");
+      // Then an idle half second and a second leg: whether a drift over the run is the
+      // engine's state (it stays) or the machine's (it resets).
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      const std::vector<double> after = bench::EngineRoundTrips(*engine, samples * 6);
+      rt.insert(rt.end(), after.begin(), after.end());
       for (size_t at = 0; at + 10000 <= rt.size(); at += 10000) {  // drift over the run
         std::vector<double> part(rt.begin() + at, rt.begin() + at + 10000);
         std::printf("# round trips %zu..%zu: p50 %.3f us\n", at, at + 10000, Percentile(part, 0.5));

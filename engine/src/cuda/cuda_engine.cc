@@ -6,6 +6,7 @@
 #include <bit>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/src/cuda/cuda_status.h"
@@ -76,7 +77,9 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
   MK_CUDA_RETURN_IF_ERROR(cudaSetDevice(kDevice), "cudaSetDevice");
   auto config = std::make_unique<DeviceConfig>();
   config->device = kDevice;
-  config->threads = (options.claim_batch + 31) / 32 * 32;
+  // Workers enough for one claim batch (whole warps), plus the scouts, within one block.
+  config->threads = std::min<uint32_t>((options.claim_batch + 31) / 32 * 32 + 32 * kScoutWarps,
+                                       kMaxThreadsPerBlock);
   int per_sm = 0;
   MK_CUDA_RETURN_IF_ERROR(
       MegakernelBlocksPerMultiprocessor(static_cast<int>(config->threads), &per_sm),
@@ -169,30 +172,42 @@ CudaEngine::~CudaEngine() {
   }
 }
 
-void CudaEngine::PrintProfile() const {
-  // total / count (0 when nothing was counted), scaled.
-  auto mean = [](const std::atomic<uint64_t>& total, const std::atomic<uint64_t>& count,
-                 double scale) {
-    return total.load() / std::max(1.0, double(count.load())) * scale;
+void CudaEngine::PrintProfile(bool window) {
+  const ProfileWindow now{single_calls_.load(), single_claim_ns_.load(), single_tail_ns_.load(),
+                          single_reaps_.load(), single_device_ns_.load(),
+                          single_deliver_ns_.load()};
+  ProfileWindow since;  // zero: since the start
+  if (window) {
+    std::lock_guard<std::mutex> lock(window_mu_);
+    since = std::exchange(window_, now);
+  }
+  // (total - since) / count (0 when nothing was counted), scaled.
+  auto mean = [](uint64_t total, uint64_t count, double scale) {
+    return total / std::max(1.0, double(count)) * scale;
   };
-  auto n = [](const std::atomic<uint64_t>& count) {
-    return static_cast<unsigned long long>(count.load());
-  };
+  const uint64_t calls = now.calls - since.calls;
+  const uint64_t reaps = now.reaps - since.reaps;
+  if (!window) {
+    std::fprintf(stderr,
+                 "cuda profile: %llu dispatches, %.3f us each, %.1f ns per dispatched slot; "
+                 "%llu reap passes, %.1f slots each, %.1f ns per reaped slot\n",
+                 static_cast<unsigned long long>(dispatch_calls_.load()),
+                 mean(dispatch_ns_.load(), dispatch_calls_.load(), 1e-3),
+                 mean(dispatch_ns_.load(), dispatched_slots_.load(), 1),
+                 static_cast<unsigned long long>(reap_passes_.load()),
+                 mean(reaped_slots_.load(), reap_passes_.load(), 1),
+                 mean(reap_ns_.load(), reaped_slots_.load(), 1));
+  }
   std::fprintf(stderr,
-               "cuda profile: %llu dispatches, %.3f us each, %.1f ns per dispatched slot; "
-               "%llu reap passes, %.1f slots each, %.1f ns per reaped slot\n",
-               n(dispatch_calls_), mean(dispatch_ns_, dispatch_calls_, 1e-3),
-               mean(dispatch_ns_, dispatched_slots_, 1), n(reap_passes_),
-               mean(reaped_slots_, reap_passes_, 1), mean(reap_ns_, reaped_slots_, 1));
-  std::fprintf(stderr,
-               "cuda profile: %llu one-slot dispatches: claim+entry %.3f us, tail+wake %.3f us\n",
-               n(single_calls_), mean(single_claim_ns_, single_calls_, 1e-3),
-               mean(single_tail_ns_, single_calls_, 1e-3));
-  std::fprintf(stderr,
-               "cuda profile: %llu one-slot reaps under 30 us: doorbell -> record seen %.3f us, "
+               "cuda profile%s: %llu one-slot dispatches: claim+entry %.3f us, tail+wake %.3f us; "
+               "%llu one-slot reaps under 30 us: doorbell -> record seen %.3f us, "
                "seen -> delivered %.3f us\n",
-               n(single_reaps_), mean(single_device_ns_, single_reaps_, 1e-3),
-               mean(single_deliver_ns_, single_reaps_, 1e-3));
+               window ? " (window)" : "", static_cast<unsigned long long>(calls),
+               mean(now.claim_ns - since.claim_ns, calls, 1e-3),
+               mean(now.tail_ns - since.tail_ns, calls, 1e-3),
+               static_cast<unsigned long long>(reaps),
+               mean(now.device_ns - since.device_ns, reaps, 1e-3),
+               mean(now.deliver_ns - since.deliver_ns, reaps, 1e-3));
 }
 
 absl::Status CudaEngine::StartExecutor() {
@@ -304,7 +319,8 @@ EngineInfo CudaEngine::info() const {
   EngineInfo i;
   i.backend = "cuda";
   i.device = absl::StrCat(device_name_, ": persistent kernel, ", config_->blocks, " blocks x ",
-                          config_->threads, " threads, ", config_->shards,
+                          config_->threads, " threads (", ScoutWarps(config_->threads),
+                          " scout warps), ", config_->shards,
                           " submission queues");
   i.ring_slots = host_->slot_count();
   i.workers = config_->blocks;

@@ -17,10 +17,13 @@
 //   21 to 38 M, and a gRPC stream's reactor thread no longer writes the entries).
 // - The device executes. The kernel's pollers (warp 0 of each block) read the doorbell and,
 //   speculatively in the same round trip, the next self-validating entry (a lone request runs
-//   one PCIe round trip after it was written), claim SQ ranges of up to blockDim entries (from a
-//   register when a block is its shard's only poller, the default), run them with the shared
-//   interpreter and write each outcome as a tagged completion record (kernel_abi.h: no
-//   system-scope fence, the tags tell the host when a record is whole).
+//   one PCIe round trip after it was written), claim SQ ranges of up to one batch of workers
+//   (from a shared-memory claim position when a block is its shard's only poller, the
+//   default), run them with the shared interpreter and write each outcome as a tagged
+//   completion record (kernel_abi.h: no system-scope fence, the tags tell the host when a
+//   record is whole). While a block serves lone requests, its four scout warps probe the next
+//   entry staggered, a probe every ~250 ns (measured on the lent H100: a one-slot round trip
+//   of 4.2-4.9 us went to 3.3-3.7).
 // - The host reaps. The SQ is split into shards (up to 8), each with its completion queue and a
 //   reaper thread that reads its records in order (host-memory reads, no PCIe), writes the
 //   results then DONE / FAULT into the ring slot (the protocol's CLAIMED -> terminal step,
@@ -155,8 +158,9 @@ class CudaEngine final : public host::EngineBase {
   // reap_mu.
   uint32_t ReapPass(Shard& shard);
   void WakeReaper(Shard& shard);
-  // MK_CUDA_PROFILE: prints the averages below (at destruction).
-  void PrintProfile() const;
+  // MK_CUDA_PROFILE: prints the averages below: since the start (at destruction), or, with
+  // `window`, the one-slot figures since the last window (ProfileReapPass, every 10000).
+  void PrintProfile(bool window = false);
   // MK_CUDA_PROFILE: counts a reap pass; times a one-slot pass after a one-slot dispatch.
   void ProfileReapPass(Shard& shard, uint64_t consumed, std::chrono::steady_clock::time_point seen);
   // Stops the kernel. A failed kernel: resets the device and rebuilds the device state. One
@@ -199,6 +203,12 @@ class CudaEngine final : public host::EngineBase {
   std::atomic<uint64_t> reap_passes_{0};
   std::atomic<uint64_t> reaped_slots_{0};
   std::atomic<uint64_t> reap_ns_{0};  // from a pass's first record read to its end
+  // The one-slot totals when the last window was printed.
+  struct ProfileWindow {
+    uint64_t calls = 0, claim_ns = 0, tail_ns = 0, reaps = 0, device_ns = 0, deliver_ns = 0;
+  };
+  std::mutex window_mu_;
+  ProfileWindow window_;  // guarded by window_mu_
 };
 
 }  // namespace mk::engine::cuda

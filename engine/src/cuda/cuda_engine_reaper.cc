@@ -274,9 +274,10 @@ void CudaEngine::ProfileReapPass(Shard& shard, uint64_t consumed,
   // Means without the outliers (wake-ups from idle, preemption), which would hide the path.
   constexpr int64_t kOutlierNs = 30'000;
   if (seen_ns - rang > kOutlierNs || deliver_ns > kOutlierNs) return;
-  single_reaps_.fetch_add(1, std::memory_order_relaxed);
   single_device_ns_.fetch_add(seen_ns - rang, std::memory_order_relaxed);
   single_deliver_ns_.fetch_add(deliver_ns, std::memory_order_relaxed);
+  // Every 10000th: the figures since the last window, so a drift over a run shows.
+  if (single_reaps_.fetch_add(1, std::memory_order_acq_rel) % 10000 == 9999) PrintProfile(true);
 }
 
 void CudaEngine::HelpWhileWaiting(absl::FunctionRef<bool()> arrived, absl::Time until) {

@@ -26,7 +26,7 @@
 // - Claim counters (device memory, one per shard): next position to claim. Set by the host
 //   only while no kernel runs. Blocks sharing a shard take ranges with a CAS, so each entry runs
 //   exactly once; a block that is its shard's only poller (blocks <= shards) reads the counter
-//   once at launch and claims from a register.
+//   once at launch and claims from a shared-memory copy (its warp 0 and scouts, with a CAS).
 // - Control copy (device memory): the tenant scratch windows and EPOCH the interpreter touches.
 //   The host's control buffer keeps the counters the host maintains (DONE_COUNT, fairness,
 //   per-opcode runs, EPOCH), which are what telemetry decodes.
@@ -97,6 +97,13 @@ inline constexpr uint32_t kEntryLastOfDispatch = 1u << 31;
 // A completion record: 16 tagged 64-bit words (128 bytes). Word 0's low half is
 // STATUS | result_count << 8; words 1..result_count hold the result words.
 inline constexpr uint32_t kCompletionWords = 16;
+
+// Each block's last warps are scouts (megakernel.cu, ScoutLoop): they only claim lone
+// requests, so a block's batches are at most its other threads, the workers.
+inline constexpr uint32_t kScoutWarps = 4;
+MK_HOST_DEVICE constexpr uint32_t ScoutWarps(uint32_t threads_per_block) {
+  return threads_per_block >= 32 * (kScoutWarps + 1) ? kScoutWarps : 0;
+}
 
 // Residency table entry (32 bytes, see above).
 struct alignas(32) ResidencyEntry {

@@ -6,9 +6,11 @@
 // doorbell (one 16-byte load) and, in the same PCIe round trip, the entry at the position it
 // expects to claim next (entries are self-validating, kernel_abi.h): a lone request is claimed
 // and run one round trip after the host wrote it, without waiting for a doorbell read that
-// shows it. Otherwise the poller claims up to blockDim entries (from a register when the block
-// is the shard's only poller, else with a CAS on the shard's device-memory claim counter), and
-// the block's threads run one entry each: the batch's entries read with warp-coalesced loads
+// shows it. While the block serves lone requests, its scout warps (ScoutLoop) probe that entry
+// too, staggered, so one probe leaves every ~250 ns instead of one per round trip. Otherwise
+// the poller claims up to `workers` entries (with a CAS on a shared-memory claim position when
+// the block is the shard's only poller, else on the shard's device-memory claim counter), and
+// the block's workers (every thread but the scouts) run one entry each: the batch's entries read with warp-coalesced loads
 // (ReadEntries), the shared interpreter, and the outcome written as a tagged completion record
 // (no fence: the tags tell the host when the record is complete). An idle poller backs off with
 // __nanosleep up to max_backoff_ns (cuda_engine.cc says why it is short), so an idle kernel
@@ -35,6 +37,13 @@ constexpr uint32_t kMinBackoffNs = 64;
 // row at the longest backoff, about 100 us: between two requests of a busy client it stays
 // "working", and the flag's changes are slow enough for the host to observe them.
 constexpr uint32_t kIdleAfterPolls = 64;
+// Scouts (ScoutLoop) probe at least this many SM cycles apart (about 250 ns at the H100's
+// 1.98 GHz): four probes, each a ~1.2 us PCIe round trip, keep one arriving every ~300 ns.
+constexpr long long kScoutGapCycles = 500;
+// Scouts probe only this long (SM cycles, about 100 us) after the block last ran a lone
+// request; otherwise they nap, so an idle or batch-only block reads no more than before.
+constexpr long long kScoutHotCycles = 200'000;
+constexpr uint32_t kScoutNapNs = 2000;
 
 constexpr uint64_t kLeafBytes = 64 * 1024;  // CHECKSUM's tree-hash leaf (PROTOCOL.md)
 
@@ -187,6 +196,28 @@ __device__ bool RunEntry(const KernelParams& k, uint64_t* shard_cq, uint64_t pos
   return true;
 }
 
+// The barrier of the block's workers (threads [0, workers)): the scouts, the block's last
+// warps, run outside it. `workers` is a multiple of 32.
+__device__ __forceinline__ void WorkersSync(uint32_t workers) {
+  asm volatile("bar.sync 1, %0;" ::"r"(workers) : "memory");
+}
+
+// Shared-memory words the block's pollers (warp 0 and the scouts) share outside any barrier:
+// every access is an atomic.
+__device__ __forceinline__ unsigned long long AtomicLoad(unsigned long long* p) {
+  return atomicAdd(p, 0ull);
+}
+
+// What warp 0 and the scouts share (shared memory, atomics only).
+struct PollerShared {
+  // The shard's claim position when the block is its only poller (else the device counter
+  // is used): every claim is a compare-and-swap on it.
+  unsigned long long next;
+  unsigned long long probe_at;   // clock64() when a scout last issued a probe
+  unsigned long long single_at;  // clock64() when the block last claimed a lone request
+  unsigned long long stop;       // set by thread 0 when the doorbell says stop
+};
+
 // What thread 0 resolved for the block's CHECKSUM in progress.
 struct ChecksumJob {
   const uint8_t* bytes;
@@ -196,11 +227,11 @@ struct ChecksumJob {
   protocol::ExecResult outcome;  // the fault, when `fault`
 };
 
-// CHECKSUM (PROTOCOL.md section 3) of SQ entry `position`, run by every thread of the block:
-// thread 0 resolves the resource, the threads hash one 64 KiB leaf each (strided), thread 0
-// hashes the leaves into the root and writes the completion. Block-uniform control flow.
+// CHECKSUM (PROTOCOL.md section 3) of SQ entry `position`, run by the block's `workers`
+// threads: thread 0 resolves the resource, the threads hash one 64 KiB leaf each (strided),
+// thread 0 hashes the leaves into the root and writes the completion. Uniform control flow.
 __device__ void BlockChecksum(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
-                              uint64_t position, ChecksumJob& job) {
+                              uint64_t position, uint32_t workers, ChecksumJob& job) {
   if (threadIdx.x == 0) {
     uint32_t w[kEntryWords];
     ReadEntry(k, shard_sq, position, w);
@@ -224,17 +255,17 @@ __device__ void BlockChecksum(const KernelParams& k, const uint32_t* shard_sq, u
       }
     }
   }
-  __syncthreads();
+  WorkersSync(workers);
   uint64_t* leaves = k.residency.leaf_scratch + uint64_t{blockIdx.x} * k.residency.max_leaves;
   if (!job.fault) {
     const bool aligned = (reinterpret_cast<uintptr_t>(job.bytes) & 7) == 0;
-    for (uint32_t i = threadIdx.x; i < job.leaves; i += blockDim.x) {
+    for (uint32_t i = threadIdx.x; i < job.leaves; i += workers) {
       const uint64_t at = uint64_t{i} * kLeafBytes;
       const uint64_t n = job.length - at < kLeafBytes ? job.length - at : kLeafBytes;
       leaves[i] = xxh64::Hash(L2Source{job.bytes + at, aligned}, n, 0);
     }
   }
-  __syncthreads();
+  WorkersSync(workers);
   if (threadIdx.x == 0) {
     protocol::ExecResult out = job.outcome;
     if (!job.fault) {
@@ -247,18 +278,45 @@ __device__ void BlockChecksum(const KernelParams& k, const uint32_t* shard_sq, u
     }
     WriteCompletion(k, shard_cq, position, out);
   }
-  __syncthreads();  // `job` is rewritten by the next CHECKSUM
+  WorkersSync(workers);  // `job` is rewritten by the next CHECKSUM
 }
 
-// One poll of the block's shard, by warp 0. Three reads are in flight at once: the shared claim
-// counter (device memory; blocks that share the shard), the doorbell (lane 0, one 16-byte
-// acquire load) and, speculatively, the entry at the position the poller expects to claim next
-// (lanes 0-7, one coalesced 128-byte request). When that entry's tags all match, it is the last
-// of its dispatch, and the doorbell shows at most that one entry, the poller claims it and thread 0 runs it from the speculative
-// copy, one PCIe round trip after the host wrote it; otherwise the batch's entries are read after
-// the doorbell (ReadEntries). Lane 0 decides and writes the block's shared words; `w` (thread 0)
-// receives the speculative entry; `next` (lane 0) is the expected claim position, exact for a
-// shard's only poller and a guess for blocks that share the shard.
+// Gathers a probed entry into lane 0's `w` (lanes 0-7 each hold one 16-byte chunk: the value
+// halves of two tagged words) when every chunk carries `tag`; returns whether it did.
+__device__ bool GatherWholeEntry(const uint4& chunk, uint32_t tag, uint32_t* w) {
+  constexpr uint32_t kChunks = kEntryWords / 2;
+  const uint32_t lane = threadIdx.x & 31;
+  const bool whole = __all_sync(~0u, lane >= kChunks || (chunk.y == tag && chunk.w == tag));
+  if (!whole) return false;
+#pragma unroll
+  for (uint32_t i = 0; i < kChunks; ++i) {
+    const uint32_t x = __shfl_sync(~0u, chunk.x, i);
+    const uint32_t z = __shfl_sync(~0u, chunk.z, i);
+    if (lane == 0) {
+      w[2 * i] = x;
+      w[2 * i + 1] = z;
+    }
+  }
+  return true;
+}
+
+// The entry at `position`, one 16-byte chunk per lane 0-7 (one coalesced 128-byte request).
+__device__ uint4 ProbeEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position) {
+  const uint32_t lane = threadIdx.x & 31;
+  if (lane >= kEntryWords / 2) return make_uint4(0, 0, 0, 0);
+  return LoadVolatile4(EntryAt(k, shard_sq, position) + 4 * lane);
+}
+
+// One poll of the block's shard, by warp 0. Three reads are in flight at once: the claim
+// position (`counter`: the block's shared word, or the device counter of a shared shard), the
+// doorbell (lane 0, one 16-byte acquire load) and, speculatively, the entry at the position the
+// poller expects to claim next (ProbeEntry). When that entry's tags all match, it is the last
+// of its dispatch, and the doorbell shows at most that one entry, the poller claims it and
+// thread 0 runs it from the speculative copy, one PCIe round trip after the host wrote it;
+// otherwise it claims up to `limit` entries, read after the doorbell (ReadEntries). Every
+// claim is a compare-and-swap on `counter` (the scouts claim from it too). Lane 0 decides and
+// writes the block's shared words; `w` (thread 0) receives the speculative entry; `next`
+// (lane 0) is the expected claim position, a guess the claim corrects.
 struct PollResult {
   uint64_t begin;
   uint32_t count;
@@ -267,42 +325,26 @@ struct PollResult {
 };
 
 __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uint32_t* shard_sq,
-                                unsigned long long* claim, bool sole_poller,
+                                unsigned long long* counter, uint32_t limit,
                                 unsigned long long& next, uint32_t* w) {
   const uint32_t lane = threadIdx.x;
-  constexpr uint32_t kChunks = kEntryWords / 2;
   const unsigned long long expected = __shfl_sync(~0u, next, 0);
-  unsigned long long c = expected;
-  if (!sole_poller && lane == 0) c = *reinterpret_cast<volatile unsigned long long*>(claim);
-  uint4 chunk = make_uint4(0, 0, 0, 0);
-  if (lane < kChunks) chunk = LoadVolatile4(EntryAt(k, shard_sq, expected) + 4 * lane);
+  unsigned long long c = lane == 0 ? AtomicLoad(counter) : 0;
+  const uint4 chunk = ProbeEntry(k, shard_sq, expected);
   ulonglong2 bell = make_ulonglong2(0, 0);
   if (lane == 0) bell = LoadAcquireSystem2(&k.doorbell->shard[shard]);
-  const uint32_t tag = PositionTag(expected);
-  const bool whole = __all_sync(~0u, lane >= kChunks || (chunk.y == tag && chunk.w == tag));
-  if (whole) {
-#pragma unroll
-    for (uint32_t i = 0; i < kChunks; ++i) {
-      const uint32_t x = __shfl_sync(~0u, chunk.x, i);
-      const uint32_t z = __shfl_sync(~0u, chunk.z, i);
-      if (lane == 0) {
-        w[2 * i] = x;
-        w[2 * i + 1] = z;
-      }
-    }
-  }
+  const bool whole = GatherWholeEntry(chunk, PositionTag(expected), w);
   PollResult out{0, 0, 0, 0};
   if (lane != 0) return out;  // only lane 0's result is used
   const uint64_t tail = bell.x;
   out.stop = static_cast<uint32_t>(bell.y);
   const uint32_t paused = static_cast<uint32_t>(bell.y >> 32);
   if (out.stop != 0 || paused != 0) return out;
-  const unsigned long long limit = blockDim.x;
   // The speculative entry: claimed alone, when it ends its dispatch and the doorbell shows no
   // more than it.
   if (whole && (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 && c == expected &&
       tail <= c + 1) {
-    const unsigned long long seen = sole_poller ? c : atomicCAS(claim, c, c + 1);
+    const unsigned long long seen = atomicCAS(counter, c, c + 1);
     if (seen == c) {
       out.begin = c;
       out.count = 1;
@@ -312,17 +354,10 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
     }
     c = seen;
   }
-  if (sole_poller) {
-    if (c < tail) {
-      out.begin = c;
-      out.count = static_cast<uint32_t>(min(static_cast<unsigned long long>(tail - c), limit));
-      next = c + out.count;
-    }
-    return out;
-  }
   while (c < tail) {
-    const unsigned long long n = min(static_cast<unsigned long long>(tail - c), limit);
-    const unsigned long long seen = atomicCAS(claim, c, c + n);
+    const unsigned long long n = min(static_cast<unsigned long long>(tail - c),
+                                     static_cast<unsigned long long>(limit));
+    const unsigned long long seen = atomicCAS(counter, c, c + n);
     if (seen == c) {
       out.begin = c;
       out.count = static_cast<uint32_t>(n);
@@ -331,19 +366,73 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
     }
     c = seen;
   }
-  next = c;  // the counter as last seen: the next poll's guess
+  next = c;  // the position as last seen: the next poll's guess
   return out;
+}
+
+// A scout: one of the block's last warps, which only ever claims lone requests. Warp 0 polls
+// once per PCIe round trip (~1.2 us) plus its backoff, so a request written just after a poll
+// left waits most of a round trip for the next; the scouts keep probes of the next entry
+// leaving every kScoutGapCycles instead, each from its own warp so that each probe really is in
+// flight while the others are (one warp holding several would need registers a 1024-thread
+// block does not have). A scout probes only the entry (no doorbell) and claims it when it is
+// whole and the last of its dispatch (a dispatch of one, or the rest of a batch cut at the
+// claim limit), then runs it on lane 0 like warp 0's speculative entries; everything else is
+// left to warp 0. Scouts probe only while the block ran a lone request in the last
+// kScoutHotCycles and nap otherwise, and leave once thread 0 saw the doorbell's stop.
+__device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
+                          unsigned long long* counter, PollerShared& s,
+                          protocol::ExecContext& ctx) {
+  const uint32_t lane = threadIdx.x & 31;
+  uint32_t w[kEntryWords];
+  for (;;) {
+    // Lane 0 waits for the scouts' next turn: 1 to probe, 2 to leave.
+    uint32_t go = 0;
+    unsigned long long expected = 0;
+    if (lane == 0) {
+      while (go == 0) {
+        if (AtomicLoad(&s.stop) != 0) {
+          go = 2;
+          break;
+        }
+        const unsigned long long now = clock64();
+        // Signed differences: another warp may have stamped a time after `now` was read.
+        if (static_cast<long long>(now - AtomicLoad(&s.single_at)) > kScoutHotCycles) {
+          __nanosleep(kScoutNapNs);
+          continue;
+        }
+        const unsigned long long last = AtomicLoad(&s.probe_at);
+        if (static_cast<long long>(now - last) >= kScoutGapCycles &&
+            atomicCAS(&s.probe_at, last, now) == last) {
+          go = 1;
+        }
+      }
+      expected = AtomicLoad(counter);
+    }
+    go = __shfl_sync(~0u, go, 0);
+    if (go == 2) return;
+    expected = __shfl_sync(~0u, expected, 0);
+    const uint4 chunk = ProbeEntry(k, shard_sq, expected);
+    if (GatherWholeEntry(chunk, PositionTag(expected), w) && lane == 0 &&
+        (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 &&
+        w[protocol::kWordOpcode] != protocol::opcode::kChecksum &&  // the workers' (whole block)
+        atomicCAS(counter, expected, expected + 1) == expected) {
+      atomicExch(&s.single_at, static_cast<unsigned long long>(clock64()));
+      RunEntry(k, shard_cq, expected, w, ctx);
+    }
+    __syncwarp();
+  }
 }
 
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
   __shared__ PollResult s_poll;
+  __shared__ PollerShared s_pollers;
   // CHECKSUM entries of the current batch (thread indices), run by the whole block after it.
   __shared__ uint32_t s_checksums[kMaxThreadsPerBlock];
   __shared__ uint32_t s_checksum_count;
   // ChecksumJob has default member initializers, which __shared__ variables cannot have.
   __shared__ alignas(ChecksumJob) unsigned char s_job_storage[sizeof(ChecksumJob)];
   ChecksumJob& s_job = *reinterpret_cast<ChecksumJob*>(s_job_storage);
-  if (threadIdx.x == 0) s_checksum_count = 0;
   protocol::ExecContext ctx;
   ctx.control = k.control;
   ctx.layout = k.layout;
@@ -352,21 +441,44 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   const uint32_t shard = blockIdx.x % k.shards;
   const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryHalves;
   uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kCompletionWords;
-  unsigned long long* claim = k.claim + shard;
-  // A block that is its shard's only poller keeps the shard's claim position in a register: no
-  // device-memory atomic on the request path. Blocks sharing a shard claim with a CAS.
+  // A block that is its shard's only poller keeps the shard's claim position in shared memory:
+  // no device-memory atomic on the request path. Blocks sharing a shard claim from its device
+  // counter.
   const bool sole_poller = gridDim.x <= k.shards;
-  unsigned long long next = *claim;  // lane 0 of warp 0: see PollShard
+  unsigned long long* counter = sole_poller ? &s_pollers.next : k.claim + shard;
+  const uint32_t scouts = ScoutWarps(blockDim.x);
+  const uint32_t workers = blockDim.x - 32 * scouts;
+  if (threadIdx.x == 0) {
+    s_checksum_count = 0;
+    s_pollers.next = k.claim[shard];
+    s_pollers.probe_at = 0;
+    s_pollers.single_at = 0;
+    s_pollers.stop = 0;
+  }
+  __syncthreads();  // the only barrier of the whole block: the scouts leave for their own loop
+  if (threadIdx.x >= workers) {
+    ScoutLoop(k, shard_sq, shard_cq, counter, s_pollers, ctx);
+    return;
+  }
+  unsigned long long next = k.claim[shard];  // lane 0 of warp 0: see PollShard
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
   uint32_t empty_polls = 0;          // thread 0's: polls at the longest backoff in a row
+  unsigned long long single_seen = 0;  // thread 0's: s_pollers.single_at as last seen
   uint32_t w[kEntryWords];           // this thread's entry
   for (;;) {
     if (threadIdx.x < 32) {
-      const PollResult poll = PollShard(k, shard, shard_sq, claim, sole_poller, next, w);
+      const PollResult poll = PollShard(k, shard, shard_sq, counter, workers, next, w);
       if (threadIdx.x == 0) {
         s_poll = poll;
-        if (poll.count != 0) {
+        if (poll.stop != 0) atomicExch(&s_pollers.stop, 1ull);
+        if (poll.speculative != 0) {
+          atomicExch(&s_pollers.single_at, static_cast<unsigned long long>(clock64()));
+        }
+        // A scout's claim counts as the block's: it stays awake (backoff, idle flag).
+        const unsigned long long single_at = AtomicLoad(&s_pollers.single_at);
+        if (poll.count != 0 || single_at != single_seen) {
+          single_seen = single_at;
           backoff = kMinBackoffNs;
           empty_polls = 0;
           if (idle) {
@@ -376,7 +488,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
         }
       }
     }
-    __syncthreads();
+    WorkersSync(workers);
     const PollResult poll = s_poll;
     if (poll.stop != 0) break;
     if (poll.speculative != 0) {
@@ -399,14 +511,14 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
         StoreVolatile(&k.block_idle[blockIdx.x], 1);
       }
     }
-    __syncthreads();  // the shared words are rewritten by the next iteration's poll
+    WorkersSync(workers);  // the shared words are rewritten by the next iteration's poll
     const uint32_t checksums = s_checksum_count;
-    if (checksums != 0) {  // block-uniform: read after the barrier, reset only below
+    if (checksums != 0) {  // uniform over the workers: read after the barrier, reset below
       for (uint32_t c = 0; c < checksums; ++c) {
-        BlockChecksum(k, shard_sq, shard_cq, poll.begin + s_checksums[c], s_job);
+        BlockChecksum(k, shard_sq, shard_cq, poll.begin + s_checksums[c], workers, s_job);
       }
       if (threadIdx.x == 0) s_checksum_count = 0;
-      __syncthreads();
+      WorkersSync(workers);
     }
   }
 }
