@@ -101,7 +101,7 @@ int Run() {
   std::fflush(stdout);
   std::vector<Row> rows;
 
-  // MK_BENCH_PHASE=round_trip | batch32: runs only that workload, for a few seconds, and exits:
+  // MK_BENCH_PHASE=round_trip | nop_4p | batch32: runs only that workload, for a few seconds, and exits:
   // for profiling one path (perf, MK_CUDA_PROFILE) without the other phases in the figures.
   if (const char* phase = std::getenv("MK_BENCH_PHASE"); phase != nullptr) {
     const std::string name = phase;
@@ -117,11 +117,18 @@ int Run() {
         std::vector<double> part(rt.begin() + at, rt.begin() + at + 10000);
         std::printf("# round trips %zu..%zu: p50 %.3f us\n", at, at + 10000, Percentile(part, 0.5));
       }
+    } else if (name == "nop_4p") {  // ten runs in a row: whether the figure drifts over time
+      for (int run = 0; run < 10; ++run) {
+        double full = 0;
+        const double rate = bench::EngineThroughput(*engine, 4, slots / 10, 1024, nullptr, &full);
+        std::printf("# nop 4p run %d: %.3g slots/s, %.3f of the time refused as ring-full\n", run,
+                    rate, full);
+      }
     } else if (name == "batch32") {
       Print(kBench, "phase_nop_throughput_batch32_1p",
             bench::EngineThroughput(*engine, 1, slots, 32), "slots/s");
     } else {
-      std::fprintf(stderr, "MK_BENCH_PHASE: round_trip or batch32, not %s\n", phase);
+      std::fprintf(stderr, "MK_BENCH_PHASE: round_trip, nop_4p or batch32, not %s\n", phase);
       return 1;
     }
     return engine->Drain(absl::Now() + absl::Seconds(30)).ok() ? 0 : 1;

@@ -140,6 +140,8 @@ class CudaEngine final : public host::EngineBase {
   // `into`'s, waiting for its lock); rings its doorbell. `small`: a publish of a few slots
   // (which shard it prefers, see the .cc).
   void Dispatch(bool small = false, Shard* into = nullptr);
+  // The shard whose reaper a publish of more than a few slots is handed to (OnPublished).
+  Shard& ShardForHandoff(bool large);
   // Picks the shard a caller's dispatch goes to and locks it (see the .cc).
   Shard* LockShardFor(bool small, std::unique_lock<std::mutex>* lock);
   // Locks every shard (teardown and start): no dispatch runs meanwhile.

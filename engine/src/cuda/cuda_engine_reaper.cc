@@ -1,15 +1,18 @@
 // The CUDA engine's host-side data path: the dispatcher (claim -> submission queue -> doorbell)
 // and the reaper (ring STATUS in SQ order -> completions). See cuda_engine.h.
 #include <immintrin.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
 #include "engine/src/cuda/cuda_engine.h"
 #include "engine/src/cuda/device_state.h"
+#include "engine/src/host/prefetch.h"
 #include "mk/engine/atomics.h"
 
 namespace mk::engine::cuda {
@@ -29,6 +32,8 @@ constexpr size_t kStreamedDispatch = 32;
 // Publishes of up to this many slots are dispatched by the publishing thread, into the shard
 // the last small one used; larger ones by a reaper (cuda_engine.h).
 constexpr size_t kSmallPublish = 8;
+// Publishes of at least this many slots dispatch themselves when the reapers fall behind.
+constexpr size_t kLargePublish = 256;
 // How often a reaper waiting on the kernel checks that it is still alive.
 constexpr auto kHealthInterval = std::chrono::milliseconds(200);
 
@@ -49,12 +54,22 @@ void RememberShard(const void* engine, uint32_t shard) {
 
 void CudaEngine::OnPublished(size_t slots) {
   if (slots > kSmallPublish && !inline_dispatch_) {
-    // The next shard's reaper dispatches (into its own queue), round robin over the shards,
-    // when it is awake (under load it spins). A sleeping one would take longer to wake than the
-    // dispatch takes: this thread dispatches into its queue, which wakes it for the next one.
-    Shard& shard = *shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
+    // A reaper dispatches (into its own queue), round robin over the shards, when it is awake
+    // (under load it spins). A sleeping one would take longer to wake than the dispatch takes:
+    // this thread dispatches into its queue, which wakes it for the next one.
+    const bool large = slots >= kLargePublish;
+    Shard& shard = ShardForHandoff(large);
     if (shard.wake.sleepers() != 0) {
       Dispatch(/*small=*/false, &shard);
+      return;
+    }
+    // A large publish finding that reaper still owing the dispatch it was last handed: the
+    // reapers are the bottleneck (several producers), so this thread dispatches, into the first
+    // free shard, instead of waiting for ring slots to free up. Smaller publishes always hand
+    // off: one producer is its own bottleneck, and the reaper's one dispatch takes several of
+    // its publishes at once.
+    if (large && shard.dispatch_wanted.load(std::memory_order_relaxed)) {
+      Dispatch(/*small=*/false);
       return;
     }
     shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
@@ -63,6 +78,20 @@ void CudaEngine::OnPublished(size_t slots) {
     return;
   }
   Dispatch(slots <= kSmallPublish);
+}
+
+CudaEngine::Shard& CudaEngine::ShardForHandoff(bool large) {
+  const uint32_t n = static_cast<uint32_t>(shards_.size());
+  const uint32_t first = next_shard_.fetch_add(1, std::memory_order_relaxed) % n;
+  Shard& a = *shards_[first];
+  if (!large) return a;
+  // Of the next two, the one with fewer entries in flight, so a reaper that fell behind is
+  // given less (four reads of lines other threads write: worth it only for large publishes).
+  Shard& b = *shards_[(first + 1) % n];
+  auto in_flight = [](const Shard& s) {
+    return s.published.load(std::memory_order_relaxed) - s.head.load(std::memory_order_relaxed);
+  };
+  return in_flight(b) < in_flight(a) ? b : a;
 }
 
 CudaEngine::Shard* CudaEngine::LockShardFor(bool small, std::unique_lock<std::mutex>* lock) {
@@ -222,9 +251,9 @@ uint32_t CudaEngine::ReapPass(Shard& shard) {
       // dispatching producer's core) a few entries ahead: their transfers overlap instead of
       // each waiting behind this loop's compare-and-swaps.
       const uint32_t ahead = shard.index[(head + kPrefetchAhead) & sq_mask_];
-      __builtin_prefetch(device_->completion(shard.id, head + kPrefetchAhead));
-      __builtin_prefetch(host_->ring().slot(ahead), /*rw=*/1);
-      __builtin_prefetch(&host_->meta(ahead));
+      host::PrefetchForRead(device_->completion(shard.id, head + kPrefetchAhead));
+      host::PrefetchForWrite(host_->ring().slot(ahead));
+      host::PrefetchForRead(&host_->meta(ahead));
     }
     const uint32_t index = shard.index[head & sq_mask_];
     if (!ReadCompletion(shard, head, &r)) break;
@@ -300,6 +329,9 @@ void CudaEngine::HelpWhileWaiting(absl::FunctionRef<bool()> arrived, absl::Time 
 }
 
 void CudaEngine::ReaperLoop(Shard& shard) {
+  // Named for top -H and perf (at most 15 characters).
+  const std::string name = "mk-reaper-" + std::to_string(shard.id);
+  pthread_setname_np(pthread_self(), name.c_str());
   const auto idle_spin = absl::ToChronoNanoseconds(options_.idle_spin);
   auto last_progress = std::chrono::steady_clock::now();
   auto last_health = last_progress;

@@ -253,8 +253,8 @@ absl::StatusOr<PublishResult> RingHost::Publish(uint32_t tenant,
     next_index[slot.priority] = part.Advance(index, 1);
     if (part.size > kPrefetchAhead) {
       const uint32_t ahead = part.Advance(index, kPrefetchAhead);
-      __builtin_prefetch(ring().slot(ahead), /*rw=*/1);
-      __builtin_prefetch(&meta_[ahead], /*rw=*/1);
+      PrefetchForWrite(ring().slot(ahead));
+      PrefetchForWrite(&meta_[ahead]);
     }
     index_of[i] = index;
     has_fence |= slot.opcode == protocol::opcode::kBatchFence;
