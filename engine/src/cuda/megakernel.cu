@@ -401,9 +401,14 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
           __nanosleep(kScoutNapNs);
           continue;
         }
+        // Not yet this scout's turn: it sleeps out the rest of the gap (~2 cycles per ns)
+        // rather than spinning on the shared words (a spin that never yields can starve the
+        // block's other warps where warps are serialized, e.g. under compute-sanitizer).
         const unsigned long long last = AtomicLoad(&s.probe_at);
-        if (static_cast<long long>(now - last) >= kScoutGapCycles &&
-            atomicCAS(&s.probe_at, last, now) == last) {
+        const long long wait = kScoutGapCycles - static_cast<long long>(now - last);
+        if (wait > 0) {
+          __nanosleep(static_cast<uint32_t>(wait / 2));
+        } else if (atomicCAS(&s.probe_at, last, now) == last) {
           go = 1;
         }
       }
@@ -417,8 +422,8 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
         (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 &&
         w[protocol::kWordOpcode] != protocol::opcode::kChecksum &&  // the workers' (whole block)
         atomicCAS(counter, expected, expected + 1) == expected) {
-      atomicExch(&s.single_at, static_cast<unsigned long long>(clock64()));
       RunEntry(k, shard_cq, expected, w, ctx);
+      atomicExch(&s.single_at, static_cast<unsigned long long>(clock64()));  // after: off the path
     }
     __syncwarp();
   }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -83,9 +84,11 @@ class CompletionStore final : public CompletionSink {
       return H::combine(std::move(h), k.tenant, k.ticket);
     }
   };
+  // Which of a Take's tickets were collected (inline for the usual few: no allocation).
+  using TakenFlags = absl::InlinedVector<bool, 16>;
   // Moves the completions of `tickets` present now into `out`; returns how many are missing.
   size_t Collect(uint32_t tenant, absl::Span<const uint64_t> tickets, std::vector<Completion>* out,
-                 std::vector<bool>* taken);  // needs mu_
+                 TakenFlags* taken);  // needs mu_
 
   // A waiter spinning for exactly one missing ticket (on its own stack). Registered in
   // handoffs_ under mu_; OnCompletions (under mu_) removes it from there, writes `completion`,
