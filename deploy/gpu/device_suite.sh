@@ -30,6 +30,8 @@ if [[ " $steps " == *" tests "* ]]; then
 fi
 if [[ " $steps " == *" sanitizer "* ]]; then
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  # The kernel runs many times slower under the sanitizer: give its stop longer than 2 s.
+  export MK_CUDA_STOP_TIMEOUT_MS=30000
   for tool in memcheck racecheck; do
     step env MK_TEST_ENGINE=cuda timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 \
       "$bin/engine_conformance_cpu" --gtest_brief=1

@@ -34,8 +34,18 @@ constexpr uint32_t kDefaultShards = kMaxShards;
 // pollers each read a 16-byte doorbell and a 128-byte entry about every 1.5 us (~0.8 GB/s of
 // PCIe reads).
 constexpr uint32_t kMaxBackoffNs = 250;
-// How long a kernel asked to stop may take before it counts as unresponsive.
-constexpr absl::Duration kStopTimeout = absl::Seconds(2);
+// How long a kernel asked to stop may take before it counts as unresponsive (it takes
+// microseconds). MK_CUDA_STOP_TIMEOUT_MS overrides it: under compute-sanitizer the kernel runs
+// many times slower (deploy/gpu/device_suite.sh gives it longer).
+absl::Duration StopTimeout() {
+  static const absl::Duration timeout = [] {
+    const char* ms = std::getenv("MK_CUDA_STOP_TIMEOUT_MS");
+    return ms != nullptr ? absl::Milliseconds(std::strtol(ms, nullptr, 10)) : absl::Seconds(2);
+  }();
+  return timeout;
+}
+// A stop slower than this is logged (stderr): it eats into the timeout above.
+constexpr absl::Duration kSlowStop = absl::Milliseconds(100);
 
 }  // namespace
 
@@ -265,8 +275,15 @@ absl::Status CudaEngine::StopKernel() {
   std::lock_guard<std::mutex> lock(device_mu_);
   if (device_ == nullptr) return absl::OkStatus();
   if (!unresponsive_for_testing_.load(std::memory_order_acquire)) device_->RequestStop();
-  absl::Status stopped = device_->WaitStopped(absl::Now() + kStopTimeout);
-  if (stopped.ok()) return absl::OkStatus();
+  const absl::Time asked = absl::Now();
+  absl::Status stopped = device_->WaitStopped(asked + StopTimeout());
+  if (stopped.ok()) {
+    if (const absl::Duration took = absl::Now() - asked; took > kSlowStop) {
+      std::fprintf(stderr, "cuda: the megakernel took %.0f ms to stop\n",
+                   absl::ToDoubleMilliseconds(took));
+    }
+    return absl::OkStatus();
+  }
   if (stopped.code() == absl::StatusCode::kDeadlineExceeded) {
     // The kernel runs but does not stop. cudaDeviceReset (and every call that synchronizes
     // the device: cudaFree, cudaHostUnregister, ...) waits for it forever (measured on the
@@ -288,7 +305,7 @@ absl::Status CudaEngine::StopKernel() {
     std::fprintf(stderr, "cuda: recovery: letting resource loads in flight finish\n");
     // The reset takes the resident copies with it: let loads in flight land first (copies do
     // not need the kernel), then forget every resident resource.
-    if (absl::Status s = loader_->ForgetResidents(absl::Now() + kStopTimeout); !s.ok()) {
+    if (absl::Status s = loader_->ForgetResidents(absl::Now() + StopTimeout()); !s.ok()) {
       std::fprintf(stderr, "%s\n", s.ToString().c_str());
     }
   }

@@ -37,13 +37,18 @@ constexpr uint32_t kMinBackoffNs = 64;
 // row at the longest backoff, about 100 us: between two requests of a busy client it stays
 // "working", and the flag's changes are slow enough for the host to observe them.
 constexpr uint32_t kIdleAfterPolls = 64;
-// Scouts (ScoutLoop) probe at least this many SM cycles apart (about 250 ns at the H100's
-// 1.98 GHz): four probes, each a ~1.2 us PCIe round trip, keep one arriving every ~300 ns.
-constexpr long long kScoutGapCycles = 500;
+// Scouts (ScoutLoop) probe on a fixed schedule of the SM clock: scout i of n issues its probes
+// at times i * kScoutPeriodCycles / n (mod kScoutPeriodCycles), so the block's probes leave
+// evenly spaced without the scouts touching shared memory to take turns. The period (about
+// 1.6 us at the H100's 1.98 GHz) is a little longer than a probe's PCIe round trip (~1.2-1.3
+// us): four scouts keep one probe leaving every ~400 ns.
+constexpr long long kScoutPeriodCycles = 3200;
 // Scouts probe only this long (SM cycles, about 100 us) after the block last ran a lone
 // request; otherwise they nap, so an idle or batch-only block reads no more than before.
 constexpr long long kScoutHotCycles = 200'000;
-constexpr uint32_t kScoutNapNs = 2000;
+constexpr uint32_t kScoutNapNs = 4000;
+// PollerShared::last_single once thread 0 saw the doorbell's stop (clock64 never gets there).
+constexpr unsigned long long kPollersStopped = ~0ull;
 
 constexpr uint64_t kLeafBytes = 64 * 1024;  // CHECKSUM's tree-hash leaf (PROTOCOL.md)
 
@@ -208,14 +213,14 @@ __device__ __forceinline__ unsigned long long AtomicLoad(unsigned long long* p) 
   return atomicAdd(p, 0ull);
 }
 
-// What warp 0 and the scouts share (shared memory, atomics only).
+// What warp 0 and the scouts share (shared memory, atomics only; few: compute-sanitizer's
+// racecheck instruments every shared access, and a busy word slows the whole kernel under it).
 struct PollerShared {
   // The shard's claim position when the block is its only poller (else the device counter
   // is used): every claim is a compare-and-swap on it.
   unsigned long long next;
-  unsigned long long probe_at;   // clock64() when a scout last issued a probe
-  unsigned long long single_at;  // clock64() when the block last claimed a lone request
-  unsigned long long stop;       // set by thread 0 when the doorbell says stop
+  // clock64() when the block last ran a lone request (atomicMax), or kPollersStopped.
+  unsigned long long last_single;
 };
 
 // What thread 0 resolved for the block's CHECKSUM in progress.
@@ -373,46 +378,47 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
 // A scout: one of the block's last warps, which only ever claims lone requests. Warp 0 polls
 // once per PCIe round trip (~1.2 us) plus its backoff, so a request written just after a poll
 // left waits most of a round trip for the next; the scouts keep probes of the next entry
-// leaving every kScoutGapCycles instead, each from its own warp so that each probe really is in
-// flight while the others are (one warp holding several would need registers a 1024-thread
-// block does not have). A scout probes only the entry (no doorbell) and claims it when it is
-// whole and the last of its dispatch (a dispatch of one, or the rest of a batch cut at the
-// claim limit), then runs it on lane 0 like warp 0's speculative entries; everything else is
-// left to warp 0. Scouts probe only while the block ran a lone request in the last
-// kScoutHotCycles and nap otherwise, and leave once thread 0 saw the doorbell's stop.
-__device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* shard_sq, uint64_t* shard_cq,
-                          unsigned long long* counter, PollerShared& s,
-                          protocol::ExecContext& ctx) {
+// leaving every ~400 ns instead (kScoutPeriodCycles), each from its own warp so that each probe
+// really is in flight while the others are (one warp holding several would need registers a
+// 1024-thread block does not have). A scout probes only the entry (no doorbell) and claims it
+// when it is whole and the last of its dispatch (a dispatch of one, or the rest of a batch cut
+// at the claim limit), then runs it on lane 0 like warp 0's speculative entries; everything
+// else is left to warp 0. Scouts probe only while the block ran a lone request in the last
+// kScoutHotCycles and nap otherwise, and leave once thread 0 saw the doorbell's stop. Per
+// probe a scout reads two shared words (the block's last lone request, the claim position).
+__device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* shard_sq,
+                                       uint64_t* shard_cq, unsigned long long* counter,
+                                       PollerShared& s, uint32_t scout, uint32_t scouts,
+                                       protocol::ExecContext& ctx) {
   const uint32_t lane = threadIdx.x & 31;
+  const long long offset = kScoutPeriodCycles * scout / scouts;  // this scout's slot
   uint32_t w[kEntryWords];
   for (;;) {
-    // Lane 0 waits for the scouts' next turn: 1 to probe, 2 to leave.
+    // Lane 0 waits for this scout's next slot: 1 to probe, 2 to leave.
     uint32_t go = 0;
     unsigned long long expected = 0;
     if (lane == 0) {
       while (go == 0) {
-        if (AtomicLoad(&s.stop) != 0) {
+        const unsigned long long last = AtomicLoad(&s.last_single);
+        if (last == kPollersStopped) {
           go = 2;
           break;
         }
-        const unsigned long long now = clock64();
-        // Signed differences: another warp may have stamped a time after `now` was read.
-        if (static_cast<long long>(now - AtomicLoad(&s.single_at)) > kScoutHotCycles) {
+        long long now = clock64();
+        // Signed: another warp may have stamped a time after `now` was read.
+        if (now - static_cast<long long>(last) > kScoutHotCycles) {
           __nanosleep(kScoutNapNs);
           continue;
         }
-        // Not yet this scout's turn: it sleeps out the rest of the gap (~2 cycles per ns)
-        // rather than spinning on the shared words (a spin that never yields can starve the
-        // block's other warps where warps are serialized, e.g. under compute-sanitizer).
-        const unsigned long long last = AtomicLoad(&s.probe_at);
-        const long long wait = kScoutGapCycles - static_cast<long long>(now - last);
-        if (wait > 0) {
-          __nanosleep(static_cast<uint32_t>(wait / 2));
-        } else if (atomicCAS(&s.probe_at, last, now) == last) {
-          go = 1;
+        // The next time this scout's slot comes round; slept out in short naps (a nap may be
+        // up to twice what is asked), reading only the clock meanwhile.
+        const long long slot = now - (now - offset) % kScoutPeriodCycles + kScoutPeriodCycles;
+        for (; now < slot; now = clock64()) {
+          __nanosleep(static_cast<uint32_t>((slot - now) / 4) + 1);  // ~2 cycles per ns
         }
+        go = 1;
       }
-      expected = AtomicLoad(counter);
+      if (go == 1) expected = AtomicLoad(counter);
     }
     go = __shfl_sync(~0u, go, 0);
     if (go == 2) return;
@@ -423,7 +429,7 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
         w[protocol::kWordOpcode] != protocol::opcode::kChecksum &&  // the workers' (whole block)
         atomicCAS(counter, expected, expected + 1) == expected) {
       RunEntry(k, shard_cq, expected, w, ctx);
-      atomicExch(&s.single_at, static_cast<unsigned long long>(clock64()));  // after: off the path
+      atomicMax(&s.last_single, static_cast<unsigned long long>(clock64()));  // after: off the path
     }
     __syncwarp();
   }
@@ -456,34 +462,32 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   if (threadIdx.x == 0) {
     s_checksum_count = 0;
     s_pollers.next = k.claim[shard];
-    s_pollers.probe_at = 0;
-    s_pollers.single_at = 0;
-    s_pollers.stop = 0;
+    s_pollers.last_single = 0;
   }
   __syncthreads();  // the only barrier of the whole block: the scouts leave for their own loop
   if (threadIdx.x >= workers) {
-    ScoutLoop(k, shard_sq, shard_cq, counter, s_pollers, ctx);
+    ScoutLoop(k, shard_sq, shard_cq, counter, s_pollers, (threadIdx.x - workers) / 32, scouts, ctx);
     return;
   }
   unsigned long long next = k.claim[shard];  // lane 0 of warp 0: see PollShard
   uint32_t backoff = kMinBackoffNs;  // thread 0's
   bool idle = false;                 // thread 0's: the block's idle flag is set
   uint32_t empty_polls = 0;          // thread 0's: polls at the longest backoff in a row
-  unsigned long long single_seen = 0;  // thread 0's: s_pollers.single_at as last seen
+  unsigned long long single_seen = 0;  // thread 0's: s_pollers.last_single as last seen
   uint32_t w[kEntryWords];           // this thread's entry
   for (;;) {
     if (threadIdx.x < 32) {
       const PollResult poll = PollShard(k, shard, shard_sq, counter, workers, next, w);
       if (threadIdx.x == 0) {
         s_poll = poll;
-        if (poll.stop != 0) atomicExch(&s_pollers.stop, 1ull);
+        if (poll.stop != 0) atomicMax(&s_pollers.last_single, kPollersStopped);
         if (poll.speculative != 0) {
-          atomicExch(&s_pollers.single_at, static_cast<unsigned long long>(clock64()));
+          atomicMax(&s_pollers.last_single, static_cast<unsigned long long>(clock64()));
         }
         // A scout's claim counts as the block's: it stays awake (backoff, idle flag).
-        const unsigned long long single_at = AtomicLoad(&s_pollers.single_at);
-        if (poll.count != 0 || single_at != single_seen) {
-          single_seen = single_at;
+        const unsigned long long last_single = AtomicLoad(&s_pollers.last_single);
+        if (poll.count != 0 || last_single != single_seen) {
+          single_seen = last_single;
           backoff = kMinBackoffNs;
           empty_polls = 0;
           if (idle) {
