@@ -26,8 +26,8 @@
 //   default), run them with the shared interpreter and write each outcome as a tagged
 //   completion record (kernel_abi.h: no system-scope fence, the tags tell the host when a
 //   record is whole). While a block serves lone requests, its four scout warps probe the next
-//   entry staggered, a probe every ~250 ns (measured on the lent H100: a one-slot round trip
-//   of 4.2-4.9 us went to 3.3-3.7).
+//   entry on fixed slots of the SM clock, a probe every ~400 ns (measured on the lent H100s:
+//   a one-slot round trip of 4.2-4.9 us went to 3.2-4.0, varying from process to process).
 // - The host reaps. The SQ is split into shards (up to 8), each with its completion queue and a
 //   reaper thread that reads its records in order (host-memory reads, no PCIe), writes the
 //   results then DONE / FAULT into the ring slot (the protocol's CLAIMED -> terminal step,

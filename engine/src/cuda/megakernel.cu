@@ -7,12 +7,13 @@
 // expects to claim next (entries are self-validating, kernel_abi.h): a lone request is claimed
 // and run one round trip after the host wrote it, without waiting for a doorbell read that
 // shows it. While the block serves lone requests, its scout warps (ScoutLoop) probe that entry
-// too, staggered, so one probe leaves every ~250 ns instead of one per round trip. Otherwise
-// the poller claims up to `workers` entries (with a CAS on a shared-memory claim position when
-// the block is the shard's only poller, else on the shard's device-memory claim counter), and
-// the block's workers (every thread but the scouts) run one entry each: the batch's entries read with warp-coalesced loads
-// (ReadEntries), the shared interpreter, and the outcome written as a tagged completion record
-// (no fence: the tags tell the host when the record is complete). An idle poller backs off with
+// too, each in its own slot of the SM clock, so one probe leaves every ~400 ns instead of one
+// per round trip. Otherwise the poller claims up to `workers` entries (with a CAS on a
+// shared-memory claim position when the block is the shard's only poller, else on the shard's
+// device-memory claim counter), and the block's workers (every thread but the scouts) run one
+// entry each: the batch's entries read with warp-coalesced loads (ReadEntries), the shared
+// interpreter, and the outcome written as a tagged completion record (no fence: the tags tell
+// the host when the record is complete). An idle poller backs off with
 // __nanosleep up to max_backoff_ns (cuda_engine.cc says why it is short), so an idle kernel
 // reads one doorbell and one entry a few hundred thousand times a second per block.
 //
