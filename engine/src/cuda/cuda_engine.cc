@@ -64,23 +64,23 @@ absl::Status ProbeDevice(std::string* name) {
   cudaDeviceProp prop;
   MK_CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, kDevice), "reading device properties");
   if (prop.major < 9 || !prop.canMapHostMemory || !prop.unifiedAddressing) {
-    return absl::UnavailableError(absl::StrCat(
-        "cuda: device 0 (", prop.name, ", sm_", prop.major, prop.minor,
-        ") cannot run this build (needs sm_90 or newer with mapped host memory); run "
-        "--engine=cpu"));
+    return absl::UnavailableError(
+        absl::StrCat("cuda: device 0 (", prop.name, ", sm_", prop.major, prop.minor,
+                     ") cannot run this build (needs sm_90 or newer with mapped host memory); run "
+                     "--engine=cpu"));
   }
   if (name != nullptr) {
-    *name = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
-                         prop.multiProcessorCount, " SMs)");
+    *name = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ", prop.multiProcessorCount,
+                         " SMs)");
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptions& options) {
   if (options.claim_batch == 0 || options.claim_batch > kMaxThreadsPerBlock) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "engine: claim_batch ", options.claim_batch, " out of range; use 1..1024 (the CUDA "
-        "engine's threads per block)"));
+    return absl::InvalidArgumentError(absl::StrCat("engine: claim_batch ", options.claim_batch,
+                                                   " out of range; use 1..1024 (the CUDA "
+                                                   "engine's threads per block)"));
   }
   std::string device_name;
   MK_RETURN_IF_ERROR(ProbeDevice(&device_name));
@@ -113,6 +113,10 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
                                           std::min(wanted, kMaxShards));
   }
   config->sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
+  // MK_CUDA_SCOUTS=0: no scout warps (every thread a worker), for measurements.
+  const char* scouts = std::getenv("MK_CUDA_SCOUTS");
+  config->scout_warps =
+      scouts != nullptr && std::atoi(scouts) == 0 ? 0 : ScoutWarps(config->threads);
   config->max_backoff_ns = kMaxBackoffNs;
   // MK_CUDA_MAX_BACKOFF_NS: an idle poller's longest nap, for measurements (like
   // MK_CUDA_PROFILE); the default keeps the idle kernel's PCIe reads low.
@@ -183,9 +187,9 @@ CudaEngine::~CudaEngine() {
 }
 
 void CudaEngine::PrintProfile(bool window) {
-  const ProfileWindow now{single_calls_.load(), single_claim_ns_.load(), single_tail_ns_.load(),
-                          single_reaps_.load(), single_device_ns_.load(),
-                          single_deliver_ns_.load()};
+  const ProfileWindow now{single_calls_.load(),     single_claim_ns_.load(),
+                          single_tail_ns_.load(),   single_reaps_.load(),
+                          single_device_ns_.load(), single_deliver_ns_.load()};
   ProfileWindow since;  // zero: since the start
   if (window) {
     std::lock_guard<std::mutex> lock(window_mu_);
@@ -336,9 +340,8 @@ EngineInfo CudaEngine::info() const {
   EngineInfo i;
   i.backend = "cuda";
   i.device = absl::StrCat(device_name_, ": persistent kernel, ", config_->blocks, " blocks x ",
-                          config_->threads, " threads (", ScoutWarps(config_->threads),
-                          " scout warps), ", config_->shards,
-                          " submission queues");
+                          config_->threads, " threads (", config_->scout_warps, " scout warps), ",
+                          config_->shards, " submission queues");
   i.ring_slots = host_->slot_count();
   i.workers = config_->blocks;
   i.max_tenants = options_.max_tenants;

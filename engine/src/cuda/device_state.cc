@@ -81,6 +81,7 @@ absl::Status DeviceState::Allocate() {
   params_.debug_log_records = static_cast<uint32_t>(
       (log.size() - protocol::debug_log::kFirstRecordWord) / protocol::debug_log::kRecordWords);
   params_.max_backoff_ns = config_.max_backoff_ns;
+  params_.scout_warps = config_.scout_warps;
   return absl::OkStatus();
 }
 

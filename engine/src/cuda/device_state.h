@@ -34,6 +34,7 @@ struct DeviceConfig {
   uint32_t shards = 1;       // submission queues (1..kMaxShards), each with its own reaper
   uint64_t sq_capacity = 0;  // entries per shard: a power of two >= ring slots
   uint32_t max_backoff_ns = 0;
+  uint32_t scout_warps = 0;  // per block (kernel_abi.h)
 };
 
 class DeviceState {

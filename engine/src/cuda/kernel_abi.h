@@ -144,6 +144,7 @@ struct KernelParams {
   uint32_t* debug_log;
   uint32_t debug_log_records;
   uint32_t max_backoff_ns;  // longest __nanosleep of an idle poller
+  uint32_t scout_warps;     // the block's last warps that are scouts (0 or ScoutWarps(blockDim))
   ResidencyParams residency;
 };
 

@@ -171,36 +171,45 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
                                        protocol::ExecContext& ctx) {
   const uint32_t lane = threadIdx.x & 31;
   const long long offset = kScoutPeriodCycles * scout / scouts;  // this scout's slot
+  long long slot = 0;  // lane 0's: when this scout probes next (0: not scheduled)
   uint32_t w[kEntryWords];
   for (;;) {
-    // Lane 0 waits for this scout's next slot: 1 to probe, 2 to leave.
-    uint32_t go = 0;
+    // Lane 0 decides and the whole warp acts on it, so no lane waits long at a shuffle for
+    // another (compute-sanitizer's racecheck starved blocks whose scouts did): leave, sleep
+    // (a nap while the block is cold, or toward this scout's slot) or probe.
+    enum : uint32_t { kProbe, kSleep, kLeave };
+    uint32_t action = kProbe;
+    uint32_t sleep_ns = 0;
     unsigned long long expected = 0;
     if (lane == 0) {
-      while (go == 0) {
+      const long long now = clock64();
+      if (slot == 0) {
         const unsigned long long last = AtomicLoad(&s.last_single);
         if (last == kPollersStopped) {
-          go = 2;
-          break;
+          action = kLeave;
+        } else if (now - static_cast<long long>(last) > kScoutHotCycles) {
+          // Signed: another warp may have stamped a time after `now` was read.
+          action = kSleep;
+          sleep_ns = kScoutNapNs;
+        } else {
+          slot = now - (now - offset) % kScoutPeriodCycles + kScoutPeriodCycles;
         }
-        long long now = clock64();
-        // Signed: another warp may have stamped a time after `now` was read.
-        if (now - static_cast<long long>(last) > kScoutHotCycles) {
-          __nanosleep(kScoutNapNs);
-          continue;
-        }
-        // The next time this scout's slot comes round; slept out in short naps (a nap may be
-        // up to twice what is asked), reading only the clock meanwhile.
-        const long long slot = now - (now - offset) % kScoutPeriodCycles + kScoutPeriodCycles;
-        for (; now < slot; now = clock64()) {
-          __nanosleep(static_cast<uint32_t>((slot - now) / 4) + 1);  // ~2 cycles per ns
-        }
-        go = 1;
       }
-      if (go == 1) expected = AtomicLoad(counter);
+      if (slot != 0 && now < slot) {
+        // Slept out in short naps (a nap may be up to twice what is asked); ~2 cycles per ns.
+        action = kSleep;
+        sleep_ns = static_cast<uint32_t>((slot - now) / 4) + 1;
+      } else if (slot != 0) {
+        slot = 0;
+        expected = AtomicLoad(counter);
+      }
     }
-    go = __shfl_sync(~0u, go, 0);
-    if (go == 2) return;
+    action = __shfl_sync(~0u, action, 0);
+    if (action == kLeave) return;
+    if (action == kSleep) {
+      __nanosleep(__shfl_sync(~0u, sleep_ns, 0));
+      continue;
+    }
     expected = __shfl_sync(~0u, expected, 0);
     const uint4 chunk = ProbeEntry(k, shard_sq, expected);
     if (GatherWholeEntry(chunk, PositionTag(expected), w) && lane == 0 &&
@@ -236,7 +245,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   // counter.
   const bool sole_poller = gridDim.x <= k.shards;
   unsigned long long* counter = sole_poller ? &s_pollers.next : k.claim + shard;
-  const uint32_t scouts = ScoutWarps(blockDim.x);
+  const uint32_t scouts = k.scout_warps;
   const uint32_t workers = blockDim.x - 32 * scouts;
   if (threadIdx.x == 0) {
     s_checksum_count = 0;
