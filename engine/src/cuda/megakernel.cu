@@ -126,8 +126,7 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
   if (out.stop != 0 || paused != 0) return out;
   // The speculative entry: claimed alone, when it ends its dispatch and the doorbell shows no
   // more than it.
-  if (whole && (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 && c == expected &&
-      tail <= c + 1) {
+  if (whole && (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 && c == expected && tail <= c + 1) {
     const unsigned long long seen = atomicCAS(counter, c, c + 1);
     if (seen == c) {
       out.begin = c;
@@ -139,8 +138,8 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
     c = seen;
   }
   while (c < tail) {
-    const unsigned long long n = min(static_cast<unsigned long long>(tail - c),
-                                     static_cast<unsigned long long>(limit));
+    const unsigned long long n =
+        min(static_cast<unsigned long long>(tail - c), static_cast<unsigned long long>(limit));
     const unsigned long long seen = atomicCAS(counter, c, c + n);
     if (seen == c) {
       out.begin = c;
@@ -226,7 +225,7 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
 __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
   __shared__ PollResult s_poll;
   __shared__ PollerShared s_pollers;
-  // CHECKSUM entries of the current batch (thread indices), run by the whole block after it.
+  // CHECKSUM entries of the current batch (thread indices), run by all workers after it.
   __shared__ uint32_t s_checksums[kMaxThreadsPerBlock];
   __shared__ uint32_t s_checksum_count;
   // ChecksumJob has default member initializers, which __shared__ variables cannot have.
@@ -258,11 +257,11 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
     return;
   }
   unsigned long long next = k.claim[shard];  // lane 0 of warp 0: see PollShard
-  uint32_t backoff = kMinBackoffNs;  // thread 0's
-  bool idle = false;                 // thread 0's: the block's idle flag is set
-  uint32_t empty_polls = 0;          // thread 0's: polls at the longest backoff in a row
-  unsigned long long single_seen = 0;  // thread 0's: s_pollers.last_single as last seen
-  uint32_t w[kEntryWords];           // this thread's entry
+  uint32_t backoff = kMinBackoffNs;          // thread 0's
+  bool idle = false;                         // thread 0's: the block's idle flag is set
+  uint32_t empty_polls = 0;                  // thread 0's: polls at the longest backoff in a row
+  unsigned long long single_seen = 0;        // thread 0's: s_pollers.last_single as last seen
+  uint32_t w[kEntryWords];                   // this thread's entry
   for (;;) {
     if (threadIdx.x < 32) {
       const PollResult poll = PollShard(k, shard, shard_sq, counter, workers, next, w);
