@@ -101,8 +101,9 @@ int Run() {
   std::fflush(stdout);
   std::vector<Row> rows;
 
-  // MK_BENCH_PHASE=round_trip | nop_4p | batch32: runs only that workload, for a few seconds, and exits:
-  // for profiling one path (perf, MK_CUDA_PROFILE) without the other phases in the figures.
+  // MK_BENCH_PHASE=round_trip | nop_4p | batch32: runs only that workload, for a few seconds,
+  // and exits: for profiling one path (perf, MK_CUDA_PROFILE) without the other phases in the
+  // figures.
   if (const char* phase = std::getenv("MK_BENCH_PHASE"); phase != nullptr) {
     const std::string name = phase;
     if (name == "round_trip") {
@@ -140,9 +141,11 @@ int Run() {
   bench::EngineRoundTrips(*engine, samples / 10);  // warm-up
   const std::vector<double> rt = bench::EngineRoundTrips(*engine, samples);
   Sample(samples / 10, [&] { return (*baselines)->EmptyLaunchSync(); });
-  const std::vector<double> launch = Sample(samples, [&] { return (*baselines)->EmptyLaunchSync(); });
+  const std::vector<double> launch =
+      Sample(samples, [&] { return (*baselines)->EmptyLaunchSync(); });
   Sample(samples / 10, [&] { return (*baselines)->GraphLaunchSync(); });
-  const std::vector<double> graph = Sample(samples, [&] { return (*baselines)->GraphLaunchSync(); });
+  const std::vector<double> graph =
+      Sample(samples, [&] { return (*baselines)->GraphLaunchSync(); });
   const double rt50 = Percentile(rt, 0.5), rt99 = Percentile(rt, 0.99);
   Print(kBench, "round_trip_p50", rt50, "us");
   Print(kBench, "round_trip_p99", rt99, "us");
@@ -159,9 +162,10 @@ int Run() {
       std::fprintf(stderr, "%s\n", probe.status().ToString().c_str());
       return 1;
     }
-    const std::string name = read == SlotRead::kNone        ? "floor_mapped_flag"
-                             : read == SlotRead::kOneThread ? "floor_mapped_flag_plus_serial_slot_read"
-                                                            : "floor_mapped_flag_plus_slot_read";
+    const std::string name = read == SlotRead::kNone ? "floor_mapped_flag"
+                             : read == SlotRead::kOneThread
+                                 ? "floor_mapped_flag_plus_serial_slot_read"
+                                 : "floor_mapped_flag_plus_slot_read";
     Print(kBench, (name + "_round_trip_p50").c_str(), Percentile(*probe, 0.5), "us");
     Print(kBench, (name + "_round_trip_p99").c_str(), Percentile(*probe, 0.99), "us");
     if (read == SlotRead::kCoalesced) {  // how the engine reads its entries
@@ -179,10 +183,12 @@ int Run() {
   for (uint32_t batch : {1u, 32u, 1024u, 65536u}) {
     const int reps = batch >= 65536 ? (quick ? 50 : 500) : (quick ? 2000 : 20000);
     Sample(reps / 10, [&] { return (*baselines)->LaunchPerBatch(batch); });
-    const double us = Percentile(Sample(reps, [&] { return (*baselines)->LaunchPerBatch(batch); }), 0.5);
+    const double us =
+        Percentile(Sample(reps, [&] { return (*baselines)->LaunchPerBatch(batch); }), 0.5);
     const double rate = batch / us * 1e6;
     per_batch.emplace_back(batch, rate);
-    Print(kBench, ("baseline_launch_per_batch_" + std::to_string(batch) + "_p50").c_str(), us, "us");
+    Print(kBench, ("baseline_launch_per_batch_" + std::to_string(batch) + "_p50").c_str(), us,
+          "us");
     Print(kBench, ("baseline_launch_per_batch_" + std::to_string(batch) + "_throughput").c_str(),
           rate, "slots/s");
   }
@@ -198,8 +204,8 @@ int Run() {
                 producers, full_share);
     if (producers == 1) nop_1p = nop;
     Print(kBench, ("nop_throughput_" + std::to_string(producers) + "p").c_str(), nop, "slots/s");
-    Print(kBench, ("publish_time_share_" + std::to_string(producers) + "p").c_str(),
-          publish_share, "fraction");
+    Print(kBench, ("publish_time_share_" + std::to_string(producers) + "p").c_str(), publish_share,
+          "fraction");
     rows.push_back({"NOP throughput, " + std::to_string(producers) + " producer(s), batch 1024",
                     nop, per_batch[2].second, "slots/s", nop / per_batch[2].second});
   }
@@ -249,20 +255,21 @@ int Run() {
     const auto start = Clock::now();
     auto r = engine->Publish(0, {&nop, 1}, {});
     publish_call.push_back(Seconds(Clock::now() - start) * 1e6);
-    auto done = engine->WaitFor(0, std::vector<uint64_t>{r->first_ticket},
-                                absl::Now() + absl::Seconds(10));
+    auto done =
+        engine->WaitFor(0, std::vector<uint64_t>{r->first_ticket}, absl::Now() + absl::Seconds(10));
     wake.push_back(Seconds(Clock::now() - start) * 1e6);
     watcher.join();
-    first_claim.push_back(
-        (claimed_ns.load() - start.time_since_epoch().count()) / 1e3);  // steady_clock ns
+    first_claim.push_back((claimed_ns.load() - start.time_since_epoch().count()) /
+                          1e3);  // steady_clock ns
     if (!done.ok() || done->size() != 1) return 1;
   }
   if (!first_claim.empty()) {
     Print(kBench, "wakeup_first_claim_p50", Percentile(first_claim, 0.5), "us");
     Print(kBench, "wakeup_first_claim_max", Percentile(first_claim, 1.0), "us");
     Print(kBench, "wakeup_round_trip_p50", Percentile(wake, 0.5), "us");
-    std::printf("# of which the Publish call itself (dispatch, doorbell, waking a reaper): p50 %.2f us\n",
-                Percentile(publish_call, 0.5));
+    std::printf(
+        "# of which the Publish call itself (dispatch, doorbell, waking a reaper): p50 %.2f us\n",
+        Percentile(publish_call, 0.5));
     Print(kBench, "wakeup_round_trip_max", Percentile(wake, 1.0), "us");
   }
 

@@ -22,9 +22,10 @@ namespace {
 constexpr int kDevice = 0;
 constexpr uint32_t kDefaultBlocks = 8;  // few pollers: DESIGN.md floors, 1-8 blocks
 // Submission queues, each with a reaper thread. As many as blocks (up to kMaxShards): a block
-// that is its shard's only poller claims from a register, and on the lent H100 that took a
-// one-slot round trip's device time from 5.0 to 3.7 us against two blocks sharing each of 4
-// shards through a device-memory compare-and-swap, at the same NOP throughput.
+// that is its shard's only poller claims without a device-memory atomic (from shared memory),
+// and on the lent H100 that took a one-slot round trip's device time from 5.0 to 3.7 us against
+// two blocks sharing each of 4 shards through a device-memory compare-and-swap, at the same NOP
+// throughput.
 constexpr uint32_t kDefaultShards = kMaxShards;
 // An idle poller's longest nap. Measured on the lent H100 (io_bench's copy probe): a 64 KiB
 // copy-engine copy takes 9-10 us while the kernel runs in some processes and 17-18 us in others
@@ -34,14 +35,18 @@ constexpr uint32_t kDefaultShards = kMaxShards;
 // pollers each read a 16-byte doorbell and a 128-byte entry about every 1.5 us (~0.8 GB/s of
 // PCIe reads).
 constexpr uint32_t kMaxBackoffNs = 250;
+// The MK_CUDA_* knobs for measurements (README): the number in environment variable `name`,
+// or `otherwise` when it is not set.
+int64_t EnvNumber(const char* name, int64_t otherwise) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::strtoll(value, nullptr, 10) : otherwise;
+}
 // How long a kernel asked to stop may take before it counts as unresponsive (it takes
 // microseconds). MK_CUDA_STOP_TIMEOUT_MS overrides it: under compute-sanitizer the kernel runs
 // many times slower (deploy/gpu/device_suite.sh gives it longer).
 absl::Duration StopTimeout() {
-  static const absl::Duration timeout = [] {
-    const char* ms = std::getenv("MK_CUDA_STOP_TIMEOUT_MS");
-    return ms != nullptr ? absl::Milliseconds(std::strtol(ms, nullptr, 10)) : absl::Seconds(2);
-  }();
+  static const absl::Duration timeout =
+      absl::Milliseconds(EnvNumber("MK_CUDA_STOP_TIMEOUT_MS", 2000));
   return timeout;
 }
 // A stop slower than this is logged (stderr): it eats into the timeout above.
@@ -79,8 +84,8 @@ absl::Status ProbeDevice(std::string* name) {
 absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptions& options) {
   if (options.claim_batch == 0 || options.claim_batch > kMaxThreadsPerBlock) {
     return absl::InvalidArgumentError(absl::StrCat("engine: claim_batch ", options.claim_batch,
-                                                   " out of range; use 1..1024 (the CUDA "
-                                                   "engine's threads per block)"));
+                                                   " out of range; use 1..1024 (the most a "
+                                                   "CUDA engine block claims at once)"));
   }
   std::string device_name;
   MK_RETURN_IF_ERROR(ProbeDevice(&device_name));
@@ -106,23 +111,16 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
         "; a persistent kernel needs every block resident: lower --workers"));
   }
   config->blocks = wanted;
-  config->shards = std::min(wanted, kDefaultShards);
   // MK_CUDA_SHARDS: submission queues (and reaper threads), for measurements.
-  if (const char* shards = std::getenv("MK_CUDA_SHARDS"); shards != nullptr) {
-    config->shards = std::clamp<uint32_t>(static_cast<uint32_t>(std::atoi(shards)), 1,
-                                          std::min(wanted, kMaxShards));
-  }
+  config->shards = static_cast<uint32_t>(std::clamp<int64_t>(
+      EnvNumber("MK_CUDA_SHARDS", kDefaultShards), 1, std::min(wanted, kMaxShards)));
   config->sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
   // MK_CUDA_SCOUTS=0: no scout warps (every thread a worker), for measurements.
-  const char* scouts = std::getenv("MK_CUDA_SCOUTS");
-  config->scout_warps =
-      scouts != nullptr && std::atoi(scouts) == 0 ? 0 : ScoutWarps(config->threads);
-  config->max_backoff_ns = kMaxBackoffNs;
+  config->scout_warps = EnvNumber("MK_CUDA_SCOUTS", 1) == 0 ? 0 : ScoutWarps(config->threads);
   // MK_CUDA_MAX_BACKOFF_NS: an idle poller's longest nap, for measurements (like
   // MK_CUDA_PROFILE); the default keeps the idle kernel's PCIe reads low.
-  if (const char* backoff = std::getenv("MK_CUDA_MAX_BACKOFF_NS"); backoff != nullptr) {
-    config->max_backoff_ns = static_cast<uint32_t>(std::strtoul(backoff, nullptr, 10));
-  }
+  config->max_backoff_ns =
+      static_cast<uint32_t>(EnvNumber("MK_CUDA_MAX_BACKOFF_NS", kMaxBackoffNs));
   auto host = host::RingHost::Create(options);
   if (!host.ok()) return host.status();
   std::unique_ptr<host::ResourceLoader> loader;

@@ -73,7 +73,7 @@ void CudaEngine::OnPublished(size_t slots) {
       return;
     }
     shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
-    WakeReaper(shard);  // in case it went to sleep meanwhile
+    WakeReaper(shard);              // in case it went to sleep meanwhile
     RememberShard(this, shard.id);  // the slots go to that queue: a WaitFor helps reap there
     return;
   }
@@ -122,8 +122,8 @@ CudaEngine::Shard* CudaEngine::LockShardFor(bool small, std::unique_lock<std::mu
 }
 
 void CudaEngine::Dispatch(bool small, Shard* into) {
-  const auto started = profile_ ? std::chrono::steady_clock::now()
-                                : std::chrono::steady_clock::time_point();
+  const auto started =
+      profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   if (!kernel_running_.load(std::memory_order_acquire)) return;  // Start dispatches later
   std::unique_lock<std::mutex> lock;
   Shard* shard = into;
@@ -162,8 +162,8 @@ void CudaEngine::Dispatch(bool small, Shard* into) {
     }
     shard->index[position & sq_mask_] = index;
   }
-  const auto claimed_at = profile_ ? std::chrono::steady_clock::now()
-                                   : std::chrono::steady_clock::time_point();
+  const auto claimed_at =
+      profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   if (shard->tail != before) {
     RememberShard(this, shard->id);
     device_->PublishTail(shard->id, shard->tail, streaming);
@@ -181,9 +181,10 @@ void CudaEngine::Dispatch(bool small, Shard* into) {
         std::chrono::duration_cast<std::chrono::nanoseconds>(now - started).count(),
         std::memory_order_relaxed);
     if (slots == 1) {
-      shard->doorbell_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   claimed_at.time_since_epoch()).count(),
-                               std::memory_order_relaxed);
+      shard->doorbell_ns.store(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(claimed_at.time_since_epoch())
+              .count(),
+          std::memory_order_relaxed);
       single_calls_.fetch_add(1, std::memory_order_relaxed);
       single_claim_ns_.fetch_add(
           std::chrono::duration_cast<std::chrono::nanoseconds>(claimed_at - started).count());
@@ -195,8 +196,7 @@ void CudaEngine::Dispatch(bool small, Shard* into) {
 
 void CudaEngine::WakeReaper(Shard& shard) { shard.wake.Wake(/*all=*/false); }
 
-bool CudaEngine::ReadCompletion(const Shard& shard, uint64_t position,
-                                protocol::ExecResult* out) {
+bool CudaEngine::ReadCompletion(const Shard& shard, uint64_t position, protocol::ExecResult* out) {
   const uint64_t* record = device_->completion(shard.id, position);
   const uint32_t tag = PositionTag(position);
   auto load = [](const uint64_t* word) {
@@ -249,7 +249,7 @@ uint32_t CudaEngine::ReapPass(Shard& shard) {
     if (head + kPrefetchAhead < published) {
       // The record (written by the device), the ring slot and its meta (written by the
       // dispatching producer's core) a few entries ahead: their transfers overlap instead of
-      // each waiting behind this loop's compare-and-swaps.
+      // each waiting for the one before.
       const uint32_t ahead = shard.index[(head + kPrefetchAhead) & sq_mask_];
       host::PrefetchForRead(device_->completion(shard.id, head + kPrefetchAhead));
       host::PrefetchForWrite(host_->ring().slot(ahead));
@@ -292,9 +292,9 @@ void CudaEngine::ProfileReapPass(Shard& shard, uint64_t consumed,
                                  std::chrono::steady_clock::time_point seen) {
   reap_passes_.fetch_add(1, std::memory_order_relaxed);
   reaped_slots_.fetch_add(consumed, std::memory_order_relaxed);
-  const int64_t deliver_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now() - seen)
-                                 .count();
+  const int64_t deliver_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - seen)
+          .count();
   reap_ns_.fetch_add(deliver_ns, std::memory_order_relaxed);
   const int64_t rang = shard.doorbell_ns.exchange(0, std::memory_order_relaxed);
   if (consumed != 1 || rang == 0) return;
@@ -347,8 +347,8 @@ void CudaEngine::ReaperLoop(Shard& shard) {
     uint32_t n = 0;
     // A waiter reaps for itself: stay ready to take over, as if busy. Every kRetakeRole-th
     // poll the reaper tries anyway, in case the waiter was preempted before it took the role.
-    bool helped = shard.helpers.load(std::memory_order_relaxed) != 0 &&
-                  ++helped_polls % kRetakeRole != 0;
+    bool helped =
+        shard.helpers.load(std::memory_order_relaxed) != 0 && ++helped_polls % kRetakeRole != 0;
     // The role is taken only when the record at the head is there: an idle spin reads two
     // counters and one record line, and leaves the role's line alone.
     if (!helped && RecordReady(shard)) {

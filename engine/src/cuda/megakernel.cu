@@ -49,9 +49,10 @@ constexpr uint32_t kScoutNapNs = 4000;
 // PollerShared::last_single once thread 0 saw the doorbell's stop (clock64 never gets there).
 constexpr unsigned long long kPollersStopped = ~0ull;
 
-// Shared-memory words the block's pollers (warp 0 and the scouts) share outside any barrier:
-// every access is an atomic.
-__device__ __forceinline__ unsigned long long AtomicLoad(unsigned long long* p) {
+// Reads a claim position or PollerShared word that other warps change outside any barrier, as
+// an atomic (an add of 0), which racecheck does not count as a hazard. Not protocol::AtomicLoad
+// (atomics.h: a 32-bit volatile load and fence for the interpreter's words).
+__device__ __forceinline__ unsigned long long AtomicPeek(unsigned long long* p) {
   return atomicAdd(p, 0ull);
 }
 
@@ -113,7 +114,7 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
                                 unsigned long long& next, uint32_t* w) {
   const uint32_t lane = threadIdx.x;
   const unsigned long long expected = __shfl_sync(~0u, next, 0);
-  unsigned long long c = lane == 0 ? AtomicLoad(counter) : 0;
+  unsigned long long c = lane == 0 ? AtomicPeek(counter) : 0;
   const uint4 chunk = ProbeEntry(k, shard_sq, expected);
   ulonglong2 bell = make_ulonglong2(0, 0);
   if (lane == 0) bell = LoadAcquireSystem2(&k.doorbell->shard[shard]);
@@ -183,7 +184,7 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
     if (lane == 0) {
       const long long now = clock64();
       if (slot == 0) {
-        const unsigned long long last = AtomicLoad(&s.last_single);
+        const unsigned long long last = AtomicPeek(&s.last_single);
         if (last == kPollersStopped) {
           action = kLeave;
         } else if (now - static_cast<long long>(last) > kScoutHotCycles) {
@@ -200,7 +201,7 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
         sleep_ns = static_cast<uint32_t>((slot - now) / 4) + 1;
       } else if (slot != 0) {
         slot = 0;
-        expected = AtomicLoad(counter);
+        expected = AtomicPeek(counter);
       }
     }
     action = __shfl_sync(~0u, action, 0);
@@ -272,7 +273,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
           atomicMax(&s_pollers.last_single, static_cast<unsigned long long>(clock64()));
         }
         // A scout's claim counts as the block's: it stays awake (backoff, idle flag).
-        const unsigned long long last_single = AtomicLoad(&s_pollers.last_single);
+        const unsigned long long last_single = AtomicPeek(&s_pollers.last_single);
         if (poll.count != 0 || last_single != single_seen) {
           single_seen = last_single;
           backoff = kMinBackoffNs;

@@ -12,9 +12,8 @@ namespace {
 // LOAD_MISS served by the CUDA engine (~45 us on the lent GPUs; a waiter that blocked first
 // added a futex wake-up and measured ~115 us), shorter where no core is spare for spinning.
 absl::Duration SpinBeforeBlocking() {
-  static const absl::Duration spin = std::thread::hardware_concurrency() > 4
-                                         ? absl::Microseconds(200)
-                                         : absl::Microseconds(50);
+  static const absl::Duration spin =
+      std::thread::hardware_concurrency() > 4 ? absl::Microseconds(200) : absl::Microseconds(50);
   return spin;
 }
 }  // namespace
@@ -166,10 +165,10 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
   std::vector<Completion> out;
   out.reserve(tickets.size());
   TakenFlags taken(tickets.size(), false);
-  // One clock read serves the first pass (the clock is a ~50 ns call on the lent GPU machines).
-  const absl::Time started = absl::Now();
-  const absl::Time spin_until = std::min(deadline, started + SpinBeforeBlocking());
-  bool first_pass = true;
+  // One clock read per pass (the clock is a ~50 ns call on the lent GPU machines): `now` is
+  // read before the first and again after each wait.
+  absl::Time now = absl::Now();
+  const absl::Time spin_until = std::min(deadline, now + SpinBeforeBlocking());
   // The clock is read every 64 polls: where it is not a vDSO call (some virtual machines),
   // reading it each time would add its cost to every wake-up.
   auto spin = [&](auto arrived) {
@@ -182,9 +181,7 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
     const uint64_t seen = generation_.load(std::memory_order_acquire);
     Handoff handoff;
     bool registered = false;
-    // Read before taking the mutex.
-    const bool may_spin = (first_pass ? started : absl::Now()) < spin_until;
-    first_pass = false;
+    const bool may_spin = now < spin_until;
     {
       std::lock_guard<std::mutex> lock(mu_);
       const size_t missing = Collect(tenant, tickets, &out, &taken);
@@ -206,12 +203,13 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
         out.push_back(handoff.completion);
         return out;  // it was the only one missing
       }
+      now = absl::Now();
       continue;  // spun out: collect again, then block
     }
-    const absl::Time now = absl::Now();
     if (now >= deadline) return out;
     if (now < spin_until) {
       spin([&] { return generation_.load(std::memory_order_acquire) != seen; });
+      now = absl::Now();
       continue;
     }
     // Block until a new batch arrives or the deadline passes (re-armed at most every minute so
@@ -219,10 +217,11 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
     const auto until = absl::ToChronoTime(std::min(deadline, now + absl::Minutes(1)));
     std::unique_lock<std::mutex> lock(mu_);
     ++blocked_waiters_;
-    arrived_.wait_until(lock, until, [&] {
-      return generation_.load(std::memory_order_acquire) != seen;
-    });
+    arrived_.wait_until(lock, until,
+                        [&] { return generation_.load(std::memory_order_acquire) != seen; });
     --blocked_waiters_;
+    lock.unlock();
+    now = absl::Now();
   }
 }
 
