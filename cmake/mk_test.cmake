@@ -4,7 +4,8 @@
 function(mk_add_test)
   cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;ARGS" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
-  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} mk::test_support GTest::gtest GTest::gmock
+                        GTest::gtest_main)
   add_test(NAME ${T_NAME} COMMAND ${T_NAME} ${T_ARGS})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
@@ -25,7 +26,7 @@ endfunction()
 function(mk_add_bench)
   cmake_parse_arguments(B "" "NAME" "SOURCES;LIBS" ${ARGN})
   add_executable(${B_NAME} ${B_SOURCES})
-  target_link_libraries(${B_NAME} PRIVATE ${B_LIBS})
+  target_link_libraries(${B_NAME} PRIVATE ${B_LIBS} mk::test_support)
   add_test(NAME ${B_NAME} COMMAND ${B_NAME})
   set_tests_properties(${B_NAME} PROPERTIES LABELS "perf" TIMEOUT 600
                        ENVIRONMENT "MK_BENCH_QUICK=1")

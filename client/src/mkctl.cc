@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "client/src/mkctl_common.h"
+#include "mkctl_common.h"
 
 namespace mk::mkctl {
 namespace {

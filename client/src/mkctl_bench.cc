@@ -20,7 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/src/mkctl_common.h"
+#include "mkctl_common.h"
 
 namespace mk::mkctl {
 namespace {

@@ -1,4 +1,4 @@
-#include "client/src/mkctl_common.h"
+#include "mkctl_common.h"
 
 #include <cstdio>
 

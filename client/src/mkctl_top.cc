@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "client/src/mkctl_common.h"
+#include "mkctl_common.h"
 
 namespace mk::mkctl {
 

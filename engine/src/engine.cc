@@ -2,11 +2,11 @@
 #include "mk/engine/engine.h"
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/cpu/cpu_engine.h"
+#include "cpu/cpu_engine.h"
 
 // The only place the CUDA engine's availability is decided at compile time.
 #if MK_HAVE_CUDA
-#include "engine/src/cuda/cuda_engine.h"
+#include "cuda/cuda_engine.h"
 #endif
 
 namespace mk::engine {

@@ -1,4 +1,4 @@
-// What both reader backends share: Read and ReadChunks (a range check, admission into a bounded
+// What both reader backends share, and their factories: Read and ReadChunks (a range check, admission into a bounded
 // queue, then the backend's Notify), the staging memory, and the statistics counters. Private
 // to io/.
 #ifndef MK_IO_SRC_READER_BASE_H_
@@ -106,6 +106,10 @@ class ReaderBase : public FileReader {
 
   const uint32_t max_queued_;
 };
+
+// The backends' factories, used by FileReader::Create (uring_reader.cc, thread_pool_reader.cc).
+absl::StatusOr<std::unique_ptr<FileReader>> CreateUringReader(const ReaderOptions& options);
+std::unique_ptr<FileReader> CreateThreadPoolReader(const ReaderOptions& options);
 
 }  // namespace mk::io
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "io/src/reader_base.h"
+#include "reader_base.h"
 #include "mk/io/file_reader.h"
 
 namespace mk::io {

@@ -12,8 +12,6 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include <immintrin.h>
-
 #include <atomic>
 #include <chrono>
 #include <cerrno>
@@ -27,8 +25,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "io/src/reader_base.h"
+#include "reader_base.h"
 #include "mk/io/file_reader.h"
+#include "mk/base/cpu_relax.h"
 
 namespace mk::io {
 namespace {
@@ -126,7 +125,7 @@ class UringReader final : public ReaderBase {
     while (io_uring_cq_ready(&ring_) == 0) {
       if (work_posted_.exchange(false, std::memory_order_acq_rel)) return true;
       if (std::chrono::steady_clock::now() >= until) return false;
-      for (int i = 0; i < 32; ++i) _mm_pause();
+      for (int i = 0; i < 32; ++i) base::CpuRelax();
     }
     return false;
   }

@@ -1,6 +1,6 @@
-#include "server/src/admin_service.h"
+#include "admin_service.h"
 
-#include "server/src/status_mapping.h"
+#include "status_mapping.h"
 
 namespace mk::server {
 

@@ -6,7 +6,7 @@
 
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
-#include "server/src/auth.h"
+#include "auth.h"
 
 namespace mk::server {
 

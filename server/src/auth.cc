@@ -1,4 +1,4 @@
-#include "server/src/auth.h"
+#include "auth.h"
 
 #include <grpcpp/server_context.h>
 

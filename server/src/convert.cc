@@ -1,4 +1,4 @@
-#include "server/src/convert.h"
+#include "convert.h"
 
 #include <bit>
 #include <cstring>

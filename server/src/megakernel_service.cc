@@ -1,13 +1,13 @@
-#include "server/src/megakernel_service.h"
+#include "megakernel_service.h"
 
 #include <grpcpp/alarm.h>
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "server/src/convert.h"
-#include "server/src/status_mapping.h"
-#include "server/src/stream_reactor.h"
+#include "convert.h"
+#include "status_mapping.h"
+#include "stream_reactor.h"
 
 namespace mk::server {
 

@@ -1,4 +1,4 @@
-#include "server/src/metrics_collector.h"
+#include "metrics_collector.h"
 
 #include <algorithm>
 #include <mutex>

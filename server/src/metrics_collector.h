@@ -6,8 +6,8 @@
 
 #include "mk/engine/engine.h"
 #include "mk/metrics/metrics.h"
-#include "server/src/rpc_stats.h"
-#include "server/src/watchdog.h"
+#include "rpc_stats.h"
+#include "watchdog.h"
 
 namespace mk::server {
 

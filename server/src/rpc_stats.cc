@@ -1,4 +1,4 @@
-#include "server/src/rpc_stats.h"
+#include "rpc_stats.h"
 
 #include <chrono>
 

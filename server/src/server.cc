@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/src/admin_service.h"
-#include "server/src/auth.h"
-#include "server/src/megakernel_service.h"
-#include "server/src/metrics_collector.h"
-#include "server/src/rpc_stats.h"
-#include "server/src/watchdog.h"
+#include "admin_service.h"
+#include "auth.h"
+#include "megakernel_service.h"
+#include "metrics_collector.h"
+#include "rpc_stats.h"
+#include "watchdog.h"
 
 namespace mk::server {
 

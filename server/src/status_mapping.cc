@@ -1,4 +1,4 @@
-#include "server/src/status_mapping.h"
+#include "status_mapping.h"
 
 #include <string>
 

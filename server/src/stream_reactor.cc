@@ -1,9 +1,9 @@
-#include "server/src/stream_reactor.h"
+#include "stream_reactor.h"
 
 #include <algorithm>
 
-#include "server/src/convert.h"
-#include "server/src/status_mapping.h"
+#include "convert.h"
+#include "status_mapping.h"
 
 namespace mk::server {
 

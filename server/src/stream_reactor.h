@@ -51,7 +51,7 @@
 #include "absl/status/statusor.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
-#include "server/src/auth.h"
+#include "auth.h"
 
 namespace mk::server {
 

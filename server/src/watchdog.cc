@@ -1,4 +1,4 @@
-#include "server/src/watchdog.h"
+#include "watchdog.h"
 
 #include <cstdio>
 

@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/src/cuda/launch_baselines.h"
+#include "cuda_baselines/launch_baselines.h"
 #include "mk/engine/engine.h"
-#include "tests/bench/bench_util.h"
+#include "bench/bench_util.h"
 
 namespace mk::engine {
 namespace {
@@ -62,7 +62,7 @@ int Run() {
   const int samples = quick ? 5000 : 50000;
   const uint64_t slots = quick ? 20'000'000 : 200'000'000;
   // The baselines first: their module loads before the persistent kernel runs.
-  auto baselines = cuda::LaunchBaselines::Create(65536);
+  auto baselines = ::mk::bench::LaunchBaselines::Create(65536);
   if (!baselines.ok()) {
     std::fprintf(stderr, "%s\n", baselines.status().ToString().c_str());
     return 1;
@@ -155,7 +155,7 @@ int Run() {
   Print(kBench, "baseline_graph_launch_sync_p99", Percentile(graph, 0.99), "us");
   Print(kBench, "round_trip_ratio_vs_launch_sync", Percentile(launch, 0.5) / rt50, "x");
   Print(kBench, "round_trip_ratio_vs_graph_launch", Percentile(graph, 0.5) / rt50, "x");
-  using SlotRead = cuda::LaunchBaselines::SlotRead;
+  using SlotRead = ::mk::bench::LaunchBaselines::SlotRead;
   for (SlotRead read : {SlotRead::kNone, SlotRead::kOneThread, SlotRead::kCoalesced}) {
     auto probe = (*baselines)->MappedFlagRoundTrips(samples, read);
     if (!probe.ok()) {

@@ -21,7 +21,7 @@
 #include "mk/engine/engine.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
-#include "tests/bench/bench_util.h"
+#include "bench/bench_util.h"
 
 namespace mk::engine {
 namespace {

@@ -27,9 +27,9 @@
 #include "absl/time/clock.h"
 #include "mk/engine/engine.h"
 #include "mk/io/file_reader.h"
-#include "tests/bench/bench_util.h"
+#include "bench/bench_util.h"
 #if MK_HAVE_CUDA
-#include "engine/src/cuda/launch_baselines.h"
+#include "cuda_baselines/launch_baselines.h"
 #endif
 
 namespace {
@@ -169,9 +169,9 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
 #if MK_HAVE_CUDA
   // What the copy of a 64 KiB resource costs, without and with the engine's kernel running.
   // Declared before the engine: released after it stopped.
-  std::unique_ptr<mk::engine::cuda::CopyLatencyProbe> probe;
+  std::unique_ptr<mk::bench::CopyLatencyProbe> probe;
   if (mk::engine::BackendAvailable(mk::engine::EngineOptions::Backend::kCuda).ok()) {
-    if (auto created = mk::engine::cuda::CopyLatencyProbe::Create(65536); created.ok()) {
+    if (auto created = mk::bench::CopyLatencyProbe::Create(65536); created.ok()) {
       probe = *std::move(created);
       if (auto idle = probe->Measure(200); idle.ok()) {
         std::printf("# 64 KiB pinned host-to-device copy, no kernel running: p50 %.1f us\n", *idle);
@@ -301,7 +301,7 @@ int main() {
   double ceiling = fio;
 #if MK_HAVE_CUDA
   if (mk::engine::BackendAvailable(mk::engine::EngineOptions::Backend::kCuda).ok()) {
-    auto h2d = mk::engine::cuda::PinnedHostToDeviceBandwidth(256u << 20, 8);
+    auto h2d = mk::bench::PinnedHostToDeviceBandwidth(256u << 20, 8);
     if (!h2d.ok()) {
       std::fprintf(stderr, "%s\n", h2d.status().ToString().c_str());
       return 1;

@@ -12,7 +12,7 @@
 #include "mk/engine/engine.h"
 #include "mk/engine/opcode_registry.h"
 #include "mk/engine/packed_slot.h"
-#include "tests/engine_suite/engine_test_util.h"
+#include "support/engine_test_util.h"
 
 namespace mk::engine {
 namespace {

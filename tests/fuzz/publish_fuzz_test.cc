@@ -14,8 +14,8 @@
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.pb.h"
-#include "server/src/convert.h"
-#include "tests/engine_suite/engine_test_util.h"
+#include "convert.h"
+#include "support/engine_test_util.h"
 
 namespace mk::engine {
 namespace {

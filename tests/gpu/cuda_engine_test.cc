@@ -14,7 +14,7 @@
 
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
-#include "tests/engine_suite/engine_test_util.h"
+#include "support/engine_test_util.h"
 
 namespace mk::engine {
 namespace {

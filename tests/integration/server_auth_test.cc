@@ -3,7 +3,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/integration/test_server.h"
+#include "support/test_server.h"
 
 namespace mk {
 namespace {

@@ -4,8 +4,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/engine_suite/engine_test_util.h"
-#include "tests/integration/test_server.h"
+#include "support/engine_test_util.h"
+#include "support/test_server.h"
 
 namespace mk {
 namespace {

@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "grpc_health_v1.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "tests/integration/test_server.h"
+#include "support/test_server.h"
 
 namespace mk {
 namespace {

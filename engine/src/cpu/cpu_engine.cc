@@ -1,4 +1,4 @@
-#include "engine/src/cpu/cpu_engine.h"
+#include "cpu/cpu_engine.h"
 
 #include <algorithm>
 

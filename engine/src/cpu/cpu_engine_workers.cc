@@ -4,25 +4,12 @@
 #include <array>
 #include <chrono>
 
-#include "engine/src/cpu/cpu_engine.h"
+#include "cpu/cpu_engine.h"
+#include "mk/base/cpu_relax.h"
 #include "mk/engine/atomics.h"
 #include "mk/engine/opcode_registry.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace mk::engine::cpu {
-
-namespace {
-
-void CpuRelax() {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
-
-}  // namespace
 
 // Per-worker state: the interpreter context, a completion batcher, and control counters that
 // are added to the control buffer once per claimed batch instead of once per slot.
@@ -69,7 +56,7 @@ void CpuEngine::WorkerLoop() {
       spinners_.fetch_add(1, std::memory_order_seq_cst);
     }
     if ((idle_spins & 63) != 0 || std::chrono::steady_clock::now() - idle_since < spin_before_park) {
-      CpuRelax();
+      base::CpuRelax();
       continue;
     }
     IdleWait(/*was_spinning=*/true);

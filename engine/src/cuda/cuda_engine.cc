@@ -1,4 +1,4 @@
-#include "engine/src/cuda/cuda_engine.h"
+#include "cuda/cuda_engine.h"
 
 #include <cuda_runtime_api.h>
 
@@ -9,11 +9,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/cuda/cuda_status.h"
-#include "engine/src/cuda/device_residency.h"
-#include "engine/src/cuda/device_state.h"
-#include "engine/src/cuda/megakernel.h"
-#include "mk/engine/status_macros.h"
+#include "cuda/cuda_status.h"
+#include "cuda/device_residency.h"
+#include "cuda/device_state.h"
+#include "cuda/megakernel.h"
+#include "mk/base/status_macros.h"
 
 namespace mk::engine::cuda {
 

@@ -69,8 +69,8 @@
 #include <thread>
 #include <vector>
 
-#include "engine/src/host/engine_base.h"
-#include "engine/src/host/wake_signal.h"
+#include "host/engine_base.h"
+#include "host/wake_signal.h"
 
 namespace mk::engine::cuda {
 

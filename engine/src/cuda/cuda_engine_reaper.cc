@@ -1,6 +1,5 @@
 // The CUDA engine's host-side data path: the dispatcher (claim -> submission queue -> doorbell)
 // and the reaper (ring STATUS in SQ order -> completions). See cuda_engine.h.
-#include <immintrin.h>
 #include <pthread.h>
 
 #include <algorithm>
@@ -10,10 +9,11 @@
 #include <thread>
 
 #include "absl/cleanup/cleanup.h"
-#include "engine/src/cuda/cuda_engine.h"
-#include "engine/src/cuda/device_state.h"
-#include "engine/src/host/prefetch.h"
+#include "cuda/cuda_engine.h"
+#include "cuda/device_state.h"
+#include "host/prefetch.h"
 #include "mk/engine/atomics.h"
+#include "mk/base/cpu_relax.h"
 
 namespace mk::engine::cuda {
 
@@ -211,7 +211,7 @@ bool CudaEngine::ReadCompletion(const Shard& shard, uint64_t position, protocol:
     // The kernel wrote the result words before STATUS but without a fence: they may still be
     // on their way; they arrive within the PCIe latency.
     while (static_cast<uint32_t>(word >> 32) != tag) {
-      _mm_pause();
+      base::CpuRelax();
       word = load(record + 1 + i);
     }
     out->results[i] = static_cast<uint32_t>(word);
@@ -318,7 +318,7 @@ void CudaEngine::HelpWhileWaiting(absl::FunctionRef<bool()> arrived, absl::Time 
   std::unique_lock<std::mutex> role(shard.reap_mu, std::defer_lock);
   for (uint32_t polls = 1; !role.try_lock(); ++polls) {
     if (arrived() || (polls % 64 == 0 && absl::Now() >= until)) return;
-    _mm_pause();
+    base::CpuRelax();
   }
   for (uint32_t polls = 1; !arrived(); ++polls) {
     // The teardown stops the kernel only once it held every reap_mu after this turned false.
@@ -361,12 +361,12 @@ void CudaEngine::ReaperLoop(Shard& shard) {
     }
     if (scheduler_.has_ready()) Dispatch();
     if (n != 0 || helped) {
-      if (helped) _mm_pause();
+      if (helped) base::CpuRelax();
       polls = 0;
       continue;
     }
     if ((++polls & 63) != 0) {
-      _mm_pause();
+      base::CpuRelax();
       continue;
     }
     const auto now = std::chrono::steady_clock::now();

@@ -1,4 +1,4 @@
-#include "engine/src/cuda/cuda_status.h"
+#include "cuda/cuda_status.h"
 
 #include "absl/strings/str_cat.h"
 

@@ -1,6 +1,4 @@
-#include "engine/src/cuda/device_residency.h"
-
-#include <immintrin.h>
+#include "cuda/device_residency.h"
 
 #include <atomic>
 #include <chrono>
@@ -12,10 +10,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/cuda/cuda_status.h"
-#include "engine/src/host/page_memory.h"
-#include "engine/src/host/tree_hash.h"
-#include "mk/engine/status_macros.h"
+#include "cuda/cuda_status.h"
+#include "mk/base/page_memory.h"
+#include "host/tree_hash.h"
+#include "mk/base/status_macros.h"
+#include "mk/base/cpu_relax.h"
 
 namespace mk::engine::cuda {
 namespace {
@@ -37,7 +36,7 @@ cudaError_t AwaitCopy(cudaEvent_t event) {
     if (polls > 256 && std::chrono::steady_clock::now() - start > std::chrono::milliseconds(1)) {
       std::this_thread::yield();
     } else {
-      _mm_pause();
+      base::CpuRelax();
     }
   }
   return e;
@@ -63,7 +62,7 @@ DeviceResidency::DeviceResidency(uint64_t budget_bytes, uint32_t blocks, io::Fil
       staging_bytes_(reader.staging_bytes()),
       table_bytes_(kTableEntries * sizeof(ResidencyEntry)),
       profile_(std::getenv("MK_CUDA_PROFILE") != nullptr) {
-  table_ = static_cast<ResidencyEntry*>(host::AllocatePages(table_bytes_));
+  table_ = static_cast<ResidencyEntry*>(base::AllocatePages(table_bytes_));
   owner_.assign(kTableEntries, 0);
 }
 
@@ -100,7 +99,7 @@ absl::Status DeviceResidency::Allocate() {
                             "registering the io staging buffers");
     staging_registered_ = true;
   }
-  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(table_, host::PageRoundUp(table_bytes_),
+  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(table_, base::PageRoundUp(table_bytes_),
                                            cudaHostRegisterMapped),
                           "registering the residency table");
   table_registered_ = true;

@@ -41,8 +41,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/src/cuda/kernel_abi.h"
-#include "engine/src/host/residency_store.h"
+#include "cuda/kernel_abi.h"
+#include "host/residency_store.h"
 
 namespace mk::engine::cuda {
 

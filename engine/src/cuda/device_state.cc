@@ -1,4 +1,4 @@
-#include "engine/src/cuda/device_state.h"
+#include "cuda/device_state.h"
 
 #include <emmintrin.h>
 
@@ -8,10 +8,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/cuda/cuda_status.h"
-#include "engine/src/cuda/megakernel.h"
-#include "engine/src/host/page_memory.h"
-#include "mk/engine/status_macros.h"
+#include "cuda/cuda_status.h"
+#include "cuda/megakernel.h"
+#include "mk/base/page_memory.h"
+#include "mk/base/status_macros.h"
 
 namespace mk::engine::cuda {
 
@@ -32,23 +32,23 @@ absl::Status DeviceState::Allocate() {
   // Host buffers the kernel reads or writes are ordinary page-aligned (write-back cached)
   // memory registered as mapped. One page holds the doorbell and the block idle flags; the
   // submission and completion queues follow.
-  const size_t page_bytes = host::PageRoundUp(sizeof(Doorbell) + config_.blocks * sizeof(uint32_t));
+  const size_t page_bytes = base::PageRoundUp(sizeof(Doorbell) + config_.blocks * sizeof(uint32_t));
   MK_RETURN_IF_ERROR(RegisterNew(page_bytes, &control_page_, "the doorbell page"));
   doorbell_ = reinterpret_cast<Doorbell*>(control_page_.data);
   block_idle_ = reinterpret_cast<uint32_t*>(control_page_.data + sizeof(Doorbell));
   const size_t sq_bytes = config_.shards * config_.sq_capacity * kEntryWords * sizeof(uint64_t);
-  MK_RETURN_IF_ERROR(RegisterNew(host::PageRoundUp(sq_bytes), &sq_buffer_,
+  MK_RETURN_IF_ERROR(RegisterNew(base::PageRoundUp(sq_bytes), &sq_buffer_,
                                  absl::StrCat("the ", sq_bytes, "-byte submission queues")));
   sq_ = reinterpret_cast<uint64_t*>(sq_buffer_.data);
   const size_t cq_bytes =
       config_.shards * config_.sq_capacity * kCompletionWords * sizeof(uint64_t);
-  MK_RETURN_IF_ERROR(RegisterNew(host::PageRoundUp(cq_bytes), &cq_buffer_,
+  MK_RETURN_IF_ERROR(RegisterNew(base::PageRoundUp(cq_bytes), &cq_buffer_,
                                  absl::StrCat("the ", cq_bytes, "-byte completion queues")));
   cq_ = reinterpret_cast<uint64_t*>(cq_buffer_.data);
 
   absl::Span<uint32_t> log = host_.debug_log_storage();
   MK_CUDA_RETURN_IF_ERROR(
-      cudaHostRegister(log.data(), host::PageRoundUp(log.size() * sizeof(uint32_t)),
+      cudaHostRegister(log.data(), base::PageRoundUp(log.size() * sizeof(uint32_t)),
                        cudaHostRegisterMapped),
       "registering the debug log");
   log_registered_ = true;
@@ -91,7 +91,7 @@ void DeviceState::HostBuffer::Free() {
 }
 
 absl::Status DeviceState::RegisterNew(size_t bytes, HostBuffer* out, absl::string_view what) {
-  out->data = static_cast<uint8_t*>(host::AllocatePages(bytes));
+  out->data = static_cast<uint8_t*>(base::AllocatePages(bytes));
   if (out->data == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cuda: cannot allocate ", what, " (", bytes, " bytes); lower --ring_slots"));

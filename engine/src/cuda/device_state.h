@@ -22,8 +22,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "engine/src/cuda/kernel_abi.h"
-#include "engine/src/host/ring_host.h"
+#include "cuda/kernel_abi.h"
+#include "host/ring_host.h"
 
 namespace mk::engine::cuda {
 

@@ -23,10 +23,10 @@
 // the device-resident bytes with the whole block after the batch's other entries ran.
 #include <stdint.h>
 
-#include "engine/src/cuda/kernel_abi.h"
-#include "engine/src/cuda/megakernel.h"
-#include "engine/src/cuda/megakernel_entries.cuh"
-#include "engine/src/cuda/ptx_memory.cuh"
+#include "cuda/kernel_abi.h"
+#include "cuda/megakernel.h"
+#include "cuda/megakernel_entries.cuh"
+#include "cuda/ptx_memory.cuh"
 
 namespace mk::engine::cuda {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "engine/src/cuda/kernel_abi.h"
+#include "cuda/kernel_abi.h"
 
 namespace mk::engine::cuda {
 

@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#include "engine/src/cuda/kernel_abi.h"
-#include "engine/src/cuda/ptx_memory.cuh"
-#include "engine/src/cuda/xxh64.h"
+#include "cuda/kernel_abi.h"
+#include "cuda/ptx_memory.cuh"
+#include "cuda/xxh64.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
 

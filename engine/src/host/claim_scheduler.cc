@@ -1,4 +1,4 @@
-#include "engine/src/host/claim_scheduler.h"
+#include "host/claim_scheduler.h"
 
 #include <bit>
 #include <utility>

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "engine/src/host/ring_host.h"
+#include "host/ring_host.h"
 #include "mk/engine/protocol.h"
 
 namespace mk::engine::host {

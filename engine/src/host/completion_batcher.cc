@@ -2,7 +2,7 @@
 // outcome counters and latency histogram of a reap pass before adding them to the RingHost.
 #include <chrono>
 
-#include "engine/src/host/ring_host.h"
+#include "host/ring_host.h"
 
 namespace mk::engine::host {
 

@@ -1,4 +1,4 @@
-#include "engine/src/host/completion_store.h"
+#include "host/completion_store.h"
 
 #include <algorithm>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "engine/src/host/deadline_timer.h"
+#include "host/deadline_timer.h"
 
 #include <algorithm>
 

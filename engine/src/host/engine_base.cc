@@ -1,10 +1,10 @@
-#include "engine/src/host/engine_base.h"
+#include "host/engine_base.h"
 
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/host/publish_validation.h"
+#include "host/publish_validation.h"
 
 namespace mk::engine::host {
 

@@ -19,9 +19,9 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
-#include "engine/src/host/claim_scheduler.h"
-#include "engine/src/host/resource_loader.h"
-#include "engine/src/host/ring_host.h"
+#include "host/claim_scheduler.h"
+#include "host/resource_loader.h"
+#include "host/ring_host.h"
 #include "mk/engine/engine.h"
 
 namespace mk::engine::host {

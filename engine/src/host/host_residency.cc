@@ -3,7 +3,7 @@
 #include <mutex>
 #include <vector>
 
-#include "engine/src/host/residency_store.h"
+#include "host/residency_store.h"
 
 namespace mk::engine::host {
 namespace {

@@ -1,4 +1,4 @@
-#include "engine/src/host/publish_validation.h"
+#include "host/publish_validation.h"
 
 #include "absl/strings/str_cat.h"
 #include "mk/engine/opcode_registry.h"

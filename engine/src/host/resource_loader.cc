@@ -1,9 +1,9 @@
-#include "engine/src/host/resource_loader.h"
+#include "host/resource_loader.h"
 
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/host/tree_hash.h"
+#include "host/tree_hash.h"
 
 namespace mk::engine::host {
 

@@ -1,8 +1,6 @@
-#include "engine/src/host/ring_host.h"
+#include "host/ring_host.h"
 
-#include "engine/src/host/page_memory.h"
-
-#include <immintrin.h>
+#include "mk/base/page_memory.h"
 
 #include <algorithm>
 #include <chrono>
@@ -15,6 +13,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "mk/engine/atomics.h"
+#include "mk/base/cpu_relax.h"
 
 namespace mk::engine::host {
 
@@ -44,7 +43,7 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
 
 // Zeroed words in whole pages (std::bad_alloc on exhaustion, as std::vector would).
 uint32_t* AllocatePageWords(size_t words) {
-  void* memory = AllocatePages(words * sizeof(uint32_t));
+  void* memory = base::AllocatePages(words * sizeof(uint32_t));
   if (memory == nullptr) throw std::bad_alloc();
   return static_cast<uint32_t*>(memory);
 }
@@ -305,7 +304,7 @@ void RingHost::WaitForFrontier(const Partition& part, uint64_t sequence) {
     if (spins % 64 == 0) {
       std::this_thread::yield();
     } else {
-      _mm_pause();
+      base::CpuRelax();
     }
   }
 }

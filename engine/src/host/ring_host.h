@@ -37,9 +37,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "engine/src/host/completion_store.h"
-#include "engine/src/host/deadline_timer.h"
-#include "engine/src/host/prefetch.h"
+#include "host/completion_store.h"
+#include "host/deadline_timer.h"
+#include "host/prefetch.h"
 #include "mk/engine/control_buffer.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/engine_stats.h"

@@ -3,7 +3,7 @@
 // engine runs; none stops anything.
 #include <algorithm>
 
-#include "engine/src/host/ring_host.h"
+#include "host/ring_host.h"
 
 namespace mk::engine::host {
 

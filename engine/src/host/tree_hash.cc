@@ -1,4 +1,4 @@
-#include "engine/src/host/tree_hash.h"
+#include "host/tree_hash.h"
 
 #include <xxhash.h>
 

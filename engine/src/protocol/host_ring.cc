@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/host/page_memory.h"
+#include "mk/base/page_memory.h"
 
 namespace mk::engine {
 
@@ -19,7 +19,7 @@ absl::StatusOr<std::unique_ptr<HostRing>> HostRing::Create(uint32_t slot_count) 
   }
   // Whole pages: an executor may register the ring with a device.
   const size_t bytes = size_t{slot_count} * protocol::kSlotBytes;
-  void* memory = engine::host::AllocatePages(bytes);
+  void* memory = base::AllocatePages(bytes);
   if (memory == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("ring: cannot allocate ", bytes, " bytes; request fewer slots"));

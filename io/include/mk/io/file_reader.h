@@ -88,10 +88,6 @@ class FileReader {
 absl::Status IoError(int error_number, const std::string& what);
 int ErrnoOf(const absl::Status& status);
 
-// Internal factories (one per backend), used by Create.
-absl::StatusOr<std::unique_ptr<FileReader>> CreateUringReader(const ReaderOptions& options);
-std::unique_ptr<FileReader> CreateThreadPoolReader(const ReaderOptions& options);
-
 }  // namespace mk::io
 
 #endif  // MK_IO_FILE_READER_H_

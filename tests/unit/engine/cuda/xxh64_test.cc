@@ -1,7 +1,7 @@
 // The portable XXH64 the megakernel uses for CHECKSUM agrees with libxxhash (the host engines'
 // hash) at every length class: empty, the byte/word tails, the 32-byte stripes, 64 KiB leaves,
 // and at unaligned starts.
-#include "engine/src/cuda/xxh64.h"
+#include "cuda/xxh64.h"
 
 #include <xxhash.h>
 

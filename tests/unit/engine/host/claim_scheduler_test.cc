@@ -1,14 +1,14 @@
 // ClaimScheduler on a real RingHost: priority order with the starvation guard, parking of a
 // disabled tenant's slots, fences held until their batch is terminal, and drain cancelling
 // what is parked.
-#include "engine/src/host/claim_scheduler.h"
+#include "host/claim_scheduler.h"
 
 #include <atomic>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "tests/engine_suite/engine_test_util.h"
+#include "support/engine_test_util.h"
 
 namespace mk::engine::host {
 namespace {

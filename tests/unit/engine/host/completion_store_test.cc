@@ -1,7 +1,7 @@
 // CompletionStore: Take gets every completion whichever way it arrives (already stored, handed
 // to a waiter spinning for its one missing ticket, or after the waiter spun out and blocked),
 // and the owed count stays exact.
-#include "engine/src/host/completion_store.h"
+#include "host/completion_store.h"
 
 #include <atomic>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "engine/src/cuda/launch_baselines.h"
+#include "cuda_baselines/launch_baselines.h"
 
 #include <cuda_runtime_api.h>
 
@@ -12,13 +12,17 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/src/cuda/cuda_status.h"
-#include "engine/src/cuda/ptx_memory.cuh"
-#include "engine/src/host/page_memory.h"
+#include "cuda/cuda_status.h"
+#include "cuda/ptx_memory.cuh"
+#include "mk/base/page_memory.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
 
-namespace mk::engine::cuda {
+namespace mk::bench {
+
+namespace protocol = ::mk::protocol;
+using ::mk::engine::cuda::CudaStatus;
+using ::mk::engine::cuda::LoadVolatile4;
 
 namespace {
 
@@ -114,10 +118,10 @@ absl::StatusOr<std::unique_ptr<LaunchBaselines>> LaunchBaselines::Create(uint32_
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, EmptyKernel), "loading EmptyKernel");
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, RunSlots), "loading RunSlots");
   MK_CUDA_RETURN_IF_ERROR(cudaFuncGetAttributes(&attributes, FlagEcho), "loading FlagEcho");
-  impl->echo_words = static_cast<uint32_t*>(host::AllocatePages(host::kPageBytes));
+  impl->echo_words = static_cast<uint32_t*>(base::AllocatePages(base::kPageBytes));
   if (impl->echo_words == nullptr) return absl::ResourceExhaustedError("baseline: no memory");
   MK_CUDA_RETURN_IF_ERROR(
-      cudaHostRegister(impl->echo_words, host::kPageBytes, cudaHostRegisterMapped),
+      cudaHostRegister(impl->echo_words, base::kPageBytes, cudaHostRegisterMapped),
                           "registering the echo page");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
                           "creating the baseline stream");
@@ -265,7 +269,7 @@ LaunchBaselines::HostAccess TimeHostAccess(const char* kind, uint32_t* words, si
 absl::StatusOr<std::vector<LaunchBaselines::HostAccess>> LaunchBaselines::ProbeHostAccess() {
   constexpr size_t kBytes = 64 << 20;
   std::vector<HostAccess> out;
-  uint32_t* plain = static_cast<uint32_t*>(host::AllocatePages(kBytes));
+  uint32_t* plain = static_cast<uint32_t*>(base::AllocatePages(kBytes));
   if (plain == nullptr) return absl::ResourceExhaustedError("baseline: no memory");
   out.push_back(TimeHostAccess("malloc", plain, kBytes));
   MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(plain, kBytes, cudaHostRegisterMapped),
@@ -357,4 +361,4 @@ absl::StatusOr<double> CopyLatencyProbe::Measure(int repeats) {
   return us[us.size() / 2];
 }
 
-}  // namespace mk::engine::cuda
+}  // namespace mk::bench

@@ -1,13 +1,13 @@
 // Page-granular host memory: buffers an executor may register with a device (cudaHostRegister
 // pins whole pages, so such a buffer must not share a page with another allocation).
-#ifndef MK_ENGINE_SRC_HOST_PAGE_MEMORY_H_
-#define MK_ENGINE_SRC_HOST_PAGE_MEMORY_H_
+#ifndef MK_BASE_PAGE_MEMORY_H_
+#define MK_BASE_PAGE_MEMORY_H_
 
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
-namespace mk::engine::host {
+namespace mk::base {
 
 inline constexpr size_t kPageBytes = 4096;
 
@@ -24,6 +24,6 @@ inline void* AllocatePages(size_t bytes) {
   return memory;
 }
 
-}  // namespace mk::engine::host
+}  // namespace mk::base
 
-#endif  // MK_ENGINE_SRC_HOST_PAGE_MEMORY_H_
+#endif  // MK_BASE_PAGE_MEMORY_H_

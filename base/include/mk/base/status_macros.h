@@ -1,7 +1,7 @@
 // The project's status-propagation macros (Abseil LTS 20220623 has none of its own).
 // Header-only, depends on Abseil alone, so every module may use it.
-#ifndef MK_ENGINE_STATUS_MACROS_H_
-#define MK_ENGINE_STATUS_MACROS_H_
+#ifndef MK_BASE_STATUS_MACROS_H_
+#define MK_BASE_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -26,4 +26,4 @@
   if (!tmp.ok()) return std::move(tmp).status();  \
   lhs = *std::move(tmp)
 
-#endif  // MK_ENGINE_STATUS_MACROS_H_
+#endif  // MK_BASE_STATUS_MACROS_H_

@@ -5,8 +5,8 @@
 // the results out). CUDA-free header; the implementation is launch_baselines.cu.
 //
 // Not thread-safe: one benchmark thread drives it.
-#ifndef MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_
-#define MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_
+#ifndef MK_TESTS_BENCH_CUDA_BASELINES_LAUNCH_BASELINES_H_
+#define MK_TESTS_BENCH_CUDA_BASELINES_LAUNCH_BASELINES_H_
 
 #include <cstdint>
 #include <memory>
@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace mk::engine::cuda {
+namespace mk::bench {
 
 class LaunchBaselines {
  public:
@@ -80,6 +80,6 @@ class CopyLatencyProbe {
   void* event_ = nullptr;   // cudaEvent_t
 };
 
-}  // namespace mk::engine::cuda
+}  // namespace mk::bench
 
-#endif  // MK_ENGINE_SRC_CUDA_LAUNCH_BASELINES_H_
+#endif  // MK_TESTS_BENCH_CUDA_BASELINES_LAUNCH_BASELINES_H_

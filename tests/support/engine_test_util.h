@@ -1,6 +1,6 @@
 // Helpers shared by the engine test suites (CPU now, CUDA on the GPU machine).
-#ifndef MK_TESTS_ENGINE_SUITE_ENGINE_TEST_UTIL_H_
-#define MK_TESTS_ENGINE_SUITE_ENGINE_TEST_UTIL_H_
+#ifndef MK_TESTS_SUPPORT_ENGINE_TEST_UTIL_H_
+#define MK_TESTS_SUPPORT_ENGINE_TEST_UTIL_H_
 
 #include <condition_variable>
 #include <cstdint>
@@ -129,4 +129,4 @@ bool WaitUntil(Predicate predicate, absl::Duration timeout = absl::Seconds(30)) 
 
 }  // namespace mk::engine::testing
 
-#endif  // MK_TESTS_ENGINE_SUITE_ENGINE_TEST_UTIL_H_
+#endif  // MK_TESTS_SUPPORT_ENGINE_TEST_UTIL_H_

@@ -1,7 +1,7 @@
 // A real megakerneld server (CPU engine, gRPC on 127.0.0.1 port 0) started in process, and
 // clients of it. Shared by the integration tests.
-#ifndef MK_TESTS_INTEGRATION_TEST_SERVER_H_
-#define MK_TESTS_INTEGRATION_TEST_SERVER_H_
+#ifndef MK_TESTS_SUPPORT_TEST_SERVER_H_
+#define MK_TESTS_SUPPORT_TEST_SERVER_H_
 
 #include <cstdio>
 #include <fstream>
@@ -68,4 +68,4 @@ inline std::string WriteTempFile(const std::string& name, const std::string& tex
 
 }  // namespace mk::testing
 
-#endif  // MK_TESTS_INTEGRATION_TEST_SERVER_H_
+#endif  // MK_TESTS_SUPPORT_TEST_SERVER_H_
