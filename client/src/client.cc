@@ -2,17 +2,17 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "mk/proto/packed_codec.h"
 
 namespace mk::client {
 
 namespace {
-
-constexpr size_t kSlotBytes = 64;
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -20,15 +20,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-uint32_t Le32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return uint32_t{u[0]} | uint32_t{u[1]} << 8 | uint32_t{u[2]} << 16 | uint32_t{u[3]} << 24;
-}
-
-void PutLe32(uint32_t v, char* p) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xFF);
 }
 
 void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
@@ -65,39 +56,43 @@ Completion FromProto(const v1::Completion& c) {
 }
 
 absl::StatusOr<std::vector<Completion>> DecodePackedCompletions(const std::string& packed) {
-  if (packed.size() % kSlotBytes != 0) {
-    return absl::DataLossError(absl::StrCat("client: packed completions of ", packed.size(),
-                                            " bytes are not a multiple of 64"));
+  if (absl::Status s = proto::CheckPackedSize(packed.size(), "packed_completions"); !s.ok()) {
+    return absl::DataLossError(s.message());
   }
-  std::vector<Completion> out(packed.size() / kSlotBytes);
+  std::vector<Completion> out(packed.size() / proto::kPackedBytes);
   for (size_t i = 0; i < out.size(); ++i) {
-    const char* p = packed.data() + i * kSlotBytes;
+    auto decoded = proto::DecodePackedCompletion(packed.data() + i * proto::kPackedBytes, i);
+    if (!decoded.ok()) return decoded.status();
     Completion& c = out[i];
-    const uint32_t status = Le32(p);
-    c.ticket = uint64_t{Le32(p + 8)} | uint64_t{Le32(p + 12)} << 32;
-    if (status == 7) {
-      c.status = Completion::Status::kFault;
-      c.fault_code = Le32(p + 16);
-      c.fault_detail = Le32(p + 20);
-    } else if (status == 3) {
-      c.status = Completion::Status::kDone;
-      for (int w = 0; w < 12; ++w) c.results.push_back(Le32(p + 16 + 4 * w));
-    } else {
-      c.status = Completion::Status::kCancelled;
+    c.ticket = decoded->ticket;
+    switch (decoded->status) {
+      case proto::PackedStatus::kDone:
+        c.status = Completion::Status::kDone;
+        c.results.assign(decoded->words.begin(), decoded->words.end());
+        break;
+      case proto::PackedStatus::kFault:
+        c.status = Completion::Status::kFault;
+        c.fault_code = decoded->words[0];
+        c.fault_detail = decoded->words[1];
+        break;
+      case proto::PackedStatus::kCancelled:
+        c.status = Completion::Status::kCancelled;
+        break;
     }
   }
   return out;
 }
 
 std::string EncodePacked(absl::Span<const Slot> slots) {
-  std::string out(slots.size() * kSlotBytes, '\0');
+  std::string out(slots.size() * proto::kPackedBytes, '\0');
   for (size_t i = 0; i < slots.size(); ++i) {
-    char* p = out.data() + i * kSlotBytes;
-    PutLe32(slots[i].opcode, p + 4);
-    PutLe32(slots[i].priority, p + 12);
-    for (size_t a = 0; a < slots[i].args.size() && a < 12; ++a) {
-      PutLe32(slots[i].args[a], p + 16 + 4 * a);
-    }
+    proto::PackedSlot packed;
+    packed.opcode = slots[i].opcode;
+    packed.priority = slots[i].priority;
+    // Words past the 12th do not fit a slot; the typed path rejects them, the packed one drops.
+    std::copy_n(slots[i].args.begin(), std::min(slots[i].args.size(), packed.args.size()),
+                packed.args.begin());
+    proto::EncodePackedSlot(packed, out.data() + i * proto::kPackedBytes);
   }
   return out;
 }

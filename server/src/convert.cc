@@ -1,22 +1,17 @@
 #include "convert.h"
 
-#include <bit>
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "mk/engine/ring_view.h"
+#include "mk/proto/packed_codec.h"
 
 namespace mk::server {
 
 namespace {
-constexpr uint32_t kPackedCancelled = 0xFFFFFFFFu;
-
-void PutLe32(uint32_t v, char* p) {
-  p[0] = static_cast<char>(v & 0xFF);
-  p[1] = static_cast<char>((v >> 8) & 0xFF);
-  p[2] = static_cast<char>((v >> 16) & 0xFF);
-  p[3] = static_cast<char>(v >> 24);
-}
+// The packed codec and the ring share the slot layout.
+static_assert(proto::packed_word::kOpcode == protocol::kWordOpcode &&
+              proto::packed_word::kPriority == protocol::kWordPriority &&
+              proto::packed_word::kArg0 == protocol::kWordArg0 &&
+              proto::kPackedArgWords == protocol::kArgWords && proto::kPackedBytes == protocol::kSlotBytes);
 }  // namespace
 
 absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::PublishRequest& request) {
@@ -39,20 +34,13 @@ absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::Publish
     }
     case v1::PublishRequest::kPackedSlots: {
       const std::string& bytes = request.packed_slots();
-      if (bytes.size() % protocol::kSlotBytes != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "packed_slots: ", bytes.size(), " bytes is not a whole number of 64-byte slots"));
-      }
-      // Little-endian host: the 64-byte images copy straight into payloads (the length was
-      // checked above, so no per-slot decode can fail).
-      static_assert(std::endian::native == std::endian::little);
-      out.resize(bytes.size() / protocol::kSlotBytes);
+      if (absl::Status s = proto::CheckPackedSize(bytes.size(), "packed_slots"); !s.ok()) return s;
+      out.resize(bytes.size() / proto::kPackedBytes);
       for (size_t i = 0; i < out.size(); ++i) {
-        uint32_t words[protocol::kSlotWords];
-        std::memcpy(words, bytes.data() + i * protocol::kSlotBytes, protocol::kSlotBytes);
-        out[i].opcode = words[protocol::kWordOpcode];
-        out[i].priority = words[protocol::kWordPriority];
-        std::memcpy(out[i].args.data(), words + protocol::kWordArg0, sizeof(out[i].args));
+        const proto::PackedSlot slot = proto::DecodePackedSlot(bytes.data() + i * proto::kPackedBytes);
+        out[i].opcode = slot.opcode;
+        out[i].priority = slot.priority;
+        out[i].args = slot.args;
       }
       break;
     }
@@ -84,22 +72,24 @@ void ToProto(const engine::Completion& c, v1::Completion* out) {
   }
 }
 
-void AppendPacked(const engine::Completion& c, char* p) {
-  std::memset(p, 0, protocol::kSlotBytes);
-  uint32_t status = kPackedCancelled;
-  if (c.status == engine::CompletionStatus::kDone) status = 3;
-  if (c.status == engine::CompletionStatus::kFault) status = 7;
-  PutLe32(status, p);
-  PutLe32(static_cast<uint32_t>(c.ticket), p + 4 * protocol::kWordTenant);
-  PutLe32(static_cast<uint32_t>(c.ticket >> 32), p + 4 * protocol::kWordPriority);
-  if (c.status == engine::CompletionStatus::kFault) {
-    PutLe32(c.fault_code, p + 4 * protocol::kWordArg0);
-    PutLe32(c.fault_detail, p + 4 * (protocol::kWordArg0 + 1));
-  } else {
-    for (uint32_t i = 0; i < protocol::kArgWords; ++i) {
-      PutLe32(c.results[i], p + 4 * (protocol::kWordArg0 + i));
-    }
+void AppendPacked(const engine::Completion& c, char* image) {
+  proto::PackedCompletion packed;
+  packed.ticket = c.ticket;
+  switch (c.status) {
+    case engine::CompletionStatus::kDone:
+      packed.status = proto::PackedStatus::kDone;
+      packed.words = c.results;
+      break;
+    case engine::CompletionStatus::kFault:
+      packed.status = proto::PackedStatus::kFault;
+      packed.words[0] = c.fault_code;
+      packed.words[1] = c.fault_detail;
+      break;
+    case engine::CompletionStatus::kCancelled:
+      packed.status = proto::PackedStatus::kCancelled;
+      break;
   }
+  proto::EncodePackedCompletion(packed, image);
 }
 
 void ToProto(const engine::TelemetrySnapshot& t, const engine::WatchdogReport& watchdog,

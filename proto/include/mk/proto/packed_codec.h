@@ -1,0 +1,95 @@
+// The packed wire forms of mk.v1: PublishRequest.packed_slots and
+// CompletionBatch.packed_completions, N x 64-byte images of 16 little-endian uint32 words in the
+// ring slot's layout (docs/protocol.md, "Ring slot"). One codec for the server, the C++ client
+// and the engine's ring ports; it needs no protobuf.
+//
+// A slot image: STATUS, OPCODE, TENANT, PRIORITY, then the 12 argument words. Clients leave
+// STATUS and TENANT zero; the server ignores and overwrites them.
+// A completion image: STATUS holds 3 (DONE), 7 (FAULT) or 0xFFFFFFFF (CANCELLED); words 2 and
+// 3 the ticket's low and high halves; words 4..15 the 12 result words (FAULT: the fault code
+// and its detail word, then zeros).
+//
+// Thread safety: stateless functions.
+#ifndef MK_PROTO_PACKED_CODEC_H_
+#define MK_PROTO_PACKED_CODEC_H_
+
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace mk::proto {
+
+inline constexpr size_t kPackedBytes = 64;
+inline constexpr uint32_t kPackedWords = 16;
+inline constexpr uint32_t kPackedArgWords = 12;
+
+// Word positions in every image (slots and completions).
+namespace packed_word {
+inline constexpr uint32_t kStatus = 0;
+inline constexpr uint32_t kOpcode = 1;
+inline constexpr uint32_t kTenant = 2;
+inline constexpr uint32_t kPriority = 3;
+inline constexpr uint32_t kArg0 = 4;
+inline constexpr uint32_t kTicketLow = 2;   // completions
+inline constexpr uint32_t kTicketHigh = 3;  // completions
+}  // namespace packed_word
+static_assert(packed_word::kArg0 + kPackedArgWords == kPackedWords);
+
+using PackedWords = std::array<uint32_t, kPackedWords>;
+
+// The 16 words of one image, in and out of its 64 bytes (the words are little-endian on the
+// wire, and every host this builds for is little-endian: a copy).
+static_assert(std::endian::native == std::endian::little, "packed images are little-endian");
+inline PackedWords LoadPackedWords(const char* image) {
+  PackedWords words;
+  std::memcpy(words.data(), image, kPackedBytes);
+  return words;
+}
+inline void StorePackedWords(const PackedWords& words, char* image) {
+  std::memcpy(image, words.data(), kPackedBytes);
+}
+
+// INVALID_ARGUMENT naming `field` when `bytes` is not a whole number of 64-byte images.
+absl::Status CheckPackedSize(size_t bytes, absl::string_view field);
+
+// One slot of PublishRequest.packed_slots.
+struct PackedSlot {
+  uint32_t opcode = 0;
+  uint32_t priority = 2;  // NORMAL
+  std::array<uint32_t, kPackedArgWords> args{};
+  friend bool operator==(const PackedSlot&, const PackedSlot&) = default;
+};
+// Writes the slot's image (STATUS and TENANT zero) at `image` (64 bytes).
+void EncodePackedSlot(const PackedSlot& slot, char* image);
+// Reads a slot image; STATUS and TENANT are ignored.
+inline PackedSlot DecodePackedSlot(const char* image) {
+  const PackedWords w = LoadPackedWords(image);
+  PackedSlot slot;
+  slot.opcode = w[packed_word::kOpcode];
+  slot.priority = w[packed_word::kPriority];
+  std::memcpy(slot.args.data(), &w[packed_word::kArg0], sizeof(slot.args));
+  return slot;
+}
+
+// One completion of CompletionBatch.packed_completions.
+enum class PackedStatus : uint32_t { kDone = 3, kFault = 7, kCancelled = 0xFFFFFFFFu };
+struct PackedCompletion {
+  uint64_t ticket = 0;
+  PackedStatus status = PackedStatus::kDone;
+  // DONE: the result words. FAULT: words[0] the fault code, words[1] its detail. CANCELLED: 0.
+  std::array<uint32_t, kPackedArgWords> words{};
+  friend bool operator==(const PackedCompletion&, const PackedCompletion&) = default;
+};
+void EncodePackedCompletion(const PackedCompletion& completion, char* image);
+// DATA_LOSS naming completion `index` when the STATUS word is none of the three values.
+absl::StatusOr<PackedCompletion> DecodePackedCompletion(const char* image, size_t index);
+
+}  // namespace mk::proto
+
+#endif  // MK_PROTO_PACKED_CODEC_H_
