@@ -1,7 +1,7 @@
 #include "convert.h"
 
 #include "absl/strings/str_cat.h"
-#include "mk/engine/ring_view.h"
+#include "mk/engine/slot.h"
 #include "mk/proto/packed_codec.h"
 
 namespace mk::server {

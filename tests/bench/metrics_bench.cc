@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "mk/engine/engine.h"
+#include "mk/engine/testing/engine_peer.h"
 #include "mk/server/server.h"
 
 namespace {
@@ -126,7 +127,7 @@ int main() {
       Print((std::string(figure) + "_max").c_str(), ms.back(), "ms");
     };
     scrape("scrape_1m_ring_idle");
-    big.engine->SetExecutionPausedForTesting(true);
+    mk::engine::testing::EnginePeer::PauseExecution(*big.engine, true);
     uint64_t filled = 0;
     for (uint32_t priority = 0; priority < 5; ++priority) {
       std::vector<mk::engine::SlotPayload> batch(256);

@@ -14,6 +14,7 @@
 
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
+#include "mk/engine/testing/engine_peer.h"
 #include "support/engine_test_util.h"
 
 namespace mk::engine {
@@ -40,7 +41,7 @@ class CudaEngineTest : public ::testing::Test {
   // the host has dispatched them all: they sit CLAIMED for the stalled kernel.
   static void PublishToStalledKernel(Engine& e, const std::vector<SlotPayload>& slots,
                                      CompletionSink* sink) {
-    e.SetExecutionPausedForTesting(true);
+    testing::EnginePeer::PauseExecution(e, true);
     ASSERT_TRUE(e.Publish(1, slots, {sink}).ok());
     TelemetrySnapshot t;
     ASSERT_TRUE(testing::WaitUntil([&] {
@@ -236,7 +237,7 @@ TEST_F(CudaEngineTest, UnresponsiveKernelFailsRestartWithoutHanging) {
 
   ASSERT_NO_FATAL_FAILURE(
       PublishToStalledKernel(*e, std::vector<SlotPayload>(10, Slot(op::kNop)), &sink));
-  e->SimulateUnresponsiveExecutorForTesting(true);
+  testing::EnginePeer::SimulateUnresponsiveExecutor(*e, true);
   const absl::Status restarted = e->Restart();
   EXPECT_EQ(restarted.code(), absl::StatusCode::kUnavailable) << restarted;
   ASSERT_TRUE(sink.WaitForCount(10));

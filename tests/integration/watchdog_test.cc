@@ -4,6 +4,7 @@
 #include "gmock/gmock.h"
 #include "grpc_health_v1.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "mk/engine/testing/engine_peer.h"
 #include "support/engine_test_util.h"
 #include "support/test_server.h"
 
@@ -42,7 +43,7 @@ TEST(WatchdogTest, StallIsDetectedAndReportedWithoutRecovery) {
   ASSERT_NE(ts, nullptr);
   auto c = ts->Client();
   EXPECT_TRUE(MetricsContain(*ts, "mk_watchdog_stalled 0"));
-  ts->engine->SetExecutionPausedForTesting(true);
+  engine::testing::EnginePeer::PauseExecution(*ts->engine, true);
   const absl::Time stalled_at = absl::Now();
   ASSERT_TRUE(c->Publish(std::vector<client::Slot>(10, client::Slot{})).ok());
   ASSERT_TRUE(engine::testing::WaitUntil([&] { return MetricsContain(*ts, "mk_watchdog_stalled 1"); }));
@@ -50,7 +51,7 @@ TEST(WatchdogTest, StallIsDetectedAndReportedWithoutRecovery) {
   EXPECT_LT(absl::Now() - stalled_at, absl::Seconds(2));
   EXPECT_EQ(Health(*c), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_TRUE(MetricsContain(*ts, "mk_watchdog_stalls_total 1"));
-  ts->engine->SetExecutionPausedForTesting(false);  // progress resumes by itself
+  engine::testing::EnginePeer::PauseExecution(*ts->engine, false);  // progress resumes by itself
   ASSERT_TRUE(engine::testing::WaitUntil([&] { return MetricsContain(*ts, "mk_watchdog_stalled 0"); }));
   EXPECT_EQ(Health(*c), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_TRUE(MetricsContain(*ts, "mk_engine_restarts_total 0"));
@@ -60,7 +61,7 @@ TEST(WatchdogTest, RecoveryRestartsTheEngineAndFailsInFlightSlots) {
   auto ts = StartWithWatchdog(/*recover=*/true);
   ASSERT_NE(ts, nullptr);
   auto c = ts->Client();
-  ts->engine->SetExecutionPausedForTesting(true);
+  engine::testing::EnginePeer::PauseExecution(*ts->engine, true);
   auto published = c->Publish(std::vector<client::Slot>(10, client::Slot{}));
   ASSERT_TRUE(published.ok());
   std::vector<uint64_t> tickets;

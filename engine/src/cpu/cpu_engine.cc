@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "mk/base/status_macros.h"
 
 namespace mk::engine::cpu {
 
@@ -15,20 +16,14 @@ absl::StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::Create(const EngineOptions
     return absl::InvalidArgumentError(
         absl::StrCat("engine: ", options.workers, " workers requested; use 0 (auto) .. 256"));
   }
-  auto host = host::RingHost::Create(options);
-  if (!host.ok()) return host.status();
-  std::unique_ptr<host::ResourceLoader> loader;
-  if (!options.resource_root.empty()) {
-    auto created = host::ResourceLoader::Create(options, host->get());
-    if (!created.ok()) return created.status();
-    loader = *std::move(created);
-  }
-  return std::unique_ptr<CpuEngine>(new CpuEngine(*std::move(host), std::move(loader), options));
+  MK_ASSIGN_OR_RETURN(host::EngineMemory memory, host::EngineMemory::Allocate(options));
+  std::unique_ptr<CpuEngine> engine(new CpuEngine(std::move(memory), options));
+  MK_RETURN_IF_ERROR(engine->CreateLoader());
+  return engine;
 }
 
-CpuEngine::CpuEngine(std::unique_ptr<host::RingHost> host,
-                     std::unique_ptr<host::ResourceLoader> loader, const EngineOptions& options)
-    : EngineBase(std::move(host), std::move(loader), options),
+CpuEngine::CpuEngine(host::EngineMemory memory, const EngineOptions& options)
+    : EngineBase(std::move(memory), options),
       worker_count_(options.workers != 0
                         ? options.workers
                         : std::max(1u, std::thread::hardware_concurrency() - 1)) {}
@@ -44,14 +39,14 @@ absl::Status CpuEngine::StartExecutor() {
 
 absl::Status CpuEngine::StopExecutor() {
   stop_.store(true, std::memory_order_seq_cst);
-  host_->control().RequestShutdown();
+  control_->control().RequestShutdown();
   WakeWorkers();
   for (std::thread& t : workers_) t.join();
   workers_.clear();
   return absl::OkStatus();
 }
 
-void CpuEngine::SetExecutionPausedForTesting(bool paused) {
+void CpuEngine::PauseExecutor(bool paused) {
   paused_.store(paused, std::memory_order_seq_cst);
   WakeWorkers();
 }
@@ -60,7 +55,7 @@ EngineInfo CpuEngine::info() const {
   EngineInfo i;
   i.backend = "cpu";
   i.device = absl::StrCat("host CPU, ", worker_count_, " worker threads");
-  i.ring_slots = host_->slot_count();
+  i.ring_slots = ring_->slot_count();
   i.workers = worker_count_;
   i.max_tenants = options_.max_tenants;
   i.scratch_words = options_.scratch_words;

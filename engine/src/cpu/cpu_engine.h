@@ -28,14 +28,12 @@ class CpuEngine final : public host::EngineBase {
   static absl::StatusOr<std::unique_ptr<CpuEngine>> Create(const EngineOptions& options);
   ~CpuEngine() override;
 
-  void SetExecutionPausedForTesting(bool paused) override;
   EngineInfo info() const override;
 
  private:
   struct WorkerState;
 
-  CpuEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<host::ResourceLoader> loader,
-            const EngineOptions& options);
+  CpuEngine(host::EngineMemory memory, const EngineOptions& options);
 
   absl::Status StartExecutor() override;
   // Stops and joins the workers (they finish the batch in hand).
@@ -44,6 +42,7 @@ class CpuEngine final : public host::EngineBase {
   void OnPublished(size_t count) override { WakeWorkers(/*all=*/count > options_.claim_batch); }
   void OnReady() override { WakeWorkers(); }
   uint32_t ParkedWorkers() const override { return wake_.sleepers(); }
+  void PauseExecutor(bool paused) override;
 
   void WorkerLoop();
   void ProcessClaim(const host::ClaimRange& range, WorkerState& ws);
@@ -58,7 +57,7 @@ class CpuEngine final : public host::EngineBase {
   const uint32_t worker_count_;
   std::vector<std::thread> workers_;
   std::atomic<bool> stop_{false};
-  std::atomic<bool> paused_{false};  // SetExecutionPausedForTesting
+  std::atomic<bool> paused_{false};  // PauseExecutor (tests)
 
   host::WakeSignal wake_;  // parked workers sleep here
   std::atomic<uint32_t> spinners_{0};  // workers polling for work before they park

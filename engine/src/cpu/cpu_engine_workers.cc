@@ -14,7 +14,8 @@ namespace mk::engine::cpu {
 // Per-worker state: the interpreter context, a completion batcher, and control counters that
 // are added to the control buffer once per claimed batch instead of once per slot.
 struct CpuEngine::WorkerState {
-  explicit WorkerState(host::RingHost* host) : ctx(host->MakeExecContext()), batcher(host) {}
+  WorkerState(host::ControlBuffers& control, host::SlotReaper& reaper)
+      : ctx(control.MakeExecContext()), batcher(reaper.NewBatcher()) {}
 
   void FlushCounters() { counters.Flush(ctx.control); }
 
@@ -27,12 +28,12 @@ struct CpuEngine::WorkerState {
 
 
 void CpuEngine::WorkerLoop() {
-  WorkerState ws(host_.get());
+  WorkerState ws(*control_, reaper_);
   if (loader_ != nullptr) ws.ctx.io = loader_->Hook();
   const auto spin_before_park = absl::ToChronoNanoseconds(options_.idle_spin);
   auto idle_since = std::chrono::steady_clock::now();
   uint32_t idle_spins = 0;
-  while (!stop_.load(std::memory_order_acquire) && !host_->control().shutdown_requested()) {
+  while (!stop_.load(std::memory_order_acquire) && !control_->control().shutdown_requested()) {
     if (paused_.load(std::memory_order_acquire)) {  // test-only stall: claim nothing
       wake_.Sleep([this] {
         return !paused_.load(std::memory_order_seq_cst) || stop_.load(std::memory_order_seq_cst);
@@ -66,23 +67,23 @@ void CpuEngine::WorkerLoop() {
 }
 
 void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
-  const bool timed = host_->collect_latency();
+  const bool timed = ledger_.collect_latency();
   LatencyRecorder queue_wait(&ws.queue_wait);
   if (timed) queue_wait.SetNow(host::NowNs());
-  host_->ForEachIndex(range, [&](uint32_t index) {
+  ring_->ForEachIndex(range, [&](uint32_t index) {
     // publish_ns is read after the claim: RunClaimed has the meta line in cache by then, and a
     // read before the claim's compare-and-swap (a full barrier) would stall on it.
     if (TryRun(index, ws) && timed) {
-      const uint64_t publish_ns = host_->meta(index).publish_ns;
+      const uint64_t publish_ns = ring_->meta(index).publish_ns;
       if (publish_ns != 0) queue_wait.Record(publish_ns);
     }
   });
   ws.FlushCounters();
   if (!ws.queue_wait.empty()) {
-    host_->RecordQueueWait(ws.queue_wait);
+    ledger_.RecordQueueWait(ws.queue_wait);
     ws.queue_wait.Clear();
   }
-  host_->ReapRange(range, &ws.batcher);  // delivers (flushes the batcher)
+  reaper_.ReapRange(range, &ws.batcher);  // delivers (flushes the batcher)
   NotifyProgress();
 }
 
@@ -90,7 +91,7 @@ bool CpuEngine::ProcessReady(WorkerState& ws) {
   if (!scheduler_.TakeReady(&ws.ready)) return false;
   for (uint32_t index : ws.ready) TryRun(index, ws);
   ws.FlushCounters();
-  for (uint32_t index : ws.ready) host_->ReapSlot(index, &ws.batcher);
+  for (uint32_t index : ws.ready) reaper_.ReapSlot(index, &ws.batcher);
   ws.batcher.Flush();
   ws.ready.clear();
   NotifyProgress();
@@ -105,7 +106,7 @@ bool CpuEngine::TryRun(uint32_t index, WorkerState& ws) {
 
 void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
   FinishClaimed(index,
-                protocol::Execute<protocol::ProductOpcodes>(host_->ring().slot(index), index, ws.ctx),
+                protocol::Execute<protocol::ProductOpcodes>(ring_->slot(index), index, ws.ctx),
                 ws.counters);
 }
 
@@ -114,7 +115,7 @@ void CpuEngine::IdleWait(bool was_spinning) {
   // wake-up because it saw a spinner is always followed by this thread's re-check.
   wake_.Sleep(
       [this] {
-        return stop_.load(std::memory_order_seq_cst) || host_->HasAnyClaimable() ||
+        return stop_.load(std::memory_order_seq_cst) || ring_->HasAnyClaimable() ||
                scheduler_.has_ready();
       },
       [&] {

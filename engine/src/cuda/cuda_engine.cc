@@ -121,43 +121,32 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
   // MK_CUDA_PROFILE); the default keeps the idle kernel's PCIe reads low.
   config->max_backoff_ns =
       static_cast<uint32_t>(EnvNumber("MK_CUDA_MAX_BACKOFF_NS", kMaxBackoffNs));
-  auto host = host::RingHost::Create(options);
-  if (!host.ok()) return host.status();
-  std::unique_ptr<host::ResourceLoader> loader;
-  DeviceResidency* residency = nullptr;
-  if (!options.resource_root.empty()) {
-    const uint32_t blocks = config->blocks;
-    auto created = host::ResourceLoader::Create(
-        options, host->get(),
-        [&](io::FileReader& reader) -> absl::StatusOr<std::unique_ptr<host::ResidencyStore>> {
-          auto store = DeviceResidency::Create(options.residency_budget_bytes, blocks, reader);
-          if (!store.ok()) return store.status();
-          residency = store->get();
-          return std::unique_ptr<host::ResidencyStore>(*std::move(store));
-        });
-    if (!created.ok()) return created.status();
-    loader = *std::move(created);
-  }
-  std::unique_ptr<CudaEngine> engine(new CudaEngine(*std::move(host), std::move(loader), residency,
-                                                    std::move(config), device_name, options));
+  MK_ASSIGN_OR_RETURN(host::EngineMemory memory, host::EngineMemory::Allocate(options));
+  std::unique_ptr<CudaEngine> engine(
+      new CudaEngine(std::move(memory), std::move(config), device_name, options));
+  const uint32_t blocks = engine->config_->blocks;
+  MK_RETURN_IF_ERROR(engine->CreateLoader(
+      [&](io::FileReader& reader) -> absl::StatusOr<std::unique_ptr<host::ResidencyStore>> {
+        auto store = DeviceResidency::Create(options.residency_budget_bytes, blocks, reader);
+        if (!store.ok()) return store.status();
+        engine->residency_ = store->get();
+        return std::unique_ptr<host::ResidencyStore>(*std::move(store));
+      }));
   MK_RETURN_IF_ERROR(engine->CreateDeviceState());
   return engine;
 }
 
 absl::Status CudaEngine::CreateDeviceState() {
-  auto device = DeviceState::Create(*config_, *host_);
+  auto device = DeviceState::Create(*config_, *control_);
   if (!device.ok()) return device.status();
   if (residency_ != nullptr) (*device)->set_residency(residency_->params());
   device_ = *std::move(device);
   return absl::OkStatus();
 }
 
-CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host,
-                       std::unique_ptr<host::ResourceLoader> loader, DeviceResidency* residency,
-                       std::unique_ptr<DeviceConfig> config, std::string device_name,
-                       const EngineOptions& options)
-    : EngineBase(std::move(host), std::move(loader), options),
-      residency_(residency),
+CudaEngine::CudaEngine(host::EngineMemory memory, std::unique_ptr<DeviceConfig> config,
+                       std::string device_name, const EngineOptions& options)
+    : EngineBase(std::move(memory), options),
       config_(std::move(config)),
       device_name_(std::move(device_name)),
       sq_mask_(config_->sq_capacity - 1),
@@ -166,8 +155,8 @@ CudaEngine::CudaEngine(std::unique_ptr<host::RingHost> host,
     auto shard = std::make_unique<Shard>();
     shard->id = s;
     shard->index.reset(new uint32_t[config_->sq_capacity]);
-    shard->batcher = std::make_unique<host::CompletionBatcher>(host_.get());
-    shard->reap_batcher = std::make_unique<host::CompletionBatcher>(host_.get());
+    shard->batcher.reset(new host::CompletionBatcher(reaper_.NewBatcher()));
+    shard->reap_batcher.reset(new host::CompletionBatcher(reaper_.NewBatcher()));
     shard->reaped.reserve(kReapBatch);
     shards_.push_back(std::move(shard));
   }
@@ -324,7 +313,7 @@ absl::Status CudaEngine::StopKernel() {
   return absl::OkStatus();
 }
 
-void CudaEngine::SetExecutionPausedForTesting(bool paused) {
+void CudaEngine::PauseExecutor(bool paused) {
   std::lock_guard<std::mutex> lock(device_mu_);
   if (device_ != nullptr) device_->SetPaused(paused);
 }
@@ -340,7 +329,7 @@ EngineInfo CudaEngine::info() const {
   i.device = absl::StrCat(device_name_, ": persistent kernel, ", config_->blocks, " blocks x ",
                           config_->threads, " threads (", config_->scout_warps, " scout warps), ",
                           config_->shards, " submission queues");
-  i.ring_slots = host_->slot_count();
+  i.ring_slots = ring_->slot_count();
   i.workers = config_->blocks;
   i.max_tenants = options_.max_tenants;
   i.scratch_words = options_.scratch_words;

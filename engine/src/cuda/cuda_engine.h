@@ -87,15 +87,10 @@ class CudaEngine final : public host::EngineBase {
   static absl::StatusOr<std::unique_ptr<CudaEngine>> Create(const EngineOptions& options);
   ~CudaEngine() override;
 
-  void SetExecutionPausedForTesting(bool paused) override;
-  void SimulateUnresponsiveExecutorForTesting(bool unresponsive) override {
-    unresponsive_for_testing_.store(unresponsive, std::memory_order_release);
-  }
   EngineInfo info() const override;
 
  private:
-  CudaEngine(std::unique_ptr<host::RingHost> host, std::unique_ptr<host::ResourceLoader> loader,
-             DeviceResidency* residency, std::unique_ptr<DeviceConfig> config,
+  CudaEngine(host::EngineMemory memory, std::unique_ptr<DeviceConfig> config,
              std::string device_name, const EngineOptions& options);
   // DeviceState for the current context, told where the resident resources are.
   absl::Status CreateDeviceState();
@@ -105,6 +100,10 @@ class CudaEngine final : public host::EngineBase {
   void OnPublished(size_t slots) override;
   void OnReady() override { WakeReaper(*shards_[0]); }
   uint32_t ParkedWorkers() const override;
+  void PauseExecutor(bool paused) override;
+  void SimulateUnresponsiveExecutor(bool unresponsive) override {
+    unresponsive_for_testing_.store(unresponsive, std::memory_order_release);
+  }
   void HelpWhileWaiting(absl::FunctionRef<bool()> arrived, absl::Time until) override;
 
   // One submission queue, its completion queue, and the reaper thread that owns its head. The
@@ -175,7 +174,7 @@ class CudaEngine final : public host::EngineBase {
   absl::Status StopKernel();
 
   // Owned by loader_ (null without a resource root); rebuilt after a device reset.
-  DeviceResidency* const residency_;
+  DeviceResidency* residency_ = nullptr;
   const std::unique_ptr<DeviceConfig> config_;
   const std::string device_name_;
   const uint64_t sq_mask_;

@@ -148,11 +148,11 @@ void CudaEngine::Dispatch(bool small, Shard* into) {
     for (uint32_t index : shard->ready) claim(index);
   }
   host::ClaimRange range;
-  while (scheduler_.ClaimNext(options_.claim_batch, &range)) host_->ForEachIndex(range, claim);
+  while (scheduler_.ClaimNext(options_.claim_batch, &range)) ring_->ForEachIndex(range, claim);
   const bool streaming = claimed.size() >= kStreamedDispatch;
   for (size_t i = 0; i < claimed.size(); ++i) {
     const uint32_t index = claimed[i];
-    const uint32_t* slot = host_->ring().slot(index);
+    const uint32_t* slot = ring_->slot(index);
     const uint64_t position = shard->tail++;
     const uint32_t last = i + 1 == claimed.size() ? kEntryLastOfDispatch : 0;
     device_->WriteEntry(shard->id, position, index | last, slot, streaming);
@@ -170,7 +170,7 @@ void CudaEngine::Dispatch(bool small, Shard* into) {
     shard->published.store(shard->tail, std::memory_order_seq_cst);
     WakeReaper(*shard);
   }
-  shard->counters.Flush(host_->control().words().data());
+  shard->counters.Flush(control_->words());
   shard->batcher->Flush();
   if (profile_) {
     const uint64_t slots = shard->tail - before;
@@ -228,7 +228,7 @@ bool CudaEngine::RecordReady(const Shard& shard) const {
 }
 
 protocol::ExecResult CudaEngine::ServeOnHost(uint32_t index) {
-  const uint32_t* slot = host_->ring().slot(index);
+  const uint32_t* slot = ring_->slot(index);
   const uint32_t* args = slot + protocol::kWordArg0;
   if (loader_ == nullptr) return protocol::Fault(protocol::FaultCode::kResourceNotFound, args[0]);
   return loader_->LoadMiss(index, slot[protocol::kWordTenant], args);
@@ -252,13 +252,13 @@ uint32_t CudaEngine::ReapPass(Shard& shard) {
       // each waiting for the one before.
       const uint32_t ahead = shard.index[(head + kPrefetchAhead) & sq_mask_];
       host::PrefetchForRead(device_->completion(shard.id, head + kPrefetchAhead));
-      host::PrefetchForWrite(host_->ring().slot(ahead));
-      host::PrefetchForRead(&host_->meta(ahead));
+      host::PrefetchForWrite(ring_->slot(ahead));
+      host::PrefetchForRead(&ring_->meta(ahead));
     }
     const uint32_t index = shard.index[head & sq_mask_];
     if (!ReadCompletion(shard, head, &r)) break;
     if (profile_ && consumed == 0) seen = std::chrono::steady_clock::now();
-    const uint32_t* slot = host_->ring().slot(index);
+    const uint32_t* slot = ring_->slot(index);
     const uint32_t op = slot[protocol::kWordOpcode];
     const uint32_t resource = slot[protocol::kWordArg0];  // before the results replace it
     bool served_on_host = false;
@@ -278,11 +278,11 @@ uint32_t CudaEngine::ReapPass(Shard& shard) {
     ++consumed;
   }
   if (consumed == 0) return 0;
-  uint32_t* control = host_->control().words().data();
+  uint32_t* control = control_->words();
   counters.Flush(control);
   if (epochs != 0) protocol::AtomicFetchAdd(&control[ctl::kEpoch], epochs);
   shard.head.store(head, std::memory_order_release);
-  host_->ReapIndices(reaped, &batcher);  // delivers (flushes the batcher)
+  reaper_.ReapIndices(reaped, &batcher);  // delivers (flushes the batcher)
   if (profile_) ProfileReapPass(shard, consumed, seen);
   NotifyProgress();
   return static_cast<uint32_t>(consumed);

@@ -16,14 +16,14 @@
 namespace mk::engine::cuda {
 
 absl::StatusOr<std::unique_ptr<DeviceState>> DeviceState::Create(const DeviceConfig& config,
-                                                                  host::RingHost& host) {
-  std::unique_ptr<DeviceState> state(new DeviceState(config, host));
+                                                                  host::ControlBuffers& control) {
+  std::unique_ptr<DeviceState> state(new DeviceState(config, control));
   MK_RETURN_IF_ERROR(state->Allocate());
   return state;
 }
 
-DeviceState::DeviceState(const DeviceConfig& config, host::RingHost& host)
-    : config_(config), host_(host) {}
+DeviceState::DeviceState(const DeviceConfig& config, host::ControlBuffers& control)
+    : config_(config), control_buffers_(control) {}
 
 absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(cudaSetDevice(config_.device), "cudaSetDevice");
@@ -46,7 +46,7 @@ absl::Status DeviceState::Allocate() {
                                  absl::StrCat("the ", cq_bytes, "-byte completion queues")));
   cq_ = reinterpret_cast<uint64_t*>(cq_buffer_.data);
 
-  absl::Span<uint32_t> log = host_.debug_log_storage();
+  absl::Span<uint32_t> log = control_buffers_.debug_log_storage();
   MK_CUDA_RETURN_IF_ERROR(
       cudaHostRegister(log.data(), base::PageRoundUp(log.size() * sizeof(uint32_t)),
                        cudaHostRegisterMapped),
@@ -56,7 +56,7 @@ absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(
       cudaMalloc(reinterpret_cast<void**>(&claim_), kMaxShards * sizeof(*claim_)),
       "allocating the claim counters");
-  const protocol::control::Layout layout = host_.control().layout();
+  const protocol::control::Layout layout = control_buffers_.layout();
   const size_t control_bytes = size_t{layout.TotalWords()} * sizeof(uint32_t);
   MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&control_), control_bytes),
                           "allocating the device control buffer");
@@ -119,7 +119,7 @@ DeviceState::~DeviceState() {
   for (HostBuffer* b : {&control_page_, &sq_buffer_, &cq_buffer_}) {
     if (b->registered) cudaHostUnregister(b->data);
   }
-  if (log_registered_) cudaHostUnregister(host_.debug_log_storage().data());
+  if (log_registered_) cudaHostUnregister(control_buffers_.debug_log_storage().data());
   if (claim_ != nullptr) cudaFree(claim_);
   if (control_ != nullptr) cudaFree(control_);
 }

@@ -1,6 +1,6 @@
 // DeviceState: every CUDA resource of one CUDA engine: the stream the persistent kernel runs on,
 // the mapped host buffers (doorbell, block idle flags, submission and completion queues), the
-// RingHost's debug log registered as mapped memory, and the device-memory claim counters and
+// engine's debug log registered as mapped memory, and the device-memory claim counters and
 // control copy.
 // kernel_abi.h says who reads and writes each buffer.
 //
@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cuda/kernel_abi.h"
-#include "host/ring_host.h"
+#include "host/control_buffers.h"
 
 namespace mk::engine::cuda {
 
@@ -41,7 +41,7 @@ class DeviceState {
  public:
   // Allocates and registers everything; the kernel is not running yet.
   static absl::StatusOr<std::unique_ptr<DeviceState>> Create(const DeviceConfig& config,
-                                                             host::RingHost& host);
+                                                             host::ControlBuffers& control);
   ~DeviceState();
   DeviceState(const DeviceState&) = delete;
   DeviceState& operator=(const DeviceState&) = delete;
@@ -92,12 +92,12 @@ class DeviceState {
     void Free();
   };
 
-  DeviceState(const DeviceConfig& config, host::RingHost& host);
+  DeviceState(const DeviceConfig& config, host::ControlBuffers& control);
   absl::Status Allocate();
   absl::Status RegisterNew(size_t bytes, HostBuffer* out, absl::string_view what);
 
   const DeviceConfig config_;
-  host::RingHost& host_;
+  host::ControlBuffers& control_buffers_;
   bool abandoned_ = false;
   cudaStream_t stream_ = nullptr;
   HostBuffer control_page_;             // doorbell, then the block idle flags

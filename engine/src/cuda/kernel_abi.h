@@ -21,7 +21,7 @@
 //   between results and status (measured on the lent H200: a fence.acq_rel.sys per batch cost
 //   about 12 us of a 24 us round trip). The reaper then writes the results and STATUS into the
 //   ring slot, where the protocol's state machine and telemetry see them, and reaps it.
-// - Ring (the RingHost's memory): the kernel only reads the copies in the SQ entries; it never
+// - Ring (the PartitionedRing's memory): the kernel only reads the copies in the SQ entries; it never
 //   touches the ring itself.
 // - Claim counters (device memory, one per shard): next position to claim. Set by the host
 //   only while no kernel runs. Blocks sharing a shard take ranges with a CAS, so each entry runs

@@ -34,19 +34,25 @@ void ControlCounters::Flush(uint32_t* control) {
   FlushArray(priority_claims_, priority_dirty_, control, ctl::kPriorityFairnessFirst);
 }
 
-ClaimScheduler::ClaimScheduler(RingHost* host, std::function<void()> wake)
-    : host_(host), wake_(std::move(wake)) {
-  host_->SetFenceReadyCallback([this](uint32_t index) { PushReady(index); });
+ClaimScheduler::ClaimScheduler(PartitionedRing& ring, ControlBuffers& control,
+                               const TenantGate& tenants, SlotReaper& reaper,
+                               std::function<void()> wake)
+    : ring_(ring),
+      starvation_(&control.words()[ctl::kStarvationCounter]),
+      tenants_(tenants),
+      reaper_(reaper),
+      wake_(std::move(wake)) {
+  reaper_.SetFenceReadyCallback([this](uint32_t index) { PushReady(index); });
 }
 
 bool ClaimScheduler::ClaimNext(uint32_t max, ClaimRange* range) {
-  uint32_t* starvation = &host_->control().words()[ctl::kStarvationCounter];
+  uint32_t* starvation = starvation_;
   // After kStarvationLimit consecutive CRITICAL/HIGH claims, look at the lower classes first.
   const bool prefer_lower = protocol::AtomicLoad(starvation) >= ctl::kStarvationLimit;
   static constexpr uint32_t kNormalOrder[] = {0, 1, 2, 3, 4};
   static constexpr uint32_t kStarvedOrder[] = {2, 3, 4, 0, 1};
   for (uint32_t p : prefer_lower ? kStarvedOrder : kNormalOrder) {
-    if (!host_->HasClaimable(p) || !host_->ClaimBatch(p, max, range)) continue;
+    if (!ring_.HasClaimable(p) || !ring_.ClaimBatch(p, max, range)) continue;
     if (p < kHighPriorityClasses) {
       protocol::AtomicFetchAdd(starvation, 1);
     } else if (protocol::AtomicLoad(starvation) != 0) {
@@ -57,43 +63,40 @@ bool ClaimScheduler::ClaimNext(uint32_t max, ClaimRange* range) {
   return false;
 }
 
-bool ClaimScheduler::TenantEnabled(uint32_t tenant) const { return host_->TenantEnabled(tenant); }
-
 bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
                               CompletionBatcher& batcher) {
-  uint32_t* w = host_->ring().slot(index);
-  uint32_t status = StatusWord(w).load(std::memory_order_acquire);
-  if (!protocol::IsClaimable(static_cast<SlotStatus>(status))) return false;  // cancelled
+  uint32_t* w = ring_.slot(index);
+  const auto status = static_cast<SlotStatus>(ring_.status(index).load(std::memory_order_acquire));
+  if (!protocol::IsClaimable(status)) return false;  // cancelled
   const uint32_t tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
-  if (!TenantEnabled(tenant)) {
+  if (!tenants_.Enabled(tenant)) {
     Park(tenant, index, batcher);
     return false;
   }
-  if (!StatusWord(w).compare_exchange_strong(status, static_cast<uint32_t>(SlotStatus::kClaimed),
-                                             std::memory_order_acq_rel)) {
+  if (!ring_.MoveStatus(index, status, SlotStatus::kClaimed, Actor::kEngine)) {
     return false;  // cancelled or claimed through another path
   }
   counters.CountClaim(tenant, w[protocol::kWordPriority]);
-  SlotMeta& meta = host_->meta(index);
+  SlotMeta& meta = ring_.meta(index);
   if (w[protocol::kWordOpcode] != protocol::opcode::kBatchFence ||
       meta.fence_pending.load(std::memory_order_seq_cst) == 0) {
     return true;
   }
-  // Park the fence; whoever finishes its last predecessor makes it ready (RingHost::ReleaseFence
-  // and the fence-ready callback). The re-check closes the window where that happened between
-  // the test above and the store.
-  StatusWord(w).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_seq_cst);
+  // Park the fence; whoever finishes its last predecessor makes it ready
+  // (PartitionedRing::ReleaseFence and the fence-ready callback). The re-check closes the window
+  // where that happened between the test above and the store (both sequentially consistent).
+  MK_DCHECK_TRANSITION(SlotStatus::kClaimed, SlotStatus::kRequeue, Actor::kEngine, index);
+  ring_.status(index).store(static_cast<uint32_t>(SlotStatus::kRequeue),
+                            std::memory_order_seq_cst);
   if (meta.fence_pending.load(std::memory_order_seq_cst) != 0) return false;
-  uint32_t expected = static_cast<uint32_t>(SlotStatus::kRequeue);
-  return StatusWord(w).compare_exchange_strong(
-      expected, static_cast<uint32_t>(SlotStatus::kClaimed), std::memory_order_acq_rel);
+  return ring_.MoveStatus(index, SlotStatus::kRequeue, SlotStatus::kClaimed, Actor::kEngine);
 }
 
 void ClaimScheduler::Park(uint32_t tenant, uint32_t index, CompletionBatcher& batcher) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!draining_) {
-      if (TenantEnabled(tenant)) {  // enabled meanwhile: OnTenantEnabled moved the list already
+      if (tenants_.Enabled(tenant)) {  // enabled meanwhile: OnTenantEnabled moved the list already
         ready_.push_back(index);
         ready_count_.store(ready_.size(), std::memory_order_release);
       } else {
@@ -104,7 +107,7 @@ void ClaimScheduler::Park(uint32_t tenant, uint32_t index, CompletionBatcher& ba
     }
   }
   // Cancelling may release a fence, which takes mu_ again: do it outside the lock.
-  host_->CancelSlot(index, &batcher);
+  reaper_.CancelSlot(index, &batcher);
 }
 
 void ClaimScheduler::PushReady(uint32_t index) {
@@ -150,7 +153,7 @@ void ClaimScheduler::BeginDrain(CompletionBatcher* batcher) {
     parked_.clear();
     parked_count_.store(0);
   }
-  for (uint32_t index : to_cancel) host_->CancelSlot(index, batcher);
+  for (uint32_t index : to_cancel) reaper_.CancelSlot(index, batcher);
 }
 
 void ClaimScheduler::Clear() {

@@ -21,7 +21,11 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "host/ring_host.h"
+#include "host/completion_batcher.h"
+#include "host/control_buffers.h"
+#include "host/partitioned_ring.h"
+#include "host/slot_reaper.h"
+#include "host/tenant_gate.h"
 #include "mk/engine/protocol.h"
 
 namespace mk::engine::host {
@@ -65,9 +69,10 @@ class ControlCounters {
 
 class ClaimScheduler {
  public:
-  // `wake` tells the executor that ready slots are waiting. Registers itself as `host`'s
-  // fence-ready callback. `host` must outlive the scheduler.
-  ClaimScheduler(RingHost* host, std::function<void()> wake);
+  // `wake` tells the executor that ready slots are waiting. Registers itself as the reaper's
+  // fence-ready callback. Every reference must outlive the scheduler.
+  ClaimScheduler(PartitionedRing& ring, ControlBuffers& control, const TenantGate& tenants,
+                 SlotReaper& reaper, std::function<void()> wake);
   ClaimScheduler(const ClaimScheduler&) = delete;
   ClaimScheduler& operator=(const ClaimScheduler&) = delete;
 
@@ -93,10 +98,12 @@ class ClaimScheduler {
   uint64_t parked_count() const { return parked_count_.load(std::memory_order_acquire); }
 
  private:
-  bool TenantEnabled(uint32_t tenant) const;
   void Park(uint32_t tenant, uint32_t index, CompletionBatcher& batcher);
 
-  RingHost* const host_;
+  PartitionedRing& ring_;
+  uint32_t* const starvation_;  // control word 135
+  const TenantGate& tenants_;
+  SlotReaper& reaper_;
   const std::function<void()> wake_;
   // std::mutex, not absl::Mutex: see completion_store.h (ThreadSanitizer).
   mutable std::mutex mu_;

@@ -1,24 +1,15 @@
-// CompletionBatcher (declared in ring_host.h): groups completions by sink and aggregates the
-// outcome counters and latency histogram of a reap pass before adding them to the RingHost.
-#include <chrono>
-
-#include "host/ring_host.h"
+#include "host/completion_batcher.h"
 
 namespace mk::engine::host {
 
-uint64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-CompletionBatcher::CompletionBatcher(RingHost* host) : host_(host) {
+CompletionBatcher::CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink)
+    : ledger_(ledger), default_sink_(default_sink) {
   batch_.reserve(256);
   publish_times_.reserve(256);
 }
 
 void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns) {
-  if (sink == nullptr) sink = &host_->store();
+  if (sink == nullptr) sink = &default_sink_;
   if (sink != current_ || batch_.size() == batch_.capacity()) {
     Deliver();
     current_ = sink;
@@ -35,12 +26,12 @@ void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t 
     counts_tenant_ = c.tenant;
   }
   ++counts_[static_cast<uint32_t>(OpcodeClassOf(c.opcode))][static_cast<uint32_t>(outcome)];
-  if (publish_ns != 0 && host_->collect_latency()) publish_times_.push_back(publish_ns);
+  if (publish_ns != 0 && ledger_.collect_latency()) publish_times_.push_back(publish_ns);
 }
 
 void CompletionBatcher::FlushTenantCounts() {
   if (counts_tenant_ == UINT32_MAX) return;
-  host_->AddOutcomeCounts(counts_tenant_, counts_);
+  ledger_.AddOutcomeCounts(counts_tenant_, counts_);
   counts_ = {};
   counts_tenant_ = UINT32_MAX;
 }
@@ -60,10 +51,10 @@ void CompletionBatcher::Flush() {
   if (done_ + faulted_ + cancelled_ == 0) return;
   FlushTenantCounts();
   if (!latency_.empty()) {
-    host_->RecordLatency(latency_);
+    ledger_.RecordLatency(latency_);
     latency_.Clear();
   }
-  host_->AddOutcomes(done_, faulted_, cancelled_);
+  ledger_.AddOutcomes(done_, faulted_, cancelled_);
   done_ = faulted_ = cancelled_ = 0;
 }
 

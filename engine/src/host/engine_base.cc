@@ -5,17 +5,40 @@
 
 #include "absl/strings/str_cat.h"
 #include "host/publish_validation.h"
+#include "mk/base/status_macros.h"
 
 namespace mk::engine::host {
 
 namespace ctl = protocol::control;
 
-EngineBase::EngineBase(std::unique_ptr<RingHost> host, std::unique_ptr<ResourceLoader> loader,
-                       const EngineOptions& options)
-    : host_(std::move(host)),
-      loader_(std::move(loader)),
-      options_(options),
-      scheduler_(host_.get(), [this] { OnReady(); }) {}
+absl::StatusOr<EngineMemory> EngineMemory::Allocate(const EngineOptions& options) {
+  EngineMemory memory;
+  MK_ASSIGN_OR_RETURN(memory.ring,
+                      PartitionedRing::Create(options.ring_slots, options.partition_weights));
+  MK_ASSIGN_OR_RETURN(memory.control,
+                      ControlBuffers::Create(options.max_tenants, options.scratch_words,
+                                             options.debug_log_records));
+  memory.control->RecordPartitions(*memory.ring);
+  return memory;
+}
+
+EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
+    : options_(options),
+      control_(std::move(memory.control)),
+      ring_(std::move(memory.ring)),
+      tenants_(control_->control(), options.max_tenants),
+      tickets_(options.max_tenants),
+      ledger_(options.max_tenants, options.collect_latency),
+      reaper_(*ring_, *control_, ledger_, store_),
+      publisher_(*ring_, tickets_, ledger_, store_, options.max_stored_completions),
+      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {}
+
+absl::Status EngineBase::CreateLoader(ResourceLoader::StoreFactory make_store) {
+  if (options_.resource_root.empty()) return absl::OkStatus();
+  MK_ASSIGN_OR_RETURN(loader_,
+                      ResourceLoader::Create(options_, *ring_, reaper_, std::move(make_store)));
+  return absl::OkStatus();
+}
 
 void EngineBase::ShutdownOnDestroy() {
   if (!shut_down_.load()) Shutdown().IgnoreError();
@@ -44,25 +67,24 @@ absl::Status EngineBase::CheckTenant(uint32_t tenant) const {
 
 absl::Status EngineBase::CheckLoader() const {
   if (loader_ != nullptr) return absl::OkStatus();
-  return absl::FailedPreconditionError(no_loader_reason_);
+  return absl::FailedPreconditionError(
+      "engine: no resource root is configured; start the server with --resource_root=DIR");
 }
-
-bool EngineBase::TenantEnabled(uint32_t tenant) const { return host_->TenantEnabled(tenant); }
 
 absl::StatusOr<PublishResult> EngineBase::Publish(uint32_t tenant,
                                                   absl::Span<const SlotPayload> slots,
                                                   const PublishOptions& options) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
   if (!accepting_.load(std::memory_order_acquire)) {
     return absl::UnavailableError(
         "engine: draining or shut down; no new work is accepted (retry on another instance)");
   }
-  if (!TenantEnabled(tenant)) {
+  if (!tenants_.Enabled(tenant)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "engine: tenant ", tenant, " is disabled; an admin must enable it before it publishes"));
   }
-  if (absl::Status s = ValidatePublish(slots); !s.ok()) return s;
-  auto result = host_->Publish(tenant, slots, options.sink);
+  MK_RETURN_IF_ERROR(ValidatePublish(slots));
+  auto result = publisher_.Publish(tenant, slots, options.sink);
   if (result.ok()) OnPublished(slots.size());
   return result;
 }
@@ -70,105 +92,117 @@ absl::StatusOr<PublishResult> EngineBase::Publish(uint32_t tenant,
 absl::StatusOr<std::vector<Completion>> EngineBase::WaitFor(uint32_t tenant,
                                                             absl::Span<const uint64_t> tickets,
                                                             absl::Time deadline) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = host_->CheckTicketsIssued(tenant, tickets); !s.ok()) return s;
-  return host_->store().Take(tenant, tickets, deadline,
-                             [this](absl::FunctionRef<bool()> arrived, absl::Time until) {
-                               HelpWhileWaiting(arrived, until);
-                             });
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  MK_RETURN_IF_ERROR(tickets_.CheckIssued(tenant, tickets));
+  return store_.Take(tenant, tickets, deadline,
+                     [this](absl::FunctionRef<bool()> arrived, absl::Time until) {
+                       HelpWhileWaiting(arrived, until);
+                     });
 }
 
 absl::Status EngineBase::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
                                       absl::Time deadline, CompletionsCallback done) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = host_->CheckTicketsIssued(tenant, tickets); !s.ok()) return s;
-  host_->WaitForAsync(tenant, tickets, deadline, std::move(done));
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  MK_RETURN_IF_ERROR(tickets_.CheckIssued(tenant, tickets));
+  // The timer id is known only after TakeAsync returned; `expiry` lets whichever side finishes
+  // second cancel the timer so finished waits leave nothing scheduled.
+  struct Expiry {
+    std::atomic<uint64_t> timer{0};
+    std::atomic<bool> finished{false};
+  };
+  auto expiry = std::make_shared<Expiry>();
+  const uint64_t id = store_.TakeAsync(
+      tenant, tickets, [this, expiry, done = std::move(done)](std::vector<Completion> got) {
+        expiry->finished.store(true, std::memory_order_seq_cst);
+        if (uint64_t t = expiry->timer.load(std::memory_order_seq_cst); t != 0) timer_.Cancel(t);
+        done(std::move(got));
+      });
+  if (expiry->finished.load(std::memory_order_seq_cst)) return absl::OkStatus();
+  expiry->timer.store(timer_.Schedule(deadline, [this, id] { store_.Expire(id); }),
+                      std::memory_order_seq_cst);
+  if (expiry->finished.load(std::memory_order_seq_cst)) timer_.Cancel(expiry->timer.load());
   return absl::OkStatus();
 }
 
 void EngineBase::ReturnCompletions(absl::Span<const Completion> completions) {
-  if (!completions.empty()) host_->store().Return(completions);
+  if (!completions.empty()) store_.Return(completions);
 }
 
 absl::StatusOr<uint32_t> EngineBase::Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
   uint32_t cancelled;
   {
-    CompletionBatcher batcher(host_.get());
-    cancelled = host_->CancelTickets(tenant, tickets, &batcher);
+    CompletionBatcher batcher = reaper_.NewBatcher();
+    cancelled = reaper_.CancelTickets(tenant, tickets, &batcher);
   }
   NotifyProgress();
   return cancelled;
 }
 
 absl::Status EngineBase::SetTenantEnabled(uint32_t tenant, bool enabled) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = host_->SetTenantEnabled(tenant, enabled); !s.ok()) return s;
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  MK_RETURN_IF_ERROR(tenants_.SetEnabled(tenant, enabled));
   if (enabled) scheduler_.OnTenantEnabled(tenant);
   return absl::OkStatus();
 }
 
 absl::Status EngineBase::Telemetry(absl::Span<const uint32_t> window_opcodes,
                                    TelemetrySnapshot* out) {
+  const absl::Span<const uint32_t> control(control_->words(), control_->layout().TotalWords());
   if (!window_opcodes.empty()) {  // windows need every slot's words: the full decode
-    return DecodeTelemetry(host_->ring().words(), host_->control().words(), window_opcodes, out);
+    return DecodeTelemetry(ring_->words(), control, window_opcodes, out);
   }
-  host_->CountOccupancy(&out->occupancy);
-  if (absl::Status s = DecodeControl(host_->control().words(), &out->control); !s.ok()) return s;
+  ring_->CountOccupancy(&out->occupancy);
+  MK_RETURN_IF_ERROR(DecodeControl(control, &out->control));
   DeriveCounters(out->occupancy, out->control, &out->counters);
   out->windows.clear();
   return absl::OkStatus();
 }
 
 absl::Status EngineBase::ReadDebugLog(DebugLogContents* out) {
-  return DecodeDebugLog(host_->debug_log(), out);
+  return DecodeDebugLog(control_->debug_log(), out);
 }
 
 absl::StatusOr<uint32_t> EngineBase::RegisterResource(uint32_t tenant, const std::string& path,
                                                       uint64_t offset, uint64_t length) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = CheckLoader(); !s.ok()) return s;
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  MK_RETURN_IF_ERROR(CheckLoader());
   return loader_->Register(tenant, path, offset, length);
 }
 
 absl::StatusOr<std::vector<ResourceInfo>> EngineBase::ListResources(uint32_t tenant) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = CheckLoader(); !s.ok()) return s;
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  MK_RETURN_IF_ERROR(CheckLoader());
   return loader_->List(tenant);
 }
 
 absl::Status EngineBase::EvictResource(uint32_t tenant, uint32_t resource_id) {
-  if (absl::Status s = CheckTenant(tenant); !s.ok()) return s;
-  if (absl::Status s = CheckLoader(); !s.ok()) return s;
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  MK_RETURN_IF_ERROR(CheckLoader());
   return loader_->Evict(tenant, resource_id);
 }
 
 bool EngineBase::FinishClaimed(uint32_t index, const protocol::ExecResult& r,
                                ControlCounters& counters) {
   using protocol::SlotStatus;
-  uint32_t* w = host_->ring().slot(index);
-  std::atomic_ref<uint32_t> status = StatusWord(w);
   switch (r.status) {
     case SlotStatus::kDone:
     case SlotStatus::kFault: {
-      std::copy(r.results, r.results + r.result_count, w + protocol::kWordArg0);
-      std::fill(w + protocol::kWordArg0 + r.result_count, w + protocol::kSlotWords, 0u);
-      const uint32_t fence = host_->meta(index).fence_waiter;  // read before it is reapable
-      status.store(static_cast<uint32_t>(r.status), std::memory_order_release);
-      counters.CountOutcome(w[protocol::kWordOpcode]);
-      if (fence != kNoFence && host_->ReleaseFence(fence)) scheduler_.PushReady(fence);
+      const uint32_t fence = ring_->meta(index).fence_waiter;  // read before it is reapable
+      ring_->WriteOutcome(index, r, Actor::kEngine);
+      counters.CountOutcome(ring_->slot(index)[protocol::kWordOpcode]);
+      if (fence != kNoFence && ring_->ReleaseFence(fence)) scheduler_.PushReady(fence);
       return true;
     }
     case SlotStatus::kRequeue:
-      status.store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_release);
+      MK_DCHECK_TRANSITION(SlotStatus::kClaimed, SlotStatus::kRequeue, Actor::kEngine, index);
+      ring_->status(index).store(static_cast<uint32_t>(SlotStatus::kRequeue),
+                                 std::memory_order_release);
       scheduler_.PushReady(index);
       return false;
-    default: {
-      uint32_t claimed = static_cast<uint32_t>(SlotStatus::kClaimed);
-      status.compare_exchange_strong(claimed, static_cast<uint32_t>(r.status),
-                                     std::memory_order_acq_rel);
+    default:
+      ring_->MoveStatus(index, SlotStatus::kClaimed, r.status, Actor::kEngine);
       return false;
-    }
   }
 }
 
@@ -184,7 +218,7 @@ absl::StatusOr<EngineCounters> EngineBase::Drain(absl::Time deadline) {
   draining_.store(true, std::memory_order_seq_cst);
   // Slots of disabled tenants can never run: cancel them, and from now on instead of parking.
   {
-    CompletionBatcher batcher(host_.get());
+    CompletionBatcher batcher = reaper_.NewBatcher();
     scheduler_.BeginDrain(&batcher);
   }
   if (!started()) {
@@ -192,33 +226,35 @@ absl::StatusOr<EngineCounters> EngineBase::Drain(absl::Time deadline) {
         "engine: Drain before Start; nothing executes the accepted slots (Start, or Shutdown)");
   }
   std::unique_lock<std::mutex> lock(drain_mu_);
-  bool drained = host_->in_flight() == 0;
+  bool drained = ledger_.in_flight() == 0;
   while (!drained && absl::Now() < deadline) {
     const auto until = absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Minutes(1)));
-    drained = drain_cv_.wait_until(lock, until, [this] { return host_->in_flight() == 0; });
+    drained = drain_cv_.wait_until(lock, until, [this] { return ledger_.in_flight() == 0; });
   }
   if (!drained) {
     return absl::DeadlineExceededError(absl::StrCat(
-        "engine: drain deadline passed with ", host_->in_flight(),
+        "engine: drain deadline passed with ", ledger_.in_flight(),
         " slots still in flight; call Drain again or Shutdown to fail them"));
   }
-  return host_->counters();
+  return counters();
+}
+
+void EngineBase::FailInFlight() {
+  scheduler_.Clear();
+  CompletionBatcher batcher = reaper_.NewBatcher();
+  reaper_.FailInFlight(&batcher);
 }
 
 absl::StatusOr<EngineCounters> EngineBase::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
-  if (shut_down_.load()) return host_->counters();
+  if (shut_down_.load()) return counters();
   accepting_.store(false, std::memory_order_seq_cst);
   absl::Status stopped = started() ? StopExecutor() : absl::OkStatus();
-  scheduler_.Clear();
-  {
-    CompletionBatcher batcher(host_.get());
-    host_->FailInFlight(&batcher);
-  }
+  FailInFlight();
   shut_down_.store(true);
   NotifyProgress();
-  if (!stopped.ok()) return stopped;
-  return host_->counters();
+  MK_RETURN_IF_ERROR(stopped);
+  return counters();
 }
 
 absl::Status EngineBase::Restart() {
@@ -226,13 +262,9 @@ absl::Status EngineBase::Restart() {
   if (shut_down_.load()) return absl::FailedPreconditionError("engine: restart after shutdown");
   restarts_.fetch_add(1);  // counted before the in-flight slots fail, so their FAULTs see it
   absl::Status stopped = started() ? StopExecutor() : absl::OkStatus();
-  scheduler_.Clear();
-  {
-    CompletionBatcher batcher(host_.get());
-    host_->FailInFlight(&batcher);
-  }
-  host_->control().Store(ctl::kShutdown, 0);
-  SetExecutionPausedForTesting(false);
+  FailInFlight();
+  control_->control().Store(ctl::kShutdown, 0);
+  PauseExecutor(false);
   absl::Status restarted = stopped.ok() && started() ? StartExecutor() : absl::OkStatus();
   if (restarted.ok() && started()) executor_starts_.fetch_add(1);
   NotifyProgress();
@@ -240,15 +272,16 @@ absl::Status EngineBase::Restart() {
 }
 
 EngineCounters EngineBase::counters() const {
-  EngineCounters c = host_->counters();
+  EngineCounters c = ledger_.counters();
+  c.stored_completions = store_.size();
   c.parked_workers = ParkedWorkers();
   c.parked_slots = scheduler_.parked_count();
-  c.done_count = host_->control().done_count();
+  c.done_count = control_->control().done_count();
   return c;
 }
 
 void EngineBase::Stats(EngineStats* out) const {
-  host_->Stats(out);
+  ledger_.Stats(out);
   out->restarts = restarts_.load();
   out->executor_starts = executor_starts_.load();
   if (loader_ != nullptr) loader_->Stats(&out->io);

@@ -1,12 +1,16 @@
 // EngineBase: everything an engine does that does not depend on who executes the slots, shared
-// by the CPU engine (host worker threads) and the CUDA engine (a persistent kernel): argument
-// checks, publish, waits, cancellation, tenants, telemetry, the debug log, resources, drain,
-// and the teardown / restart sequence. An executor implements the hooks at the bottom.
+// by the CPU engine (host worker threads) and the offload engines (a persistent GPU kernel, or
+// host threads emulating it): argument checks, publish, waits, cancellation, tenants, telemetry,
+// the debug log, resources, drain, and the teardown / restart sequence. An executor implements
+// the hooks at the bottom. docs/design.md follows a slot through these parts.
 //
-// Ownership: owns the RingHost (ring, control buffer, tickets, completions), the optional
-// ResourceLoader and the ClaimScheduler. Thread safety: as Engine (every method from any thread).
-// Teardown (Shutdown, Restart) is serialized by `shutdown_mu_`; the executor is stopped before
-// in-flight slots are failed, so nothing executes a slot while it is being failed.
+// Ownership: owns every part of the host side, built in this order and destroyed in reverse:
+// the control buffers and the ring (memory), the tenant gate, the ticket book, the outcome
+// ledger, the completion store and its deadline timer, the reaper, the publisher, the claim
+// scheduler, and the optional resource loader (destroyed first: it resumes slots in the ring).
+// Thread safety: as Engine (every method from any thread). Teardown (Shutdown, Restart) is
+// serialized by `shutdown_mu_`; the executor is stopped before in-flight slots are failed, so
+// nothing executes a slot while it is being failed.
 #ifndef MK_ENGINE_SRC_HOST_ENGINE_BASE_H_
 #define MK_ENGINE_SRC_HOST_ENGINE_BASE_H_
 
@@ -20,11 +24,33 @@
 #include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
 #include "host/claim_scheduler.h"
+#include "host/completion_store.h"
+#include "host/control_buffers.h"
+#include "host/deadline_timer.h"
+#include "host/outcome_ledger.h"
+#include "host/partitioned_ring.h"
 #include "host/resource_loader.h"
-#include "host/ring_host.h"
+#include "host/slot_publisher.h"
+#include "host/slot_reaper.h"
+#include "host/tenant_gate.h"
+#include "host/ticket_book.h"
 #include "mk/engine/engine.h"
 
+namespace mk::engine::testing {
+class EnginePeer;
+}  // namespace mk::engine::testing
+
 namespace mk::engine::host {
+
+// The memory an engine is built on, allocated (and its options validated) before the engine
+// exists, so a Create can fail with a status.
+struct EngineMemory {
+  // INVALID_ARGUMENT for ring, tenant or debug-log options out of range; RESOURCE_EXHAUSTED
+  // without the memory.
+  static absl::StatusOr<EngineMemory> Allocate(const EngineOptions& options);
+  std::unique_ptr<ControlBuffers> control;
+  std::unique_ptr<PartitionedRing> ring;
+};
 
 class EngineBase : public Engine {
  public:
@@ -55,11 +81,13 @@ class EngineBase : public Engine {
   void Stats(EngineStats* out) const override;
 
  protected:
-  // `loader` may be null (no resource root). Call ShutdownOnDestroy() from the derived
-  // destructor: the executor hooks are gone once ~EngineBase runs.
-  EngineBase(std::unique_ptr<RingHost> host, std::unique_ptr<ResourceLoader> loader,
-             const EngineOptions& options);
+  // Call ShutdownOnDestroy() from the derived destructor: the executor hooks are gone once
+  // ~EngineBase runs.
+  EngineBase(EngineMemory memory, const EngineOptions& options);
   void ShutdownOnDestroy();
+  // With a resource root: creates the loader (LOAD_MISS / CHECKSUM) over this engine's ring.
+  // `make_store` places resident copies (default: host memory). Call once, from Create.
+  absl::Status CreateLoader(ResourceLoader::StoreFactory make_store = nullptr);
 
   // Executor hooks. StartExecutor runs at Start and after a restart's teardown; StopExecutor
   // must return only when nothing executes or claims any more (Shutdown, Restart).
@@ -74,31 +102,45 @@ class EngineBase : public Engine {
   // Runs on a WaitFor caller's thread while it spins (CompletionStore::SpinHelper): an executor
   // may deliver the caller's completions from there, without a handoff between threads.
   virtual void HelpWhileWaiting(absl::FunctionRef<bool()> /*arrived*/, absl::Time /*until*/) {}
+  // Test hooks (mk/engine/testing/engine_peer.h). PauseExecutor: executors claim nothing until
+  // unpaused or restarted. SimulateUnresponsiveExecutor: the executor no longer hears stop
+  // requests, as a hung GPU kernel would not; engines whose executors always stop ignore it.
+  virtual void PauseExecutor(bool paused) = 0;
+  virtual void SimulateUnresponsiveExecutor(bool /*unresponsive*/) {}
 
-  // Writes a CLAIMED slot's outcome, the same for every executor. DONE / FAULT: the results,
-  // then STATUS (release); counted; a fence waiting on the slot is released. REQUEUE: the slot
-  // goes back to the ready list. WAIT_IO: the loader parked it already (it may even be resumed
-  // by now), so only a slot still CLAIMED moves. Returns true when the slot is terminal (the
-  // caller reaps it).
+  // Records a CLAIMED slot's outcome, the same for every executor. DONE / FAULT: written by the
+  // ring's one outcome writer, counted, and a fence waiting on the slot released. REQUEUE: the
+  // slot goes back to the ready list. WAIT_IO: the loader parked it already (it may even be
+  // resumed by now), so only a slot still CLAIMED moves. Returns true when the slot is terminal
+  // (the caller reaps it).
   bool FinishClaimed(uint32_t index, const protocol::ExecResult& r, ControlCounters& counters);
 
   // Lets Drain re-check its condition after outcomes were counted.
   void NotifyProgress();
   bool started() const { return started_.load(std::memory_order_acquire); }
 
-  std::unique_ptr<RingHost> host_;
-  // LOAD_MISS / CHECKSUM; null without a resource root. Declared after host_: destroyed first.
-  std::unique_ptr<ResourceLoader> loader_;
-  // What resource calls answer (FAILED_PRECONDITION) when loader_ is null.
-  std::string no_loader_reason_ =
-      "engine: no resource root is configured; start the server with --resource_root=DIR";
   const EngineOptions options_;
-  ClaimScheduler scheduler_;  // uses host_; declared after it
+  // The host side's parts, in construction order (see the top of this file).
+  const std::unique_ptr<ControlBuffers> control_;
+  const std::unique_ptr<PartitionedRing> ring_;
+  TenantGate tenants_;
+  TicketBook tickets_;
+  OutcomeLedger ledger_;
+  CompletionStore store_;
+  DeadlineTimer timer_;  // after store_: stopped before the store goes away
+  SlotReaper reaper_;
+  SlotPublisher publisher_;
+  ClaimScheduler scheduler_;
+  // LOAD_MISS / CHECKSUM; null without a resource root. Last: destroyed first.
+  std::unique_ptr<ResourceLoader> loader_;
 
  private:
+  friend class testing::EnginePeer;
+
   absl::Status CheckTenant(uint32_t tenant) const;
   absl::Status CheckLoader() const;
-  bool TenantEnabled(uint32_t tenant) const;
+  // Fails every slot not yet terminal (the executor is stopped) and forgets deferred slots.
+  void FailInFlight();
 
   std::atomic<bool> started_{false};
   std::atomic<bool> accepting_{true};

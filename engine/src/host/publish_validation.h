@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "mk/engine/ring_view.h"
+#include "mk/engine/slot.h"
 
 namespace mk::engine::host {
 

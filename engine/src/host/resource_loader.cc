@@ -43,7 +43,8 @@ absl::StatusOr<io::Backend> ParseIoBackend(const std::string& name) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const EngineOptions& options,
-                                                                     RingHost* host,
+                                                                     PartitionedRing& ring,
+                                                                     SlotReaper& reaper,
                                                                      StoreFactory make_store) {
   auto backend = ParseIoBackend(options.io_backend);
   if (!backend.ok()) return backend.status();
@@ -67,14 +68,16 @@ absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const Eng
     store = *std::move(made);
   }
   return std::unique_ptr<ResourceLoader>(new ResourceLoader(
-      options, host, *std::move(table), *std::move(reader), std::move(store)));
+      options, ring, reaper, *std::move(table), *std::move(reader), std::move(store)));
 }
 
-ResourceLoader::ResourceLoader(const EngineOptions& options, RingHost* host,
+ResourceLoader::ResourceLoader(const EngineOptions& options, PartitionedRing& ring,
+                               SlotReaper& reaper,
                                std::unique_ptr<io::ResourceTable> table,
                                std::unique_ptr<io::FileReader> reader,
                                std::unique_ptr<ResidencyStore> store)
-    : host_(host),
+    : ring_(ring),
+      reaper_(reaper),
       budget_bytes_(options.residency_budget_bytes),
       table_(std::move(table)),
       io_words_(size_t{options.io_queue_slots} * protocol::io::kSlotWords, 0),
@@ -98,6 +101,12 @@ ResourceLoader::~ResourceLoader() {
   }
   store_.reset();
   reader_.reset();
+}
+
+uint64_t ResourceLoader::MarkWaiting(uint32_t slot_index) {
+  ring_.MoveStatus(slot_index, protocol::SlotStatus::kClaimed, protocol::SlotStatus::kWaitIo,
+                   Actor::kEngine);
+  return ring_.meta(slot_index).ticket.load(std::memory_order_relaxed);
 }
 
 protocol::IoHook ResourceLoader::Hook() {
@@ -209,8 +218,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     if (!r.loading) return Loaded(resource->length);
     ++stats_.coalesced;
     if (prefetch) return Loaded(resource->length);
-    host_->MarkWaiting(slot_index);
-    r.waiters.push_back({slot_index, host_->meta(slot_index).ticket.load(std::memory_order_relaxed)});
+    r.waiters.push_back({slot_index, MarkWaiting(slot_index)});
     return Waiting();
   }
   if (resource->length > budget_bytes_) {
@@ -220,7 +228,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     ++stats_.requeued;  // everything resident is loading or being hashed: retry shortly
     return Requeue();
   }
-  if (!prefetch) host_->MarkWaiting(slot_index);  // before the request can complete
+  if (!prefetch) MarkWaiting(slot_index);  // before the request can complete
   IoRequest request;
   request.resource_id = id;
   request.residency = id;
@@ -231,9 +239,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     ++stats_.requeued;
     store_->Remove(id);  // placed by MakeRoomLocked, not reserved yet
     if (!prefetch) {  // back to CLAIMED: the worker moves it to REQUEUE
-      uint32_t waiting = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
-      StatusWord(host_->ring().slot(slot_index))
-          .compare_exchange_strong(waiting, static_cast<uint32_t>(protocol::SlotStatus::kClaimed));
+      ring_.UndoWaitIo(slot_index);
     }
     return Requeue();
   }
@@ -242,7 +248,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   r.reserved = resource->length;  // budget held now; the bytes arrive with the read
   used_bytes_ += r.reserved;
   if (!prefetch) {
-    r.waiters.push_back({slot_index, host_->meta(slot_index).ticket.load(std::memory_order_relaxed)});
+    r.waiters.push_back({slot_index, ring_.meta(slot_index).ticket.load(std::memory_order_relaxed)});
   }
   lock.unlock();
   // The CPU engine's worker is a host thread: it serves the request it just published at once
@@ -349,8 +355,8 @@ void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::S
       status.ok() ? Loaded(resource.ok() ? resource->length : 0)
                   : protocol::Fault(FaultCode::kIoError, static_cast<uint32_t>(error_number));
   {
-    CompletionBatcher batcher(host_);
-    for (const Waiter& w : waiters) host_->ResumeWaiting(w.index, w.ticket, outcome, &batcher);
+    CompletionBatcher batcher = reaper_.NewBatcher();
+    for (const Waiter& w : waiters) reaper_.ResumeWaiting(w.index, w.ticket, outcome, &batcher);
   }
   io_queue_.Recycle(io_index).IgnoreError();
   std::lock_guard<std::mutex> lock(mu_);

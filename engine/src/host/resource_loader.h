@@ -18,7 +18,7 @@
 //
 // Threads: engine workers / reapers (LoadMiss, Checksum, pins), the pump thread, the reader's
 // thread(s) (completions), callers of the resource API. One mutex guards the residency map.
-// Lifetime: destroy before the RingHost it resumes slots in.
+// Lifetime: destroy before the ring and reaper it resumes slots through.
 #ifndef MK_ENGINE_SRC_HOST_RESOURCE_LOADER_H_
 #define MK_ENGINE_SRC_HOST_RESOURCE_LOADER_H_
 
@@ -35,7 +35,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "host/residency_store.h"
-#include "host/ring_host.h"
+#include "host/partitioned_ring.h"
+#include "host/slot_reaper.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/io_queue.h"
 #include "mk/io/file_reader.h"
@@ -50,7 +51,8 @@ class ResourceLoader {
       std::function<absl::StatusOr<std::unique_ptr<ResidencyStore>>(io::FileReader& reader)>;
   // Without a factory the resident copies live in host memory.
   static absl::StatusOr<std::unique_ptr<ResourceLoader>> Create(const EngineOptions& options,
-                                                               RingHost* host,
+                                                               PartitionedRing& ring,
+                                                               SlotReaper& reaper,
                                                                StoreFactory make_store = nullptr);
   ~ResourceLoader();
 
@@ -89,7 +91,7 @@ class ResourceLoader {
     uint64_t last_use = 0;
   };
 
-  ResourceLoader(const EngineOptions& options, RingHost* host,
+  ResourceLoader(const EngineOptions& options, PartitionedRing& ring, SlotReaper& reaper,
                  std::unique_ptr<io::ResourceTable> table, std::unique_ptr<io::FileReader> reader,
                  std::unique_ptr<ResidencyStore> store);
   bool PinnedLocked(uint32_t id) const { return pins_.contains(id); }
@@ -103,7 +105,12 @@ class ResourceLoader {
   void StartRead(uint32_t io_index);
   void FinishRead(uint32_t io_index, uint32_t resource_id, absl::Status status, uint64_t start_ns);
 
-  RingHost* const host_;
+  // CLAIMED -> WAIT_IO for a slot whose io request is about to become visible (before it is
+  // published, so a fast completion always finds the slot waiting); returns its ticket.
+  uint64_t MarkWaiting(uint32_t slot_index);
+
+  PartitionedRing& ring_;
+  SlotReaper& reaper_;
   const uint64_t budget_bytes_;
   std::unique_ptr<io::ResourceTable> table_;
   std::vector<uint32_t> io_words_;  // the io queue (PROTOCOL.md section 5)

@@ -32,7 +32,7 @@
 #include "mk/engine/debug_log.h"
 #include "mk/engine/engine_stats.h"
 #include "mk/engine/protocol.h"
-#include "mk/engine/ring_view.h"
+#include "mk/engine/slot.h"
 #include "mk/engine/telemetry.h"
 
 namespace mk::engine {
@@ -202,13 +202,6 @@ class Engine {
   // Recovery (the watchdog's): stops the executor, fails every slot not yet terminal with
   // FAULT(ENGINE_RESTART), and starts a fresh executor. Accepting continues.
   virtual absl::Status Restart() = 0;
-  // Test-only: stops executors from claiming work (a stall), until false or Restart.
-  virtual void SetExecutionPausedForTesting(bool paused) = 0;
-  // Test-only: the executor no longer hears stop requests, as a hung GPU kernel would not, so
-  // a Restart must take the path for an executor that does not stop (the CUDA engine abandons
-  // the kernel and answers UNAVAILABLE). Engines whose executors always stop ignore it.
-  virtual void SimulateUnresponsiveExecutorForTesting(bool /*unresponsive*/) {}
-
   virtual EngineCounters counters() const = 0;
   virtual void Stats(EngineStats* out) const = 0;
   virtual EngineInfo info() const = 0;

@@ -1,4 +1,4 @@
-// ClaimScheduler on a real RingHost: priority order with the starvation guard, parking of a
+// ClaimScheduler on the real host parts (ring, tenant gate, reaper, publisher): priority order with the starvation guard, parking of a
 // disabled tenant's slots, fences held until their batch is terminal, and drain cancelling
 // what is parked.
 #include "host/claim_scheduler.h"
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "host/engine_base.h"
 #include "support/engine_test_util.h"
 
 namespace mk::engine::host {
@@ -20,31 +21,51 @@ namespace op = protocol::opcode;
 
 class ClaimSchedulerTest : public ::testing::Test {
  protected:
+  // The executor-independent parts an engine assembles (EngineBase), without an executor.
+  struct HostParts {
+    explicit HostParts(EngineMemory m)
+        : memory(std::move(m)),
+          tenants(memory.control->control(), 8),
+          tickets(8),
+          ledger(8, /*collect_latency=*/false),
+          reaper(*memory.ring, *memory.control, ledger, store),
+          publisher(*memory.ring, tickets, ledger, store, 1u << 20) {}
+    EngineMemory memory;
+    TenantGate tenants;
+    TicketBook tickets;
+    OutcomeLedger ledger;
+    CompletionStore store;
+    SlotReaper reaper;
+    SlotPublisher publisher;
+  };
+
   void SetUp() override {
     EngineOptions o;
     o.ring_slots = 1024;
     o.max_tenants = 8;
     o.scratch_words = 4;
-    auto created = RingHost::Create(o);
-    ASSERT_TRUE(created.ok()) << created.status();
-    host_ = *std::move(created);
-    scheduler_ = std::make_unique<ClaimScheduler>(host_.get(), [this] { ++wakes_; });
+    auto memory = EngineMemory::Allocate(o);
+    ASSERT_TRUE(memory.ok()) << memory.status();
+    host_ = std::make_unique<HostParts>(*std::move(memory));
+    scheduler_ = std::make_unique<ClaimScheduler>(*ring(), *host_->memory.control, host_->tenants,
+                                                  host_->reaper, [this] { ++wakes_; });
   }
+  PartitionedRing* ring() { return host_->memory.ring.get(); }
   PublishResult Publish(uint32_t tenant, const std::vector<SlotPayload>& slots) {
-    auto r = host_->Publish(tenant, slots, &sink_);
+    auto r = host_->publisher.Publish(tenant, slots, &sink_);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : PublishResult{};
   }
   SlotStatus StatusOf(uint32_t index) {
-    return static_cast<SlotStatus>(
-        std::atomic_ref<uint32_t>(host_->ring().slot(index)[protocol::kWordStatus]).load());
+    return static_cast<SlotStatus>(ring()->status(index).load());
   }
+  CompletionBatcher NewBatcher() { return host_->reaper.NewBatcher(); }
   // Claims every published range and tries each slot; returns the indices it now owns.
   std::vector<uint32_t> ClaimAll(ControlCounters& counters, CompletionBatcher& batcher) {
     std::vector<uint32_t> owned;
     ClaimRange range;
     while (scheduler_->ClaimNext(1024, &range)) {
-      host_->ForEachIndex(range, [&](uint32_t index) {
+      ring()->ForEachIndex(range, [&](uint32_t index) {
         if (scheduler_->TryClaim(index, counters, batcher)) owned.push_back(index);
       });
     }
@@ -54,13 +75,13 @@ class ClaimSchedulerTest : public ::testing::Test {
   // Disables `tenant`, publishes `count` NOPs for it and runs a claim pass, which must take none.
   void PublishParked(uint32_t tenant, size_t count, ControlCounters& counters,
                      CompletionBatcher& batcher) {
-    ASSERT_TRUE(host_->SetTenantEnabled(tenant, false).ok());
+    ASSERT_TRUE(host_->tenants.SetEnabled(tenant, false).ok());
     Publish(tenant, std::vector<SlotPayload>(count, Slot(op::kNop)));
     EXPECT_TRUE(ClaimAll(counters, batcher).empty());
   }
 
   RecordingSink sink_;  // outlives host_, which delivers to it
-  std::unique_ptr<RingHost> host_;
+  std::unique_ptr<HostParts> host_;
   std::unique_ptr<ClaimScheduler> scheduler_;
   std::atomic<int> wakes_{0};
 };
@@ -77,12 +98,12 @@ TEST_F(ClaimSchedulerTest, HigherPrioritiesFirstWithTheStarvationGuard) {
 
 TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
   ControlCounters counters;
-  CompletionBatcher batcher(host_.get());
+  CompletionBatcher batcher = NewBatcher();
   PublishParked(2, 3, counters, batcher);
   EXPECT_EQ(scheduler_->parked_count(), 3u);
   EXPECT_FALSE(scheduler_->has_ready());
   std::vector<uint32_t> ready;
-  ASSERT_TRUE(host_->SetTenantEnabled(2, true).ok());
+  ASSERT_TRUE(host_->tenants.SetEnabled(2, true).ok());
   scheduler_->OnTenantEnabled(2);
   EXPECT_EQ(wakes_.load(), 1) << "the executor is told once";
   EXPECT_EQ(scheduler_->parked_count(), 0u);
@@ -95,7 +116,7 @@ TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
   }
   // The claims are counted once the executor flushes its counters into the control buffer.
   namespace ctl = protocol::control;
-  const ControlView& control = host_->control();
+  const ControlView& control = host_->memory.control->control();
   const uint32_t tenant_before = control.Load(ctl::kTenantFairnessFirst + 2);
   const uint32_t priority_before =
       control.Load(ctl::kPriorityFairnessFirst + protocol::kDefaultPriority);
@@ -111,14 +132,14 @@ TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
 TEST_F(ClaimSchedulerTest, FenceIsHeldUntilItsBatchIsTerminal) {
   Publish(1, {Slot(op::kNop), Slot(op::kNop), Slot(op::kBatchFence, {2, 9})});
   ControlCounters counters;
-  CompletionBatcher batcher(host_.get());
+  CompletionBatcher batcher = NewBatcher();
   const std::vector<uint32_t> owned = ClaimAll(counters, batcher);
   ASSERT_EQ(owned.size(), 2u) << "the fence is set aside";
   const uint32_t fence = owned[1] + 1;
   EXPECT_EQ(StatusOf(fence), SlotStatus::kRequeue);
   // The executor finishes the predecessors; the last one makes the fence ready.
-  EXPECT_FALSE(host_->ReleaseFence(host_->meta(owned[0]).fence_waiter));
-  ASSERT_TRUE(host_->ReleaseFence(host_->meta(owned[1]).fence_waiter));
+  EXPECT_FALSE(ring()->ReleaseFence(ring()->meta(owned[0]).fence_waiter));
+  ASSERT_TRUE(ring()->ReleaseFence(ring()->meta(owned[1]).fence_waiter));
   scheduler_->PushReady(fence);
   std::vector<uint32_t> ready;
   ASSERT_TRUE(scheduler_->TakeReady(&ready));
@@ -131,14 +152,14 @@ TEST_F(ClaimSchedulerTest, FenceIsHeldUntilItsBatchIsTerminal) {
 TEST_F(ClaimSchedulerTest, DrainCancelsParkedSlotsAndFromThenOnInsteadOfParking) {
   ControlCounters counters;
   {
-    CompletionBatcher batcher(host_.get());
+    CompletionBatcher batcher = NewBatcher();
     PublishParked(3, 2, counters, batcher);
     scheduler_->BeginDrain(&batcher);
   }
   ASSERT_TRUE(sink_.WaitForCount(2));
   Publish(3, std::vector<SlotPayload>(1, Slot(op::kNop)));
   {
-    CompletionBatcher batcher(host_.get());
+    CompletionBatcher batcher = NewBatcher();
     EXPECT_TRUE(ClaimAll(counters, batcher).empty());
   }
   ASSERT_TRUE(sink_.WaitForCount(3));
