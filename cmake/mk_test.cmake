@@ -32,12 +32,30 @@ function(mk_add_bench)
                        ENVIRONMENT "MK_BENCH_QUICK=1")
 endfunction()
 
-# mk_add_gpu_run(NAME <name> TARGET <test binary>): runs an existing engine-suite binary against
-# the CUDA engine (MK_TEST_ENGINE=cuda), label gpu; skipped where no device is present.
-function(mk_add_gpu_run)
-  cmake_parse_arguments(G "" "NAME;TARGET" "" ${ARGN})
-  add_test(NAME ${G_NAME} COMMAND ${G_TARGET})
-  set_tests_properties(${G_NAME} PROPERTIES LABELS gpu TIMEOUT 300
-                       ENVIRONMENT "MK_TEST_ENGINE=cuda"
-                       SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+# mk_add_engine_suite(NAME <binary> SOURCES <files...> LIBS <targets...>
+#                     BACKENDS <backend>... [CONCURRENCY <backend>...] [LABELS <labels...>])
+# One binary of the black-box engine suite, registered once per backend as
+# <binary>_<backend> ('-' becomes '_') with MK_TEST_ENGINE=<backend>. The cuda run is labelled
+# gpu and skips without a device; the others get LABELS, and `concurrency` too for the backends
+# listed under CONCURRENCY (they run again under ThreadSanitizer).
+function(mk_add_engine_suite)
+  cmake_parse_arguments(S "" "NAME" "SOURCES;LIBS;LABELS;BACKENDS;CONCURRENCY" ${ARGN})
+  add_executable(${S_NAME} ${S_SOURCES})
+  target_link_libraries(${S_NAME} PRIVATE ${S_LIBS} mk::test_support GTest::gtest GTest::gmock
+                        GTest::gtest_main)
+  foreach(backend ${S_BACKENDS})
+    string(REPLACE "-" "_" suffix ${backend})
+    set(test ${S_NAME}_${suffix})
+    add_test(NAME ${test} COMMAND ${S_NAME})
+    set(labels ${S_LABELS})
+    if(backend STREQUAL "cuda")
+      set(labels gpu)
+      set_tests_properties(${test} PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+    elseif(backend IN_LIST S_CONCURRENCY)
+      list(APPEND labels concurrency)
+      add_dependencies(mk_concurrency_tests ${S_NAME})
+    endif()
+    set_tests_properties(${test} PROPERTIES LABELS "${labels}" TIMEOUT 600
+                         ENVIRONMENT "MK_TEST_ENGINE=${backend}")
+  endforeach()
 endfunction()

@@ -2,8 +2,8 @@
 # Runs on the GPU machine from the repository root, with .gpu-bundle carried (see
 # run_suite.sh). Every step prints `=== exit N: step`; the script fails if any step failed.
 # MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench");
-# MK_BENCH_TIMEOUT bounds the CUDA and io benchmarks (seconds, default 300); MK_CUDA_PROFILE=1 prints
-# the engine's dispatch timing.
+# MK_BENCH_TIMEOUT bounds the CUDA and io benchmarks (seconds, default 300). A build configured
+# with -DMK_ENABLE_PROFILING=ON logs the engine's dispatch timing (docs/performance.md).
 set -uo pipefail
 export LD_LIBRARY_PATH=$PWD/.gpu-bundle/lib MK_REQUIRE_GPU=1
 bin=$PWD/.gpu-bundle/bin
@@ -21,9 +21,9 @@ nvidia-smi --query-gpu=name,driver_version,pci.bus_id --format=csv,noheader
 nvidia-smi topo -m 2>/dev/null | head -4
 lscpu 2>/dev/null | grep -E '^(Model name|NUMA node|Socket|Thread)' || true
 if [[ " $steps " == *" tests "* ]]; then
-  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_conformance_cpu" --gtest_brief=1
-  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency_test" --gtest_brief=1
-  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_resources_test" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_conformance" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_resources" --gtest_brief=1
   step timeout 300 "$bin/cuda_engine_test" --gtest_brief=1 --gtest_filter='-*UnresponsiveKernel*'
   # Leaves a kernel running until its process ends: a process of its own.
   step timeout 120 "$bin/cuda_engine_test" --gtest_brief=1 --gtest_filter='*UnresponsiveKernel*'
@@ -31,21 +31,21 @@ fi
 if [[ " $steps " == *" sanitizer "* ]]; then
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   # The kernel runs many times slower under the sanitizer: give its stop longer than 2 s.
-  export MK_CUDA_STOP_TIMEOUT_MS=30000
+  export MK_TEST_CUDA_STOP_TIMEOUT=30s
   for tool in memcheck racecheck; do
     # Under racecheck the conformance suite runs without scout warps: racecheck starves blocks
     # whose scouts run outside the block's barriers (the kernel's stops take seconds and tests
-    # time out, while the same binary passes at once with MK_CUDA_SCOUTS=0). The scouts' shared
+    # time out, while the same binary passes at once without them). The scouts' shared
     # words are atomics only; racecheck still runs them in cuda_engine_test and the resource
     # suite below, and memcheck everywhere.
     scouts=1
     [ "$tool" = racecheck ] && scouts=0
-    step env MK_TEST_ENGINE=cuda MK_CUDA_SCOUTS=$scouts timeout 300 "$sanitizer" --tool "$tool" \
-      --error-exitcode 9 "$bin/engine_conformance_cpu" --gtest_brief=1
+    step env MK_TEST_ENGINE=cuda MK_TEST_CUDA_SCOUT_WARPS=$scouts timeout 300 "$sanitizer" \
+      --tool "$tool" --error-exitcode 9 "$bin/engine_conformance" --gtest_brief=1
     step timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 "$bin/cuda_engine_test" \
       --gtest_brief=1 --gtest_filter='-*ProducersPublish*:*OneKernelLaunch*:*UnresponsiveKernel*'
     step env MK_TEST_ENGINE=cuda timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 \
-      "$bin/engine_resources_test" --gtest_brief=1 --gtest_filter='*/threads:-*Concurrent*'
+      "$bin/engine_resources" --gtest_brief=1 --gtest_filter='*/threads:-*Concurrent*'
   done
 fi
 if [[ " $steps " == *" bench "* ]]; then

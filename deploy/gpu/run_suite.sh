@@ -14,9 +14,9 @@ bash deploy/build.sh
 bash deploy/gpu/build_fio.sh  # the io benchmark's baseline; the GPU machine has no fio
 b=build
 bash deploy/gpu/package.sh \
-  $b/tests/engine_suite/engine_conformance_cpu \
-  $b/tests/engine_suite/engine_concurrency_test \
-  $b/tests/engine_suite/engine_resources_test \
+  $b/tests/engine_suite/engine_conformance \
+  $b/tests/engine_suite/engine_concurrency \
+  $b/tests/engine_suite/engine_resources \
   $b/tests/gpu/cuda_engine_test \
   $b/tests/bench/cuda_engine_bench \
   $b/tests/bench/engine_cpu_bench \

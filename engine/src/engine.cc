@@ -3,6 +3,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cpu/cpu_engine.h"
+#include "offload/emulated_engine.h"
 
 // The only place the CUDA engine's availability is decided at compile time.
 #if MK_HAVE_CUDA
@@ -15,8 +16,9 @@ absl::StatusOr<EngineOptions::Backend> ParseBackend(absl::string_view name) {
   if (name == "auto") return EngineOptions::Backend::kAuto;
   if (name == "cpu") return EngineOptions::Backend::kCpu;
   if (name == "cuda") return EngineOptions::Backend::kCuda;
-  return absl::InvalidArgumentError(
-      absl::StrCat("engine: unknown backend '", name, "'; use auto, cpu or cuda"));
+  if (name == "cuda-emulated") return EngineOptions::Backend::kCudaEmulated;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "engine: unknown backend '", name, "'; use auto, cpu, cuda or cuda-emulated"));
 }
 
 const char* CompletionStatusName(CompletionStatus status) {
@@ -32,6 +34,7 @@ absl::Status BackendAvailable(EngineOptions::Backend backend) {
   switch (backend) {
     case EngineOptions::Backend::kAuto:
     case EngineOptions::Backend::kCpu:
+    case EngineOptions::Backend::kCudaEmulated:
       return absl::OkStatus();
     case EngineOptions::Backend::kCuda:
 #if MK_HAVE_CUDA
@@ -56,6 +59,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Upcast(absl::StatusOr<std::unique_ptr<T>
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options) {
+  if (options.backend == EngineOptions::Backend::kCudaEmulated) {
+    return offload::CreateEmulatedEngine(options);
+  }
   bool cuda = options.backend == EngineOptions::Backend::kCuda;
   if (options.backend == EngineOptions::Backend::kAuto) {
     cuda = BackendAvailable(EngineOptions::Backend::kCuda).ok();

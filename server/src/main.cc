@@ -22,7 +22,9 @@
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "host:port to serve gRPC on; port 0 picks a free port (printed at startup)");
 ABSL_FLAG(std::string, engine, "auto",
-          "engine backend: auto (CUDA when a usable GPU is present, else CPU), cpu, or cuda");
+          "engine backend: auto (CUDA when a usable GPU is present, else CPU), cpu, cuda, or "
+          "cuda-emulated (the CUDA engine's host side with host threads in the GPU's place; for "
+          "testing)");
 ABSL_FLAG(uint32_t, ring_slots, 1u << 16, "ring slots (64 bytes each) shared by all tenants");
 ABSL_FLAG(uint32_t, workers, 0,
           "executors: CPU engine worker threads (0 = one per core minus one), or CUDA engine "
@@ -62,6 +64,21 @@ ABSL_FLAG(int, watchdog_stall_intervals, 2,
           "samples without progress, while work waits, that mark the engine stalled");
 ABSL_FLAG(bool, watchdog_recover, true,
           "on a stall, restart the engine (in-flight slots fail with FAULT ENGINE_RESTART)");
+ABSL_FLAG(uint32_t, cuda_submission_queues, 0,
+          "CUDA engine: submission queues, each with its own reaper thread (1..8, at most one per "
+          "block); 0 = one per block");
+ABSL_FLAG(bool, cuda_scout_warps, true,
+          "CUDA engine: each block's last four warps probe for lone requests (lower one-slot "
+          "latency); false makes every thread a worker");
+ABSL_FLAG(uint32_t, cuda_max_backoff_ns, 250,
+          "CUDA engine: an idle poller's longest nap between doorbell reads: lower reads the "
+          "host's memory more often while idle, higher delays the first request after a pause");
+ABSL_FLAG(absl::Duration, cuda_stop_timeout, absl::Seconds(2),
+          "CUDA engine: how long the kernel may take to stop before it counts as unresponsive "
+          "(the engine then stops executing; restart the process)");
+ABSL_FLAG(bool, cuda_inline_dispatch, false,
+          "CUDA engine: publishers dispatch every publish themselves instead of handing larger "
+          "ones to the reaper threads (for measurements)");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "on SIGTERM, how long accepted work may take to finish before the engine fails it");
 
@@ -104,7 +121,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "megakerneld: serves the megakernel over gRPC (mk.v1.Megakernel, mk.v1.Admin, "
       "mk.v1.Diagnostics, grpc.health.v1.Health, reflection).\n"
-      "Usage: megakerneld [--listen=127.0.0.1:50051] [--engine=auto|cpu|cuda] "
+      "Usage: megakerneld [--listen=127.0.0.1:50051] [--engine=auto|cpu|cuda|cuda-emulated] "
       "[--tenants_file=FILE] [--tls_cert_file=PEM --tls_key_file=PEM "
       "[--tls_client_ca_file=PEM]]");
   absl::ParseCommandLine(argc, argv);
@@ -130,6 +147,11 @@ int main(int argc, char** argv) {
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);
   eo.io_direct = absl::GetFlag(FLAGS_io_direct);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
+  eo.cuda.submission_queues = absl::GetFlag(FLAGS_cuda_submission_queues);
+  eo.cuda.scout_warps = absl::GetFlag(FLAGS_cuda_scout_warps);
+  eo.cuda.max_backoff_ns = absl::GetFlag(FLAGS_cuda_max_backoff_ns);
+  eo.cuda.stop_timeout = absl::GetFlag(FLAGS_cuda_stop_timeout);
+  eo.cuda.inline_dispatch = absl::GetFlag(FLAGS_cuda_inline_dispatch);
   auto engine = mk::engine::CreateEngine(eo);
   if (!engine.ok()) return Fail(engine.status());
   if (absl::Status s = (*engine)->Start(); !s.ok()) return Fail(s);

@@ -102,7 +102,7 @@ int Run() {
   std::vector<Row> rows;
 
   // MK_BENCH_PHASE=round_trip | nop_4p | batch32: runs only that workload, for a few seconds,
-  // and exits: for profiling one path (perf, MK_CUDA_PROFILE) without the other phases in the
+  // and exits: for profiling one path (perf, or a build with MK_ENABLE_PROFILING) without the other phases in the
   // figures.
   if (const char* phase = std::getenv("MK_BENCH_PHASE"); phase != nullptr) {
     const std::string name = phase;

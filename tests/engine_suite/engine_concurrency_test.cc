@@ -60,8 +60,7 @@ constexpr uint64_t kSlotsPerProducer = 250'000;  // 4 producers: 1 M slots
 
 TEST(EngineConcurrencyTest, NoTicketLostOrDuplicatedWithRandomCancellation) {
   MK_REQUIRE_BACKEND(testing::BackendUnderTest());
-  EngineOptions o;
-  o.backend = testing::BackendUnderTest();
+  EngineOptions o = testing::SuiteOptions();
   o.ring_slots = 1 << 14;
   o.workers = 3;
   o.max_tenants = 8;
@@ -129,8 +128,7 @@ TEST(EngineConcurrencyTest, NoTicketLostOrDuplicatedWithRandomCancellation) {
 
 TEST(EngineConcurrencyTest, ConcurrentWaitersEachGetTheirOwnTickets) {
   MK_REQUIRE_BACKEND(testing::BackendUnderTest());
-  EngineOptions o;
-  o.backend = testing::BackendUnderTest();
+  EngineOptions o = testing::SuiteOptions();
   o.workers = 2;
   o.max_tenants = 8;
   auto engine = *CreateEngine(o);

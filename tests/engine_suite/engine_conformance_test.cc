@@ -29,8 +29,7 @@ class EngineConformanceTest : public ::testing::Test {
  protected:
   void SetUp() override { MK_REQUIRE_BACKEND(testing::BackendUnderTest()); }
   EngineOptions Options() {
-    EngineOptions o;
-    o.backend = testing::BackendUnderTest();
+    EngineOptions o = testing::SuiteOptions();
     o.ring_slots = 4096;
     o.workers = 2;
     o.max_tenants = 64;
@@ -273,9 +272,10 @@ TEST_F(EngineConformanceTest, DrainCancelsDisabledTenantsSlots) {
   auto counters = e->Drain(absl::Now() + absl::Seconds(30));
   ASSERT_TRUE(counters.ok()) << counters.status();
   EXPECT_EQ(counters->cancelled, 4u);
-  for (const Completion& c : *e->WaitFor(5, Tickets(r), absl::Now())) {
-    EXPECT_EQ(c.status, CompletionStatus::kCancelled);
-  }
+  const auto got = e->WaitFor(5, Tickets(r), absl::Now());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 4u);
+  for (const Completion& c : *got) EXPECT_EQ(c.status, CompletionStatus::kCancelled);
 }
 
 TEST_F(EngineConformanceTest, ShutdownWithoutDrainFaultsInFlight) {

@@ -52,8 +52,7 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
   void TearDown() override { fs::remove_all(root_); }
 
   std::unique_ptr<Engine> Start(uint64_t budget = 1ull << 30) {
-    EngineOptions o;
-    o.backend = testing::BackendUnderTest();
+    EngineOptions o = testing::SuiteOptions();
     o.workers = 2;
     o.max_tenants = 8;
     o.resource_root = root_.string();

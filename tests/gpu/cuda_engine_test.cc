@@ -30,7 +30,7 @@ class CudaEngineTest : public ::testing::Test {
  protected:
   void SetUp() override { MK_REQUIRE_BACKEND(EngineOptions::Backend::kCuda); }
   static EngineOptions Options() {
-    EngineOptions o;
+    EngineOptions o = testing::SuiteOptions();
     o.backend = EngineOptions::Backend::kCuda;
     o.ring_slots = 1 << 16;
     o.max_tenants = 16;

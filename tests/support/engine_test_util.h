@@ -13,16 +13,34 @@
 #include <cstring>
 
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
 
 namespace mk::engine::testing {
 
-// The backend the engine suites run against: MK_TEST_ENGINE (auto, cpu or cuda; cpu by default).
+// The backend the engine suites run against: MK_TEST_ENGINE (auto, cpu, cuda or cuda-emulated;
+// cpu by default). ctest registers one run of each suite per backend.
 inline EngineOptions::Backend BackendUnderTest() {
   const char* name = std::getenv("MK_TEST_ENGINE");
   auto backend = ParseBackend(name == nullptr ? "cpu" : name);
   return backend.ok() ? *backend : EngineOptions::Backend::kCpu;
+}
+
+// Options for the backend under test, with the CUDA engine's knobs the test harness sets for
+// runs under compute-sanitizer, where the kernel runs many times slower: MK_TEST_CUDA_STOP_TIMEOUT
+// (a duration such as 30s) and MK_TEST_CUDA_SCOUT_WARPS=0 (racecheck starves scout warps).
+inline EngineOptions SuiteOptions() {
+  EngineOptions o;
+  o.backend = BackendUnderTest();
+  if (const char* timeout = std::getenv("MK_TEST_CUDA_STOP_TIMEOUT"); timeout != nullptr) {
+    absl::Duration d;
+    if (absl::ParseDuration(timeout, &d)) o.cuda.stop_timeout = d;
+  }
+  if (const char* scouts = std::getenv("MK_TEST_CUDA_SCOUT_WARPS"); scouts != nullptr) {
+    o.cuda.scout_warps = std::strcmp(scouts, "0") != 0;
+  }
+  return o;
 }
 
 // MK_REQUIRE_GPU=1 (set on the GPU machine) turns a missing device into a failure.

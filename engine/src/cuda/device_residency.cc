@@ -15,8 +15,25 @@
 #include "host/tree_hash.h"
 #include "mk/base/status_macros.h"
 #include "mk/base/cpu_relax.h"
+#include "mk/base/log.h"
 
 namespace mk::engine::cuda {
+
+#if MK_PROFILING
+void DeviceResidency::CopyProfile::Record(Time issued, Time queued, Time done) {
+  copies_.fetch_add(1, std::memory_order_relaxed);
+  issue_ns_.fetch_add((queued - issued).count(), std::memory_order_relaxed);
+  await_ns_.fetch_add((done - queued).count(), std::memory_order_relaxed);
+}
+
+DeviceResidency::CopyProfile::~CopyProfile() {
+  if (copies_.load() == 0) return;
+  const double n = static_cast<double>(copies_.load());
+  base::LogInfo("cuda profile: ", n, " inline chunk copies: issue ", issue_ns_.load() / n / 1e3,
+                " us, await ", await_ns_.load() / n / 1e3, " us");
+}
+#endif
+
 namespace {
 
 constexpr uint32_t kTableEntries = 4096;  // resource ids map to entry id % 4096
@@ -60,18 +77,12 @@ DeviceResidency::DeviceResidency(uint64_t budget_bytes, uint32_t blocks, io::Fil
       blocks_(blocks),
       staging_(reader.staging()),
       staging_bytes_(reader.staging_bytes()),
-      table_bytes_(kTableEntries * sizeof(ResidencyEntry)),
-      profile_(std::getenv("MK_CUDA_PROFILE") != nullptr) {
-  table_ = static_cast<ResidencyEntry*>(base::AllocatePages(table_bytes_));
+      table_bytes_(kTableEntries * sizeof(offload::ResidencyEntry)) {
+  table_ = static_cast<offload::ResidencyEntry*>(base::AllocatePages(table_bytes_));
   owner_.assign(kTableEntries, 0);
 }
 
 DeviceResidency::~DeviceResidency() {
-  if (profile_ && inline_copies_.load() != 0) {
-    const double n = static_cast<double>(inline_copies_.load());
-    std::fprintf(stderr, "cuda profile: %.0f inline chunk copies: issue %.2f us, await %.2f us\n",
-                 n, issue_ns_.load() / n / 1e3, await_ns_.load() / n / 1e3);
-  }
   ReleaseDeviceResources();
   // An abandoned store's table stays mapped to a kernel that may still read it: leaked.
   if (!abandoned_.load(std::memory_order_acquire)) std::free(table_);
@@ -103,7 +114,7 @@ absl::Status DeviceResidency::Allocate() {
                                            cudaHostRegisterMapped),
                           "registering the residency table");
   table_registered_ = true;
-  ResidencyEntry* device_table = nullptr;
+  offload::ResidencyEntry* device_table = nullptr;
   MK_RETURN_IF_ERROR(MappedDevicePointer(table_, &device_table, "mapping the residency table"));
   params_.table = device_table;
   params_.table_mask = kTableEntries - 1;
@@ -170,19 +181,14 @@ absl::Status DeviceResidency::CopyChunk(uint32_t id, uint8_t* to, const io::Chun
       events_.pop_back();
     }
   }
-  const auto issued = std::chrono::steady_clock::now();
+  const CopyProfile::Time issued = CopyProfile::Now();
   cudaError_t e = cudaMemcpyAsync(to, chunk.data, chunk.length, cudaMemcpyHostToDevice,
                                   copy_stream_);
   if (e == cudaSuccess) e = cudaEventRecord(event, copy_stream_);
   if (e == cudaSuccess && chunk.length <= kInlineCopyBytes) {
-    const auto queued = std::chrono::steady_clock::now();
+    const CopyProfile::Time queued = CopyProfile::Now();
     e = AwaitCopy(event);
-    if (profile_) {
-      const auto now = std::chrono::steady_clock::now();
-      inline_copies_.fetch_add(1, std::memory_order_relaxed);
-      issue_ns_.fetch_add((queued - issued).count(), std::memory_order_relaxed);
-      await_ns_.fetch_add((now - queued).count(), std::memory_order_relaxed);
-    }
+    profile_.Record(issued, queued, CopyProfile::Now());
     {
       std::lock_guard<std::mutex> lock(watch_mu_);
       events_.push_back(event);
@@ -228,7 +234,7 @@ void DeviceResidency::ReleaseDeviceResources() {
   if (table_registered_) cudaHostUnregister(table_);
   copy_stream_ = nullptr;
   arena_ = nullptr;
-  params_ = ResidencyParams{};
+  params_ = offload::ResidencyParams{};
   staging_registered_ = table_registered_ = false;
 }
 
@@ -239,7 +245,7 @@ absl::Status DeviceResidency::Rebuild() {
   events_.clear();
   copy_stream_ = nullptr;
   arena_ = nullptr;
-  params_ = ResidencyParams{};
+  params_ = offload::ResidencyParams{};
   staging_registered_ = table_registered_ = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -326,10 +332,10 @@ absl::Status DeviceResidency::Publish(uint32_t id) {
   if (it->second.copy_failed) {
     return io::IoError(EIO, absl::StrCat("cuda: copying resource ", id, " to the device failed"));
   }
-  ResidencyEntry& e = EntryOf(id);
+  offload::ResidencyEntry& e = EntryOf(id);
   e.address = reinterpret_cast<uint64_t>(arena_ + it->second.offset);
   e.length = it->second.length;
-  std::atomic_ref<uint64_t>(e.key).store(ResidencyKey(it->second.tenant, id),
+  std::atomic_ref<uint64_t>(e.key).store(offload::ResidencyKey(it->second.tenant, id),
                                          std::memory_order_release);
   return absl::OkStatus();
 }
@@ -338,9 +344,9 @@ void DeviceResidency::Remove(uint32_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = placements_.find(id);
   if (it == placements_.end()) return;
-  ResidencyEntry& e = EntryOf(id);
+  offload::ResidencyEntry& e = EntryOf(id);
   if (std::atomic_ref<uint64_t>(e.key).load(std::memory_order_relaxed) ==
-      ResidencyKey(it->second.tenant, id)) {
+      offload::ResidencyKey(it->second.tenant, id)) {
     std::atomic_ref<uint64_t>(e.key).store(0, std::memory_order_release);
   }
   owner_[id & params_.table_mask] = 0;

@@ -30,6 +30,7 @@
 #include <cuda_runtime_api.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -41,8 +42,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cuda/kernel_abi.h"
+#include "offload/kernel_abi.h"
 #include "host/residency_store.h"
+#include "offload/dispatch_profile.h"
 
 namespace mk::engine::cuda {
 
@@ -56,7 +58,7 @@ class DeviceResidency final : public host::ResidencyStore {
   ~DeviceResidency() override;
 
   // What the kernel reads (KernelParams::residency).
-  const ResidencyParams& params() const { return params_; }
+  const offload::ResidencyParams& params() const { return params_; }
   // The device was reset (every allocation and registration is gone) and nothing is placed:
   // allocates everything again. No kernel may run.
   absl::Status Rebuild();
@@ -95,7 +97,7 @@ class DeviceResidency final : public host::ResidencyStore {
   DeviceResidency(uint64_t budget_bytes, uint32_t blocks, io::FileReader& reader);
   absl::Status Allocate();
   void ReleaseDeviceResources();
-  ResidencyEntry& EntryOf(uint32_t id) { return table_[id & params_.table_mask]; }
+  offload::ResidencyEntry& EntryOf(uint32_t id) { return table_[id & params_.table_mask]; }
   // First fit in the free list; false when no free range is large enough. mu_ held.
   bool AllocateRange(uint64_t bytes, uint64_t* offset);
   void FreeRange(uint64_t offset, uint64_t bytes);
@@ -104,14 +106,14 @@ class DeviceResidency final : public host::ResidencyStore {
   const uint32_t blocks_;
   uint8_t* const staging_;  // the reader's; registered here
   const size_t staging_bytes_;
-  ResidencyEntry* table_ = nullptr;  // host memory, registered mapped; owned
+  offload::ResidencyEntry* table_ = nullptr;  // host memory, registered mapped; owned
   size_t table_bytes_ = 0;
   std::atomic<bool> abandoned_{false};
   bool staging_registered_ = false;
   bool table_registered_ = false;
   cudaStream_t copy_stream_ = nullptr;
   uint8_t* arena_ = nullptr;  // device memory
-  ResidencyParams params_;
+  offload::ResidencyParams params_;
 
   std::mutex mu_;  // guards placements_ and free_
   std::map<uint32_t, Placement> placements_;
@@ -125,9 +127,28 @@ class DeviceResidency final : public host::ResidencyStore {
   bool watch_stop_ = false;
   std::thread watcher_;                // runs WatchLoop while the device resources exist
 
-  // MK_CUDA_PROFILE=1: inline copy timing, printed at destruction (performance work).
-  const bool profile_;
-  std::atomic<uint64_t> inline_copies_{0}, issue_ns_{0}, await_ns_{0};
+  // Inline chunk copies: time to issue, time to complete; logged at destruction. Only in builds
+  // with MK_ENABLE_PROFILING (offload/dispatch_profile.h); otherwise empty and never timed.
+#if MK_PROFILING
+  class CopyProfile {
+   public:
+    using Time = std::chrono::steady_clock::time_point;
+    static Time Now() { return std::chrono::steady_clock::now(); }
+    void Record(Time issued, Time queued, Time done);
+    ~CopyProfile();
+
+   private:
+    std::atomic<uint64_t> copies_{0}, issue_ns_{0}, await_ns_{0};
+  };
+#else
+  class CopyProfile {
+   public:
+    struct Time {};
+    static Time Now() { return {}; }
+    void Record(Time, Time, Time) {}
+  };
+#endif
+  CopyProfile profile_;
 };
 
 }  // namespace mk::engine::cuda

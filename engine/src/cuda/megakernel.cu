@@ -23,7 +23,7 @@
 // the device-resident bytes with the whole block after the batch's other entries ran.
 #include <stdint.h>
 
-#include "cuda/kernel_abi.h"
+#include "offload/kernel_abi.h"
 #include "cuda/megakernel.h"
 #include "cuda/megakernel_entries.cuh"
 #include "cuda/ptx_memory.cuh"
@@ -69,7 +69,7 @@ struct PollerShared {
 // Gathers a probed entry into lane 0's `w` (lanes 0-7 each hold one 16-byte chunk: the value
 // halves of two tagged words) when every chunk carries `tag`; returns whether it did.
 __device__ bool GatherWholeEntry(const uint4& chunk, uint32_t tag, uint32_t* w) {
-  constexpr uint32_t kChunks = kEntryWords / 2;
+  constexpr uint32_t kChunks = offload::kEntryWords / 2;
   const uint32_t lane = threadIdx.x & 31;
   const bool whole = __all_sync(~0u, lane >= kChunks || (chunk.y == tag && chunk.w == tag));
   if (!whole) return false;
@@ -86,9 +86,9 @@ __device__ bool GatherWholeEntry(const uint4& chunk, uint32_t tag, uint32_t* w) 
 }
 
 // The entry at `position`, one 16-byte chunk per lane 0-7 (one coalesced 128-byte request).
-__device__ uint4 ProbeEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position) {
+__device__ uint4 ProbeEntry(const offload::KernelParams& k, const uint32_t* shard_sq, uint64_t position) {
   const uint32_t lane = threadIdx.x & 31;
-  if (lane >= kEntryWords / 2) return make_uint4(0, 0, 0, 0);
+  if (lane >= offload::kEntryWords / 2) return make_uint4(0, 0, 0, 0);
   return LoadVolatile4(EntryAt(k, shard_sq, position) + 4 * lane);
 }
 
@@ -109,7 +109,7 @@ struct PollResult {
   uint32_t speculative;  // thread 0 holds entry `begin` in `w`
 };
 
-__device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uint32_t* shard_sq,
+__device__ PollResult PollShard(const offload::KernelParams& k, uint32_t shard, const uint32_t* shard_sq,
                                 unsigned long long* counter, uint32_t limit,
                                 unsigned long long& next, uint32_t* w) {
   const uint32_t lane = threadIdx.x;
@@ -118,7 +118,7 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
   const uint4 chunk = ProbeEntry(k, shard_sq, expected);
   ulonglong2 bell = make_ulonglong2(0, 0);
   if (lane == 0) bell = LoadAcquireSystem2(&k.doorbell->shard[shard]);
-  const bool whole = GatherWholeEntry(chunk, PositionTag(expected), w);
+  const bool whole = GatherWholeEntry(chunk, offload::PositionTag(expected), w);
   PollResult out{0, 0, 0, 0};
   if (lane != 0) return out;  // only lane 0's result is used
   const uint64_t tail = bell.x;
@@ -127,7 +127,7 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
   if (out.stop != 0 || paused != 0) return out;
   // The speculative entry: claimed alone, when it ends its dispatch and the doorbell shows no
   // more than it.
-  if (whole && (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 && c == expected && tail <= c + 1) {
+  if (whole && (w[offload::kEntryRingIndex] & offload::kEntryLastOfDispatch) != 0 && c == expected && tail <= c + 1) {
     const unsigned long long seen = atomicCAS(counter, c, c + 1);
     if (seen == c) {
       out.begin = c;
@@ -165,14 +165,14 @@ __device__ PollResult PollShard(const KernelParams& k, uint32_t shard, const uin
 // else is left to warp 0. Scouts probe only while the block ran a lone request in the last
 // kScoutHotCycles and nap otherwise, and leave once thread 0 saw the doorbell's stop. Per
 // probe a scout reads two shared words (the block's last lone request, the claim position).
-__device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* shard_sq,
+__device__ __noinline__ void ScoutLoop(const offload::KernelParams& k, const uint32_t* shard_sq,
                                        uint64_t* shard_cq, unsigned long long* counter,
                                        PollerShared& s, uint32_t scout, uint32_t scouts,
                                        protocol::ExecContext& ctx) {
   const uint32_t lane = threadIdx.x & 31;
   const long long offset = kScoutPeriodCycles * scout / scouts;  // this scout's slot
   long long slot = 0;  // lane 0's: when this scout probes next (0: not scheduled)
-  uint32_t w[kEntryWords];
+  uint32_t w[offload::kEntryWords];
   for (;;) {
     // Lane 0 decides and the whole warp acts on it, so no lane waits long at a shuffle for
     // another (compute-sanitizer's racecheck starved blocks whose scouts did): leave, sleep
@@ -212,8 +212,8 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
     }
     expected = __shfl_sync(~0u, expected, 0);
     const uint4 chunk = ProbeEntry(k, shard_sq, expected);
-    if (GatherWholeEntry(chunk, PositionTag(expected), w) && lane == 0 &&
-        (w[kEntryRingIndex] & kEntryLastOfDispatch) != 0 &&
+    if (GatherWholeEntry(chunk, offload::PositionTag(expected), w) && lane == 0 &&
+        (w[offload::kEntryRingIndex] & offload::kEntryLastOfDispatch) != 0 &&
         w[protocol::kWordOpcode] != protocol::opcode::kChecksum &&  // the workers' (whole block)
         atomicCAS(counter, expected, expected + 1) == expected) {
       RunEntry(k, shard_cq, expected, w, ctx);
@@ -223,7 +223,7 @@ __device__ __noinline__ void ScoutLoop(const KernelParams& k, const uint32_t* sh
   }
 }
 
-__global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k) {
+__global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(offload::KernelParams k) {
   __shared__ PollResult s_poll;
   __shared__ PollerShared s_pollers;
   // CHECKSUM entries of the current batch (thread indices), run by all workers after it.
@@ -238,8 +238,8 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   ctx.debug_log = k.debug_log;
   ctx.debug_log_records = k.debug_log_records;
   const uint32_t shard = blockIdx.x % k.shards;
-  const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kEntryHalves;
-  uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * kCompletionWords;
+  const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * offload::kEntryHalves;
+  uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * offload::kCompletionWords;
   // A block that is its shard's only poller keeps the shard's claim position in shared memory:
   // no device-memory atomic on the request path. Blocks sharing a shard claim from its device
   // counter.
@@ -262,7 +262,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
   bool idle = false;                         // thread 0's: the block's idle flag is set
   uint32_t empty_polls = 0;                  // thread 0's: polls at the longest backoff in a row
   unsigned long long single_seen = 0;        // thread 0's: s_pollers.last_single as last seen
-  uint32_t w[kEntryWords];                   // this thread's entry
+  uint32_t w[offload::kEntryWords];                   // this thread's entry
   for (;;) {
     if (threadIdx.x < 32) {
       const PollResult poll = PollShard(k, shard, shard_sq, counter, workers, next, w);
@@ -322,7 +322,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(KernelParams k
 
 }  // namespace
 
-cudaError_t LaunchMegakernel(const KernelParams& params, int blocks, int threads,
+cudaError_t LaunchMegakernel(const offload::KernelParams& params, int blocks, int threads,
                              cudaStream_t stream) {
   Megakernel<<<blocks, threads, 0, stream>>>(params);
   return cudaGetLastError();

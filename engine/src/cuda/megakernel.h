@@ -4,7 +4,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "cuda/kernel_abi.h"
+#include "offload/kernel_abi.h"
 
 namespace mk::engine::cuda {
 
@@ -12,7 +12,7 @@ namespace mk::engine::cuda {
 inline constexpr int kMaxThreadsPerBlock = 1024;
 
 // Launches `blocks` x `threads` persistent blocks on `stream`; they run until doorbell->stop.
-cudaError_t LaunchMegakernel(const KernelParams& params, int blocks, int threads,
+cudaError_t LaunchMegakernel(const offload::KernelParams& params, int blocks, int threads,
                              cudaStream_t stream);
 // How many blocks of `threads` threads fit on one multiprocessor at once.
 cudaError_t MegakernelBlocksPerMultiprocessor(int threads, int* blocks);

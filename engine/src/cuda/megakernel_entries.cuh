@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "cuda/kernel_abi.h"
+#include "offload/kernel_abi.h"
 #include "cuda/ptx_memory.cuh"
 #include "cuda/xxh64.h"
 #include "mk/engine/interpreter.h"
@@ -43,11 +43,11 @@ struct Resident {
 
 // Resource `id` of `tenant` in the residency table (mapped host memory, kernel_abi.h): the key,
 // the fields, and the key again, so an entry replaced meanwhile reads as absent.
-__device__ inline Resident LookupResident(const ResidencyParams& r, uint32_t tenant, uint32_t id) {
+__device__ inline Resident LookupResident(const offload::ResidencyParams& r, uint32_t tenant, uint32_t id) {
   Resident out;
   if (r.table == nullptr) return out;
-  const ResidencyEntry* e = r.table + (id & r.table_mask);
-  const uint64_t want = ResidencyKey(tenant, id);
+  const offload::ResidencyEntry* e = r.table + (id & r.table_mask);
+  const uint64_t want = offload::ResidencyKey(tenant, id);
   if (LoadAcquireSystem(&e->key) != want) return out;
   out.address = LoadAcquireSystem(&e->address);
   out.length = LoadAcquireSystem(&e->length);
@@ -56,12 +56,12 @@ __device__ inline Resident LookupResident(const ResidencyParams& r, uint32_t ten
 }
 
 // LOAD_MISS: DONE with the length when the resource is resident, else the host serves it.
-__device__ inline protocol::ExecResult LoadMiss(const KernelParams& k, uint32_t tenant,
+__device__ inline protocol::ExecResult LoadMiss(const offload::KernelParams& k, uint32_t tenant,
                                                 const uint32_t* args) {
   const Resident r = LookupResident(k.residency, tenant, args[0]);
   protocol::ExecResult out;
   if (!r.found) {
-    out.status = static_cast<protocol::SlotStatus>(kAskHostStatus);
+    out.status = static_cast<protocol::SlotStatus>(offload::kAskHostStatus);
     return out;
   }
   out = protocol::Done(2);
@@ -72,30 +72,30 @@ __device__ inline protocol::ExecResult LoadMiss(const KernelParams& k, uint32_t 
 
 // Writes SQ entry `position`'s outcome as a tagged completion record (results first, then
 // STATUS; their order does not matter to the reader).
-__device__ inline void WriteCompletion(const KernelParams& k, uint64_t* shard_cq, uint64_t position,
+__device__ inline void WriteCompletion(const offload::KernelParams& k, uint64_t* shard_cq, uint64_t position,
                                        const protocol::ExecResult& r) {
-  uint64_t* record = shard_cq + (position & k.sq_mask) * kCompletionWords;
-  const uint32_t tag = PositionTag(position);
+  uint64_t* record = shard_cq + (position & k.sq_mask) * offload::kCompletionWords;
+  const uint32_t tag = offload::PositionTag(position);
   const uint32_t count =
       r.result_count < protocol::kArgWords ? r.result_count : protocol::kArgWords;
   for (uint32_t i = 0; i < count; ++i) {
-    StoreVolatile64(record + 1 + i, TaggedWord(tag, r.results[i]));
+    StoreVolatile64(record + 1 + i, offload::TaggedWord(tag, r.results[i]));
   }
-  StoreVolatile64(record, TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8));
+  StoreVolatile64(record, offload::TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8));
 }
 
 // The address of entry `position` of a shard's submission queue (32-bit halves).
-__device__ inline const uint32_t* EntryAt(const KernelParams& k, const uint32_t* shard_sq,
+__device__ inline const uint32_t* EntryAt(const offload::KernelParams& k, const uint32_t* shard_sq,
                                           uint64_t position) {
-  return shard_sq + (position & k.sq_mask) * kEntryHalves;
+  return shard_sq + (position & k.sq_mask) * offload::kEntryHalves;
 }
 
 // One thread reads a whole entry (eight 16-byte loads: the value halves of its tagged words).
-__device__ inline void ReadEntry(const KernelParams& k, const uint32_t* shard_sq, uint64_t position,
+__device__ inline void ReadEntry(const offload::KernelParams& k, const uint32_t* shard_sq, uint64_t position,
                                  uint32_t* w) {
   const uint32_t* entry = EntryAt(k, shard_sq, position);
 #pragma unroll
-  for (uint32_t c = 0; c < kEntryWords / 2; ++c) {
+  for (uint32_t c = 0; c < offload::kEntryWords / 2; ++c) {
     const uint4 v = LoadVolatile4(entry + 4 * c);
     w[2 * c] = v.x;
     w[2 * c + 1] = v.z;
@@ -110,10 +110,10 @@ __device__ inline void ReadEntry(const KernelParams& k, const uint32_t* shard_sq
 // entry costs one 128-byte read), and shuffles hand each thread its entry's value halves. Tags
 // are not checked: the doorbell read (acquire) that covered these entries came first. Called by
 // every thread of each warp that holds an entry of the batch (the shuffles need the whole warp).
-__device__ inline void ReadEntries(const KernelParams& k, const uint32_t* shard_sq, uint64_t begin,
+__device__ inline void ReadEntries(const offload::KernelParams& k, const uint32_t* shard_sq, uint64_t begin,
                                    uint32_t count, uint32_t* w) {
-  static_assert(kEntryWords == 16, "eight 16-byte chunks per entry");
-  constexpr uint32_t kChunks = kEntryWords / 2;  // per entry
+  static_assert(offload::kEntryWords == 16, "eight 16-byte chunks per entry");
+  constexpr uint32_t kChunks = offload::kEntryWords / 2;  // per entry
   constexpr uint32_t kRounds = kChunks;          // warp-wide loads: 32 entries x kChunks / 32 lanes
   const uint32_t lane = threadIdx.x & 31;
   const uint32_t warp_first = threadIdx.x - lane;  // batch index of the warp's first entry
@@ -146,7 +146,7 @@ __device__ inline void ReadEntries(const KernelParams& k, const uint32_t* shard_
 // Runs SQ entry `position` of a shard, already read into `w`: executes it and writes its
 // completion record. Returns false for a CHECKSUM, which the whole block runs afterwards
 // (BlockChecksum).
-__device__ inline bool RunEntry(const KernelParams& k, uint64_t* shard_cq, uint64_t position,
+__device__ inline bool RunEntry(const offload::KernelParams& k, uint64_t* shard_cq, uint64_t position,
                                 const uint32_t* w, protocol::ExecContext& ctx) {
   const uint32_t op = w[protocol::kWordOpcode];
   const uint32_t tenant = w[protocol::kWordTenant];
@@ -155,7 +155,7 @@ __device__ inline bool RunEntry(const KernelParams& k, uint64_t* shard_cq, uint6
   const protocol::ExecResult r = op == protocol::opcode::kLoadMiss && tenant_ok
                                      ? LoadMiss(k, tenant, w + protocol::kWordArg0)
                                      : protocol::Execute<protocol::ProductOpcodes>(
-                                           w, w[kEntryRingIndex] & ~kEntryLastOfDispatch, ctx);
+                                           w, w[offload::kEntryRingIndex] & ~offload::kEntryLastOfDispatch, ctx);
   // Effects become visible before the completion that announces them: a PRINTF's debug-log
   // record is in host memory (system scope); scratch writes are in device memory, read only by
   // later slots on this GPU (device scope, much cheaper).
@@ -187,11 +187,11 @@ struct ChecksumJob {
 // CHECKSUM (PROTOCOL.md section 3) of SQ entry `position`, run by the block's `workers`
 // threads: thread 0 resolves the resource, the threads hash one 64 KiB leaf each (strided),
 // thread 0 hashes the leaves into the root and writes the completion. Uniform control flow.
-__device__ inline void BlockChecksum(const KernelParams& k, const uint32_t* shard_sq,
+__device__ inline void BlockChecksum(const offload::KernelParams& k, const uint32_t* shard_sq,
                                      uint64_t* shard_cq, uint64_t position, uint32_t workers,
                                      ChecksumJob& job) {
   if (threadIdx.x == 0) {
-    uint32_t w[kEntryWords];
+    uint32_t w[offload::kEntryWords];
     ReadEntry(k, shard_sq, position, w);
     const uint32_t* args = w + protocol::kWordArg0;
     const uint32_t id = args[0];

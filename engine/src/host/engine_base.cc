@@ -231,6 +231,7 @@ absl::StatusOr<EngineCounters> EngineBase::Drain(absl::Time deadline) {
     const auto until = absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Minutes(1)));
     drained = drain_cv_.wait_until(lock, until, [this] { return ledger_.in_flight() == 0; });
   }
+  lock.unlock();  // counters() asks the executor (its own locks): never under drain_mu_
   if (!drained) {
     return absl::DeadlineExceededError(absl::StrCat(
         "engine: drain deadline passed with ", ledger_.in_flight(),

@@ -70,7 +70,7 @@ struct PublishResult {
 };
 
 struct EngineInfo {
-  std::string backend;  // "cpu" or "cuda"
+  std::string backend;  // "cpu", "cuda" or "cuda-emulated"
   std::string device;   // human-readable executor description
   uint32_t ring_slots = 0;
   uint32_t workers = 0;
@@ -101,7 +101,10 @@ struct ResourceInfo {
 };
 
 struct EngineOptions {
-  enum class Backend { kAuto, kCpu, kCuda };
+  // kCudaEmulated: the CUDA engine's host side with host threads in the GPU kernel's place (a
+  // test vehicle: it runs the CUDA dispatcher and reapers without a GPU and under
+  // ThreadSanitizer). kAuto never picks it.
+  enum class Backend { kAuto, kCpu, kCuda, kCudaEmulated };
   Backend backend = Backend::kAuto;
   uint32_t ring_slots = 1u << 16;
   uint32_t workers = 0;  // 0: one per core, minus one for producers (at least 1)
@@ -131,6 +134,27 @@ struct EngineOptions {
   bool collect_latency = true;
   // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them).
   uint64_t max_stored_completions = 1u << 22;
+
+  // The CUDA engine (and, where it applies, the cuda-emulated engine). The defaults are what
+  // production runs; docs/performance.md shows what each changes.
+  struct Cuda {
+    // Submission queues, each with its own reaper thread (1..8, at most one per block); 0: one
+    // per kernel block.
+    uint32_t submission_queues = 0;
+    // Each block's last four warps probe for lone requests between the poller's reads (a lower
+    // one-slot round trip); off, every thread is a worker. CUDA only.
+    bool scout_warps = true;
+    // An idle poller's longest nap between doorbell reads: the idle kernel's PCIe read rate
+    // against the latency of the first request after a pause. CUDA only.
+    uint32_t max_backoff_ns = 250;
+    // How long a kernel asked to stop may take before it counts as unresponsive (it is then
+    // abandoned and the engine executes nothing more). Raise it under compute-sanitizer.
+    absl::Duration stop_timeout = absl::Seconds(2);
+    // Publishers dispatch every publish themselves, instead of handing publishes of more than
+    // 8 slots to a reaper (for measurements).
+    bool inline_dispatch = false;
+  };
+  Cuda cuda;
 };
 
 absl::StatusOr<EngineOptions::Backend> ParseBackend(absl::string_view name);

@@ -43,14 +43,14 @@
 // - Block idle flags (mapped host memory): block b writes 1 when its poller has polled at the
 //   longest backoff with nothing to claim for a while (megakernel.cu, kIdleAfterPolls) and 0
 //   when it claims again (EngineCounters::parked_workers).
-#ifndef MK_ENGINE_SRC_CUDA_KERNEL_ABI_H_
-#define MK_ENGINE_SRC_CUDA_KERNEL_ABI_H_
+#ifndef MK_ENGINE_SRC_OFFLOAD_KERNEL_ABI_H_
+#define MK_ENGINE_SRC_OFFLOAD_KERNEL_ABI_H_
 
 #include <stdint.h>
 
 #include "mk/engine/protocol.h"
 
-namespace mk::engine::cuda {
+namespace mk::engine::offload {
 
 inline constexpr uint32_t kMaxShards = 8;
 
@@ -148,6 +148,6 @@ struct KernelParams {
   ResidencyParams residency;
 };
 
-}  // namespace mk::engine::cuda
+}  // namespace mk::engine::offload
 
-#endif  // MK_ENGINE_SRC_CUDA_KERNEL_ABI_H_
+#endif  // MK_ENGINE_SRC_OFFLOAD_KERNEL_ABI_H_
