@@ -61,12 +61,19 @@ absl::StatusOr<Caller> TenantDirectory::Authenticate(
   if (development_mode_) return Caller{0, true};
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) {
+  if (it == metadata.end()) return AuthenticateHeader(std::nullopt);
+  return AuthenticateHeader(absl::string_view(it->second.data(), it->second.size()));
+}
+
+absl::StatusOr<Caller> TenantDirectory::AuthenticateHeader(
+    std::optional<absl::string_view> authorization) const {
+  if (development_mode_) return Caller{0, true};
+  if (!authorization.has_value()) {
     return absl::UnauthenticatedError(
         "auth: missing 'authorization: Bearer <token>' metadata; send the token from your "
         "tenants file entry");
   }
-  absl::string_view value(it->second.data(), it->second.size());
+  absl::string_view value = *authorization;
   if (!absl::ConsumePrefix(&value, "Bearer ")) {
     return absl::UnauthenticatedError("auth: authorization metadata must be 'Bearer <token>'");
   }
@@ -79,7 +86,10 @@ absl::StatusOr<Caller> TenantDirectory::Authenticate(
 
 absl::StatusOr<Caller> TenantDirectory::AuthenticateAdmin(
     const grpc::CallbackServerContext& context) const {
-  absl::StatusOr<Caller> caller = Authenticate(context);
+  return RequireAdmin(Authenticate(context));
+}
+
+absl::StatusOr<Caller> TenantDirectory::RequireAdmin(absl::StatusOr<Caller> caller) {
   if (!caller.ok()) return caller;
   if (!caller->admin) {
     return absl::PermissionDeniedError(

@@ -12,10 +12,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace grpc {
 class CallbackServerContext;
@@ -43,6 +45,10 @@ class TenantDirectory {
   absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) const;
   // As Authenticate, plus PERMISSION_DENIED unless the caller holds the admin credential.
   absl::StatusOr<Caller> AuthenticateAdmin(const grpc::CallbackServerContext& context) const;
+  // The caller named by an `authorization` header value (nullopt: the header is absent).
+  absl::StatusOr<Caller> AuthenticateHeader(std::optional<absl::string_view> authorization) const;
+  // `caller` if it holds the admin credential; PERMISSION_DENIED otherwise.
+  static absl::StatusOr<Caller> RequireAdmin(absl::StatusOr<Caller> caller);
 
  private:
   TenantDirectory() = default;

@@ -14,6 +14,8 @@
 #include "mk/engine/engine.h"
 #include "mk/io/file_reader.h"
 #include "support/engine_test_util.h"
+#include "support/io_uring.h"
+#include "support/temp_files.h"
 
 namespace mk::engine {
 namespace {
@@ -38,24 +40,14 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     MK_REQUIRE_BACKEND(testing::BackendUnderTest());
-    if (GetParam() == "io_uring") {
-      io::ReaderOptions ro;
-      ro.backend = io::Backend::kUring;
-      if (auto probe = io::FileReader::Create(ro); !probe.ok()) {
-        GTEST_SKIP() << "io_uring unavailable here: " << probe.status();
-      }
-    }
-    root_ = fs::path(::testing::TempDir()) / ("mk_res_" + std::to_string(getpid()));
-    fs::remove_all(root_);
-    fs::create_directories(root_);
+    if (GetParam() == "io_uring") MK_REQUIRE_IO_URING();
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   std::unique_ptr<Engine> Start(uint64_t budget = 1ull << 30) {
     EngineOptions o = testing::SuiteOptions();
     o.workers = 2;
     o.max_tenants = 8;
-    o.resource_root = root_.string();
+    o.resource_root = root_.path().string();
     o.io_backend = GetParam();
     o.residency_budget_bytes = budget;
     auto e = CreateEngine(o);
@@ -64,10 +56,8 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
     return *std::move(e);
   }
   std::string File(const std::string& name, size_t size, uint32_t seed) {
-    std::string data(size, '\0');
-    std::mt19937 rng(seed);
-    for (char& c : data) c = static_cast<char>(rng());
-    std::ofstream(root_ / name, std::ios::binary) << data;
+    std::string data = mk::testing::RandomBytes(size, seed);
+    root_.WriteFile(name, data);
     return data;
   }
   std::vector<Completion> Run(Engine& e, const std::vector<SlotPayload>& slots, uint32_t tenant = 1) {
@@ -87,7 +77,7 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
     EXPECT_EQ(c.fault_code, static_cast<uint32_t>(code));
     EXPECT_EQ(c.fault_detail, detail);
   }
-  fs::path root_;
+  const mk::testing::ScopedTempDir root_{"mk_res"};
 };
 
 TEST_P(EngineResourcesTest, ChecksumAfterLoadMissMatchesTheFile) {
@@ -131,8 +121,8 @@ TEST_P(EngineResourcesTest, DeletedAndTruncatedFilesFaultWithTheirErrno) {
   auto e = Start();
   const uint32_t gone = *e->RegisterResource(1, "gone.bin", 0, 0);
   const uint32_t shrunk = *e->RegisterResource(1, "short.bin", 0, 0);
-  fs::remove(root_ / "gone.bin");
-  fs::resize_file(root_ / "short.bin", 1000);
+  fs::remove(root_.path() / "gone.bin");
+  fs::resize_file(root_.path() / "short.bin", 1000);
   ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {gone, 0})), FaultCode::kIoError, ENOENT);
   ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {shrunk, 0})), FaultCode::kIoError, ENODATA);
   EngineStats stats;

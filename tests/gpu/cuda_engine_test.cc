@@ -16,6 +16,7 @@
 #include "mk/engine/engine.h"
 #include "mk/engine/testing/engine_peer.h"
 #include "support/engine_test_util.h"
+#include "support/temp_files.h"
 
 namespace mk::engine {
 namespace {
@@ -169,15 +170,9 @@ TEST_F(CudaEngineTest, ProducersPublishToSharedSubmissionQueues) {
 // started CUDA engine serving it, with a.bin registered for tenant 1 (`id`) and made resident.
 // `engine` is null when it did not start.
 struct ResidentFileEngine {
-  ResidentFileEngine(const std::string& name, EngineOptions o)
-      : root(std::filesystem::path(::testing::TempDir()) /
-             (name + "_" + std::to_string(getpid()))) {
-    std::filesystem::create_directories(root);
-    std::string bytes(1 << 20, '\0');
-    std::mt19937 rng(7);
-    for (char& c : bytes) c = static_cast<char>(rng());
-    std::ofstream(root / "a.bin", std::ios::binary) << bytes;
-    o.resource_root = root.string();
+  ResidentFileEngine(const std::string& name, EngineOptions o) : root(name) {
+    root.WriteFile("a.bin", mk::testing::RandomBytes(1 << 20, 7));
+    o.resource_root = root.path().string();
     o.residency_budget_bytes = 4 << 20;
     engine = MakeStarted(o);
     if (engine == nullptr) return;
@@ -186,10 +181,9 @@ struct ResidentFileEngine {
   }
   ~ResidentFileEngine() {
     engine.reset();  // before its files go
-    std::filesystem::remove_all(root);
   }
 
-  std::filesystem::path root;
+  mk::testing::ScopedTempDir root;
   RecordingSink sink;  // declared before the engine, which delivers to it
   uint32_t id = 0;
   std::unique_ptr<Engine> engine;

@@ -3,6 +3,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_files.h"
 #include "support/test_server.h"
 
 namespace mk {
@@ -22,11 +23,12 @@ class ServerAuthTest : public ::testing::Test {
  protected:
   void SetUp() override {
     server::ServerOptions so;
-    so.tenants_file = testing::WriteTempFile("tenants.txt", kTenants);
+    so.tenants_file = files_.WriteFile("tenants.txt", kTenants);
     ts_ = TestServer::Start(so);
     ASSERT_NE(ts_, nullptr);
     ASSERT_FALSE(ts_->server->development_mode());
   }
+  const testing::ScopedTempDir files_{"mk_auth"};
   std::unique_ptr<TestServer> ts_;
 };
 
@@ -78,7 +80,8 @@ TEST(TenantsFileTest, MalformedFileIsAClearStartupError) {
   ASSERT_TRUE(engine->Start().ok());
   server::ServerOptions so;
   so.listen = "127.0.0.1:0";
-  so.tenants_file = testing::WriteTempFile("bad_tenants.txt", "tenant 99 some-long-token\n");
+  const testing::ScopedTempDir files("mk_auth");
+  so.tenants_file = files.WriteFile("bad_tenants.txt", "tenant 99 some-long-token\n");
   auto s = server::Server::Create(so, engine.get());
   EXPECT_THAT(s.status().message(), HasSubstr("bad_tenants.txt:1: tenant id '99'"));
   so.tenants_file = "/nonexistent/tenants.txt";

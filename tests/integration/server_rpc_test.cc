@@ -6,6 +6,7 @@
 #include "gmock/gmock.h"
 #include "grpc_health_v1.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "support/temp_files.h"
 #include "support/test_server.h"
 
 namespace mk {
@@ -223,11 +224,10 @@ TEST_F(ServerRpcTest, HealthServingThenNotServingDuringDrain) {
 }
 
 TEST(ServerResourcesTest, RegisterLoadChecksumListEvictOverGrpc) {
-  const std::string root = ::testing::TempDir() + "/mk_server_resources";
-  std::filesystem::create_directories(root);
-  std::ofstream(root + "/weights.bin", std::ios::binary) << std::string(200000, 'w');
+  const testing::ScopedTempDir root("mk_server_resources");
+  root.WriteFile("weights.bin", std::string(200000, 'w'));
   engine::EngineOptions eo = testing::TestEngineOptions();
-  eo.resource_root = root;
+  eo.resource_root = root.path().string();
   auto ts = TestServer::Start({}, eo);
   ASSERT_NE(ts, nullptr);
   auto c = ts->Client();
@@ -255,7 +255,6 @@ TEST(ServerResourcesTest, RegisterLoadChecksumListEvictOverGrpc) {
   reg.set_path("../escape");
   EXPECT_EQ(c->megakernel()->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
-  std::filesystem::remove_all(root);
 }
 
 }  // namespace

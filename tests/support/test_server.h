@@ -59,13 +59,6 @@ struct TestServer {
   }
 };
 
-// Writes `text` to a fresh file under the test's temporary directory; returns its path.
-inline std::string WriteTempFile(const std::string& name, const std::string& text) {
-  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
-  std::ofstream(path) << text;
-  return path;
-}
-
 }  // namespace mk::testing
 
 #endif  // MK_TESTS_SUPPORT_TEST_SERVER_H_

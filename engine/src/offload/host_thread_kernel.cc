@@ -113,10 +113,11 @@ void HostThreadKernel::BlockLoop(uint32_t block) {
     if (bell.stop != 0) break;
     uint64_t begin = 0, end = 0;
     if (bell.paused == 0 && Claim(shard, bell.sq_tail, &begin, &end)) {
+      // Awake before anything it runs completes, as a GPU block clears its flag on a claim.
+      if (idle) queues_->SetBlockIdle(block, idle = false);
       for (uint64_t position = begin; position < end; ++position) RunEntry(shard, position, ctx);
       empty_polls = 0;
       nap = absl::Microseconds(1);
-      if (idle) queues_->SetBlockIdle(block, idle = false);
       continue;
     }
     // Nothing to claim: spin a little, then sleep ever longer, up to the longest backoff.

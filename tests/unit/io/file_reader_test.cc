@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "support/io_uring.h"
+#include "support/temp_files.h"
 #include "gtest/gtest.h"
 
 namespace mk::io {
@@ -49,32 +51,21 @@ class Results {
 class FileReaderTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("mk_reader_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
     ReaderOptions o;
     o.backend = GetParam();
     o.chunk_bytes = 64 << 10;  // small chunks: a 3 MiB read is 48 chunks, 8 in flight
     o.staging_buffers = 8;
     auto reader = FileReader::Create(o);
-    if (GetParam() == Backend::kUring && !reader.ok()) {
-      GTEST_SKIP() << "io_uring unavailable here: " << reader.status();
-    }
+    if (GetParam() == Backend::kUring) MK_REQUIRE_IO_URING();
     ASSERT_TRUE(reader.ok()) << reader.status();
     reader_ = *std::move(reader);
   }
-  void TearDown() override {
-    reader_.reset();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { reader_.reset(); }
   std::string WriteFile(const std::string& name, size_t size, uint32_t seed) {
-    std::string data(size, '\0');
-    std::mt19937 rng(seed);
-    for (char& c : data) c = static_cast<char>(rng());
-    std::ofstream(dir_ / name, std::ios::binary) << data;
-    contents_[name] = data;
-    return (dir_ / name).string();
+    contents_[name] = mk::testing::RandomBytes(size, seed);
+    return dir_.WriteFile(name, contents_[name]);
   }
-  fs::path dir_;
+  const mk::testing::ScopedTempDir dir_{"mk_reader"};
   std::unique_ptr<FileReader> reader_;
   std::map<std::string, std::string> contents_;
 };
@@ -116,7 +107,7 @@ TEST_P(FileReaderTest, ManyConcurrentReadsEachGetTheirOwnBytes) {
 TEST_P(FileReaderTest, MissingAndTruncatedFilesFailWithTheirErrno) {
   Results results;
   char buf[4096];
-  ASSERT_TRUE(reader_->Read((dir_ / "missing").string(), 0, 10, buf, results.Callback()).ok());
+  ASSERT_TRUE(reader_->Read((dir_.path() / "missing").string(), 0, 10, buf, results.Callback()).ok());
   const std::string path = WriteFile("short.bin", 1000, 3);
   ASSERT_TRUE(reader_->Read(path, 0, 4000, buf, results.Callback()).ok());  // past the end
   ASSERT_TRUE(results.WaitFor(2));

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "gmock/gmock.h"
+#include "support/temp_files.h"
 #include "gtest/gtest.h"
 
 namespace mk::io {
@@ -17,16 +18,12 @@ namespace fs = std::filesystem;
 class ResourceTableTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_ = fs::path(::testing::TempDir()) / ("mk_rt_" + std::to_string(getpid()));
-    fs::remove_all(base_);
-    fs::create_directories(base_ / "root" / "sub");
-    std::ofstream(base_ / "root" / "sub" / "data.bin") << std::string(1000, 'x');
-    std::ofstream(base_ / "outside.bin") << "secret";
-    fs::create_symlink(base_ / "outside.bin", base_ / "root" / "escape.bin");
-    table_ = *ResourceTable::Create((base_ / "root").string());
+    base_.WriteFile("root/sub/data.bin", std::string(1000, 'x'));
+    base_.WriteFile("outside.bin", "secret");
+    fs::create_symlink(base_.path() / "outside.bin", base_.path() / "root" / "escape.bin");
+    table_ = *ResourceTable::Create((base_.path() / "root").string());
   }
-  void TearDown() override { fs::remove_all(base_); }
-  fs::path base_;
+  const mk::testing::ScopedTempDir base_{"mk_rt"};
   std::unique_ptr<ResourceTable> table_;
 };
 
@@ -48,7 +45,7 @@ TEST_F(ResourceTableTest, PathsThatEscapeTheRootAreRejected) {
   EXPECT_THAT(table_->Register(0, "../outside.bin", 0, 0).status().message(), HasSubstr("'..'"));
   EXPECT_THAT(table_->Register(0, "sub/../../outside.bin", 0, 0).status().message(),
               HasSubstr("'..'"));
-  EXPECT_THAT(table_->Register(0, (base_ / "outside.bin").string(), 0, 0).status().message(),
+  EXPECT_THAT(table_->Register(0, (base_.path() / "outside.bin").string(), 0, 0).status().message(),
               HasSubstr("relative"));
   EXPECT_THAT(table_->Register(0, "escape.bin", 0, 0).status().message(),
               HasSubstr("symbolic link escapes"));
@@ -61,7 +58,7 @@ TEST_F(ResourceTableTest, MissingFilesAndBadRangesAreClearErrors) {
               HasSubstr("past the end"));
   EXPECT_THAT(table_->Register(0, "sub", 0, 0).status().message(),
               HasSubstr("not a regular file"));
-  EXPECT_EQ(ResourceTable::Create((base_ / "nope").string()).status().code(),
+  EXPECT_EQ(ResourceTable::Create((base_.path() / "nope").string()).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
