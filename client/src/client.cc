@@ -45,9 +45,15 @@ Completion FromProto(const v1::Completion& c) {
   Completion out;
   out.ticket = c.ticket();
   switch (c.status()) {
-    case v1::COMPLETION_STATUS_FAULT: out.status = Completion::Status::kFault; break;
-    case v1::COMPLETION_STATUS_CANCELLED: out.status = Completion::Status::kCancelled; break;
-    default: out.status = Completion::Status::kDone; break;
+    case v1::COMPLETION_STATUS_FAULT:
+      out.status = Completion::Status::kFault;
+      break;
+    case v1::COMPLETION_STATUS_CANCELLED:
+      out.status = Completion::Status::kCancelled;
+      break;
+    default:
+      out.status = Completion::Status::kDone;
+      break;
   }
   out.results.assign(c.result().begin(), c.result().end());
   out.fault_code = c.fault_code();
@@ -239,8 +245,7 @@ absl::Status Client::SetTenantEnabled(uint32_t tenant, bool enabled) {
 
 absl::StatusOr<v1::DrainResponse> Client::Drain() {
   v1::DrainResponse response;
-  grpc::Status s =
-      admin_->Drain(NewContext(absl::Minutes(5)).get(), v1::DrainRequest(), &response);
+  grpc::Status s = admin_->Drain(NewContext(absl::Minutes(5)).get(), v1::DrainRequest(), &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return response;
 }
@@ -249,7 +254,8 @@ absl::Status Client::Shutdown(bool drain) {
   v1::ShutdownRequest request;
   request.set_drain(drain);
   v1::ShutdownResponse response;
-  return FromGrpcStatus(admin_->Shutdown(NewContext(options_.rpc_timeout).get(), request, &response));
+  return FromGrpcStatus(
+      admin_->Shutdown(NewContext(options_.rpc_timeout).get(), request, &response));
 }
 
 }  // namespace mk::client

@@ -18,9 +18,12 @@ int Fail(const absl::Status& s) {
 
 const char* StatusName(client::Completion::Status s) {
   switch (s) {
-    case client::Completion::Status::kDone: return "DONE";
-    case client::Completion::Status::kFault: return "FAULT";
-    case client::Completion::Status::kCancelled: return "CANCELLED";
+    case client::Completion::Status::kDone:
+      return "DONE";
+    case client::Completion::Status::kFault:
+      return "FAULT";
+    case client::Completion::Status::kCancelled:
+      return "CANCELLED";
   }
   return "?";
 }
@@ -28,8 +31,8 @@ const char* StatusName(client::Completion::Status s) {
 void PrintCompletions(const std::vector<client::Completion>& completions) {
   for (const client::Completion& c : completions) {
     if (c.status == client::Completion::Status::kFault) {
-      std::printf("ticket %llu FAULT code=%u detail=%u\n", static_cast<unsigned long long>(c.ticket),
-                  c.fault_code, c.fault_detail);
+      std::printf("ticket %llu FAULT code=%u detail=%u\n",
+                  static_cast<unsigned long long>(c.ticket), c.fault_code, c.fault_detail);
     } else {
       std::printf("ticket %llu %s results=[%s]\n", static_cast<unsigned long long>(c.ticket),
                   StatusName(c.status), absl::StrJoin(c.results, " ").c_str());
@@ -48,8 +51,8 @@ int Publish(const std::vector<std::string>& argv) {
   auto args = Args::Parse(argv, specs);
   if (!args.ok()) return Fail(args.status());
   if (args->help()) {
-    PrintHelp("publish", "Publishes a batch of slots; prints the tickets and, with --wait, results.",
-              specs);
+    PrintHelp("publish",
+              "Publishes a batch of slots; prints the tickets and, with --wait, results.", specs);
     return 0;
   }
   auto opcode = args->GetUint("opcode");
@@ -57,8 +60,8 @@ int Publish(const std::vector<std::string>& argv) {
   auto priority = args->GetUint("priority");
   auto count = args->GetUint("count");
   auto wait = args->GetDuration("wait");
-  for (const absl::Status& s : {opcode.status(), words.status(), priority.status(), count.status(),
-                                wait.status()}) {
+  for (const absl::Status& s :
+       {opcode.status(), words.status(), priority.status(), count.status(), wait.status()}) {
     if (!s.ok()) return Fail(s);
   }
   auto c = ConnectFromArgs(*args);

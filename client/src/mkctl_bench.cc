@@ -10,10 +10,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <functional>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -178,8 +178,8 @@ double PipelinedThroughput(Stream& stream, const Request& request, int messages,
   });
   for (int64_t sent = 0; answered.load() < total && reading.load();) {
     const int64_t refused = rejected.load();
-    if (sent >= messages + refused ||
-        (sent - refused) * units_per_message - answered.load() >= int64_t{window} * units_per_message) {
+    if (sent >= messages + refused || (sent - refused) * units_per_message - answered.load() >=
+                                          int64_t{window} * units_per_message) {
       std::this_thread::yield();  // the pipelining window is full, or all sent and in flight
       continue;
     }
@@ -250,8 +250,8 @@ int Suite(client::Client& c, bool quick) {
   PrintFigure("stream_echo_pingpong_p50", Percentile(echo_stream_us, 0.5), "us");
   PrintFigure("stream_pingpong_p50", Percentile(stream_us, 0.5), "us");
   PrintFigure("stream_pingpong_p99", Percentile(stream_us, 0.99), "us");
-  PrintFigure("stream_ratio_vs_echo",
-              Percentile(stream_us, 0.5) / Percentile(echo_stream_us, 0.5), "x");
+  PrintFigure("stream_ratio_vs_echo", Percentile(stream_us, 0.5) / Percentile(echo_stream_us, 0.5),
+              "x");
 
   // 3. Pipelined packed batches of 1024 NOPs vs an echo stream of the same 64 KiB messages.
   const int batches = quick ? 2000 : 10000;
@@ -265,7 +265,9 @@ int Suite(client::Client& c, bool quick) {
     req.set_packed_slots(packed);
     slots_per_s = PipelinedThroughput<v1::CompletionBatch>(
         *s, req, batches, kWindow, 1024,
-        [](const v1::CompletionBatch& b) { return int64_t(b.packed_completions().size() / 64); },
+        [](const v1::CompletionBatch& b) {
+          return static_cast<int64_t>(b.packed_completions().size() / 64);
+        },
         [](const v1::CompletionBatch& b) {
           int64_t refused = 0;
           for (const v1::PublishAck& ack : b.acks()) refused += ack.error_code() != 0;
@@ -320,14 +322,16 @@ int RunBench(const std::vector<std::string>& argv) {
   }
   const std::string mode = args->Get("mode");
   if (mode == "suite") {
-    const char* quick = std::getenv("MK_BENCH_QUICK");
+    // Read before any thread starts.
+    const char* quick = std::getenv("MK_BENCH_QUICK");  // NOLINT(concurrency-mt-unsafe)
     return Suite(**c, quick != nullptr && quick[0] == '1');
   }
   auto duration = args->GetDuration("duration");
   auto concurrency = args->GetUint("concurrency");
   auto rate = args->GetUint("rate");
   auto batch = args->GetUint("batch");
-  for (const absl::Status& s : {duration.status(), concurrency.status(), rate.status(), batch.status()}) {
+  for (const absl::Status& s :
+       {duration.status(), concurrency.status(), rate.status(), batch.status()}) {
     if (!s.ok()) {
       std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
       return 1;
@@ -377,8 +381,8 @@ int RunBench(const std::vector<std::string>& argv) {
   PrintFigure("bench_latency_p99", Percentile(us, 0.99), "us");
   if (!us.empty()) PrintHistogram(us);
   if (const std::string plot = args->Get("plot"); !plot.empty() && !us.empty()) {
-    absl::Status s = WritePlot(plot, us, absl::StrFormat("mkctl bench --mode=%s: %d requests",
-                                                         mode, us.size()));
+    absl::Status s =
+        WritePlot(plot, us, absl::StrFormat("mkctl bench --mode=%s: %d requests", mode, us.size()));
     if (!s.ok()) {
       std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
       return 1;

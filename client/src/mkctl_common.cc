@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -17,9 +18,9 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv,
       args.help_ = true;
       continue;
     }
-    if (a.rfind("--", 0) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", a,
-                                                     "'; flags are --name=value (see --help)"));
+    if (!absl::StartsWith(a, "--")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument '", a, "'; flags are --name=value (see --help)"));
     }
     const size_t eq = a.find('=');
     const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
@@ -39,8 +40,8 @@ std::string Args::Get(const std::string& name) const {
 absl::StatusOr<uint64_t> Args::GetUint(const std::string& name) const {
   uint64_t v;
   if (!absl::SimpleAtoi(Get(name), &v)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, "=", Get(name),
-                                                   " is not a non-negative integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, "=", Get(name), " is not a non-negative integer"));
   }
   return v;
 }
@@ -48,8 +49,8 @@ absl::StatusOr<uint64_t> Args::GetUint(const std::string& name) const {
 absl::StatusOr<absl::Duration> Args::GetDuration(const std::string& name) const {
   absl::Duration d;
   if (!absl::ParseDuration(Get(name), &d)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, "=", Get(name),
-                                                   " is not a duration (e.g. 250ms, 2s)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, "=", Get(name), " is not a duration (e.g. 250ms, 2s)"));
   }
   return d;
 }
@@ -105,8 +106,9 @@ void PrintHelp(const std::string& command, const std::string& summary,
                const std::vector<FlagSpec>& specs) {
   std::printf("usage: mkctl %s [flags]\n%s\n\nflags:\n", command.c_str(), summary.c_str());
   for (const FlagSpec& s : specs) {
-    std::printf("  --%-18s %s%s\n", s.name.c_str(), s.help.c_str(),
-                s.default_value.empty() ? "" : absl::StrCat(" (default ", s.default_value, ")").c_str());
+    std::printf(
+        "  --%-18s %s%s\n", s.name.c_str(), s.help.c_str(),
+        s.default_value.empty() ? "" : absl::StrCat(" (default ", s.default_value, ")").c_str());
   }
 }
 

@@ -52,11 +52,12 @@ int RunTop(const std::vector<std::string>& argv) {
     std::printf("watchdog: %s (queue depth %llu, done delta %u, faults %llu)\n",
                 t->watchdog().suspected_stall() ? "STALLED" : "ok",
                 static_cast<unsigned long long>(t->watchdog().queue_depth()),
-                t->watchdog().done_delta(), static_cast<unsigned long long>(t->watchdog().faults()));
+                t->watchdog().done_delta(),
+                static_cast<unsigned long long>(t->watchdog().faults()));
     const uint64_t total = std::max<uint64_t>(1, t->occupancy().total());
     std::printf("\noccupancy:\n");
-    for (const char* state : {"EMPTY", "PUBLISHED", "CLAIMED", "DONE", "WAIT_IO", "YIELD",
-                              "REQUEUE", "FAULT"}) {
+    for (const char* state :
+         {"EMPTY", "PUBLISHED", "CLAIMED", "DONE", "WAIT_IO", "YIELD", "REQUEUE", "FAULT"}) {
       auto it = t->occupancy().by_status().find(state);
       const uint64_t n = it == t->occupancy().by_status().end() ? 0 : it->second;
       const int bar = static_cast<int>(40.0 * n / total);

@@ -17,15 +17,18 @@ absl::StatusOr<EngineOptions::Backend> ParseBackend(absl::string_view name) {
   if (name == "cpu") return EngineOptions::Backend::kCpu;
   if (name == "cuda") return EngineOptions::Backend::kCuda;
   if (name == "cuda-emulated") return EngineOptions::Backend::kCudaEmulated;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "engine: unknown backend '", name, "'; use auto, cpu, cuda or cuda-emulated"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("engine: unknown backend '", name, "'; use auto, cpu, cuda or cuda-emulated"));
 }
 
 const char* CompletionStatusName(CompletionStatus status) {
   switch (status) {
-    case CompletionStatus::kDone: return "DONE";
-    case CompletionStatus::kFault: return "FAULT";
-    case CompletionStatus::kCancelled: return "CANCELLED";
+    case CompletionStatus::kDone:
+      return "DONE";
+    case CompletionStatus::kFault:
+      return "FAULT";
+    case CompletionStatus::kCancelled:
+      return "CANCELLED";
   }
   return "INVALID";
 }

@@ -1,12 +1,13 @@
 #include "mk/io/file_reader.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "errno_text.h"
+#include "mk/base/log.h"
 #include "reader_base.h"
 
 namespace mk::io {
@@ -17,7 +18,7 @@ constexpr char kErrnoPayload[] = "type.megakerneld/io.errno";
 
 absl::Status IoError(int error_number, const std::string& what) {
   absl::Status s = absl::UnavailableError(
-      absl::StrCat("io: ", what, " (", std::strerror(error_number), ", errno ", error_number, ")"));
+      absl::StrCat("io: ", what, " (", ErrnoText(error_number), ", errno ", error_number, ")"));
   s.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(error_number)));
   return s;
 }
@@ -25,7 +26,7 @@ absl::Status IoError(int error_number, const std::string& what) {
 int ErrnoOf(const absl::Status& status) {
   auto payload = status.GetPayload(kErrnoPayload);
   int e = 0;
-  if (payload.has_value() && absl::SimpleAtoi(std::string(*payload), &e)) return e;
+  if (payload.has_value() && absl::SimpleAtoi(std::string{*payload}, &e)) return e;
   return 0;
 }
 
@@ -39,13 +40,12 @@ absl::StatusOr<std::unique_ptr<FileReader>> FileReader::Create(const ReaderOptio
   if (options.backend == Backend::kThreads) return CreateThreadPoolReader(options);
   auto uring = CreateUringReader(options);
   if (uring.ok() || options.backend == Backend::kUring) return uring;
-  std::fprintf(stderr,
-               "io: io_uring unavailable (%s); using the thread-pool reader. A seccomp profile "
-               "(Docker/Kubernetes RuntimeDefault) or kernel.io_uring_disabled blocks "
-               "io_uring_setup: run with deploy/seccomp/megakerneld-io-uring.json (allows "
-               "io_uring_setup/enter/register), or pass --io_backend=threads to choose this "
-               "backend explicitly.\n",
-               std::string(uring.status().message()).c_str());
+  base::LogWarning(
+      "io: io_uring unavailable (", uring.status().message(),
+      "); using the thread-pool reader. A seccomp profile (Docker/Kubernetes RuntimeDefault) or "
+      "kernel.io_uring_disabled blocks io_uring_setup: run with "
+      "deploy/seccomp/megakerneld-io-uring.json (allows io_uring_setup/enter/register), or pass "
+      "--io_backend=threads to choose this backend explicitly");
   return CreateThreadPoolReader(options);
 }
 

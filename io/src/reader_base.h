@@ -1,6 +1,6 @@
-// What both reader backends share, and their factories: Read and ReadChunks (a range check, admission into a bounded
-// queue, then the backend's Notify), the staging memory, and the statistics counters. Private
-// to io/.
+// What both reader backends share, and their factories: Read and ReadChunks (a range check,
+// admission into a bounded queue, then the backend's Notify), the staging memory, and the
+// statistics counters. Private to io/.
 #ifndef MK_IO_SRC_READER_BASE_H_
 #define MK_IO_SRC_READER_BASE_H_
 
@@ -26,7 +26,8 @@ class StagingMemory {
       : chunk_bytes_(options.chunk_bytes),
         bytes_((size_t{options.staging_buffers} * options.chunk_bytes + kAlignment - 1) /
                kAlignment * kAlignment),
-        data_(static_cast<uint8_t*>(bytes_ == 0 ? nullptr : std::aligned_alloc(kAlignment, bytes_))) {}
+        data_(static_cast<uint8_t*>(bytes_ == 0 ? nullptr
+                                                : std::aligned_alloc(kAlignment, bytes_))) {}
   uint8_t* data() const { return data_.get(); }
   size_t bytes() const { return bytes_; }
   uint8_t* buffer(uint32_t b) const { return data_.get() + size_t{b} * chunk_bytes_; }
@@ -54,8 +55,8 @@ class ReaderBase : public FileReader {
                     ReadCallback done) final {
     return Accept(path, offset, length, dest, nullptr, std::move(done));
   }
-  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length,
-                          ChunkSink sink, ReadCallback done) final {
+  absl::Status ReadChunks(const std::string& path, uint64_t offset, uint64_t length, ChunkSink sink,
+                          ReadCallback done) final {
     return Accept(path, offset, length, nullptr, std::move(sink), std::move(done));
   }
 
@@ -71,8 +72,8 @@ class ReaderBase : public FileReader {
     std::string path;
     uint64_t offset;
     uint64_t length;
-    char* dest;        // Read: where the bytes go
-    ChunkSink sink;    // ReadChunks: who takes the chunks (dest is null)
+    char* dest;      // Read: where the bytes go
+    ChunkSink sink;  // ReadChunks: who takes the chunks (dest is null)
     ReadCallback done;
   };
 

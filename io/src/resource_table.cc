@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "errno_text.h"
 
 namespace mk::io {
 
@@ -23,7 +24,7 @@ absl::StatusOr<std::string> Canonical(const std::string& path) {
       return absl::NotFoundError(absl::StrCat("io: ", path, " does not exist"));
     }
     return absl::InvalidArgumentError(
-        absl::StrCat("io: cannot resolve ", path, " (", std::strerror(err), ")"));
+        absl::StrCat("io: cannot resolve ", path, " (", ErrnoText(err), ")"));
   }
   return std::string(buf);
 }
@@ -33,9 +34,9 @@ absl::StatusOr<std::string> Canonical(const std::string& path) {
 absl::StatusOr<std::unique_ptr<ResourceTable>> ResourceTable::Create(const std::string& root) {
   auto canonical = Canonical(root);
   if (!canonical.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "io: resource root ", root, " is not usable (", canonical.status().message(),
-        "); pass an existing directory with --resource_root"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("io: resource root ", root, " is not usable (", canonical.status().message(),
+                     "); pass an existing directory with --resource_root"));
   }
   struct stat st;
   if (stat(canonical->c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -48,8 +49,8 @@ absl::StatusOr<std::unique_ptr<ResourceTable>> ResourceTable::Create(const std::
 absl::StatusOr<uint32_t> ResourceTable::Register(uint32_t tenant, const std::string& path,
                                                  uint64_t offset, uint64_t length) {
   if (path.empty() || path[0] == '/') {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "io: resource path '", path, "' must be relative to the resource root"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("io: resource path '", path, "' must be relative to the resource root"));
   }
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     if (part == "..") {
@@ -60,9 +61,9 @@ absl::StatusOr<uint32_t> ResourceTable::Register(uint32_t tenant, const std::str
   auto resolved = Canonical(root_ + "/" + path);
   if (!resolved.ok()) return resolved.status();
   if (!absl::StartsWith(*resolved, root_ + "/")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "io: resource path '", path, "' resolves to ", *resolved,
-        " outside the resource root (a symbolic link escapes it)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("io: resource path '", path, "' resolves to ", *resolved,
+                     " outside the resource root (a symbolic link escapes it)"));
   }
   struct stat st;
   if (stat(resolved->c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -70,9 +71,9 @@ absl::StatusOr<uint32_t> ResourceTable::Register(uint32_t tenant, const std::str
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (offset > size || (length != 0 && length > size - offset)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "io: range [", offset, ", ", offset + length, ") is past the end of ", path, " (",
-        size, " bytes)"));
+    return absl::InvalidArgumentError(absl::StrCat("io: range [", offset, ", ", offset + length,
+                                                   ") is past the end of ", path, " (", size,
+                                                   " bytes)"));
   }
   if (length == 0) length = size - offset;
   std::lock_guard<std::mutex> lock(mu_);

@@ -7,24 +7,23 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "reader_base.h"
 #include "mk/io/file_reader.h"
+#include "reader_base.h"
 
 namespace mk::io {
 namespace {
 
 class ThreadPoolReader final : public ReaderBase {
  public:
-  explicit ThreadPoolReader(const ReaderOptions& options)
-      : ReaderBase(options), options_(options) {
+  explicit ThreadPoolReader(const ReaderOptions& options) : ReaderBase(options), options_(options) {
     for (uint32_t b = 0; b < options_.staging_buffers; ++b) free_buffers_.push_back(b);
     for (uint32_t i = 0; i < std::max(1u, options.threads); ++i) {
       threads_.emplace_back([this] { Run(); });
@@ -111,9 +110,10 @@ class ThreadPoolReader final : public ReaderBase {
     while (done < r.length && error == 0) {
       const size_t want = std::min<uint64_t>(r.length - done, options_.chunk_bytes);
       // O_DIRECT needs aligned memory: an unaligned dest is read through a staging buffer.
-      const bool direct = r.sink == nullptr &&
-                          (!options_.o_direct ||
-                           reinterpret_cast<uintptr_t>(r.dest + done) % StagingMemory::kAlignment == 0);
+      const bool direct =
+          r.sink == nullptr &&
+          (!options_.o_direct ||
+           reinterpret_cast<uintptr_t>(r.dest + done) % StagingMemory::kAlignment == 0);
       if (direct) {
         error = ReadFully(fd, r.dest + done, want, r.offset + done);
         if (error == 0) done += want;
@@ -135,12 +135,12 @@ class ThreadPoolReader final : public ReaderBase {
         std::lock_guard<std::mutex> lock(lent->mu);
         ++lent->count;
       }
-      absl::Status taken = r.sink(Chunk{staging_.buffer(b), done, static_cast<uint32_t>(want)},
-                                  [this, b, lent] {
-                                    ReturnBuffer(b);
-                                    std::lock_guard<std::mutex> lock(lent->mu);
-                                    if (--lent->count == 0) lent->cv.notify_all();
-                                  });
+      absl::Status taken =
+          r.sink(Chunk{staging_.buffer(b), done, static_cast<uint32_t>(want)}, [this, b, lent] {
+            ReturnBuffer(b);
+            std::lock_guard<std::mutex> lock(lent->mu);
+            if (--lent->count == 0) lent->cv.notify_all();
+          });
       if (!taken.ok()) {
         ReturnBuffer(b);
         std::lock_guard<std::mutex> lock(lent->mu);
@@ -157,9 +157,9 @@ class ThreadPoolReader final : public ReaderBase {
     }
     if (error != 0) {
       ++errors_;
-      return r.done(IoError(error, absl::StrCat("read ", r.path, " [", r.offset, ", +", r.length,
-                                                ")")),
-                    done);
+      return r.done(
+          IoError(error, absl::StrCat("read ", r.path, " [", r.offset, ", +", r.length, ")")),
+          done);
     }
     bytes_ += done;
     r.done(absl::OkStatus(), done);

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "reader_base.h"
-#include "mk/io/file_reader.h"
 #include "mk/base/cpu_relax.h"
+#include "mk/io/file_reader.h"
+#include "reader_base.h"
 
 namespace mk::io {
 namespace {
@@ -41,7 +41,7 @@ class UringReader final : public ReaderBase {
   UringReader(const ReaderOptions& options, io_uring ring, int wake_fd)
       : ReaderBase(options),
         options_(options),
-        poll_us_(options.poll_before_sleep_us >= 0          ? options.poll_before_sleep_us
+        poll_us_(options.poll_before_sleep_us >= 0         ? options.poll_before_sleep_us
                  : std::thread::hardware_concurrency() > 4 ? 200
                                                            : 0),
         ring_(ring),
@@ -63,8 +63,8 @@ class UringReader final : public ReaderBase {
 
   absl::Status RegisterBuffers() {
     if (staging() == nullptr) {
-      return absl::ResourceExhaustedError(absl::StrCat("io: cannot allocate ", staging_bytes(),
-                                                       " bytes of staging buffers"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("io: cannot allocate ", staging_bytes(), " bytes of staging buffers"));
     }
     std::vector<iovec> iov(options_.staging_buffers);
     for (uint32_t b = 0; b < options_.staging_buffers; ++b) {
@@ -101,9 +101,9 @@ class UringReader final : public ReaderBase {
 
   absl::Status CheckRange(uint64_t offset, uint64_t length) const override {
     if (options_.o_direct && (offset % kDirectAlignment != 0 || length % kDirectAlignment != 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "io: O_DIRECT reads need 4096-aligned offset and length (got ", offset, ", ", length,
-          ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("io: O_DIRECT reads need 4096-aligned offset and length (got ", offset, ", ",
+                       length, ")"));
     }
     return absl::OkStatus();
   }
@@ -113,7 +113,7 @@ class UringReader final : public ReaderBase {
     uint32_t buffer;      // the staging buffer, or (direct) just a token bounding reads in flight
     uint64_t rel_offset;  // within the request's range
     uint32_t length;
-    bool direct;          // read straight into the caller's dest (no staging, no copy)
+    bool direct;  // read straight into the caller's dest (no staging, no copy)
     uint32_t received = 0;
   };
 
@@ -183,7 +183,8 @@ class UringReader final : public ReaderBase {
     }
     for (Request& r : fresh) {
       ++requests_;
-      const int fd = open(r.path.c_str(), O_RDONLY | O_CLOEXEC | (options_.o_direct ? O_DIRECT : 0));
+      const int fd =
+          open(r.path.c_str(), O_RDONLY | O_CLOEXEC | (options_.o_direct ? O_DIRECT : 0));
       if (fd < 0) {
         const int err = errno;
         ++errors_;
@@ -203,8 +204,8 @@ class UringReader final : public ReaderBase {
   void Schedule() {
     for (Active& a : active_) {
       while (!free_buffers_.empty() && a.error == 0 && a.next_submit < a.r.length) {
-        const uint32_t len =
-            static_cast<uint32_t>(std::min<uint64_t>(options_.chunk_bytes, a.r.length - a.next_submit));
+        const uint32_t len = static_cast<uint32_t>(
+            std::min<uint64_t>(options_.chunk_bytes, a.r.length - a.next_submit));
         auto* op = new ChunkOp{&a, free_buffers_.back(), a.next_submit, len, Direct(a)};
         free_buffers_.pop_back();
         a.next_submit += len;
@@ -262,14 +263,14 @@ class UringReader final : public ReaderBase {
   void HandToSink(ChunkOp* op) {
     Active* a = op->active;
     const uint32_t buffer = op->buffer, length = op->length;
-    absl::Status taken = a->r.sink(Chunk{Buffer(buffer), op->rel_offset, length},
-                                   [this, a, buffer, length] {
-                                     {
-                                       std::lock_guard<std::mutex> lock(mu_);
-                                       released_.push_back(Released{a, buffer, length});
-                                     }
-                                     Wake();
-                                   });
+    absl::Status taken =
+        a->r.sink(Chunk{Buffer(buffer), op->rel_offset, length}, [this, a, buffer, length] {
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            released_.push_back(Released{a, buffer, length});
+          }
+          Wake();
+        });
     if (taken.ok()) {
       ++a->held;
       return;
@@ -306,8 +307,8 @@ class UringReader final : public ReaderBase {
       close(a.fd);
       if (a.error != 0) {
         ++errors_;
-        a.r.done(IoError(a.error, absl::StrCat("read ", a.r.path, " [", a.r.offset, ", +",
-                                               a.r.length, ")")),
+        a.r.done(IoError(a.error,
+                         absl::StrCat("read ", a.r.path, " [", a.r.offset, ", +", a.r.length, ")")),
                  a.done_bytes);
       } else {
         bytes_ += a.done_bytes;

@@ -15,9 +15,12 @@ namespace {
 
 prometheus::MetricType ToPrometheus(Type t) {
   switch (t) {
-    case Type::kCounter: return prometheus::MetricType::Counter;
-    case Type::kGauge: return prometheus::MetricType::Gauge;
-    case Type::kHistogram: return prometheus::MetricType::Histogram;
+    case Type::kCounter:
+      return prometheus::MetricType::Counter;
+    case Type::kGauge:
+      return prometheus::MetricType::Gauge;
+    case Type::kHistogram:
+      return prometheus::MetricType::Histogram;
   }
   return prometheus::MetricType::Untyped;
 }
@@ -31,8 +34,12 @@ prometheus::MetricFamily ToPrometheus(const Family& f) {
     prometheus::ClientMetric m;
     for (const auto& [k, v] : s.labels) m.label.push_back({k, v});
     switch (f.type) {
-      case Type::kCounter: m.counter.value = s.value; break;
-      case Type::kGauge: m.gauge.value = s.value; break;
+      case Type::kCounter:
+        m.counter.value = s.value;
+        break;
+      case Type::kGauge:
+        m.gauge.value = s.value;
+        break;
       case Type::kHistogram: {
         uint64_t cumulative = 0;
         for (size_t b = 0; b < s.histogram.bucket_counts.size(); ++b) {

@@ -12,9 +12,9 @@ grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const g
 }
 }  // namespace
 
-grpc::ServerUnaryReactor* AdminService::SetTenantEnabled(
-    grpc::CallbackServerContext* context, const v1::SetTenantEnabledRequest* request,
-    v1::SetTenantEnabledResponse*) {
+grpc::ServerUnaryReactor* AdminService::SetTenantEnabled(grpc::CallbackServerContext* context,
+                                                         const v1::SetTenantEnabledRequest* request,
+                                                         v1::SetTenantEnabledResponse*) {
   auto caller = tenants_->AuthenticateAdmin(*context);
   if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
   return Finished(context,

@@ -4,9 +4,9 @@
 
 #include <functional>
 
+#include "auth.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
-#include "auth.h"
 
 namespace mk::server {
 
@@ -17,7 +17,10 @@ class AdminService final : public v1::Admin::CallbackService {
   using DrainFn = std::function<void(std::function<void(absl::StatusOr<engine::EngineCounters>)>)>;
   AdminService(engine::Engine* engine, const TenantDirectory* tenants, DrainFn drain,
                std::function<void(bool)> shutdown)
-      : engine_(engine), tenants_(tenants), drain_(std::move(drain)), shutdown_(std::move(shutdown)) {}
+      : engine_(engine),
+        tenants_(tenants),
+        drain_(std::move(drain)),
+        shutdown_(std::move(shutdown)) {}
 
   grpc::ServerUnaryReactor* SetTenantEnabled(grpc::CallbackServerContext* context,
                                              const v1::SetTenantEnabledRequest* request,

@@ -19,7 +19,7 @@ std::unique_ptr<TenantDirectory> TenantDirectory::DevelopmentMode() {
 }
 
 absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std::string& path,
-                                                                     uint32_t max_tenants) {
+                                                                       uint32_t max_tenants) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(
@@ -41,12 +41,12 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std
     std::string token;
     if (f[0] == "admin" && f.size() == 2) {
       caller.admin = true;
-      token = std::string(f[1]);
+      token = std::string{f[1]};
     } else if (f[0] == "tenant" && f.size() == 3) {
       if (!absl::SimpleAtoi(f[1], &caller.tenant) || caller.tenant >= max_tenants) {
         return bad(absl::StrCat("tenant id '", f[1], "' is not 0..", max_tenants - 1));
       }
-      token = std::string(f[2]);
+      token = std::string{f[2]};
     } else {
       return bad("malformed entry");
     }
@@ -77,7 +77,7 @@ absl::StatusOr<Caller> TenantDirectory::AuthenticateHeader(
   if (!absl::ConsumePrefix(&value, "Bearer ")) {
     return absl::UnauthenticatedError("auth: authorization metadata must be 'Bearer <token>'");
   }
-  auto caller = tenants_.find(std::string(value));
+  auto caller = tenants_.find(std::string{value});
   if (caller == tenants_.end()) {
     return absl::UnauthenticatedError("auth: unknown bearer token");
   }

@@ -36,7 +36,7 @@ class TenantDirectory {
   static std::unique_ptr<TenantDirectory> DevelopmentMode();
   // INVALID_ARGUMENT naming the file and line for malformed entries; NOT_FOUND for no file.
   static absl::StatusOr<std::unique_ptr<TenantDirectory>> Load(const std::string& path,
-                                                              uint32_t max_tenants);
+                                                               uint32_t max_tenants);
 
   bool development_mode() const { return development_mode_; }
   size_t tenant_count() const { return tenants_.size(); }

@@ -11,7 +11,8 @@ namespace {
 static_assert(proto::packed_word::kOpcode == protocol::kWordOpcode &&
               proto::packed_word::kPriority == protocol::kWordPriority &&
               proto::packed_word::kArg0 == protocol::kWordArg0 &&
-              proto::kPackedArgWords == protocol::kArgWords && proto::kPackedBytes == protocol::kSlotBytes);
+              proto::kPackedArgWords == protocol::kArgWords &&
+              proto::kPackedBytes == protocol::kSlotBytes);
 }  // namespace
 
 absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::PublishRequest& request) {
@@ -23,8 +24,8 @@ absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::Publish
       for (int i = 0; i < slots.size(); ++i) {
         const v1::Slot& s = slots[i];
         if (s.args_size() > static_cast<int>(protocol::kArgWords)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "slot ", i, ": args has ", s.args_size(), " words; a slot carries at most 12"));
+          return absl::InvalidArgumentError(absl::StrCat("slot ", i, ": args has ", s.args_size(),
+                                                         " words; a slot carries at most 12"));
         }
         out[i].opcode = s.opcode();
         out[i].priority = s.has_priority() ? s.priority() : protocol::kDefaultPriority;
@@ -37,7 +38,8 @@ absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::Publish
       if (absl::Status s = proto::CheckPackedSize(bytes.size(), "packed_slots"); !s.ok()) return s;
       out.resize(bytes.size() / proto::kPackedBytes);
       for (size_t i = 0; i < out.size(); ++i) {
-        const proto::PackedSlot slot = proto::DecodePackedSlot(bytes.data() + i * proto::kPackedBytes);
+        const proto::PackedSlot slot =
+            proto::DecodePackedSlot(bytes.data() + i * proto::kPackedBytes);
         out[i].opcode = slot.opcode;
         out[i].priority = slot.priority;
         out[i].args = slot.args;

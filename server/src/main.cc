@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "mk/base/log.h"
 #include "mk/engine/engine.h"
 #include "mk/server/server.h"
 
@@ -50,7 +51,8 @@ ABSL_FLAG(bool, io_direct, false,
 ABSL_FLAG(std::string, tenants_file, "",
           "bearer tokens: lines 'tenant <id> <token>' and 'admin <token>'; empty = "
           "single-tenant development mode (every caller is tenant 0 and admin)");
-ABSL_FLAG(std::string, tls_cert_file, "", "PEM server certificate (enables TLS with --tls_key_file)");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM server certificate (enables TLS with --tls_key_file)");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
@@ -110,8 +112,71 @@ class ShutdownRequest {
   const char* why_ = "";
 };
 
+// The engine's options from the flags; INVALID_ARGUMENT for an unknown --engine.
+absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
+  mk::engine::EngineOptions eo;
+  auto backend = mk::engine::ParseBackend(absl::GetFlag(FLAGS_engine));
+  if (!backend.ok()) return backend.status();
+  eo.backend = *backend;
+  eo.ring_slots = absl::GetFlag(FLAGS_ring_slots);
+  eo.workers = absl::GetFlag(FLAGS_workers);
+  eo.idle_spin = absl::Microseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_idle_spin_us)));
+  eo.max_tenants = absl::GetFlag(FLAGS_max_tenants);
+  eo.claim_batch = absl::GetFlag(FLAGS_claim_batch);
+  eo.resource_root = absl::GetFlag(FLAGS_resource_root);
+  eo.residency_budget_bytes = absl::GetFlag(FLAGS_residency_budget_bytes);
+  eo.io_backend = absl::GetFlag(FLAGS_io_backend);
+  eo.io_direct = absl::GetFlag(FLAGS_io_direct);
+  eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
+  eo.cuda.submission_queues = absl::GetFlag(FLAGS_cuda_submission_queues);
+  eo.cuda.scout_warps = absl::GetFlag(FLAGS_cuda_scout_warps);
+  eo.cuda.max_backoff_ns = absl::GetFlag(FLAGS_cuda_max_backoff_ns);
+  eo.cuda.stop_timeout = absl::GetFlag(FLAGS_cuda_stop_timeout);
+  eo.cuda.inline_dispatch = absl::GetFlag(FLAGS_cuda_inline_dispatch);
+  return eo;
+}
+
+// The server's options from the flags (on_shutdown_request is the caller's).
+mk::server::ServerOptions ServerOptionsFromFlags() {
+  mk::server::ServerOptions so;
+  so.listen = absl::GetFlag(FLAGS_listen);
+  so.tenants_file = absl::GetFlag(FLAGS_tenants_file);
+  so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  so.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  so.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  so.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  so.metrics_top_tenants = absl::GetFlag(FLAGS_metrics_top_tenants);
+  so.watchdog.interval = absl::GetFlag(FLAGS_watchdog_interval);
+  so.watchdog.stall_intervals = absl::GetFlag(FLAGS_watchdog_stall_intervals);
+  so.watchdog.recover = absl::GetFlag(FLAGS_watchdog_recover);
+  return so;
+}
+
+// The startup lines on stdout (program output: scripts wait for "listening on").
+void PrintStartup(const mk::engine::Engine& engine, const mk::server::Server& server,
+                  const mk::server::ServerOptions& so) {
+  const auto info = engine.info();
+  std::printf("megakerneld: engine %s (%s), %u ring slots\n", info.backend.c_str(),
+              info.device.c_str(), info.ring_slots);
+  if (server.development_mode()) {
+    std::printf(
+        "megakerneld: DEVELOPMENT MODE: no --tenants_file, every caller is tenant 0 and "
+        "admin; do not expose this port\n");
+  }
+  const std::string host = so.listen.substr(0, so.listen.rfind(':'));
+  std::printf("megakerneld: listening on %s:%d (%s)\n", host.c_str(), server.port(),
+              so.tls_cert_file.empty() ? "plaintext" : "TLS");
+  if (server.metrics_port() != 0) {
+    const std::string mhost = so.metrics_listen.substr(0, so.metrics_listen.rfind(':'));
+    std::printf("megakerneld: metrics on http://%s:%d/metrics\n", mhost.c_str(),
+                server.metrics_port());
+  }
+
+  std::fflush(stdout);
+}
+
 int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "megakerneld: %s\n", s.ToString().c_str());
+  mk::base::LogError("megakerneld: ", s.ToString());
   return 1;
 }
 
@@ -133,62 +198,19 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  mk::engine::EngineOptions eo;
-  auto backend = mk::engine::ParseBackend(absl::GetFlag(FLAGS_engine));
-  if (!backend.ok()) return Fail(backend.status());
-  eo.backend = *backend;
-  eo.ring_slots = absl::GetFlag(FLAGS_ring_slots);
-  eo.workers = absl::GetFlag(FLAGS_workers);
-  eo.idle_spin = absl::Microseconds(std::max<int64_t>(0, absl::GetFlag(FLAGS_idle_spin_us)));
-  eo.max_tenants = absl::GetFlag(FLAGS_max_tenants);
-  eo.claim_batch = absl::GetFlag(FLAGS_claim_batch);
-  eo.resource_root = absl::GetFlag(FLAGS_resource_root);
-  eo.residency_budget_bytes = absl::GetFlag(FLAGS_residency_budget_bytes);
-  eo.io_backend = absl::GetFlag(FLAGS_io_backend);
-  eo.io_direct = absl::GetFlag(FLAGS_io_direct);
-  eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);
-  eo.cuda.submission_queues = absl::GetFlag(FLAGS_cuda_submission_queues);
-  eo.cuda.scout_warps = absl::GetFlag(FLAGS_cuda_scout_warps);
-  eo.cuda.max_backoff_ns = absl::GetFlag(FLAGS_cuda_max_backoff_ns);
-  eo.cuda.stop_timeout = absl::GetFlag(FLAGS_cuda_stop_timeout);
-  eo.cuda.inline_dispatch = absl::GetFlag(FLAGS_cuda_inline_dispatch);
-  auto engine = mk::engine::CreateEngine(eo);
+  auto eo = EngineOptionsFromFlags();
+  if (!eo.ok()) return Fail(eo.status());
+  auto engine = mk::engine::CreateEngine(*eo);
   if (!engine.ok()) return Fail(engine.status());
   if (absl::Status s = (*engine)->Start(); !s.ok()) return Fail(s);
 
   ShutdownRequest shutdown;
-  mk::server::ServerOptions so;
-  so.listen = absl::GetFlag(FLAGS_listen);
-  so.tenants_file = absl::GetFlag(FLAGS_tenants_file);
-  so.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
-  so.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
-  so.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
-  so.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  so.metrics_top_tenants = absl::GetFlag(FLAGS_metrics_top_tenants);
-  so.watchdog.interval = absl::GetFlag(FLAGS_watchdog_interval);
-  so.watchdog.stall_intervals = absl::GetFlag(FLAGS_watchdog_stall_intervals);
-  so.watchdog.recover = absl::GetFlag(FLAGS_watchdog_recover);
+  mk::server::ServerOptions so = ServerOptionsFromFlags();
   so.on_shutdown_request = [&shutdown](bool drain) { shutdown.Request(drain, "Admin.Shutdown"); };
   auto server = mk::server::Server::Create(so, engine->get());
   if (!server.ok()) return Fail(server.status());
 
-  const auto info = (*engine)->info();
-  std::printf("megakerneld: engine %s (%s), %u ring slots\n", info.backend.c_str(),
-              info.device.c_str(), info.ring_slots);
-  if ((*server)->development_mode()) {
-    std::printf("megakerneld: DEVELOPMENT MODE: no --tenants_file, every caller is tenant 0 and "
-                "admin; do not expose this port\n");
-  }
-  const std::string host = so.listen.substr(0, so.listen.rfind(':'));
-  std::printf("megakerneld: listening on %s:%d (%s)\n", host.c_str(), (*server)->port(),
-              so.tls_cert_file.empty() ? "plaintext" : "TLS");
-  if ((*server)->metrics_port() != 0) {
-    const std::string mhost = so.metrics_listen.substr(0, so.metrics_listen.rfind(':'));
-    std::printf("megakerneld: metrics on http://%s:%d/metrics\n", mhost.c_str(),
-                (*server)->metrics_port());
-  }
-  std::fflush(stdout);
-
+  PrintStartup(**engine, **server, so);
   std::thread([&shutdown, signals] {
     int signal = 0;
     sigwait(&signals, &signal);

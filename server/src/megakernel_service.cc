@@ -32,8 +32,8 @@ grpc::Status Reject(grpc::CallbackServerContext* context, const absl::Status& st
 // cancels the slots no worker has claimed yet and finishes DEADLINE_EXCEEDED / CANCELLED.
 class PublishWaitReactor final : public grpc::ServerUnaryReactor {
  public:
-  PublishWaitReactor(engine::Engine* engine, grpc::CallbackServerContext* context,
-                     uint32_t tenant, const engine::PublishResult& published, absl::Duration wait,
+  PublishWaitReactor(engine::Engine* engine, grpc::CallbackServerContext* context, uint32_t tenant,
+                     const engine::PublishResult& published, absl::Duration wait,
                      v1::PublishResponse* response)
       : engine_(engine), tenant_(tenant), response_(response) {
     for (uint32_t i = 0; i < published.count; ++i) tickets_.push_back(published.first_ticket + i);
@@ -59,18 +59,19 @@ class PublishWaitReactor final : public grpc::ServerUnaryReactor {
       // The client will not see this response: keep the outcomes pollable, cancel the rest.
       engine_->ReturnCompletions(got);
       CancelUnclaimed();
-      Finish(cancelled_ ? grpc::Status(grpc::StatusCode::CANCELLED,
-                                       "publish: the client cancelled; unclaimed slots were "
-                                       "cancelled, outcomes stay pollable")
-                        : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                       absl::StrCat("publish: deadline passed with ",
-                                                    tickets_.size() - got.size(), " of ",
-                                                    tickets_.size(),
-                                                    " slots incomplete; unclaimed ones were "
-                                                    "cancelled, outcomes stay pollable")));
+      Finish(cancelled_
+                 ? grpc::Status(grpc::StatusCode::CANCELLED,
+                                "publish: the client cancelled; unclaimed slots were "
+                                "cancelled, outcomes stay pollable")
+                 : grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                absl::StrCat("publish: deadline passed with ",
+                                             tickets_.size() - got.size(), " of ", tickets_.size(),
+                                             " slots incomplete; unclaimed ones were "
+                                             "cancelled, outcomes stay pollable")));
       return;
     }
-    std::sort(got.begin(), got.end(), [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
+    std::sort(got.begin(), got.end(),
+              [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
     for (const engine::Completion& c : got) ToProto(c, response_->add_completions());
     Finish(grpc::Status::OK);  // possibly partial: the rest stay pollable
   }
@@ -223,10 +224,9 @@ grpc::ServerWriteReactor<v1::Telemetry>* MegakernelService::WatchTelemetry(
       explicit Rejected(const grpc::Status& s) { Finish(s); }
       void OnDone() override { delete this; }
     };
-    return new Rejected(!caller.ok()
-                            ? ToGrpcStatus(caller.status())
-                            : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                           "watch: interval must be at least 10ms"));
+    return new Rejected(!caller.ok() ? ToGrpcStatus(caller.status())
+                                     : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                                    "watch: interval must be at least 10ms"));
   }
   return new WatchTelemetryReactor(this, interval);
 }

@@ -6,9 +6,9 @@
 #include <atomic>
 #include <mutex>
 
+#include "auth.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
-#include "auth.h"
 
 namespace mk::server {
 

@@ -14,8 +14,7 @@ namespace mk::server {
 // All pointers must outlive the exporter's last scrape (destroy the exporter first).
 // `watchdog` may be null (disabled).
 void RegisterServerMetrics(metrics::Exporter* exporter, engine::Engine* engine,
-                           const RpcStats* rpc_stats, const Watchdog* watchdog,
-                           int top_tenants);
+                           const RpcStats* rpc_stats, const Watchdog* watchdog, int top_tenants);
 
 }  // namespace mk::server
 

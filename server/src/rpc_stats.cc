@@ -32,8 +32,7 @@ class StatsInterceptor final : public grpc::experimental::Interceptor {
   uint64_t start_ns_;
 };
 
-class StatsInterceptorFactory final
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
+class StatsInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit StatsInterceptorFactory(RpcStats* stats) : stats_(stats) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(

@@ -20,8 +20,8 @@ class RpcStats {
   void Record(const std::string& method, int code, uint64_t latency_ns);
 
   struct Snapshot {
-    std::map<std::pair<std::string, int>, uint64_t> requests;     // (method, code) -> count
-    std::map<std::string, engine::LatencyHistogram> latency;      // method -> histogram
+    std::map<std::pair<std::string, int>, uint64_t> requests;  // (method, code) -> count
+    std::map<std::string, engine::LatencyHistogram> latency;   // method -> histogram
   };
   Snapshot Read() const;
 

@@ -1,7 +1,5 @@
 #include "mk/server/server.h"
 
-#include "mk/metrics/metrics.h"
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -18,6 +16,7 @@
 #include "auth.h"
 #include "megakernel_service.h"
 #include "metrics_collector.h"
+#include "mk/metrics/metrics.h"
 #include "rpc_stats.h"
 #include "watchdog.h"
 
@@ -46,8 +45,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const S
     return grpc::InsecureServerCredentials();
   }
   if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "server: TLS needs both --tls_cert_file and --tls_key_file");
+    return absl::InvalidArgumentError("server: TLS needs both --tls_cert_file and --tls_key_file");
   }
   auto cert = ReadFile(o.tls_cert_file, "--tls_cert_file");
   if (!cert.ok()) return cert.status();
@@ -71,9 +69,9 @@ class ServerImpl final : public Server {
       : engine_(engine),
         tenants_(std::move(tenants)),
         megakernel_(engine, tenants_.get(), options.stream_max_pending_completions),
-        admin_(engine, tenants_.get(),
-               [this](auto done) { DrainInBackground(std::move(done)); },
-               options.on_shutdown_request) {}
+        admin_(
+            engine, tenants_.get(), [this](auto done) { DrainInBackground(std::move(done)); },
+            options.on_shutdown_request) {}
 
   ~ServerImpl() override {
     exporter_.reset();  // no scrape may outlive what it reads
@@ -94,7 +92,8 @@ class ServerImpl final : public Server {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
     interceptors.push_back(rpc_stats_.InterceptorFactory());
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     builder.AddListeningPort(options.listen, *credentials, &port_);
@@ -172,9 +171,8 @@ class ServerImpl final : public Server {
     draining_ = true;
     UpdateHealth();
     std::lock_guard<std::mutex> lock(drain_threads_mu_);
-    drain_threads_.emplace_back([this, done = std::move(done)] {
-      done(engine_->Drain(absl::Now() + absl::Minutes(5)));
-    });
+    drain_threads_.emplace_back(
+        [this, done = std::move(done)] { done(engine_->Drain(absl::Now() + absl::Minutes(5))); });
   }
 
   engine::Engine* engine_;

@@ -39,11 +39,11 @@ void StreamReactor::OnReadDone(bool ok) {
   }
   // Decoded once, here and without mu_: request_ is this reaction's until the next StartRead.
   QueuedRequest queued{request_.request_id(), DecodePublish(request_)};
-  queued.may_wait = queued.slots.ok() &&
-                    std::any_of(queued.slots->begin(), queued.slots->end(),
-                                [](const engine::SlotPayload& slot) {
-                                  return slot.opcode == protocol::opcode::kLoadMiss;
-                                });
+  queued.may_wait =
+      queued.slots.ok() &&
+      std::any_of(queued.slots->begin(), queued.slots->end(), [](const engine::SlotPayload& slot) {
+        return slot.opcode == protocol::opcode::kLoadMiss;
+      });
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (cancelled_) return;
@@ -69,75 +69,76 @@ void StreamReactor::OnReadDone(bool ok) {
 void StreamReactor::PublishQueued() {
   for (;;) {
     QueuedRequest request;
-    bool stop = false, release = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (queued_.empty() || cancelled_) {
-        queued_.clear();
-        queued_slots_ = 0;
-        publishing_ = false;
-        MaybeResumeReadLocked();
-        MaybeFinishLocked();
-        release = ReleasableLocked();
-        stop = true;
-      } else {
-        request = std::move(queued_.front());
-        queued_.pop_front();
-        queued_slots_ -= request.count();
-        MaybeResumeReadLocked();  // room in the queue again
-      }
-    }
-    if (stop) {
+    bool release = false;
+    if (!TakeQueued(&request, &release)) {
       if (release) delete this;
       return;
     }
     // Published without mu_: engine threads delivering completions of earlier requests never
     // wait for a publish. A completion that beats its range's registration below is held in
     // early_ until then.
-    absl::StatusOr<engine::PublishResult> published =
+    const absl::StatusOr<engine::PublishResult> published =
         request.slots.ok() ? engine_->Publish(tenant_, *request.slots, {this})
                            : request.slots.status();
-    v1::PublishAck ack;
-    ack.set_request_id(request.request_id);
     std::vector<uint64_t> cancel;
-    bool write = false;
+    bool write;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (published.ok()) {
-        ack.set_first_ticket(published->first_ticket);
-        ack.set_count(published->count);
-        outstanding_ += published->count;
-        open_ranges_[published->first_ticket] = {published->count, published->count,
-                                                 request.may_wait};
-        waiting_ranges_ += request.may_wait;
-        if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
-          for (uint64_t t = published->first_ticket;
-               t < published->first_ticket + published->count; ++t) {
-            cancel.push_back(t);
-          }
-        }
-      } else {
-        ack.set_error_code(static_cast<int>(published.status().code()));
-        ack.set_error_message(std::string(published.status().message()));
-      }
-      const bool accepted = published.ok();
-      acks_.push_back(std::move(ack));
-      if (accepted && !early_.empty()) {  // after the ack: a client sees the ack first
-        std::vector<engine::Completion> early;
-        early.swap(early_);
-        write = DeliverLocked(early);
-      }
-      // An accepted request's ack rides with its first completions (one message instead of
-      // two); a rejection is sent at once.
-      if (!accepted) {
-        rejection_pending_ = true;  // sent at once, not held for a fuller message
-        write |= PrepareWriteLocked();
-      }
+      write = AcknowledgeLocked(request, published, &cancel);
     }
     if (write) StartWrite(&out_);
     // Outside mu_: cancelling delivers CANCELLED completions to OnCompletions.
     if (!cancel.empty()) engine_->Cancel(tenant_, cancel).IgnoreError();
   }
+}
+
+bool StreamReactor::TakeQueued(QueuedRequest* request, bool* release) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (queued_.empty() || cancelled_) {
+    queued_.clear();
+    queued_slots_ = 0;
+    publishing_ = false;
+    MaybeResumeReadLocked();
+    MaybeFinishLocked();
+    *release = ReleasableLocked();
+    return false;
+  }
+  *request = std::move(queued_.front());
+  queued_.pop_front();
+  queued_slots_ -= request->count();
+  MaybeResumeReadLocked();  // room in the queue again
+  return true;
+}
+
+bool StreamReactor::AcknowledgeLocked(const QueuedRequest& request,
+                                      const absl::StatusOr<engine::PublishResult>& published,
+                                      std::vector<uint64_t>* cancel) {
+  v1::PublishAck ack;
+  ack.set_request_id(request.request_id);
+  if (!published.ok()) {
+    ack.set_error_code(static_cast<int>(published.status().code()));
+    ack.set_error_message(std::string{published.status().message()});
+    acks_.push_back(std::move(ack));
+    rejection_pending_ = true;  // a rejection is sent at once, not held for a fuller message
+    return PrepareWriteLocked();
+  }
+  ack.set_first_ticket(published->first_ticket);
+  ack.set_count(published->count);
+  outstanding_ += published->count;
+  open_ranges_[published->first_ticket] = {published->count, published->count, request.may_wait};
+  waiting_ranges_ += request.may_wait;
+  if (cancelled_) {  // OnCancel ran meanwhile and could not see this range
+    for (uint64_t t = published->first_ticket; t < published->first_ticket + published->count;
+         ++t) {
+      cancel->push_back(t);
+    }
+  }
+  // An accepted request's ack rides with its first completions (one message instead of two).
+  acks_.push_back(std::move(ack));
+  if (early_.empty()) return false;
+  std::vector<engine::Completion> early;  // after the ack: a client sees the ack first
+  early.swap(early_);
+  return DeliverLocked(early);
 }
 
 void StreamReactor::OnCompletions(absl::Span<const engine::Completion> batch) {
@@ -224,7 +225,7 @@ bool StreamReactor::PrepareWriteLocked() {
   }
   const size_t n = std::min(pending_.size(), kCompletionsPerMessage);
   for (size_t i = 0; i < n; ++i) ToProto(pending_[i], out_.add_completions());
-  pending_.erase(pending_.begin(), pending_.begin() + n);
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(n));
   write_in_flight_ = true;
   return true;
 }

@@ -4,8 +4,8 @@
 // (OnCompletions, as the CompletionSink of everything this stream publishes). One mutex guards
 // the state; gRPC calls made under it never run a reaction inline. Requests are published in
 // the order they were read, without the mutex, so engine threads delivering completions never
-// wait behind a publish (measured: a CUDA engine's reapers blocked on it throttled packed
-// streams); a completion that arrives before its request's ticket range is registered waits in
+// wait behind a publish (a CUDA engine's reapers blocked on it throttled packed streams); a
+// completion that arrives before its request's ticket range is registered waits in
 // `early_` and is delivered right after that request's ack.
 //
 // Read-ahead: OnReadDone decodes its request (once; everything about it is derived from the
@@ -14,23 +14,23 @@
 // and drains the queue in order (PublishQueued); a reaction that finds one running only
 // queues. Nothing blocks, and a stream's requests keep their order.
 //
-// Ping-pong: starting a read costs the reaction 8-10 us (measured on the H200 host). A small
+// Ping-pong: starting a read costs the reaction several microseconds. A small
 // request (at most kSmallRequest slots, no LOAD_MISS) that arrives with nothing else in flight
 // is latency-bound, so its stream reads the next request only once the write that answers it
-// is done (OnWriteDone), as an echo server does; that took 7-10 us off the stream ping-pong.
+// is done (OnWriteDone), as an echo server does (docs/performance.md).
 // Every accepted slot ends in a completion that is written, so the read always resumes (for a
 // disabled tenant's parked slot: once the tenant is enabled again, or the engine drains); a
 // LOAD_MISS is excluded because its completion may wait on a file read. The price: a client
 // that pipelines requests of a few slots each, with each answered before the next is read,
 // gets one request per write cycle; a client that wants throughput sends larger batches.
 //
-// Packed writes: a write costs about the same whatever it carries (51-78 us on the H200
-// host), and writing whatever had arrived sent about 450 completions per message. While
+// Packed writes: a write costs about the same whatever it carries, and writing whatever had
+// arrived sent about half-full messages. While
 // enough completions are outstanding to fill the message being built, and none of them is a
 // LOAD_MISS (which may wait on a file read), the write waits for them: the next delivery
-// re-checks. Messages then carry about 900 (H200: CUDA engine 6.5 -> 8.2 M slots/s, CPU
-// engine 6.2 -> 7.3 M). Completions of a tenant that is disabled mid-batch wait with the
-// parked slots they share a message with, until it is enabled again or the engine drains.
+// re-checks; messages are then nearly full (docs/performance.md). Completions of a tenant that is
+// disabled mid-batch wait with the parked slots they share a message with, until it is enabled
+// again or the engine drains.
 //
 // Flow control: one write in flight; completions queue in `pending_`. When pending plus
 // outstanding plus queued slots exceed `max_pending` (or kReadAhead requests wait to be
@@ -49,9 +49,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "auth.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
-#include "auth.h"
 
 namespace mk::server {
 
@@ -72,6 +72,15 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending);
   // Publishes the queued requests in order until none is left (the one publisher at a time).
   void PublishQueued();
+  struct QueuedRequest;
+  // The next request to publish; false when none is left (publishing stops; `release`: the
+  // reactor may be deleted now).
+  bool TakeQueued(QueuedRequest* request, bool* release);
+  // Records a publish's outcome: its ack, its ticket range (or, after a cancel, the tickets to
+  // cancel), completions that arrived early. True when the caller must start a write.
+  bool AcknowledgeLocked(const QueuedRequest& request,
+                         const absl::StatusOr<engine::PublishResult>& published,
+                         std::vector<uint64_t>* cancel);
   // Full messages (see Packed writes above): true while the one partial message should wait.
   bool HoldPartialLocked() const;
   // Matches completions to their requests' ranges and queues them for the client. Returns
@@ -96,7 +105,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   v1::PublishRequest request_;  // written by gRPC between StartRead and OnReadDone
   v1::CompletionBatch out_;     // read by gRPC between StartWrite and OnWriteDone
 
-  std::mutex mu_;  // guards everything below
+  std::mutex mu_;                            // guards everything below
   std::vector<engine::Completion> pending_;  // typed mode
   // Packed mode: 64 bytes per completion, in chunks of one message each (the back one
   // filling), so a write takes the front chunk without copying or shifting the rest.

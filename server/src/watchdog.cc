@@ -1,6 +1,6 @@
 #include "watchdog.h"
 
-#include <cstdio>
+#include "mk/base/log.h"
 
 namespace mk::server {
 
@@ -68,16 +68,19 @@ void Watchdog::Sample() {
     state_.stalled = true;
     ++state_.stalls;
   }
-  std::fprintf(stderr,
-               "megakerneld: watchdog: engine stalled: %llu slots waiting, no progress for %d "
-               "samples of %s; health NOT_SERVING%s\n",
-               static_cast<unsigned long long>(waiting_work), idle_samples_,
-               absl::FormatDuration(options_.interval).c_str(),
-               options_.recover ? ", restarting the engine" : "");
+  base::LogError("megakerneld: watchdog: engine stalled: ", waiting_work,
+                 " slots waiting, no progress for ", idle_samples_, " samples of ",
+                 absl::FormatDuration(options_.interval), "; health NOT_SERVING",
+                 options_.recover ? ", restarting the engine" : "");
   if (!options_.recover) return;
   const absl::Status restarted = engine_->Restart();
-  std::fprintf(stderr, "megakerneld: watchdog: engine restart: %s\n",
-               restarted.ToString().c_str());
+  if (restarted.ok()) {
+    base::LogWarning(
+        "megakerneld: watchdog: engine restarted; in-flight slots failed with "
+        "FAULT ENGINE_RESTART");
+  } else {
+    base::LogError("megakerneld: watchdog: engine restart failed: ", restarted.ToString());
+  }
   if (!restarted.ok()) return;
   idle_samples_ = 0;
   last_done_count_ = engine_->counters().done_count;

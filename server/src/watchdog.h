@@ -44,11 +44,11 @@ class Watchdog {
   const std::function<void(bool)> set_healthy_;
   mutable std::mutex mu_;
   std::condition_variable stop_cv_;
-  bool stop_ = false;                          // guarded by mu_
-  State state_;                                // guarded by mu_
-  uint32_t last_done_count_ = 0;               // sampling thread only
-  int idle_samples_ = 0;                       // sampling thread only
-  absl::Time last_progress_ = absl::Now();     // guarded by mu_
+  bool stop_ = false;                       // guarded by mu_
+  State state_;                             // guarded by mu_
+  uint32_t last_done_count_ = 0;            // sampling thread only
+  int idle_samples_ = 0;                    // sampling thread only
+  absl::Time last_progress_ = absl::Now();  // guarded by mu_
   std::thread thread_;
 };
 

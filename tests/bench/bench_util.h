@@ -1,4 +1,4 @@
-// Helpers shared by the benchmarks: `bench:` output (DESIGN.md "Benchmarks"), MK_BENCH_QUICK,
+// Helpers shared by the benchmarks: `bench:` output (docs/performance.md), MK_BENCH_QUICK,
 // percentiles, process CPU time, and the engine round-trip / throughput drivers that the CPU
 // and CUDA benchmarks both measure through the Engine API.
 #ifndef MK_TESTS_BENCH_BENCH_UTIL_H_
@@ -81,6 +81,7 @@ inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
   std::vector<SlotPayload> batch(kBatch);
   const auto start = Clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(producers);
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&] {
       int64_t inside = 0, refused = 0;
@@ -102,8 +103,8 @@ inline double EngineThroughput(Engine& engine, int producers, uint64_t total,
     });
   }
   for (auto& t : threads) t.join();
-  const uint64_t expect = (total / producers / kBatch + (total / producers % kBatch != 0)) *
-                          kBatch * producers;
+  const uint64_t expect =
+      (total / producers / kBatch + (total / producers % kBatch != 0)) * kBatch * producers;
   while (sink.count() < expect) std::this_thread::yield();
   const double seconds = Seconds(Clock::now() - start);
   if (publish_share != nullptr) *publish_share = publish_ns.load() * 1e-9 / producers / seconds;

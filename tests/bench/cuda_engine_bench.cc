@@ -15,9 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "cuda_baselines/launch_baselines.h"
 #include "mk/engine/engine.h"
-#include "bench/bench_util.h"
 
 namespace mk::engine {
 namespace {
@@ -54,7 +54,7 @@ struct Row {
 
 int Run() {
   if (absl::Status s = BackendAvailable(EngineOptions::Backend::kCuda); !s.ok()) {
-    std::printf("# %s: skipped: %s\n", kBench, std::string(s.message()).c_str());
+    std::printf("# %s: skipped: %s\n", kBench, std::string{s.message()}.c_str());
     const char* required = std::getenv("MK_REQUIRE_GPU");
     return required != nullptr && required[0] == '1' ? 1 : 0;
   }
@@ -90,6 +90,19 @@ int Run() {
   if (const char* workers = std::getenv("MK_BENCH_WORKERS"); workers != nullptr) {
     o.workers = static_cast<uint32_t>(std::atoi(workers));
   }
+  // MK_BENCH_CUDA_*: the engine's EngineOptions::cuda (docs/performance.md), for measurements.
+  if (const char* v = std::getenv("MK_BENCH_CUDA_SUBMISSION_QUEUES"); v != nullptr) {
+    o.cuda.submission_queues = static_cast<uint32_t>(std::atoi(v));
+  }
+  if (const char* v = std::getenv("MK_BENCH_CUDA_SCOUT_WARPS"); v != nullptr) {
+    o.cuda.scout_warps = std::atoi(v) != 0;
+  }
+  if (const char* v = std::getenv("MK_BENCH_CUDA_MAX_BACKOFF_NS"); v != nullptr) {
+    o.cuda.max_backoff_ns = static_cast<uint32_t>(std::atoi(v));
+  }
+  if (const char* v = std::getenv("MK_BENCH_CUDA_INLINE_DISPATCH"); v != nullptr) {
+    o.cuda.inline_dispatch = std::atoi(v) != 0;
+  }
   auto created = CreateEngine(o);
   if (!created.ok() || !(*created)->Start().ok()) {
     std::fprintf(stderr, "engine start failed: %s\n", created.status().ToString().c_str());
@@ -102,8 +115,8 @@ int Run() {
   std::vector<Row> rows;
 
   // MK_BENCH_PHASE=round_trip | nop_4p | batch32: runs only that workload, for a few seconds,
-  // and exits: for profiling one path (perf, or a build with MK_ENABLE_PROFILING) without the other phases in the
-  // figures.
+  // and exits: for profiling one path (perf, or a build with MK_ENABLE_PROFILING) without the other
+  // phases in the figures.
   if (const char* phase = std::getenv("MK_BENCH_PHASE"); phase != nullptr) {
     const std::string name = phase;
     if (name == "round_trip") {
@@ -116,9 +129,9 @@ int Run() {
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       const std::vector<double> after = bench::EngineRoundTrips(*engine, samples * 6);
       rt.insert(rt.end(), after.begin(), after.end());
-      for (size_t at = 0; at + 10000 <= rt.size(); at += 10000) {  // drift over the run
+      for (ptrdiff_t at = 0; at + 10000 <= std::ssize(rt); at += 10000) {  // drift over a run
         std::vector<double> part(rt.begin() + at, rt.begin() + at + 10000);
-        std::printf("# round trips %zu..%zu: p50 %.3f us\n", at, at + 10000, Percentile(part, 0.5));
+        std::printf("# round trips %td..%td: p50 %.3f us\n", at, at + 10000, Percentile(part, 0.5));
       }
     } else if (name == "nop_4p") {  // ten runs in a row: whether the figure drifts over time
       for (int run = 0; run < 10; ++run) {

@@ -4,7 +4,7 @@
 //   - idle cost: CPU used by the engine's threads after 100 ms without work;
 // and, in the same process, the baseline a user would write instead: the same slots handed one
 // by one to a std::thread pool through a mutex + condition-variable queue, running the same
-// interpreter. Prints `bench:` lines (DESIGN.md "Benchmarks"). MK_BENCH_QUICK=1: short run.
+// interpreter. Prints `bench:` lines (docs/performance.md). MK_BENCH_QUICK=1: short run.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -18,10 +18,10 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
-#include "bench/bench_util.h"
 
 namespace mk::engine {
 namespace {
@@ -110,7 +110,8 @@ std::vector<double> BaselineRoundTrips(MutexQueuePool& pool, int n) {
   for (int i = 0; i < n; ++i) {
     const auto start = Clock::now();
     pool.Submit(task);
-    for (uint64_t seen = completed.load(); seen != uint64_t(i) + 1; seen = completed.load()) {
+    for (uint64_t seen = completed.load(); seen != static_cast<uint64_t>(i) + 1;
+         seen = completed.load()) {
       completed.wait(seen);
     }
     us.push_back(Seconds(Clock::now() - start) * 1e6);
@@ -122,6 +123,7 @@ double BaselineThroughput(MutexQueuePool& pool, int producers, uint64_t total) {
   std::atomic<uint64_t> completed{0};
   const auto start = Clock::now();
   std::vector<std::thread> threads;
+  threads.reserve(producers);
   for (int p = 0; p < producers; ++p) {
     threads.emplace_back([&] {
       MutexQueuePool::Task task{{}, &completed};

@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "mk/engine/engine.h"
 #include "mk/io/file_reader.h"
-#include "bench/bench_util.h"
 #if MK_HAVE_CUDA
 #include "cuda_baselines/launch_baselines.h"
 #endif
@@ -64,9 +64,11 @@ std::string Run(const std::string& command) {
 
 std::string FioCommand(const std::string& dir, int files, const char* extra) {
   return "fio --name=seqread --directory=" + dir + " --nrfiles=" + std::to_string(files) +
-         " --filesize=16M --size=" + std::to_string(files * 16) + "M --rw=read --bs=1M --iodepth=" +
-         std::to_string(kQueueDepth) + " --ioengine=io_uring --direct=1 --file_service_type=sequential "
-         "--output-format=terse --terse-version=3 " + extra;
+         " --filesize=16M --size=" + std::to_string(files * 16) +
+         "M --rw=read --bs=1M --iodepth=" + std::to_string(kQueueDepth) +
+         " --ioengine=io_uring --direct=1 --file_service_type=sequential "
+         "--output-format=terse --terse-version=3 " +
+         extra;
 }
 
 // Terse v3: field 7 (1-based) is the read bandwidth in KiB/s.
@@ -94,12 +96,13 @@ double LoaderBandwidth(mk::io::FileReader& reader, const std::vector<std::string
       cv.wait(lock, [&] { return i - completed < 4; });
     }
     char* slot = dest.get() + (i % 4) * kFileBytes;
-    absl::Status s = reader.Read(paths[i], 0, kFileBytes, slot, [&](absl::Status st, uint64_t) {
-      std::lock_guard<std::mutex> lock(mu);
-      failed |= !st.ok();
-      ++completed;
-      cv.notify_all();
-    });
+    absl::Status s =
+        reader.Read(paths[i], 0, kFileBytes, slot, [&](const absl::Status& st, uint64_t) {
+          std::lock_guard<std::mutex> lock(mu);
+          failed |= !st.ok();
+          ++completed;
+          cv.notify_all();
+        });
     if (!s.ok()) return 0;
   }
   std::unique_lock<std::mutex> lock(mu);
@@ -193,7 +196,10 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
     std::printf("# NOP round trip through this engine: p50 %.1f us\n", Percentile(nop, 0.5));
   }
   std::vector<uint32_t> ids;
-  for (int i = 0; i < n + n / 10; ++i) ids.push_back(*engine->RegisterResource(0, "resource64k.bin", 0, 0));
+  ids.reserve(n + n / 10);
+  for (int i = 0; i < n + n / 10; ++i) {
+    ids.push_back(*engine->RegisterResource(0, "resource64k.bin", 0, 0));
+  }
   std::vector<double> us;
   for (int i = 0; i < n + n / 10; ++i) {
     mk::engine::SlotPayload miss;
@@ -201,12 +207,16 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
     miss.args[0] = ids[i];
     const auto t0 = Clock::now();
     auto r = engine->Publish(0, {&miss, 1}, {});
-    auto done = engine->WaitFor(0, std::vector<uint64_t>{r->first_ticket}, absl::Now() + absl::Seconds(10));
-    if (!done.ok() || done->size() != 1 || (*done)[0].status != mk::engine::CompletionStatus::kDone) {
+    auto done =
+        engine->WaitFor(0, std::vector<uint64_t>{r->first_ticket}, absl::Now() + absl::Seconds(10));
+    if (!done.ok() || done->size() != 1 ||
+        (*done)[0].status != mk::engine::CompletionStatus::kDone) {
       std::fprintf(stderr, "load miss failed\n");
       std::exit(1);
     }
-    if (i >= n / 10) us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    if (i >= n / 10) {
+      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
   }
   // The reader alone (no engine): Read of the same 64 KiB, one at a time.
   std::vector<double> reader_us;
@@ -218,11 +228,14 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
       std::condition_variable cv;
       bool done = false;
       const auto t0 = Clock::now();
-      if (!(*reader)->Read(file, 0, bytes.size(), bytes.data(), [&](absl::Status, uint64_t) {
-            std::lock_guard<std::mutex> lock(mu);
-            done = true;
-            cv.notify_one();
-          }).ok()) {
+      if (!(*reader)
+               ->Read(file, 0, bytes.size(), bytes.data(),
+                      [&](const absl::Status&, uint64_t) {
+                        std::lock_guard<std::mutex> lock(mu);
+                        done = true;
+                        cv.notify_one();
+                      })
+               .ok()) {
         std::exit(1);
       }
       std::unique_lock<std::mutex> lock(mu);
@@ -244,11 +257,12 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
   std::printf("# load miss: %s engine, %zu misses, %llu reads, io backend %s\n",
               engine->info().backend.c_str(), us.size(),
               static_cast<unsigned long long>(stats.io.requests_ok), stats.io.backend);
-  std::printf("# load miss: io request published -> bytes resident, mean %.1f us; first and "
-              "last thousand misses p50 %.1f / %.1f us\n",
-              stats.io.latency.sum_ns / 1e3 / std::max<uint64_t>(1, stats.io.latency.count()),
-              Percentile({us.begin(), us.begin() + std::min<size_t>(1000, us.size())}, 0.5),
-              Percentile({us.end() - std::min<size_t>(1000, us.size()), us.end()}, 0.5));
+  std::printf(
+      "# load miss: io request published -> bytes resident, mean %.1f us; first and "
+      "last thousand misses p50 %.1f / %.1f us\n",
+      stats.io.latency.sum_ns / 1e3 / std::max<uint64_t>(1, stats.io.latency.count()),
+      Percentile({us.begin(), us.begin() + std::min<ptrdiff_t>(1000, std::ssize(us))}, 0.5),
+      Percentile({us.end() - std::min<ptrdiff_t>(1000, std::ssize(us)), us.end()}, 0.5));
   Print("load_miss_64k_round_trip_p50", Percentile(us, 0.5), "us");
   Print("load_miss_64k_round_trip_p99", Percentile(us, 0.99), "us");
   Print("baseline_pread_64k_p50", Percentile(pread_us, 0.5), "us");

@@ -134,8 +134,8 @@ int main() {
       for (auto& slot : batch) slot.priority = priority;
       while (big.engine->Publish(1, batch, {}).ok()) filled += batch.size();
     }
-    std::printf("# full ring: %llu of %u slots in flight\n", static_cast<unsigned long long>(filled),
-                big.engine->info().ring_slots);
+    std::printf("# full ring: %llu of %u slots in flight\n",
+                static_cast<unsigned long long>(filled), big.engine->info().ring_slots);
     scrape("scrape_1m_ring_full");
     {
       std::vector<double> ms;

@@ -1,11 +1,11 @@
 // Concurrency: many producers, several workers, random cancellations. Every accepted ticket
 // reaches exactly one terminal outcome. Also runs under ThreadSanitizer (label concurrency).
 #include <atomic>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
-#include <mutex>
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
 #include "support/engine_test_util.h"
@@ -32,10 +32,22 @@ class OutcomeLedger final : public CompletionSink {
       if (c.status == CompletionStatus::kFault) ++faulted_;
     }
   }
-  uint64_t total() { std::lock_guard<std::mutex> l(mu_); return total_; }
-  uint64_t duplicates() { std::lock_guard<std::mutex> l(mu_); return duplicates_; }
-  uint64_t cancelled() { std::lock_guard<std::mutex> l(mu_); return cancelled_; }
-  uint64_t faulted() { std::lock_guard<std::mutex> l(mu_); return faulted_; }
+  uint64_t total() {
+    std::lock_guard<std::mutex> l(mu_);
+    return total_;
+  }
+  uint64_t duplicates() {
+    std::lock_guard<std::mutex> l(mu_);
+    return duplicates_;
+  }
+  uint64_t cancelled() {
+    std::lock_guard<std::mutex> l(mu_);
+    return cancelled_;
+  }
+  uint64_t faulted() {
+    std::lock_guard<std::mutex> l(mu_);
+    return faulted_;
+  }
   uint64_t missing(uint32_t tenant, uint64_t issued) {
     std::lock_guard<std::mutex> l(mu_);
     uint64_t n = 0;

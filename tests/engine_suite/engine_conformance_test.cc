@@ -2,8 +2,8 @@
 // MK_TEST_ENGINE (cpu by default; ctest registers one run per backend).
 #include <algorithm>
 #include <condition_variable>
-#include <mutex>
 #include <cstdlib>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -36,7 +36,7 @@ class EngineConformanceTest : public ::testing::Test {
     o.scratch_words = 16;
     return o;
   }
-  std::unique_ptr<Engine> Make(EngineOptions o) {
+  std::unique_ptr<Engine> Make(const EngineOptions& o) {
     auto e = CreateEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();
     return e.ok() ? *std::move(e) : nullptr;
@@ -107,14 +107,15 @@ TEST_F(EngineConformanceTest, PrintfLandsInDebugLog) {
 
 TEST_F(EngineConformanceTest, ValidationNamesSlotAndField) {
   auto e = MakeStarted();
-  auto expect_invalid = [&](std::vector<SlotPayload> slots, const std::string& needle) {
+  auto expect_invalid = [&](const std::vector<SlotPayload>& slots, const std::string& needle) {
     auto r = e->Publish(1, slots, {});
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << needle;
     EXPECT_THAT(r.status().message(), HasSubstr(needle));
   };
   expect_invalid({Slot(op::kNop), Slot(9999)}, "slot 1: opcode 9999 has no registered handler");
   expect_invalid({Slot(op::kNop, {}, 5)}, "slot 0: priority 5 out of range");
-  expect_invalid({Slot(op::kNop), Slot(op::kBatchFence, {2, 0})}, "slot 1: args[0] (BATCH_FENCE count)");
+  expect_invalid({Slot(op::kNop), Slot(op::kBatchFence, {2, 0})},
+                 "slot 1: args[0] (BATCH_FENCE count)");
   expect_invalid({Slot(op::kShutdown)}, "admin-only");
   expect_invalid({Slot(op::kPackedSlot, {0})}, "slot 0: args (PACKED_SLOT)");
   expect_invalid({}, "empty batch");
@@ -219,7 +220,7 @@ TEST_F(EngineConformanceTest, CancelUnclaimedSlots) {
   ASSERT_EQ(done.size(), 10u);
   for (const Completion& c : done) {
     EXPECT_EQ(c.status, (c.ticket - r.first_ticket) % 2 == 1 ? CompletionStatus::kCancelled
-                                                            : CompletionStatus::kDone);
+                                                             : CompletionStatus::kDone);
   }
   // Totals are added after the completions are delivered (they never run ahead of them).
   ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().in_flight == 0; }));
@@ -238,7 +239,11 @@ TEST_F(EngineConformanceTest, RingFullBackpressureLosesNothing) {
   absl::Status full;
   for (int i = 0; i < 100 && full.ok(); ++i) {
     auto r = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink});
-    if (r.ok()) ++accepted; else full = r.status();
+    if (r.ok()) {
+      ++accepted;
+    } else {
+      full = r.status();
+    }
   }
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(full.message(), HasSubstr("retry"));
@@ -356,14 +361,16 @@ TEST_F(EngineConformanceTest, SecondWaiterGetsACompletionTheFirstHandsBack) {
                                 first = std::move(got);
                                 first_done = true;
                                 cv.notify_all();
-                              }).ok());
+                              })
+                  .ok());
   ASSERT_TRUE(e->WaitForAsync(1, Tickets(r), absl::Now() + absl::Seconds(30),
                               [&](std::vector<Completion> got) {
                                 std::lock_guard<std::mutex> lock(mu);
                                 second = std::move(got);
                                 second_done = true;
                                 cv.notify_all();
-                              }).ok());
+                              })
+                  .ok());
   ASSERT_TRUE(e->Start().ok());
   ASSERT_TRUE(wait(first_done));
   ASSERT_EQ(first.size(), 1u) << "the first waiter gets the completion";

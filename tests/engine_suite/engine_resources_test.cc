@@ -40,7 +40,9 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     MK_REQUIRE_BACKEND(testing::BackendUnderTest());
-    if (GetParam() == "io_uring") MK_REQUIRE_IO_URING();
+    if (GetParam() == "io_uring") {
+      MK_REQUIRE_IO_URING();
+    }
   }
 
   std::unique_ptr<Engine> Start(uint64_t budget = 1ull << 30) {
@@ -60,7 +62,8 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
     root_.WriteFile(name, data);
     return data;
   }
-  std::vector<Completion> Run(Engine& e, const std::vector<SlotPayload>& slots, uint32_t tenant = 1) {
+  std::vector<Completion> Run(Engine& e, const std::vector<SlotPayload>& slots,
+                              uint32_t tenant = 1) {
     auto r = e.Publish(tenant, slots, {});
     EXPECT_TRUE(r.ok()) << r.status();
     auto got = e.WaitFor(tenant, Tickets(*r), absl::Now() + absl::Seconds(60));
@@ -96,7 +99,8 @@ TEST_P(EngineResourcesTest, ChecksumAfterLoadMissMatchesTheFile) {
   EXPECT_EQ(whole.results[1], static_cast<uint32_t>(expect >> 32));
   EXPECT_EQ(whole.results[2], 17u) << "blocks hashed";
   Completion part = RunOne(*e, Slot(op::kChecksum, {*id, 65536, 0, 131072}));
-  EXPECT_EQ(part.results[0], static_cast<uint32_t>(HostTreeHash(data.substr(1000 + 65536, 131072))));
+  EXPECT_EQ(part.results[0],
+            static_cast<uint32_t>(HostTreeHash(data.substr(1000 + 65536, 131072))));
   // An unaligned start and a ragged end (byte-wise reads on the device).
   Completion odd = RunOne(*e, Slot(op::kChecksum, {*id, 3, 0, 70001}));
   const uint64_t odd_expect = HostTreeHash(data.substr(1000 + 3, 70001));
@@ -104,8 +108,8 @@ TEST_P(EngineResourcesTest, ChecksumAfterLoadMissMatchesTheFile) {
   EXPECT_EQ(odd.results[1], static_cast<uint32_t>(odd_expect >> 32));
   EXPECT_EQ(odd.results[2], 2u);
   ExpectFault(RunOne(*e, Slot(op::kChecksum, {*id, 0, 1, 10})), FaultCode::kOutOfBounds, *id);
-  ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {*id, 0}), /*tenant=*/2),
-              FaultCode::kResourceNotFound, *id);
+  ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {*id, 0}), /*tenant=*/2), FaultCode::kResourceNotFound,
+              *id);
   auto listed = *e->ListResources(1);
   ASSERT_EQ(listed.size(), 1u);
   EXPECT_TRUE(listed[0].resident);
@@ -168,6 +172,7 @@ TEST_P(EngineResourcesTest, ConcurrentMissesLoadEachResourceOnce) {
     ids.push_back(*e->RegisterResource(1, "r" + std::to_string(i), 0, 0));
   }
   std::vector<SlotPayload> misses;
+  misses.reserve(1000);
   for (int i = 0; i < 1000; ++i) misses.push_back(Slot(op::kLoadMiss, {ids[i % 50], 0}));
   std::vector<Completion> got = Run(*e, misses);
   ASSERT_EQ(got.size(), 1000u);
@@ -192,8 +197,7 @@ TEST_P(EngineResourcesTest, PrefetchCompletesAtOnceAndTheLoadGoesOn) {
   EXPECT_EQ(stats.io.requests_ok, 1u) << "the prefetch's load served the later miss";
 }
 
-INSTANTIATE_TEST_SUITE_P(IoBackends, EngineResourcesTest,
-                         ::testing::Values("io_uring", "threads"),
+INSTANTIATE_TEST_SUITE_P(IoBackends, EngineResourcesTest, ::testing::Values("io_uring", "threads"),
                          [](const auto& info) { return info.param; });
 
 TEST(EngineWithoutResourcesTest, ResourceApiNeedsARoot) {

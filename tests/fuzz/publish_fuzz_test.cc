@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "convert.h"
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.pb.h"
-#include "convert.h"
 #include "support/engine_test_util.h"
 
 namespace mk::engine {
@@ -41,8 +41,8 @@ class Fuzzer {
   // A built-in opcode with arbitrary arguments: accepted, and may fault when it runs.
   uint32_t ValidOpcode() {
     static constexpr uint32_t kBuiltins[] = {
-        op::kNop,    op::kStoreU32, op::kAtomicAdd, op::kLoadU32,  op::kCompareSwap, op::kMemcpy,
-        op::kDfaStep, op::kPrintf,  op::kChecksum,  op::kLoadMiss, op::kBatchFence};
+        op::kNop,     op::kStoreU32, op::kAtomicAdd, op::kLoadU32,  op::kCompareSwap, op::kMemcpy,
+        op::kDfaStep, op::kPrintf,   op::kChecksum,  op::kLoadMiss, op::kBatchFence};
     return kBuiltins[Below(std::size(kBuiltins))];
   }
 
@@ -162,7 +162,9 @@ TEST_P(PublishFuzzTest, EveryRequestIsRefusedPreciselyOrCompletesExactlyOnce) {
   std::set<std::pair<uint32_t, uint64_t>> finished;
   size_t outcomes[3] = {};  // done, fault, cancelled
   for (const Completion& c : sink.completions()) {
-    ++outcomes[c.status == CompletionStatus::kDone ? 0 : c.status == CompletionStatus::kFault ? 1 : 2];
+    ++outcomes[c.status == CompletionStatus::kDone    ? 0
+               : c.status == CompletionStatus::kFault ? 1
+                                                      : 2];
     const std::pair<uint32_t, uint64_t> key{c.tenant, c.ticket};
     EXPECT_TRUE(accepted.contains(key)) << "unknown ticket " << c.tenant << "/" << c.ticket;
     EXPECT_TRUE(finished.insert(key).second)
@@ -171,9 +173,10 @@ TEST_P(PublishFuzzTest, EveryRequestIsRefusedPreciselyOrCompletesExactlyOnce) {
                 c.status == CompletionStatus::kCancelled);
   }
   EXPECT_EQ(finished.size(), accepted.size());
-  std::printf("# seed %u: %zu slots accepted (%zu done, %zu faulted, %zu cancelled), %zu requests "
-              "refused\n",
-              GetParam(), accepted.size(), outcomes[0], outcomes[1], outcomes[2], refused);
+  std::printf(
+      "# seed %u: %zu slots accepted (%zu done, %zu faulted, %zu cancelled), %zu requests "
+      "refused\n",
+      GetParam(), accepted.size(), outcomes[0], outcomes[1], outcomes[2], refused);
   EXPECT_GT(outcomes[1], 0u) << "hostile arguments must reach the interpreter too";
   EXPECT_GT(outcomes[2], 0u) << "and cancellations must take effect";
   EXPECT_GT(refused, 20u) << "the generator must produce hostile input";

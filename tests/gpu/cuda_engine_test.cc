@@ -71,7 +71,7 @@ TEST_F(CudaEngineTest, OneKernelLaunchServesEveryRequest) {
   }
   std::vector<SlotPayload> batch(1024, Slot(op::kNop));
   for (int i = 0; i < 200; ++i) ASSERT_TRUE(testing::PublishWithRetry(*e, 2, batch, &sink).ok());
-  ASSERT_TRUE(sink.WaitForCount(200 * 1024));
+  ASSERT_TRUE(sink.WaitForCount(size_t{200} * 1024));
   for (const Completion& c : sink.completions()) ASSERT_EQ(c.status, CompletionStatus::kDone);
   EngineStats stats;
   e->Stats(&stats);
@@ -94,7 +94,9 @@ TEST_F(CudaEngineTest, ScratchAtomicsAreExactAcrossBlocks) {
     previous.push_back(c.results[0]);
   }
   std::sort(previous.begin(), previous.end());
-  for (uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(previous[i], i) << "each add saw a distinct value";
+  for (uint32_t i = 0; i < kSlots; ++i) {
+    ASSERT_EQ(previous[i], i) << "each add saw a distinct value";
+  }
   EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {3})).results[0], kSlots);
   EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {3}), 2).results[0], 0u) << "tenant 2's own window";
 }
@@ -133,6 +135,7 @@ void ProducersThenSingleSlots(const EngineOptions& options) {
   ASSERT_NE(e, nullptr);
   constexpr int kProducers = 4, kBatches = 100, kBatch = 256, kSingles = 2000;
   std::vector<std::thread> producers;
+  producers.reserve(kProducers);
   for (int p = 0; p < kProducers; ++p) {
     producers.emplace_back([&, p] {
       std::vector<SlotPayload> batch(kBatch, Slot(op::kAtomicAdd, {1, 0}));
@@ -142,11 +145,11 @@ void ProducersThenSingleSlots(const EngineOptions& options) {
     });
   }
   for (auto& t : producers) t.join();
-  ASSERT_TRUE(sink.WaitForCount(kProducers * kBatches * kBatch));
+  ASSERT_TRUE(sink.WaitForCount(size_t{kProducers} * kBatches * kBatch));
   for (int p = 0; p < kProducers; ++p) {
     EXPECT_EQ(RunOne(*e, Slot(op::kLoadU32, {0}), p + 1).results[0], uint32_t{kBatches * kBatch});
   }
-  EXPECT_EQ(sink.completions().size(), size_t{kProducers * kBatches * kBatch});
+  EXPECT_EQ(sink.completions().size(), size_t{kProducers} * kBatches * kBatch);
   for (int i = 0; i < kSingles; ++i) {  // add 1 to word 2: each sees the previous adds
     const Completion c = RunOne(*e, Slot(op::kAtomicAdd, {1, 2}), 1);
     ASSERT_EQ(c.status, CompletionStatus::kDone);
@@ -201,8 +204,7 @@ TEST_F(CudaEngineTest, DispatchedChecksumPinsItsResourceAcrossRestart) {
   const Completion before = RunOne(*e, Slot(op::kChecksum, {id, 0, 0, 0}));
   ASSERT_EQ(before.status, CompletionStatus::kDone);
 
-  ASSERT_NO_FATAL_FAILURE(
-      PublishToStalledKernel(*e, {Slot(op::kChecksum, {id, 0, 0, 0})}, &sink));
+  ASSERT_NO_FATAL_FAILURE(PublishToStalledKernel(*e, {Slot(op::kChecksum, {id, 0, 0, 0})}, &sink));
   EXPECT_EQ(e->EvictResource(1, id).code(), absl::StatusCode::kFailedPrecondition)
       << "the dispatched CHECKSUM pins the bytes";
   ASSERT_TRUE(e->Restart().ok());

@@ -9,8 +9,8 @@
 namespace mk {
 namespace {
 
-using ::testing::HasSubstr;
 using client::Slot;
+using ::testing::HasSubstr;
 using testing::TestServer;
 
 constexpr char kTenants[] =
@@ -96,7 +96,8 @@ class TlsTest : public ::testing::Test {
     dir_ = new std::string(::testing::TempDir() + "/mk_tls");
     const std::string d = *dir_;
     const std::string script =
-        "set -e; rm -rf " + d + "; mkdir -p " + d + "; cd " + d + ";"
+        "set -e; rm -rf " + d + "; mkdir -p " + d + "; cd " + d +
+        ";"
         "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=mk-test-ca "
         "  -keyout ca.key -out ca.pem 2>/dev/null;"
         "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext;"

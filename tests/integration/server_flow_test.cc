@@ -10,9 +10,9 @@
 namespace mk {
 namespace {
 
-using ::testing::HasSubstr;
 using client::Completion;
 using client::Slot;
+using ::testing::HasSubstr;
 using testing::TestServer;
 
 // A backlog of NORMAL-priority MEMCPYs over a 64 Ki-word scratch window: hundreds of
@@ -87,7 +87,8 @@ TEST(ServerFlowTest, ClientCancellationCancelsUnclaimedSlots) {
   grpc::Status status;
   std::thread call([&] { status = c->megakernel()->Publish(&ctx, req, &resp); });
   // Cancel once the server has accepted the slot.
-  ASSERT_TRUE(engine::testing::WaitUntil([&] { return ts->engine->counters().accepted > accepted; }));
+  ASSERT_TRUE(
+      engine::testing::WaitUntil([&] { return ts->engine->counters().accepted > accepted; }));
   ctx.TryCancel();
   call.join();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
@@ -118,13 +119,16 @@ TEST(ServerFlowTest, SlowStreamReaderBoundsServerBuffering) {
   });
   // Wait until the writer is blocked by flow control (it stops making progress).
   int last = -1;
-  ASSERT_TRUE(engine::testing::WaitUntil([&] {
-    const int now = written.load();
-    const bool stalled = now == last && now < 400;
-    last = now;
-    if (!stalled) std::this_thread::sleep_for(std::chrono::milliseconds(100));  // observe progress
-    return stalled;
-  }, absl::Seconds(60)));
+  ASSERT_TRUE(engine::testing::WaitUntil(
+      [&] {
+        const int now = written.load();
+        const bool stalled = now == last && now < 400;
+        last = now;
+        if (!stalled)
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));  // observe progress
+        return stalled;
+      },
+      absl::Seconds(60)));
   const uint64_t accepted = ts->engine->counters().accepted;
   EXPECT_LT(accepted, 400u * 1024) << "the server did not take everything the client wrote";
   EXPECT_LE(ts->engine->counters().in_flight + ts->engine->counters().stored_completions, 8192u);

@@ -12,9 +12,9 @@
 namespace mk {
 namespace {
 
-using ::testing::HasSubstr;
 using client::Completion;
 using client::Slot;
+using ::testing::HasSubstr;
 using testing::TestServer;
 
 class ServerRpcTest : public ::testing::Test {
@@ -29,7 +29,8 @@ class ServerRpcTest : public ::testing::Test {
 };
 
 TEST_F(ServerRpcTest, PublishTypedWithWaitReturnsResults) {
-  auto r = c_->Publish({Slot{2, 2, {5, 3}}, Slot{2, 2, {5, 3}}, Slot{3, 2, {3}}}, absl::Seconds(10));
+  auto r =
+      c_->Publish({Slot{2, 2, {5, 3}}, Slot{2, 2, {5, 3}}, Slot{3, 2, {3}}}, absl::Seconds(10));
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->count, 3u);
   ASSERT_EQ(r->completions.size(), 3u);
@@ -234,7 +235,8 @@ TEST(ServerResourcesTest, RegisterLoadChecksumListEvictOverGrpc) {
   v1::RegisterResourceRequest reg;
   reg.set_path("weights.bin");
   v1::RegisterResourceResponse id;
-  ASSERT_TRUE(c->megakernel()->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id).ok());
+  ASSERT_TRUE(
+      c->megakernel()->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id).ok());
   auto loaded = c->Publish({Slot{0xFFFD, 2, {id.resource_id(), 0}}}, absl::Seconds(30));
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   ASSERT_EQ(loaded->completions.size(), 1u);
@@ -244,16 +246,20 @@ TEST(ServerResourcesTest, RegisterLoadChecksumListEvictOverGrpc) {
   ASSERT_TRUE(sum.ok());
   EXPECT_EQ(sum->completions[0].results[2], 4u) << "200000 bytes = 4 blocks of 64 KiB";
   v1::ListResourcesResponse listed;
-  ASSERT_TRUE(c->megakernel()->ListResources(c->NewContext(absl::Seconds(5)).get(), {}, &listed).ok());
+  ASSERT_TRUE(
+      c->megakernel()->ListResources(c->NewContext(absl::Seconds(5)).get(), {}, &listed).ok());
   ASSERT_EQ(listed.resources_size(), 1);
   EXPECT_TRUE(listed.resources(0).resident());
   EXPECT_THAT(ts->server->RenderMetrics(), HasSubstr("mk_io_requests_total{result=\"ok\"} 1"));
   v1::EvictResourceRequest evict;
   evict.set_resource_id(id.resource_id());
   v1::EvictResourceResponse evicted;
-  EXPECT_TRUE(c->megakernel()->EvictResource(c->NewContext(absl::Seconds(5)).get(), evict, &evicted).ok());
+  EXPECT_TRUE(
+      c->megakernel()->EvictResource(c->NewContext(absl::Seconds(5)).get(), evict, &evicted).ok());
   reg.set_path("../escape");
-  EXPECT_EQ(c->megakernel()->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id).error_code(),
+  EXPECT_EQ(c->megakernel()
+                ->RegisterResource(c->NewContext(absl::Seconds(5)).get(), reg, &id)
+                .error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 

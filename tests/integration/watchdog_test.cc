@@ -46,13 +46,15 @@ TEST(WatchdogTest, StallIsDetectedAndReportedWithoutRecovery) {
   engine::testing::EnginePeer::PauseExecution(*ts->engine, true);
   const absl::Time stalled_at = absl::Now();
   ASSERT_TRUE(c->Publish(std::vector<client::Slot>(10, client::Slot{})).ok());
-  ASSERT_TRUE(engine::testing::WaitUntil([&] { return MetricsContain(*ts, "mk_watchdog_stalled 1"); }));
+  ASSERT_TRUE(
+      engine::testing::WaitUntil([&] { return MetricsContain(*ts, "mk_watchdog_stalled 1"); }));
   // Two intervals of 50 ms plus scheduling slack on a loaded 2-core machine.
   EXPECT_LT(absl::Now() - stalled_at, absl::Seconds(2));
   EXPECT_EQ(Health(*c), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_TRUE(MetricsContain(*ts, "mk_watchdog_stalls_total 1"));
   engine::testing::EnginePeer::PauseExecution(*ts->engine, false);  // progress resumes by itself
-  ASSERT_TRUE(engine::testing::WaitUntil([&] { return MetricsContain(*ts, "mk_watchdog_stalled 0"); }));
+  ASSERT_TRUE(
+      engine::testing::WaitUntil([&] { return MetricsContain(*ts, "mk_watchdog_stalled 0"); }));
   EXPECT_EQ(Health(*c), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_TRUE(MetricsContain(*ts, "mk_engine_restarts_total 0"));
 }

@@ -4,13 +4,12 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <cstdlib>
-#include <cstring>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -51,13 +50,13 @@ inline bool GpuRequired() {
 
 // In a test body or SetUp: skips with the reason when `backend` cannot run on this machine,
 // or fails when MK_REQUIRE_GPU=1.
-#define MK_REQUIRE_BACKEND(backend)                                                      \
-  if (const absl::Status mk_available = ::mk::engine::BackendAvailable(backend);         \
-      !mk_available.ok()) {                                                              \
-    if (::mk::engine::testing::GpuRequired()) {                                          \
-      FAIL() << "MK_REQUIRE_GPU=1 but the backend is unavailable: " << mk_available;     \
-    }                                                                                    \
-    GTEST_SKIP() << mk_available.message();                                              \
+#define MK_REQUIRE_BACKEND(backend)                                                  \
+  if (const absl::Status mk_available = ::mk::engine::BackendAvailable(backend);     \
+      !mk_available.ok()) {                                                          \
+    if (::mk::engine::testing::GpuRequired()) {                                      \
+      FAIL() << "MK_REQUIRE_GPU=1 but the backend is unavailable: " << mk_available; \
+    }                                                                                \
+    GTEST_SKIP() << mk_available.message();                                          \
   }
 
 // Records every completion in arrival order; waits for a count with a deadline.

@@ -102,8 +102,9 @@ class FakeEngine final : public engine::Engine {
                                                           absl::Time deadline) override {
     std::unique_lock<std::mutex> lock(mu_);
     changed_.wait_until(lock, absl::ToChronoTime(deadline), [&] {
-      return std::all_of(tickets.begin(), tickets.end(),
-                         [&](uint64_t t) { return stored_.contains({tenant, t}); });
+      return std::all_of(tickets.begin(), tickets.end(), [&](uint64_t t) {
+        return stored_.contains({tenant, t});
+      });
     });
     return TakeLocked(tenant, tickets);
   }
@@ -190,14 +191,14 @@ class FakeEngine final : public engine::Engine {
   }
 
   mutable std::mutex mu_;
-  std::condition_variable changed_;  // a publish or a delivery
-  Mode mode_ = Mode::kCompleteAtOnce;                        // guarded by mu_
-  absl::Status next_error_;                                  // guarded by mu_
-  std::map<uint32_t, uint64_t> tickets_;                     // guarded by mu_
-  std::map<engine::CompletionSink*, uint64_t> in_flight_;    // guarded by mu_
+  std::condition_variable changed_;                        // a publish or a delivery
+  Mode mode_ = Mode::kCompleteAtOnce;                      // guarded by mu_
+  absl::Status next_error_;                                // guarded by mu_
+  std::map<uint32_t, uint64_t> tickets_;                   // guarded by mu_
+  std::map<engine::CompletionSink*, uint64_t> in_flight_;  // guarded by mu_
   std::vector<std::pair<engine::CompletionSink*, engine::Completion>> held_;  // guarded by mu_
-  std::map<Key, engine::Completion> stored_;                 // guarded by mu_
-  uint64_t published_ = 0, delivered_ = 0, max_in_flight_at_publish_ = 0;  // guarded by mu_
+  std::map<Key, engine::Completion> stored_;                                  // guarded by mu_
+  uint64_t published_ = 0, delivered_ = 0, max_in_flight_at_publish_ = 0;     // guarded by mu_
 };
 
 }  // namespace mk::testing

@@ -21,9 +21,9 @@ inline absl::Status IoUringAvailable() {
 }  // namespace mk::testing
 
 // In a test body or SetUp: skips with the reason when io_uring is blocked here.
-#define MK_REQUIRE_IO_URING()                                                        \
+#define MK_REQUIRE_IO_URING()                                                            \
   if (const absl::Status mk_uring = ::mk::testing::IoUringAvailable(); !mk_uring.ok()) { \
-    GTEST_SKIP() << "io_uring unavailable here: " << mk_uring;                       \
+    GTEST_SKIP() << "io_uring unavailable here: " << mk_uring;                           \
   }
 
 #endif  // MK_TESTS_SUPPORT_IO_URING_H_

@@ -31,7 +31,7 @@ struct TestServer {
   std::unique_ptr<server::Server> server;
 
   static std::unique_ptr<TestServer> Start(server::ServerOptions so = {},
-                                           engine::EngineOptions eo = TestEngineOptions()) {
+                                           const engine::EngineOptions& eo = TestEngineOptions()) {
     auto t = std::make_unique<TestServer>();
     auto e = engine::CreateEngine(eo);
     EXPECT_TRUE(e.ok()) << e.status();

@@ -24,9 +24,8 @@ absl::StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::Create(const EngineOptions
 
 CpuEngine::CpuEngine(host::EngineMemory memory, const EngineOptions& options)
     : EngineBase(std::move(memory), options),
-      worker_count_(options.workers != 0
-                        ? options.workers
-                        : std::max(1u, std::thread::hardware_concurrency() - 1)) {}
+      worker_count_(options.workers != 0 ? options.workers
+                                         : std::max(1u, std::thread::hardware_concurrency() - 1)) {}
 
 CpuEngine::~CpuEngine() { ShutdownOnDestroy(); }
 

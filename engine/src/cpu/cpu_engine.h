@@ -59,7 +59,7 @@ class CpuEngine final : public host::EngineBase {
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};  // PauseExecutor (tests)
 
-  host::WakeSignal wake_;  // parked workers sleep here
+  host::WakeSignal wake_;              // parked workers sleep here
   std::atomic<uint32_t> spinners_{0};  // workers polling for work before they park
 };
 

@@ -26,7 +26,6 @@ struct CpuEngine::WorkerState {
   std::vector<uint32_t> ready;  // indices taken from the scheduler's ready list
 };
 
-
 void CpuEngine::WorkerLoop() {
   WorkerState ws(*control_, reaper_);
   if (loader_ != nullptr) ws.ctx.io = loader_->Hook();
@@ -56,7 +55,8 @@ void CpuEngine::WorkerLoop() {
       idle_since = std::chrono::steady_clock::now();
       spinners_.fetch_add(1, std::memory_order_seq_cst);
     }
-    if ((idle_spins & 63) != 0 || std::chrono::steady_clock::now() - idle_since < spin_before_park) {
+    if ((idle_spins & 63) != 0 ||
+        std::chrono::steady_clock::now() - idle_since < spin_before_park) {
       base::CpuRelax();
       continue;
     }

@@ -52,8 +52,9 @@ absl::StatusOr<uint32_t> CoResidentBlocks(uint32_t threads) {
 absl::Status ProbeDevice(std::string* name) {
   // A persistent kernel and lazy module loading deadlock: loading a module while the kernel runs
   // waits for the context to go idle, which it never does. Load every module at first use of
-  // CUDA instead (unless the operator chose otherwise). This runs before the first CUDA call.
-  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);
+  // CUDA instead (unless the operator chose otherwise). This runs before the first CUDA call,
+  // while the process starts its engine, and only the CUDA runtime reads the variable.
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/0);  // NOLINT(concurrency-mt-unsafe)
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
     return CudaStatus(e, "looking for a CUDA device", "run --engine=cpu on machines without a GPU");
@@ -105,8 +106,7 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
   config.queues.sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
   config.description = absl::StrCat(device_name, ": persistent kernel, ", blocks, " blocks x ",
                                     device.threads, " threads (", device.scout_warps,
-                                    " scout warps), ", config.queues.shards,
-                                    " submission queues");
+                                    " scout warps), ", config.queues.shards, " submission queues");
   MK_ASSIGN_OR_RETURN(host::EngineMemory memory, host::EngineMemory::Allocate(options));
   std::unique_ptr<CudaEngine> engine(
       new CudaEngine(std::move(memory), std::move(config), device, options));

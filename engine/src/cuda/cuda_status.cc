@@ -24,11 +24,13 @@ absl::Status CudaStatus(cudaError_t error, absl::string_view what, absl::string_
       if (hint.empty()) hint = "lower --ring_slots or free device and pinned host memory";
       break;
     default:
-      if (hint.empty()) hint = "the engine restarts the kernel; if it persists, check dmesg for Xid errors";
+      if (hint.empty()) {
+        hint = "the engine restarts the kernel; if it persists, check dmesg for Xid errors";
+      }
       break;
   }
-  return absl::Status(code, absl::StrCat("cuda: ", what, " failed (", cudaGetErrorName(error),
-                                         ": ", cudaGetErrorString(error), "); ", hint));
+  return absl::Status(code, absl::StrCat("cuda: ", what, " failed (", cudaGetErrorName(error), ": ",
+                                         cudaGetErrorString(error), "); ", hint));
 }
 
 }  // namespace mk::engine::cuda

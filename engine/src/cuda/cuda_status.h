@@ -16,10 +16,10 @@ absl::Status CudaStatus(cudaError_t error, absl::string_view what, absl::string_
 
 }  // namespace mk::engine::cuda
 
-#define MK_CUDA_RETURN_IF_ERROR(expr, what)                                   \
-  do {                                                                        \
+#define MK_CUDA_RETURN_IF_ERROR(expr, what)                                     \
+  do {                                                                          \
     if (const cudaError_t mk_cuda_error = (expr); mk_cuda_error != cudaSuccess) \
-      return ::mk::engine::cuda::CudaStatus(mk_cuda_error, what);             \
+      return ::mk::engine::cuda::CudaStatus(mk_cuda_error, what);               \
   } while (0)
 
 namespace mk::engine::cuda {

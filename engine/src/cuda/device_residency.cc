@@ -1,8 +1,8 @@
 #include "cuda/device_residency.h"
 
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,11 +11,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "cuda/cuda_status.h"
-#include "mk/base/page_memory.h"
 #include "host/tree_hash.h"
-#include "mk/base/status_macros.h"
 #include "mk/base/cpu_relax.h"
 #include "mk/base/log.h"
+#include "mk/base/page_memory.h"
+#include "mk/base/status_macros.h"
 
 namespace mk::engine::cuda {
 
@@ -94,25 +94,24 @@ absl::Status DeviceResidency::Allocate() {
   const uint64_t arena_bytes = std::max<uint64_t>(budget_bytes_, kRoomAlignment);
   if (cudaError_t e = cudaMalloc(reinterpret_cast<void**>(&arena_), arena_bytes);
       e != cudaSuccess) {
-    return CudaStatus(e, absl::StrCat("allocating the ", arena_bytes,
-                                      "-byte residency arena (the residency budget)"),
+    return CudaStatus(e,
+                      absl::StrCat("allocating the ", arena_bytes,
+                                   "-byte residency arena (the residency budget)"),
                       "lower --residency_budget_bytes");
   }
-  params_.max_leaves = static_cast<uint32_t>(
-      std::max<uint64_t>(1, (budget_bytes_ + host::kTreeHashBlockBytes - 1) /
-                                host::kTreeHashBlockBytes));
-  MK_CUDA_RETURN_IF_ERROR(
-      cudaMalloc(reinterpret_cast<void**>(&params_.leaf_scratch),
-                 size_t{blocks_} * params_.max_leaves * sizeof(uint64_t)),
-      "allocating CHECKSUM's leaf scratch");
+  params_.max_leaves = static_cast<uint32_t>(std::max<uint64_t>(
+      1, (budget_bytes_ + host::kTreeHashBlockBytes - 1) / host::kTreeHashBlockBytes));
+  MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&params_.leaf_scratch),
+                                     size_t{blocks_} * params_.max_leaves * sizeof(uint64_t)),
+                          "allocating CHECKSUM's leaf scratch");
   if (staging_ != nullptr && staging_bytes_ != 0) {
     MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(staging_, staging_bytes_, cudaHostRegisterDefault),
                             "registering the io staging buffers");
     staging_registered_ = true;
   }
-  MK_CUDA_RETURN_IF_ERROR(cudaHostRegister(table_, base::PageRoundUp(table_bytes_),
-                                           cudaHostRegisterMapped),
-                          "registering the residency table");
+  MK_CUDA_RETURN_IF_ERROR(
+      cudaHostRegister(table_, base::PageRoundUp(table_bytes_), cudaHostRegisterMapped),
+      "registering the residency table");
   table_registered_ = true;
   offload::ResidencyEntry* device_table = nullptr;
   MK_RETURN_IF_ERROR(MappedDevicePointer(table_, &device_table, "mapping the residency table"));
@@ -161,7 +160,9 @@ void DeviceResidency::WatchLoop() {
     lock.unlock();
     if (e != cudaSuccess) {
       std::lock_guard<std::mutex> placements(mu_);
-      if (auto it = placements_.find(done.id); it != placements_.end()) it->second.copy_failed = true;
+      if (auto it = placements_.find(done.id); it != placements_.end()) {
+        it->second.copy_failed = true;
+      }
     }
     done.release();
     lock.lock();
@@ -182,8 +183,8 @@ absl::Status DeviceResidency::CopyChunk(uint32_t id, uint8_t* to, const io::Chun
     }
   }
   const CopyProfile::Time issued = CopyProfile::Now();
-  cudaError_t e = cudaMemcpyAsync(to, chunk.data, chunk.length, cudaMemcpyHostToDevice,
-                                  copy_stream_);
+  cudaError_t e =
+      cudaMemcpyAsync(to, chunk.data, chunk.length, cudaMemcpyHostToDevice, copy_stream_);
   if (e == cudaSuccess) e = cudaEventRecord(event, copy_stream_);
   if (e == cudaSuccess && chunk.length <= kInlineCopyBytes) {
     const CopyProfile::Time queued = CopyProfile::Now();
@@ -194,7 +195,8 @@ absl::Status DeviceResidency::CopyChunk(uint32_t id, uint8_t* to, const io::Chun
       events_.push_back(event);
     }
     if (e != cudaSuccess) {
-      return io::IoError(EIO, std::string(CudaStatus(e, "copying a chunk to the device").message()));
+      return io::IoError(EIO,
+                         std::string(CudaStatus(e, "copying a chunk to the device").message()));
     }
     release();
     return absl::OkStatus();
@@ -257,8 +259,8 @@ absl::Status DeviceResidency::Rebuild() {
 }
 
 bool DeviceResidency::AllocateRange(uint64_t bytes, uint64_t* offset) {
-  const uint64_t want = (std::max<uint64_t>(bytes, 1) + kRoomAlignment - 1) / kRoomAlignment *
-                        kRoomAlignment;
+  const uint64_t want =
+      (std::max<uint64_t>(bytes, 1) + kRoomAlignment - 1) / kRoomAlignment * kRoomAlignment;
   for (auto it = free_.begin(); it != free_.end(); ++it) {
     if (it->second < want) continue;
     *offset = it->first;
@@ -271,8 +273,8 @@ bool DeviceResidency::AllocateRange(uint64_t bytes, uint64_t* offset) {
 }
 
 void DeviceResidency::FreeRange(uint64_t offset, uint64_t bytes) {
-  uint64_t size = (std::max<uint64_t>(bytes, 1) + kRoomAlignment - 1) / kRoomAlignment *
-                  kRoomAlignment;
+  uint64_t size =
+      (std::max<uint64_t>(bytes, 1) + kRoomAlignment - 1) / kRoomAlignment * kRoomAlignment;
   auto next = free_.lower_bound(offset);
   if (next != free_.end() && offset + size == next->first) {  // merge with the range after
     size += next->second;

@@ -6,24 +6,16 @@
 // cudaMemcpyAsync on a copy stream of their own, so reads of later chunks overlap copies of
 // earlier ones and the kernel keeps running. An event follows each copy; the copy watcher
 // thread polls the oldest one while copies are outstanding (sleeping otherwise) and hands the
-// staging buffer back to the reader the moment its copy finished (measured: a host function on
-// the stream instead cost a LOAD_MISS round trip ~240 us p50 on the lent H200). A published
-// resource gets an entry in the residency table the kernel reads (kernel_abi.h).
-//
-// Measured on the lent H200 (io_bench's copy probe, same run): a 64 KiB copy-engine copy takes
-// ~9 us with no kernel running, and with the persistent kernel running either ~9 us or, in
-// about one process in three, 33-66 us; that mode decides whether a 64 KiB LOAD_MISS takes ~40
-// or ~85 us. The mode is fixed per process: every stream of the process shares it, and
-// relaunching the kernel does not change it. It is independent of a second per-process mode
-// in which the engine's NOP round trip is ~20 us instead of ~11 us (6 runs on one H200: copy
-// slow once, round trip slow once, never both). Neither a longer idle backoff of the pollers, nor
-// watching a flag copied back instead of an event, nor copying small chunks with the kernel's
-// own loads (one block's outstanding PCIe reads cap it at ~48 us per 64 KiB) removed it.
+// staging buffer back to the reader the moment its copy finished (a host function on the stream
+// instead was far slower). A published resource gets an entry in the residency table the
+// kernel reads (kernel_abi.h). With the persistent kernel running, copy-engine copies are fast
+// or several times slower depending on the process (a mode fixed per process, not understood);
+// docs/performance.md has the measurements.
 //
 // Thread safety: as ResidencyStore (Place / Publish / Remove under the loader's lock); `mu_`
-// guards the placements against Fill and the watcher; `watch_mu_` the copies in flight. Lifetime: owned by the
-// ResourceLoader, destroyed after the kernel stopped and before the reader (whose staging it
-// registered). After a device reset the engine calls Rebuild.
+// guards the placements against Fill and the watcher; `watch_mu_` the copies in flight. Lifetime:
+// owned by the ResourceLoader, destroyed after the kernel stopped and before the reader (whose
+// staging it registered). After a device reset the engine calls Rebuild.
 #ifndef MK_ENGINE_SRC_CUDA_DEVICE_RESIDENCY_H_
 #define MK_ENGINE_SRC_CUDA_DEVICE_RESIDENCY_H_
 
@@ -42,9 +34,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "offload/kernel_abi.h"
 #include "host/residency_store.h"
 #include "offload/dispatch_profile.h"
+#include "offload/kernel_abi.h"
 
 namespace mk::engine::cuda {
 
@@ -120,12 +112,12 @@ class DeviceResidency final : public host::ResidencyStore {
   std::map<uint64_t, uint64_t> free_;  // arena offset -> bytes, coalesced
   std::vector<uint32_t> owner_;        // per table entry: placed resource id + 1, or 0
 
-  std::mutex watch_mu_;  // guards the fields below
-  std::condition_variable watch_cv_;   // a copy was queued, or stop
-  std::deque<Copy> copies_;            // in stream order, so they finish in this order
-  std::vector<cudaEvent_t> events_;    // idle events for later copies
+  std::mutex watch_mu_;               // guards the fields below
+  std::condition_variable watch_cv_;  // a copy was queued, or stop
+  std::deque<Copy> copies_;           // in stream order, so they finish in this order
+  std::vector<cudaEvent_t> events_;   // idle events for later copies
   bool watch_stop_ = false;
-  std::thread watcher_;                // runs WatchLoop while the device resources exist
+  std::thread watcher_;  // runs WatchLoop while the device resources exist
 
   // Inline chunk copies: time to issue, time to complete; logged at destruction. Only in builds
   // with MK_ENABLE_PROFILING (offload/dispatch_profile.h); otherwise empty and never timed.

@@ -11,8 +11,8 @@
 namespace mk::engine::cuda {
 
 absl::StatusOr<std::unique_ptr<DeviceState>> DeviceState::Create(const DeviceConfig& config,
-                                                                  const offload::QueueShape& shape,
-                                                                  host::ControlBuffers& control) {
+                                                                 const offload::QueueShape& shape,
+                                                                 host::ControlBuffers& control) {
   MK_ASSIGN_OR_RETURN(std::unique_ptr<offload::SubmissionQueues> queues,
                       offload::SubmissionQueues::Create(shape));
   std::unique_ptr<DeviceState> state(new DeviceState(config, std::move(queues), control));
@@ -67,7 +67,8 @@ absl::Status DeviceState::Allocate() {
                           "mapping the submission queue"));
   MK_RETURN_IF_ERROR(
       MappedDevicePointer(queues_->block_idle(), &params_.block_idle, "mapping the idle flags"));
-  MK_RETURN_IF_ERROR(MappedDevicePointer(queues_->cq(), &params_.cq, "mapping the completion queues"));
+  MK_RETURN_IF_ERROR(
+      MappedDevicePointer(queues_->cq(), &params_.cq, "mapping the completion queues"));
   MK_RETURN_IF_ERROR(MappedDevicePointer(log.data(), &params_.debug_log, "mapping the debug log"));
   const offload::QueueShape& shape = queues_->shape();
   params_.doorbell = doorbell;
@@ -97,7 +98,7 @@ DeviceState::~DeviceState() {
 
 absl::Status DeviceState::Launch(const uint64_t* first_positions) {
   const offload::QueueShape& shape = queues_->shape();
-  unsigned long long first[offload::kMaxShards] = {};
+  unsigned long long first[offload::kMaxShards] = {};  // NOLINT(google-runtime-int): CUDA's
   for (uint32_t s = 0; s < shape.shards; ++s) first[s] = first_positions[s];
   MK_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(claim_, first, sizeof(first), cudaMemcpyHostToDevice, stream_),

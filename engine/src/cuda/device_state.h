@@ -26,7 +26,7 @@ namespace mk::engine::cuda {
 
 struct DeviceConfig {
   int device = 0;
-  uint32_t threads = 0;      // per block
+  uint32_t threads = 0;  // per block
   uint32_t max_backoff_ns = 0;
   uint32_t scout_warps = 0;  // per block (kernel_abi.h)
 };
@@ -67,7 +67,8 @@ class DeviceState final : public offload::KernelPort {
   uint8_t* registered_[3] = {};  // regions of queues_ registered with the device
   int registered_count_ = 0;
   bool log_registered_ = false;
-  unsigned long long* claim_ = nullptr;  // device memory, one counter per shard
+  // Device memory, one counter per shard, in the type CUDA's atomicCAS takes.
+  unsigned long long* claim_ = nullptr;  // NOLINT(google-runtime-int)
   uint32_t* control_ = nullptr;          // device memory
   offload::KernelParams params_{};
 };

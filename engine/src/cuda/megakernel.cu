@@ -23,10 +23,10 @@
 // the device-resident bytes with the whole block after the batch's other entries ran.
 #include <stdint.h>
 
-#include "offload/kernel_abi.h"
 #include "cuda/megakernel.h"
 #include "cuda/megakernel_entries.cuh"
 #include "cuda/ptx_memory.cuh"
+#include "offload/kernel_abi.h"
 
 namespace mk::engine::cuda {
 namespace {
@@ -86,7 +86,8 @@ __device__ bool GatherWholeEntry(const uint4& chunk, uint32_t tag, uint32_t* w) 
 }
 
 // The entry at `position`, one 16-byte chunk per lane 0-7 (one coalesced 128-byte request).
-__device__ uint4 ProbeEntry(const offload::KernelParams& k, const uint32_t* shard_sq, uint64_t position) {
+__device__ uint4 ProbeEntry(const offload::KernelParams& k, const uint32_t* shard_sq,
+                            uint64_t position) {
   const uint32_t lane = threadIdx.x & 31;
   if (lane >= offload::kEntryWords / 2) return make_uint4(0, 0, 0, 0);
   return LoadVolatile4(EntryAt(k, shard_sq, position) + 4 * lane);
@@ -109,9 +110,9 @@ struct PollResult {
   uint32_t speculative;  // thread 0 holds entry `begin` in `w`
 };
 
-__device__ PollResult PollShard(const offload::KernelParams& k, uint32_t shard, const uint32_t* shard_sq,
-                                unsigned long long* counter, uint32_t limit,
-                                unsigned long long& next, uint32_t* w) {
+__device__ PollResult PollShard(const offload::KernelParams& k, uint32_t shard,
+                                const uint32_t* shard_sq, unsigned long long* counter,
+                                uint32_t limit, unsigned long long& next, uint32_t* w) {
   const uint32_t lane = threadIdx.x;
   const unsigned long long expected = __shfl_sync(~0u, next, 0);
   unsigned long long c = lane == 0 ? AtomicPeek(counter) : 0;
@@ -127,7 +128,8 @@ __device__ PollResult PollShard(const offload::KernelParams& k, uint32_t shard, 
   if (out.stop != 0 || paused != 0) return out;
   // The speculative entry: claimed alone, when it ends its dispatch and the doorbell shows no
   // more than it.
-  if (whole && (w[offload::kEntryRingIndex] & offload::kEntryLastOfDispatch) != 0 && c == expected && tail <= c + 1) {
+  if (whole && (w[offload::kEntryRingIndex] & offload::kEntryLastOfDispatch) != 0 &&
+      c == expected && tail <= c + 1) {
     const unsigned long long seen = atomicCAS(counter, c, c + 1);
     if (seen == c) {
       out.begin = c;
@@ -238,8 +240,10 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(offload::Kerne
   ctx.debug_log = k.debug_log;
   ctx.debug_log_records = k.debug_log_records;
   const uint32_t shard = blockIdx.x % k.shards;
-  const uint32_t* shard_sq = k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * offload::kEntryHalves;
-  uint64_t* shard_cq = k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * offload::kCompletionWords;
+  const uint32_t* shard_sq =
+      k.sq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * offload::kEntryHalves;
+  uint64_t* shard_cq =
+      k.cq + static_cast<uint64_t>(shard) * (k.sq_mask + 1) * offload::kCompletionWords;
   // A block that is its shard's only poller keeps the shard's claim position in shared memory:
   // no device-memory atomic on the request path. Blocks sharing a shard claim from its device
   // counter.
@@ -262,7 +266,7 @@ __global__ void __launch_bounds__(kMaxThreadsPerBlock) Megakernel(offload::Kerne
   bool idle = false;                         // thread 0's: the block's idle flag is set
   uint32_t empty_polls = 0;                  // thread 0's: polls at the longest backoff in a row
   unsigned long long single_seen = 0;        // thread 0's: s_pollers.last_single as last seen
-  uint32_t w[offload::kEntryWords];                   // this thread's entry
+  uint32_t w[offload::kEntryWords];          // this thread's entry
   for (;;) {
     if (threadIdx.x < 32) {
       const PollResult poll = PollShard(k, shard, shard_sq, counter, workers, next, w);

@@ -8,15 +8,15 @@
 
 #include <stdint.h>
 
-#include "offload/kernel_abi.h"
 #include "cuda/ptx_memory.cuh"
 #include "cuda/xxh64.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
+#include "offload/kernel_abi.h"
 
 namespace mk::engine::cuda {
 
-constexpr uint64_t kLeafBytes = 64 * 1024;  // CHECKSUM's tree-hash leaf (PROTOCOL.md)
+constexpr uint64_t kLeafBytes = 64 * 1024;  // CHECKSUM's tree-hash leaf (docs/protocol.md)
 
 // Bytes read through L2 only (ld.global.cg): resident bytes are written by copy engines and
 // rooms are reused after eviction, so no SM may serve them from a stale L1 line.
@@ -43,7 +43,8 @@ struct Resident {
 
 // Resource `id` of `tenant` in the residency table (mapped host memory, kernel_abi.h): the key,
 // the fields, and the key again, so an entry replaced meanwhile reads as absent.
-__device__ inline Resident LookupResident(const offload::ResidencyParams& r, uint32_t tenant, uint32_t id) {
+__device__ inline Resident LookupResident(const offload::ResidencyParams& r, uint32_t tenant,
+                                          uint32_t id) {
   Resident out;
   if (r.table == nullptr) return out;
   const offload::ResidencyEntry* e = r.table + (id & r.table_mask);
@@ -72,8 +73,8 @@ __device__ inline protocol::ExecResult LoadMiss(const offload::KernelParams& k, 
 
 // Writes SQ entry `position`'s outcome as a tagged completion record (results first, then
 // STATUS; their order does not matter to the reader).
-__device__ inline void WriteCompletion(const offload::KernelParams& k, uint64_t* shard_cq, uint64_t position,
-                                       const protocol::ExecResult& r) {
+__device__ inline void WriteCompletion(const offload::KernelParams& k, uint64_t* shard_cq,
+                                       uint64_t position, const protocol::ExecResult& r) {
   uint64_t* record = shard_cq + (position & k.sq_mask) * offload::kCompletionWords;
   const uint32_t tag = offload::PositionTag(position);
   const uint32_t count =
@@ -91,8 +92,8 @@ __device__ inline const uint32_t* EntryAt(const offload::KernelParams& k, const 
 }
 
 // One thread reads a whole entry (eight 16-byte loads: the value halves of its tagged words).
-__device__ inline void ReadEntry(const offload::KernelParams& k, const uint32_t* shard_sq, uint64_t position,
-                                 uint32_t* w) {
+__device__ inline void ReadEntry(const offload::KernelParams& k, const uint32_t* shard_sq,
+                                 uint64_t position, uint32_t* w) {
   const uint32_t* entry = EntryAt(k, shard_sq, position);
 #pragma unroll
   for (uint32_t c = 0; c < offload::kEntryWords / 2; ++c) {
@@ -110,11 +111,11 @@ __device__ inline void ReadEntry(const offload::KernelParams& k, const uint32_t*
 // entry costs one 128-byte read), and shuffles hand each thread its entry's value halves. Tags
 // are not checked: the doorbell read (acquire) that covered these entries came first. Called by
 // every thread of each warp that holds an entry of the batch (the shuffles need the whole warp).
-__device__ inline void ReadEntries(const offload::KernelParams& k, const uint32_t* shard_sq, uint64_t begin,
-                                   uint32_t count, uint32_t* w) {
+__device__ inline void ReadEntries(const offload::KernelParams& k, const uint32_t* shard_sq,
+                                   uint64_t begin, uint32_t count, uint32_t* w) {
   static_assert(offload::kEntryWords == 16, "eight 16-byte chunks per entry");
   constexpr uint32_t kChunks = offload::kEntryWords / 2;  // per entry
-  constexpr uint32_t kRounds = kChunks;          // warp-wide loads: 32 entries x kChunks / 32 lanes
+  constexpr uint32_t kRounds = kChunks;  // warp-wide loads: 32 entries x kChunks / 32 lanes
   const uint32_t lane = threadIdx.x & 31;
   const uint32_t warp_first = threadIdx.x - lane;  // batch index of the warp's first entry
   uint2 values[kRounds];                           // round r: the value halves of this lane's chunk
@@ -146,16 +147,17 @@ __device__ inline void ReadEntries(const offload::KernelParams& k, const uint32_
 // Runs SQ entry `position` of a shard, already read into `w`: executes it and writes its
 // completion record. Returns false for a CHECKSUM, which the whole block runs afterwards
 // (BlockChecksum).
-__device__ inline bool RunEntry(const offload::KernelParams& k, uint64_t* shard_cq, uint64_t position,
-                                const uint32_t* w, protocol::ExecContext& ctx) {
+__device__ inline bool RunEntry(const offload::KernelParams& k, uint64_t* shard_cq,
+                                uint64_t position, const uint32_t* w, protocol::ExecContext& ctx) {
   const uint32_t op = w[protocol::kWordOpcode];
   const uint32_t tenant = w[protocol::kWordTenant];
   const bool tenant_ok = tenant < ctx.layout.max_tenants;
   if (op == protocol::opcode::kChecksum && tenant_ok) return false;
-  const protocol::ExecResult r = op == protocol::opcode::kLoadMiss && tenant_ok
-                                     ? LoadMiss(k, tenant, w + protocol::kWordArg0)
-                                     : protocol::Execute<protocol::ProductOpcodes>(
-                                           w, w[offload::kEntryRingIndex] & ~offload::kEntryLastOfDispatch, ctx);
+  const protocol::ExecResult r =
+      op == protocol::opcode::kLoadMiss && tenant_ok
+          ? LoadMiss(k, tenant, w + protocol::kWordArg0)
+          : protocol::Execute<protocol::ProductOpcodes>(
+                w, w[offload::kEntryRingIndex] & ~offload::kEntryLastOfDispatch, ctx);
   // Effects become visible before the completion that announces them: a PRINTF's debug-log
   // record is in host memory (system scope); scratch writes are in device memory, read only by
   // later slots on this GPU (device scope, much cheaper).
@@ -184,7 +186,7 @@ struct ChecksumJob {
   protocol::ExecResult outcome;  // the fault, when `fault`
 };
 
-// CHECKSUM (PROTOCOL.md section 3) of SQ entry `position`, run by the block's `workers`
+// CHECKSUM (docs/protocol.md, "Opcodes") of SQ entry `position`, run by the block's `workers`
 // threads: thread 0 resolves the resource, the threads hash one 64 KiB leaf each (strided),
 // thread 0 hashes the leaves into the root and writes the completion. Uniform control flow.
 __device__ inline void BlockChecksum(const offload::KernelParams& k, const uint32_t* shard_sq,

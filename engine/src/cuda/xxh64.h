@@ -1,6 +1,6 @@
 // XXH64 written once for host and device code (no CUDA headers), so the megakernel can compute
-// CHECKSUM's tree hash (PROTOCOL.md section 3) over device-resident bytes. The host side of the
-// engines uses libxxhash; tests/unit/engine/cuda/xxh64_test.cc checks that both agree.
+// CHECKSUM's tree hash (docs/protocol.md, "Opcodes") over device-resident bytes. The host side of
+// the engines uses libxxhash; tests/unit/engine/cuda/xxh64_test.cc checks that both agree.
 //
 // `Source` supplies the bytes: U8(at), U32(at) and U64(at) read little-endian values at byte
 // offset `at`, so the kernel can read device memory with its own cache policy.

@@ -91,7 +91,7 @@ class ClaimScheduler {
   // The tenant was enabled: its parked slots become ready.
   void OnTenantEnabled(uint32_t tenant);
   // From now on slots of disabled tenants are cancelled instead of parked; the parked ones are
-  // cancelled now (PROTOCOL.md: tenant disabled -> CANCELLED).
+  // cancelled now (docs/protocol.md: tenant disabled -> CANCELLED).
   void BeginDrain(CompletionBatcher* batcher);
   // Forgets both lists (teardown: the ring host fails whatever they named).
   void Clear();

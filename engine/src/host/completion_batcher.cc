@@ -17,9 +17,17 @@ void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t 
   batch_.push_back(c);
   Outcome outcome = Outcome::kDone;
   switch (c.status) {
-    case CompletionStatus::kDone: ++done_; break;
-    case CompletionStatus::kFault: ++faulted_; outcome = Outcome::kFaulted; break;
-    case CompletionStatus::kCancelled: ++cancelled_; outcome = Outcome::kCancelled; break;
+    case CompletionStatus::kDone:
+      ++done_;
+      break;
+    case CompletionStatus::kFault:
+      ++faulted_;
+      outcome = Outcome::kFaulted;
+      break;
+    case CompletionStatus::kCancelled:
+      ++cancelled_;
+      outcome = Outcome::kCancelled;
+      break;
   }
   if (c.tenant != counts_tenant_) {
     FlushTenantCounts();

@@ -9,8 +9,8 @@ namespace mk::engine::host {
 
 namespace {
 // How long a waiter spins on the generation counter before blocking: long enough to cover a
-// LOAD_MISS served by the CUDA engine (~45 us on the lent GPUs; a waiter that blocked first
-// added a futex wake-up and measured ~115 us), shorter where no core is spare for spinning.
+// LOAD_MISS served by the CUDA engine (blocking first adds a futex wake-up to it:
+// docs/performance.md), shorter where no core is spare for spinning.
 absl::Duration SpinBeforeBlocking() {
   static const absl::Duration spin =
       std::thread::hardware_concurrency() > 4 ? absl::Microseconds(200) : absl::Microseconds(50);
@@ -165,7 +165,7 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
   std::vector<Completion> out;
   out.reserve(tickets.size());
   TakenFlags taken(tickets.size(), false);
-  // One clock read per pass (the clock is a ~50 ns call on the lent GPU machines): `now` is
+  // One clock read per pass (a call of tens of nanoseconds: docs/performance.md): `now` is
   // read before the first and again after each wait.
   absl::Time now = absl::Now();
   const absl::Time spin_until = std::min(deadline, now + SpinBeforeBlocking());
@@ -212,17 +212,17 @@ std::vector<Completion> CompletionStore::Take(uint32_t tenant, absl::Span<const 
       now = absl::Now();
       continue;
     }
-    // Block until a new batch arrives or the deadline passes (re-armed at most every minute so
-    // an infinite deadline never overflows the clock conversion).
-    const auto until = absl::ToChronoTime(std::min(deadline, now + absl::Minutes(1)));
-    std::unique_lock<std::mutex> lock(mu_);
-    ++blocked_waiters_;
-    arrived_.wait_until(lock, until,
-                        [&] { return generation_.load(std::memory_order_acquire) != seen; });
-    --blocked_waiters_;
-    lock.unlock();
+    BlockForBatch(seen, std::min(deadline, now + absl::Minutes(1)));
     now = absl::Now();
   }
+}
+
+void CompletionStore::BlockForBatch(uint64_t seen, absl::Time until) {
+  std::unique_lock<std::mutex> lock(mu_);
+  ++blocked_waiters_;
+  arrived_.wait_until(lock, absl::ToChronoTime(until),
+                      [&] { return generation_.load(std::memory_order_acquire) != seen; });
+  --blocked_waiters_;
 }
 
 }  // namespace mk::engine::host

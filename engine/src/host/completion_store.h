@@ -41,8 +41,7 @@ class CompletionStore final : public CompletionSink {
   // Work a waiter may do on its own thread while it spins, so that its completions arrive
   // sooner (the CUDA engine reaps the waiter's submission queue itself): returns once
   // `arrived()` holds or `until` passes, or at once when it has nothing to do.
-  using SpinHelper =
-      absl::FunctionRef<void(absl::FunctionRef<bool()> arrived, absl::Time until)>;
+  using SpinHelper = absl::FunctionRef<void(absl::FunctionRef<bool()> arrived, absl::Time until)>;
   std::vector<Completion> Take(uint32_t tenant, absl::Span<const uint64_t> tickets,
                                absl::Time deadline, SpinHelper help);
 
@@ -103,6 +102,9 @@ class CompletionStore final : public CompletionSink {
   bool HandOff(const Key& key, const Completion& c);
   // Removes `h` from handoffs_ unless OnCompletions took it already (needs mu_).
   void Unregister(Handoff* h);
+  // Blocks until a batch newer than generation `seen` arrives or `until` passes (callers re-arm
+  // at most a minute ahead, so an infinite deadline never overflows the clock conversion).
+  void BlockForBatch(uint64_t seen, absl::Time until);
   // Removes entry i of handoffs_ (the last one takes its place; needs mu_).
   void DropHandoff(uint32_t i) { handoffs_[i] = handoffs_[--handoff_count_]; }
 
@@ -121,9 +123,9 @@ class CompletionStore final : public CompletionSink {
   absl::flat_hash_map<Key, std::vector<uint64_t>> async_keys_;
   uint64_t next_async_id_ = 1;                        // guarded by mu_
   absl::flat_hash_map<Key, Completion> completions_;  // guarded by mu_
-  uint32_t blocked_waiters_ = 0;                       // guarded by mu_
-  Handoff* handoffs_[kMaxHandoffs] = {};               // the first handoff_count_; mu_
-  uint32_t handoff_count_ = 0;                         // guarded by mu_
+  uint32_t blocked_waiters_ = 0;                      // guarded by mu_
+  Handoff* handoffs_[kMaxHandoffs] = {};              // the first handoff_count_; mu_
+  uint32_t handoff_count_ = 0;                        // guarded by mu_
   std::atomic<uint64_t> size_{0};
   // Lines of their own: waiters spin on the generation; publishers add to owed_ on every
   // publish. Neither should pull the map's or the mutex's line away from the reaper.

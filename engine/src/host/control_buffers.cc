@@ -8,8 +8,9 @@ namespace mk::engine::host {
 
 namespace ctl = protocol::control;
 
-absl::StatusOr<std::unique_ptr<ControlBuffers>> ControlBuffers::Create(
-    uint32_t max_tenants, uint32_t scratch_words, uint32_t debug_log_records) {
+absl::StatusOr<std::unique_ptr<ControlBuffers>> ControlBuffers::Create(uint32_t max_tenants,
+                                                                       uint32_t scratch_words,
+                                                                       uint32_t debug_log_records) {
   if (debug_log_records < protocol::debug_log::kMinRecords) {
     return absl::InvalidArgumentError(absl::StrCat("engine: debug_log_records ", debug_log_records,
                                                    " is below the protocol minimum of 64"));
@@ -17,9 +18,9 @@ absl::StatusOr<std::unique_ptr<ControlBuffers>> ControlBuffers::Create(
   if (max_tenants == 0 || scratch_words == 0 ||
       uint64_t{ctl::kObservablesFirst} + uint64_t{max_tenants} * (uint64_t{scratch_words} + 1) >
           (uint64_t{1} << 28)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "engine: max_tenants ", max_tenants, " x scratch_words ", scratch_words,
-        " must both be >= 1 and fit a control buffer of at most 2^28 words"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine: max_tenants ", max_tenants, " x scratch_words ", scratch_words,
+                     " must both be >= 1 and fit a control buffer of at most 2^28 words"));
   }
   const size_t log_words = protocol::debug_log::BufferWords(debug_log_records);
   void* log = base::AllocatePages(log_words * sizeof(uint32_t));

@@ -33,10 +33,9 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       publisher_(*ring_, tickets_, ledger_, store_, options.max_stored_completions),
       scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {}
 
-absl::Status EngineBase::CreateLoader(ResourceLoader::StoreFactory make_store) {
+absl::Status EngineBase::CreateLoader(const ResourceLoader::StoreFactory& make_store) {
   if (options_.resource_root.empty()) return absl::OkStatus();
-  MK_ASSIGN_OR_RETURN(loader_,
-                      ResourceLoader::Create(options_, *ring_, reaper_, std::move(make_store)));
+  MK_ASSIGN_OR_RETURN(loader_, ResourceLoader::Create(options_, *ring_, reaper_, make_store));
   return absl::OkStatus();
 }
 
@@ -233,9 +232,9 @@ absl::StatusOr<EngineCounters> EngineBase::Drain(absl::Time deadline) {
   }
   lock.unlock();  // counters() asks the executor (its own locks): never under drain_mu_
   if (!drained) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "engine: drain deadline passed with ", ledger_.in_flight(),
-        " slots still in flight; call Drain again or Shutdown to fail them"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("engine: drain deadline passed with ", ledger_.in_flight(),
+                     " slots still in flight; call Drain again or Shutdown to fail them"));
   }
   return counters();
 }

@@ -87,7 +87,7 @@ class EngineBase : public Engine {
   void ShutdownOnDestroy();
   // With a resource root: creates the loader (LOAD_MISS / CHECKSUM) over this engine's ring.
   // `make_store` places resident copies (default: host memory). Call once, from Create.
-  absl::Status CreateLoader(ResourceLoader::StoreFactory make_store = nullptr);
+  absl::Status CreateLoader(const ResourceLoader::StoreFactory& make_store = nullptr);
 
   // Executor hooks. StartExecutor runs at Start and after a restart's teardown; StopExecutor
   // must return only when nothing executes or claims any more (Shutdown, Restart).

@@ -13,8 +13,8 @@ uint64_t NowNs() {
 OutcomeLedger::OutcomeLedger(uint32_t max_tenants, bool collect_latency)
     : collect_latency_(collect_latency),
       max_tenants_(max_tenants),
-      outcome_counts_(new std::atomic<uint64_t>[size_t{max_tenants} * kOpcodeClassCount *
-                                                kOutcomeCount]) {
+      outcome_counts_(
+          new std::atomic<uint64_t>[size_t{max_tenants} * kOpcodeClassCount * kOutcomeCount]) {
   for (size_t i = 0; i < size_t{max_tenants_} * kOpcodeClassCount * kOutcomeCount; ++i) {
     outcome_counts_[i].store(0, std::memory_order_relaxed);
   }

@@ -29,9 +29,10 @@ static_assert(proto::kPackedBytes == protocol::kSlotBytes &&
 absl::StatusOr<std::unique_ptr<PartitionedRing>> PartitionedRing::Create(
     uint32_t slot_count, const std::array<uint32_t, protocol::kPriorityCount>& weights) {
   if (slot_count < protocol::kPriorityCount * 2 || slot_count > kMaxSlots) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "engine: ring_slots ", slot_count, " is out of range; use 10 (two per priority "
-        "partition) .. ", kMaxSlots));
+    return absl::InvalidArgumentError(absl::StrCat("engine: ring_slots ", slot_count,
+                                                   " is out of range; use 10 (two per priority "
+                                                   "partition) .. ",
+                                                   kMaxSlots));
   }
   for (uint32_t w : weights) {
     if (w == 0 || w > 1024) {
@@ -56,8 +57,8 @@ PartitionedRing::PartitionedRing(uint32_t* words, uint32_t slot_count,
   const uint64_t weight_sum = std::accumulate(weights.begin(), weights.end(), uint64_t{0});
   uint32_t assigned = 0;
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
-    partitions_[p].size =
-        std::max<uint32_t>(2, static_cast<uint32_t>(uint64_t{slot_count} * weights[p] / weight_sum));
+    partitions_[p].size = std::max<uint32_t>(
+        2, static_cast<uint32_t>(uint64_t{slot_count} * weights[p] / weight_sum));
     assigned += partitions_[p].size;
   }
   partitions_[static_cast<uint32_t>(protocol::Priority::kNormal)].size += slot_count - assigned;
@@ -249,8 +250,8 @@ absl::Status PartitionedRing::Publish(uint32_t slot_index, absl::Span<const char
   const proto::PackedWords words = proto::LoadPackedWords(image.data());
   uint32_t* w = slot(slot_index);
   std::copy(words.begin() + 1, words.end(), w + 1);  // everything but STATUS
-  status(slot_index).store(static_cast<uint32_t>(SlotStatus::kPublished),
-                           std::memory_order_release);
+  status(slot_index)
+      .store(static_cast<uint32_t>(SlotStatus::kPublished), std::memory_order_release);
   return absl::OkStatus();
 }
 

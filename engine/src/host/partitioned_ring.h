@@ -52,8 +52,8 @@ inline constexpr uint32_t kNoFence = UINT32_MAX;
 // Host-side bookkeeping of one ring slot, written by the publisher before the frontier moves.
 struct SlotMeta {
   std::atomic<uint64_t> ticket{0};
-  uint64_t publish_ns = 0;  // steady-clock time of the Publish call; 0 when not collected
-  CompletionSink* sink = nullptr;  // nullptr: the engine's CompletionStore
+  uint64_t publish_ns = 0;           // steady-clock time of the Publish call; 0 when not collected
+  CompletionSink* sink = nullptr;    // nullptr: the engine's CompletionStore
   uint32_t fence_waiter = kNoFence;  // ring index of the BATCH_FENCE waiting on this slot
   std::atomic<uint32_t> fence_pending{0};  // for a fence: predecessors not yet terminal
 };

@@ -34,18 +34,19 @@ absl::Status ValidatePublish(absl::Span<const SlotPayload> slots) {
     }
     if (!IsBuiltin(s.opcode) && !protocol::ProductOpcodes::Has(s.opcode)) {
       return SlotError(i, "opcode",
-                       absl::StrCat(s.opcode, " has no registered handler; use a built-in "
-                                              "(0..8, 0xFFF0, 0xFFFD, 0xFFFE, 0x80000001) or "
-                                              "register the opcode in opcode_registry.h"));
+                       absl::StrCat(s.opcode,
+                                    " has no registered handler; use a built-in "
+                                    "(0..8, 0xFFF0, 0xFFFD, 0xFFFE, 0x80000001) or "
+                                    "register the opcode in opcode_registry.h"));
     }
     if (s.priority >= protocol::kPriorityCount) {
       return SlotError(i, "priority",
                        absl::StrCat(s.priority, " out of range; use 0 CRITICAL .. 4 IDLE"));
     }
     if (s.opcode == op::kBatchFence && s.args[0] > i) {
-      return SlotError(i, "args[0] (BATCH_FENCE count)",
-                       absl::StrCat(s.args[0], " exceeds the ", i,
-                                    " slots before the fence in this batch"));
+      return SlotError(
+          i, "args[0] (BATCH_FENCE count)",
+          absl::StrCat(s.args[0], " exceeds the ", i, " slots before the fence in this batch"));
     }
     if (s.opcode == op::kPackedSlot) {
       PackedArgs args;

@@ -42,15 +42,14 @@ absl::StatusOr<io::Backend> ParseIoBackend(const std::string& name) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const EngineOptions& options,
-                                                                     PartitionedRing& ring,
-                                                                     SlotReaper& reaper,
-                                                                     StoreFactory make_store) {
+absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(
+    const EngineOptions& options, PartitionedRing& ring, SlotReaper& reaper,
+    const StoreFactory& make_store) {
   auto backend = ParseIoBackend(options.io_backend);
   if (!backend.ok()) return backend.status();
   if (options.io_queue_slots < protocol::io::kMinSlots) {
-    return absl::InvalidArgumentError(absl::StrCat("engine: io_queue_slots ", options.io_queue_slots,
-                                                   " is below the protocol minimum of 64"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: io_queue_slots ", options.io_queue_slots, " is below the protocol minimum of 64"));
   }
   auto table = io::ResourceTable::Create(options.resource_root);
   if (!table.ok()) return table.status();
@@ -72,8 +71,7 @@ absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(const Eng
 }
 
 ResourceLoader::ResourceLoader(const EngineOptions& options, PartitionedRing& ring,
-                               SlotReaper& reaper,
-                               std::unique_ptr<io::ResourceTable> table,
+                               SlotReaper& reaper, std::unique_ptr<io::ResourceTable> table,
                                std::unique_ptr<io::FileReader> reader,
                                std::unique_ptr<ResidencyStore> store)
     : ring_(ring),
@@ -191,9 +189,10 @@ absl::Status ResourceLoader::ForgetResidents(absl::Time deadline) {
       lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), deadline - absl::Now())),
       [this] { return reads_in_flight_ == 0; });
   if (!idle) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "engine: ", reads_in_flight_, " resource loads still in flight; their resources stay "
-        "marked as loading"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("engine: ", reads_in_flight_,
+                     " resource loads still in flight; their resources stay "
+                     "marked as loading"));
   }
   for (auto it = resident_.begin(); it != resident_.end();) {
     auto next = std::next(it);
@@ -238,7 +237,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   if (!io_slot.ok()) {  // io queue full: the ring slot is retried, never skipped
     ++stats_.requeued;
     store_->Remove(id);  // placed by MakeRoomLocked, not reserved yet
-    if (!prefetch) {  // back to CLAIMED: the worker moves it to REQUEUE
+    if (!prefetch) {     // back to CLAIMED: the worker moves it to REQUEUE
       ring_.UndoWaitIo(slot_index);
     }
     return Requeue();
@@ -248,7 +247,8 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   r.reserved = resource->length;  // budget held now; the bytes arrive with the read
   used_bytes_ += r.reserved;
   if (!prefetch) {
-    r.waiters.push_back({slot_index, ring_.meta(slot_index).ticket.load(std::memory_order_relaxed)});
+    r.waiters.push_back(
+        {slot_index, ring_.meta(slot_index).ticket.load(std::memory_order_relaxed)});
   }
   lock.unlock();
   // The CPU engine's worker is a host thread: it serves the request it just published at once
@@ -272,7 +272,9 @@ ExecResult ResourceLoader::Checksum(uint32_t, uint32_t tenant, const uint32_t* a
     bytes = store_->HostBytes(id);
     const uint64_t size = bytes.size();
     if (length == 0 && offset <= size) length = size - offset;  // 0: to the end
-    if (offset > size || length > size - offset) return protocol::Fault(FaultCode::kOutOfBounds, id);
+    if (offset > size || length > size - offset) {
+      return protocol::Fault(FaultCode::kOutOfBounds, id);
+    }
     ++pins_[id];  // not evicted while hashed
     it->second.last_use = ++clock_;
   }
@@ -401,7 +403,9 @@ void ResourceLoader::Stats(IoStats* out) {
   out->resident_bytes = used_bytes_;
   out->resident_resources = 0;
   out->loading_resources = 0;
-  for (const auto& [id, r] : resident_) ++(r.loading ? out->loading_resources : out->resident_resources);
+  for (const auto& [id, r] : resident_) {
+    ++(r.loading ? out->loading_resources : out->resident_resources);
+  }
   out->registered_resources = table_->List().size();
 }
 

@@ -1,4 +1,5 @@
-// ResourceLoader: LOAD_MISS and CHECKSUM for an engine (PROTOCOL.md section 5).
+// ResourceLoader: LOAD_MISS and CHECKSUM for an engine (docs/protocol.md, "Io queue and
+// LOAD_MISS").
 //
 // A worker's LOAD_MISS either finds the resource resident (DONE), joins a load already under
 // way (WAIT_IO, coalesced: one read per resource however many slots miss), or starts one: it
@@ -6,9 +7,10 @@
 // request into the io queue with a compare-and-swap, and leaves its ring slot in WAIT_IO. A
 // full io queue answers REQUEUE (the slot is retried, never skipped). The publishing worker
 // then serves the request itself (it is a host thread); the pump thread serves whatever is
-// left (a request is claimed exactly once, by either), resolves the resource through the table and reads it with the io
-// reader; the read's completion writes OK or ERROR into the io slot, resumes every waiting ring
-// slot (DONE, or FAULT IO_ERROR with the errno), reaps them and recycles the io slot.
+// left (a request is claimed exactly once, by either), resolves the resource through the table and
+// reads it with the io reader; the read's completion writes OK or ERROR into the io slot, resumes
+// every waiting ring slot (DONE, or FAULT IO_ERROR with the errno), reaps them and recycles the io
+// slot.
 //
 // Where resident copies live is the ResidencyStore's business: host memory for the CPU engine,
 // device memory for the CUDA engine (whose kernel answers resident LOAD_MISS and CHECKSUM
@@ -23,8 +25,8 @@
 #define MK_ENGINE_SRC_HOST_RESOURCE_LOADER_H_
 
 #include <condition_variable>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,8 +36,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "host/residency_store.h"
 #include "host/partitioned_ring.h"
+#include "host/residency_store.h"
 #include "host/slot_reaper.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/io_queue.h"
@@ -50,10 +52,9 @@ class ResourceLoader {
   using StoreFactory =
       std::function<absl::StatusOr<std::unique_ptr<ResidencyStore>>(io::FileReader& reader)>;
   // Without a factory the resident copies live in host memory.
-  static absl::StatusOr<std::unique_ptr<ResourceLoader>> Create(const EngineOptions& options,
-                                                               PartitionedRing& ring,
-                                                               SlotReaper& reaper,
-                                                               StoreFactory make_store = nullptr);
+  static absl::StatusOr<std::unique_ptr<ResourceLoader>> Create(
+      const EngineOptions& options, PartitionedRing& ring, SlotReaper& reaper,
+      const StoreFactory& make_store = nullptr);
   ~ResourceLoader();
 
   // The interpreter's io hook (context = this loader).
@@ -113,7 +114,7 @@ class ResourceLoader {
   SlotReaper& reaper_;
   const uint64_t budget_bytes_;
   std::unique_ptr<io::ResourceTable> table_;
-  std::vector<uint32_t> io_words_;  // the io queue (PROTOCOL.md section 5)
+  std::vector<uint32_t> io_words_;  // the io queue (docs/protocol.md, "Io queue and LOAD_MISS")
   IoQueueView io_queue_;
 
   std::mutex mu_;  // guards everything below
@@ -125,9 +126,9 @@ class ResourceLoader {
   IoStats stats_;
   LatencyHistogram io_latency_;
   absl::flat_hash_map<uint32_t, uint32_t> pins_;  // resource id -> executor reads under way
-  uint32_t reads_in_flight_ = 0;                   // StartRead .. FinishRead
-  std::condition_variable reads_done_;             // reads_in_flight_ reached 0
-  std::atomic<uint32_t> io_hint_{0};  // where workers start looking for a free io slot
+  uint32_t reads_in_flight_ = 0;                  // StartRead .. FinishRead
+  std::condition_variable reads_done_;            // reads_in_flight_ reached 0
+  std::atomic<uint32_t> io_hint_{0};              // where workers start looking for a free io slot
 
   // The destructor waits for reads in flight, then destroys the store, then the reader (a
   // device store registered the reader's staging memory and its sinks use the store).

@@ -61,9 +61,10 @@ absl::Status SlotPublisher::CheckStoreRoom(size_t slots, const CompletionSink* s
   if (sink != nullptr || store_.owed() + slots <= max_stored_completions_) {
     return absl::OkStatus();
   }
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "engine: ", store_.owed(), " completions are owed to Poll (in flight or stored); poll "
-      "them (WaitFor) before publishing more, or publish with a completion sink"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("engine: ", store_.owed(),
+                   " completions are owed to Poll (in flight or stored); poll "
+                   "them (WaitFor) before publishing more, or publish with a completion sink"));
 }
 
 bool SlotPublisher::WriteSlots(uint32_t tenant, absl::Span<const SlotPayload> slots,

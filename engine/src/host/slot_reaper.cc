@@ -108,8 +108,8 @@ uint32_t SlotReaper::CancelTickets(uint32_t tenant, absl::Span<const uint64_t> t
   return cancelled;
 }
 
-bool SlotReaper::ResumeWaiting(uint32_t index, uint64_t ticket,
-                               const protocol::ExecResult& result, CompletionBatcher* out) {
+bool SlotReaper::ResumeWaiting(uint32_t index, uint64_t ticket, const protocol::ExecResult& result,
+                               CompletionBatcher* out) {
   uint32_t fence = kNoFence;
   {
     std::lock_guard<std::mutex> lock(resume_mu_);
@@ -134,10 +134,10 @@ void SlotReaper::FailInFlight(CompletionBatcher* out) {
         static_cast<SlotStatus>(ring_.status(index).load(std::memory_order_acquire));
     if (status != SlotStatus::kEmpty && !protocol::IsTerminal(status)) {
       // ARG1 says where it was.
-      ring_.WriteOutcome(index,
-                         protocol::Fault(protocol::FaultCode::kEngineRestart,
-                                         static_cast<uint32_t>(status)),
-                         Actor::kHost);
+      ring_.WriteOutcome(
+          index,
+          protocol::Fault(protocol::FaultCode::kEngineRestart, static_cast<uint32_t>(status)),
+          Actor::kHost);
     }
     ReapIfTerminal(index, out);
   });

@@ -54,10 +54,10 @@ absl::Status CheckTransition(SlotStatus from, SlotStatus to, Actor actor) {
   }
   const bool legal = actor == Actor::kHost ? HostMayMove(from, to) : EngineMayMove(from, to);
   if (legal) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "ring: illegal transition ", SlotStatusName(from), " -> ", SlotStatusName(to), " by the ",
-      actor == Actor::kHost ? "host" : "engine",
-      "; see the slot state machine in docs/protocol.md"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("ring: illegal transition ", SlotStatusName(from), " -> ", SlotStatusName(to),
+                   " by the ", actor == Actor::kHost ? "host" : "engine",
+                   "; see the slot state machine in docs/protocol.md"));
 }
 
 void AbortOnIllegalTransition(SlotStatus from, SlotStatus to, Actor actor, uint32_t slot_index) {

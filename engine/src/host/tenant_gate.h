@@ -24,9 +24,7 @@ class TenantGate {
   TenantGate(const ControlView& control, uint32_t max_tenants);
 
   // `tenant` < max_tenants.
-  bool Enabled(uint32_t tenant) const {
-    return Flag(tenant).load(std::memory_order_acquire) != 0;
-  }
+  bool Enabled(uint32_t tenant) const { return Flag(tenant).load(std::memory_order_acquire) != 0; }
   // OUT_OF_RANGE for a tenant past the mask table.
   absl::Status SetEnabled(uint32_t tenant, bool enabled);
 

@@ -12,9 +12,9 @@ absl::Status TicketBook::CheckIssued(uint32_t tenant, absl::Span<const uint64_t>
   const uint64_t issued = Issued(tenant);
   for (size_t i = 0; i < tickets.size(); ++i) {
     if (tickets[i] == 0 || tickets[i] > issued) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "engine: tickets[", i, "] = ", tickets[i], " was never issued to tenant ", tenant,
-          " (tickets issued so far: 1..", issued, ")"));
+      return absl::InvalidArgumentError(absl::StrCat("engine: tickets[", i, "] = ", tickets[i],
+                                                     " was never issued to tenant ", tenant,
+                                                     " (tickets issued so far: 1..", issued, ")"));
     }
   }
   return absl::OkStatus();

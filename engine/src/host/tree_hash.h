@@ -1,4 +1,4 @@
-// The CHECKSUM tree hash (PROTOCOL.md section 3): leaf = XXH64 of each 64 KiB block (seed 0),
+// The CHECKSUM tree hash (docs/protocol.md, "Opcodes"): leaf = XXH64 of each 64 KiB block (seed 0),
 // root = XXH64 of the concatenated little-endian leaf hashes (seed 0).
 #ifndef MK_ENGINE_SRC_HOST_TREE_HASH_H_
 #define MK_ENGINE_SRC_HOST_TREE_HASH_H_
@@ -9,7 +9,7 @@
 
 namespace mk::engine::host {
 
-inline constexpr uint64_t kTreeHashBlockBytes = 64 * 1024;
+inline constexpr uint64_t kTreeHashBlockBytes = uint64_t{64} * 1024;
 
 struct TreeHashResult {
   uint64_t root = 0;

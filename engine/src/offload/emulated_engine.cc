@@ -27,10 +27,10 @@ class EmulatedEngine final : public OffloadEngine {
     kernel.claim_limit = options_.claim_batch;
     protocol::IoHook checksum;
     if (loader_ != nullptr) checksum = loader_->Hook();
-    MK_ASSIGN_OR_RETURN(std::unique_ptr<HostThreadKernel> port,
-                        HostThreadKernel::Create(kernel, control_->layout(),
-                                                 control_->debug_log_storage(),
-                                                 control_->debug_log_records(), checksum));
+    MK_ASSIGN_OR_RETURN(
+        std::unique_ptr<HostThreadKernel> port,
+        HostThreadKernel::Create(kernel, control_->layout(), control_->debug_log_storage(),
+                                 control_->debug_log_records(), checksum));
     InstallKernel(std::move(port));
     return absl::OkStatus();
   }
@@ -53,9 +53,9 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEmulatedEngine(const EngineOptions
   config.backend = "cuda-emulated";
   config.blocks = blocks;
   config.queues.blocks = blocks;
-  config.queues.shards = std::min(
-      options.cuda.submission_queues != 0 ? options.cuda.submission_queues : blocks,
-      std::min(blocks, kMaxShards));
+  config.queues.shards =
+      std::min(options.cuda.submission_queues != 0 ? options.cuda.submission_queues : blocks,
+               std::min(blocks, kMaxShards));
   config.queues.sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
   config.description = absl::StrCat("host threads emulating the persistent kernel: ", blocks,
                                     " blocks, ", config.queues.shards, " submission queues");

@@ -150,8 +150,7 @@ bool HostThreadKernel::Claim(uint32_t shard, uint64_t tail, uint64_t* begin, uin
   return false;
 }
 
-void HostThreadKernel::RunEntry(uint32_t shard, uint64_t position,
-                                protocol::ExecContext& ctx) {
+void HostThreadKernel::RunEntry(uint32_t shard, uint64_t position, protocol::ExecContext& ctx) {
   // The doorbell read that showed this entry came first (acquire): its words are complete.
   const uint64_t* entry = queues_->entry(shard, position);
   uint32_t w[kEntryWords];
@@ -176,9 +175,8 @@ void HostThreadKernel::WriteCompletion(uint32_t shard, uint64_t position,
     std::atomic_ref<uint64_t>(record[1 + i])
         .store(TaggedWord(tag, r.results[i]), std::memory_order_release);
   }
-  std::atomic_ref<uint64_t>(record[0])
-      .store(TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8),
-             std::memory_order_release);
+  std::atomic_ref<uint64_t>(record[0]).store(
+      TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8), std::memory_order_release);
 }
 
 }  // namespace mk::engine::offload

@@ -78,8 +78,8 @@ class HostThreadKernel final : public KernelPort {
   std::array<std::atomic<uint64_t>, kMaxShards> claim_{};  // next position to claim, per shard
 
   std::mutex mu_;
-  std::condition_variable exited_;  // a block thread returned
-  uint32_t running_ = 0;            // block threads not yet returned; guarded by mu_
+  std::condition_variable exited_;   // a block thread returned
+  uint32_t running_ = 0;             // block threads not yet returned; guarded by mu_
   std::vector<std::thread> blocks_;  // guarded by mu_ (started by Launch, joined after exit)
 };
 

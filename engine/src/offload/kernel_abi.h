@@ -18,10 +18,11 @@
 //   the high half, a status or result word in the low half), each a single-copy-atomic aligned
 //   store. The host reaper reads them in order and knows the record is complete when word 0
 //   and the `result_count` words after it carry the tag, so no system-scope fence is needed
-//   between results and status (measured on the lent H200: a fence.acq_rel.sys per batch cost
-//   about 12 us of a 24 us round trip). The reaper then writes the results and STATUS into the
+//   between results and status (one per batch cost about half a round trip:
+//   docs/performance.md). The reaper then writes the results and STATUS into the
 //   ring slot, where the protocol's state machine and telemetry see them, and reaps it.
-// - Ring (the PartitionedRing's memory): the kernel only reads the copies in the SQ entries; it never
+// - Ring (the PartitionedRing's memory): the kernel only reads the copies in the SQ entries; it
+// never
 //   touches the ring itself.
 // - Claim counters (device memory, one per shard): next position to claim. Set by the host
 //   only while no kernel runs. Blocks sharing a shard take ranges with a CAS, so each entry runs
@@ -64,7 +65,7 @@ struct alignas(16) ShardDoorbell {
 struct alignas(64) Doorbell {
   ShardDoorbell shard[kMaxShards];
 };
-static_assert(sizeof(Doorbell) == 16 * kMaxShards, "the shards' doorbells, packed");
+static_assert(sizeof(Doorbell) == size_t{16} * kMaxShards, "the shards' doorbells, packed");
 
 // Queue entries and completion records carry the tag of their position in every 64-bit word.
 MK_HOST_DEVICE constexpr uint32_t PositionTag(uint64_t position) {
@@ -118,10 +119,10 @@ MK_HOST_DEVICE constexpr uint64_t ResidencyKey(uint32_t tenant, uint32_t id) {
 
 // A LOAD_MISS whose resource the kernel did not find resident completes with this status: the
 // host's loader serves it (load, coalesce, requeue, or fault) instead of the kernel.
-// Deviation from PROTOCOL.md section 5, step 2: the kernel does not take the io slot itself
-// (a compare-and-swap on host memory is not atomic across PCIe, see cuda_engine.h); the host
-// half of the engine takes it, moves the ring slot to WAIT_IO and publishes the request, with
-// the same claim-once, OK/ERROR and resume semantics as the CPU engine.
+// Deviation from docs/protocol.md ("Io queue and LOAD_MISS", step 2): the kernel does not take the
+// io slot itself (a compare-and-swap on host memory is not atomic across PCIe, see cuda_engine.h);
+// the host half of the engine takes it, moves the ring slot to WAIT_IO and publishes the request,
+// with the same claim-once, OK/ERROR and resume semantics as the CPU engine.
 inline constexpr uint32_t kAskHostStatus = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
 
 struct ResidencyParams {
@@ -137,7 +138,8 @@ struct KernelParams {
   uint64_t* cq;        // likewise
   uint64_t sq_mask;
   uint32_t shards;
-  unsigned long long* claim;  // one counter per shard
+  // One counter per shard, in the type CUDA's atomicCAS takes.
+  unsigned long long* claim;  // NOLINT(google-runtime-int)
   uint32_t* block_idle;
   uint32_t* control;
   protocol::control::Layout layout;

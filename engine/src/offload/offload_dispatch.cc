@@ -45,7 +45,7 @@ void OffloadEngine::OnPublished(size_t slots) {
     return;
   }
   shard.dispatch_wanted.store(true, std::memory_order_seq_cst);
-  WakeReaper(shard);                   // in case it went to sleep meanwhile
+  WakeReaper(shard);                  // in case it went to sleep meanwhile
   last_dispatch_ = {this, shard.id};  // the slots go to that queue: a WaitFor helps reap there
 }
 

@@ -48,9 +48,10 @@ absl::Status OffloadEngine::StartExecutor() {
   {
     std::lock_guard<std::mutex> lock(kernel_mu_);
     if (kernel_ == nullptr) {
-      return absl::UnavailableError(absl::StrCat(
-          config_.backend, ": the kernel could not be recovered (a kernel that did not stop, or "
-          "a failed reset); restart megakerneld"));
+      return absl::UnavailableError(
+          absl::StrCat(config_.backend,
+                       ": the kernel could not be recovered (a kernel that did not stop, or "
+                       "a failed reset); restart megakerneld"));
     }
     auto locks = LockAllShards();
     // Entries before the tails were failed by the teardown (or never existed): start after them.
@@ -118,9 +119,10 @@ absl::Status OffloadEngine::StopKernel() {
     OnKernelAbandoned();
     (void)kernel_.release();
     queues_ = nullptr;
-    return absl::UnavailableError(absl::StrCat(
-        config_.backend, ": the kernel does not stop and cannot be reset while it runs; this "
-        "engine no longer executes slots: restart megakerneld"));
+    return absl::UnavailableError(
+        absl::StrCat(config_.backend,
+                     ": the kernel does not stop and cannot be reset while it runs; this "
+                     "engine no longer executes slots: restart megakerneld"));
   }
   // A failed kernel (on a GPU a sticky error poisons the context; nothing runs any more). The
   // ring, tickets and completions are host memory and survive; the teardown then fails the

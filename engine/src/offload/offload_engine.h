@@ -158,7 +158,20 @@ class OffloadEngine : public host::EngineBase {
   static thread_local LastDispatch last_dispatch_;
 
   // ---- Reaping (offload_reaper.cc) ----
+  // What one reaper thread remembers between polls.
+  struct ReaperState {
+    std::chrono::steady_clock::time_point last_progress, last_health;
+    bool reported_failure = false;
+    uint32_t polls = 0;         // polls in a row that found nothing
+    uint32_t helped_polls = 0;  // polls that left the reaping to a waiter
+  };
   void ReaperLoop(Shard& shard);
+  // One poll: a handed dispatch, a reap pass, ready slots. True when it did work (or left it to
+  // a waiter that reaps).
+  bool ReaperPoll(Shard& shard, ReaperState* state);
+  // Every 64th empty poll: nap while the kernel owes completions and makes no progress, park
+  // once idle for longer than idle_spin.
+  void ReaperPause(Shard& shard, ReaperState* state);
   // Parks an idle reaper until a dispatch, a handed publish or (shard 0) a ready slot.
   void SleepUntilWork(Shard& shard);
   // Reads the completion record of `position` into `out`; false while the kernel has not
@@ -190,8 +203,8 @@ class OffloadEngine : public host::EngineBase {
   const uint64_t sq_mask_;
   std::vector<std::unique_ptr<Shard>> shards_;
 
-  mutable std::mutex kernel_mu_;         // guards kernel_ (replaced by recovery)
-  std::unique_ptr<KernelPort> kernel_;   // null only after an abandoned or failed recovery
+  mutable std::mutex kernel_mu_;        // guards kernel_ (replaced by recovery)
+  std::unique_ptr<KernelPort> kernel_;  // null only after an abandoned or failed recovery
   // The kernel's queues, for the hot paths. Changed only with every shard locked, the reapers
   // stopped and kernel_running_ false (InstallKernel), like kernel_.
   SubmissionQueues* queues_ = nullptr;

@@ -60,9 +60,9 @@ bool OffloadEngine::ReadCompletion(const Shard& shard, uint64_t position,
 bool OffloadEngine::RecordReady(const Shard& shard) const {
   const uint64_t head = shard.head.load(std::memory_order_acquire);
   if (head >= shard.published.load(std::memory_order_acquire)) return false;
-  const uint64_t word = std::atomic_ref<uint64_t>(
-                            *const_cast<uint64_t*>(queues_->completion(shard.id, head)))
-                            .load(std::memory_order_relaxed);
+  const uint64_t word =
+      std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(queues_->completion(shard.id, head)))
+          .load(std::memory_order_relaxed);
   return static_cast<uint32_t>(word >> 32) == PositionTag(head);
 }
 
@@ -151,63 +151,67 @@ void OffloadEngine::ReaperLoop(Shard& shard) {
   // Named for top -H and perf (at most 15 characters).
   const std::string name = "mk-reaper-" + std::to_string(shard.id);
   pthread_setname_np(pthread_self(), name.c_str());
-  const auto idle_spin = absl::ToChronoNanoseconds(options_.idle_spin);
-  auto last_progress = std::chrono::steady_clock::now();
-  auto last_health = last_progress;
-  bool reported_failure = false;
-  uint32_t polls = 0;
-  uint32_t helped_polls = 0;
+  ReaperState state;
+  state.last_progress = state.last_health = std::chrono::steady_clock::now();
   while (!reapers_stop_.load(std::memory_order_acquire)) {
-    // A publish handed its dispatch to this reaper (cleared first: a later publish sets it again).
-    if (shard.dispatch_wanted.load(std::memory_order_relaxed) &&
-        shard.dispatch_wanted.exchange(false, std::memory_order_seq_cst)) {
-      Dispatch(/*small=*/false, &shard);
-    }
-    uint32_t n = 0;
-    // A waiter reaps for itself: stay ready to take over, as if busy. Every kRetakeRole-th
-    // poll the reaper tries anyway, in case the waiter was preempted before it took the role.
-    bool helped =
-        shard.helpers.load(std::memory_order_relaxed) != 0 && ++helped_polls % kRetakeRole != 0;
-    // The role is taken only when the record at the head is there: an idle spin reads two
-    // counters and one record line, and leaves the role's line alone.
-    if (!helped && RecordReady(shard)) {
-      std::unique_lock<std::mutex> role(shard.reap_mu, std::try_to_lock);
-      if (role.owns_lock()) {
-        n = ReapPass(shard);
-      } else {
-        helped = true;
-      }
-    }
-    if (scheduler_.has_ready()) Dispatch();
-    if (n != 0 || helped) {
-      if (helped) base::CpuRelax();
-      polls = 0;
+    if (ReaperPoll(shard, &state)) {
+      state.polls = 0;
       continue;
     }
-    if ((++polls & 63) != 0) {
+    if ((++state.polls & 63) != 0) {
       base::CpuRelax();
       continue;
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (polls == 64) last_progress = now;
-    const bool outstanding = shard.head.load(std::memory_order_relaxed) !=
-                             shard.published.load(std::memory_order_acquire);
-    if (outstanding) {
-      // The kernel owes completions: keep polling, napping once it made no progress for a while.
-      if (now - last_progress < kSpinWithoutProgress) continue;
-      if (now - last_health > kHealthInterval) {
-        last_health = now;
-        CheckKernelHealth(shard, &reported_failure);
-      }
-      std::this_thread::sleep_for(kNap);
-      continue;
-    }
-    if (now - last_progress < idle_spin) continue;
-    SleepUntilWork(shard);
-    polls = 0;
+    ReaperPause(shard, &state);
   }
   std::lock_guard<std::mutex> role(shard.reap_mu);
   shard.reap_batcher->Flush();
+}
+
+bool OffloadEngine::ReaperPoll(Shard& shard, ReaperState* state) {
+  // A publish handed its dispatch to this reaper (cleared first: a later publish sets it again).
+  if (shard.dispatch_wanted.load(std::memory_order_relaxed) &&
+      shard.dispatch_wanted.exchange(false, std::memory_order_seq_cst)) {
+    Dispatch(/*small=*/false, &shard);
+  }
+  uint32_t reaped = 0;
+  // A waiter reaps for itself: stay ready to take over, as if busy. Every kRetakeRole-th poll
+  // the reaper tries anyway, in case the waiter was preempted before it took the role.
+  bool helped = shard.helpers.load(std::memory_order_relaxed) != 0 &&
+                ++state->helped_polls % kRetakeRole != 0;
+  // The role is taken only when the record at the head is there: an idle spin reads two
+  // counters and one record line, and leaves the role's line alone.
+  if (!helped && RecordReady(shard)) {
+    std::unique_lock<std::mutex> role(shard.reap_mu, std::try_to_lock);
+    if (role.owns_lock()) {
+      reaped = ReapPass(shard);
+    } else {
+      helped = true;
+    }
+  }
+  if (scheduler_.has_ready()) Dispatch();
+  if (helped) base::CpuRelax();
+  return reaped != 0 || helped;
+}
+
+void OffloadEngine::ReaperPause(Shard& shard, ReaperState* state) {
+  const auto now = std::chrono::steady_clock::now();
+  if (state->polls == 64) state->last_progress = now;
+  const bool outstanding =
+      shard.head.load(std::memory_order_relaxed) != shard.published.load(std::memory_order_acquire);
+  if (outstanding) {
+    // The kernel owes completions: keep polling, napping once it made no progress for a while.
+    if (now - state->last_progress < kSpinWithoutProgress) return;
+    if (now - state->last_health > kHealthInterval) {
+      state->last_health = now;
+      CheckKernelHealth(shard, &state->reported_failure);
+    }
+    std::this_thread::sleep_for(kNap);
+    return;
+  }
+  if (now - state->last_progress < absl::ToChronoNanoseconds(options_.idle_spin)) return;
+  SleepUntilWork(shard);
+  state->polls = 0;
 }
 
 void OffloadEngine::SleepUntilWork(Shard& shard) {

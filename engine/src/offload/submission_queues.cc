@@ -11,17 +11,18 @@ absl::StatusOr<std::unique_ptr<SubmissionQueues>> SubmissionQueues::Create(
     const QueueShape& shape) {
   if (shape.shards == 0 || shape.shards > kMaxShards || shape.blocks == 0 ||
       shape.sq_capacity == 0 || (shape.sq_capacity & (shape.sq_capacity - 1)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "offload: ", shape.shards, " submission queues of ", shape.sq_capacity, " entries for ",
-        shape.blocks, " blocks; use 1..", kMaxShards, " queues, a power-of-two capacity and "
-        "at least one block"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("offload: ", shape.shards, " submission queues of ", shape.sq_capacity,
+                     " entries for ", shape.blocks, " blocks; use 1..", kMaxShards,
+                     " queues, a power-of-two capacity and "
+                     "at least one block"));
   }
   std::unique_ptr<SubmissionQueues> queues(new SubmissionQueues(shape));
   if (queues->control_page_ == nullptr || queues->sq_memory_ == nullptr ||
       queues->cq_memory_ == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "offload: cannot allocate the ", queues->sq_bytes_ + queues->cq_bytes_,
-        " bytes of submission and completion queues; lower --ring_slots"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("offload: cannot allocate the ", queues->sq_bytes_ + queues->cq_bytes_,
+                     " bytes of submission and completion queues; lower --ring_slots"));
   }
   return queues;
 }
@@ -29,9 +30,10 @@ absl::StatusOr<std::unique_ptr<SubmissionQueues>> SubmissionQueues::Create(
 SubmissionQueues::SubmissionQueues(const QueueShape& shape)
     : shape_(shape),
       control_page_bytes_(base::PageRoundUp(sizeof(Doorbell) + shape.blocks * sizeof(uint32_t))),
-      sq_bytes_(base::PageRoundUp(shape.shards * shape.sq_capacity * kEntryWords * sizeof(uint64_t))),
-      cq_bytes_(
-          base::PageRoundUp(shape.shards * shape.sq_capacity * kCompletionWords * sizeof(uint64_t))),
+      sq_bytes_(
+          base::PageRoundUp(shape.shards * shape.sq_capacity * kEntryWords * sizeof(uint64_t))),
+      cq_bytes_(base::PageRoundUp(shape.shards * shape.sq_capacity * kCompletionWords *
+                                  sizeof(uint64_t))),
       control_page_(static_cast<uint8_t*>(base::AllocatePages(control_page_bytes_))),
       sq_memory_(static_cast<uint64_t*>(base::AllocatePages(sq_bytes_))),
       cq_memory_(static_cast<uint64_t*>(base::AllocatePages(cq_bytes_))) {
@@ -52,15 +54,15 @@ void SubmissionQueues::WriteEntry(uint32_t shard, uint64_t position, uint32_t ri
   // word needs.
   const __m128i tags = _mm_set1_epi32(static_cast<int>(tag));
   const __m128i values[4] = {
-      _mm_set_epi32(static_cast<int>(slot[3]), static_cast<int>(slot[2]),
-                    static_cast<int>(slot[1]), static_cast<int>(ring_index)),
+      _mm_set_epi32(static_cast<int>(slot[3]), static_cast<int>(slot[2]), static_cast<int>(slot[1]),
+                    static_cast<int>(ring_index)),
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(slot + 4)),
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(slot + 8)),
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(slot + 12)),
   };
   static_assert(kEntryWords == 16, "four groups of four values");
   auto* out = reinterpret_cast<__m128i*>(entry);
-  for (int i = 0; i < 4; ++i) {
+  for (ptrdiff_t i = 0; i < 4; ++i) {
     const __m128i low = _mm_unpacklo_epi32(values[i], tags);
     const __m128i high = _mm_unpackhi_epi32(values[i], tags);
     if (streaming) {

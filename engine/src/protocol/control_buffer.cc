@@ -11,22 +11,23 @@ namespace ctl = protocol::control;
 
 absl::StatusOr<ControlView> ControlView::Create(absl::Span<uint32_t> words, ctl::Layout layout) {
   if (layout.max_tenants == 0 || layout.scratch_words == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "control: layout with ", layout.max_tenants, " tenants and ", layout.scratch_words,
-        " scratch words per tenant; both must be at least 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control: layout with ", layout.max_tenants, " tenants and ",
+                     layout.scratch_words, " scratch words per tenant; both must be at least 1"));
   }
   const uint64_t need = uint64_t{ctl::kObservablesFirst} +
                         uint64_t{layout.max_tenants} * (uint64_t{layout.scratch_words} + 1);
   if (need > UINT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "control: layout needs ", need, " words, more than a 32-bit word index can address; "
-        "lower max_tenants or scratch_words"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control: layout needs ", need,
+                     " words, more than a 32-bit word index can address; "
+                     "lower max_tenants or scratch_words"));
   }
   if (words.size() < layout.TotalWords()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "control: buffer of ", words.size(), " words is shorter than the layout's ",
-        layout.TotalWords(), " (160 fixed + ", layout.max_tenants, " tenants x ",
-        layout.scratch_words, " scratch words + mask table)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control: buffer of ", words.size(), " words is shorter than the layout's ",
+                     layout.TotalWords(), " (160 fixed + ", layout.max_tenants, " tenants x ",
+                     layout.scratch_words, " scratch words + mask table)"));
   }
   return ControlView(words.first(layout.TotalWords()), layout);
 }

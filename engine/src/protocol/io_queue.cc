@@ -10,20 +10,26 @@ using io::IoStatus;
 
 const char* IoStatusName(IoStatus status) {
   switch (status) {
-    case IoStatus::kEmpty: return "EMPTY";
-    case IoStatus::kPublished: return "PUBLISHED";
-    case IoStatus::kClaimed: return "CLAIMED";
-    case IoStatus::kReserved: return "RESERVED";
-    case IoStatus::kOk: return "OK";
-    case IoStatus::kError: return "ERROR";
+    case IoStatus::kEmpty:
+      return "EMPTY";
+    case IoStatus::kPublished:
+      return "PUBLISHED";
+    case IoStatus::kClaimed:
+      return "CLAIMED";
+    case IoStatus::kReserved:
+      return "RESERVED";
+    case IoStatus::kOk:
+      return "OK";
+    case IoStatus::kError:
+      return "ERROR";
   }
   return "INVALID_IO_STATUS";
 }
 
 absl::StatusOr<IoQueueView> IoQueueView::Create(absl::Span<uint32_t> words) {
   if (words.size() % io::kSlotWords != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "io queue: buffer of ", words.size(), " words is not a whole number of 8-word slots"));
+    return absl::InvalidArgumentError(absl::StrCat("io queue: buffer of ", words.size(),
+                                                   " words is not a whole number of 8-word slots"));
   }
   if (words.size() / io::kSlotWords < io::kMinSlots) {
     return absl::InvalidArgumentError(absl::StrCat("io queue: ", words.size() / io::kSlotWords,
@@ -34,8 +40,8 @@ absl::StatusOr<IoQueueView> IoQueueView::Create(absl::Span<uint32_t> words) {
 
 absl::Status IoQueueView::CheckIndex(uint32_t index) const {
   if (index < slot_count_) return absl::OkStatus();
-  return absl::OutOfRangeError(absl::StrCat("io queue: slot ", index,
-                                            " out of range; the queue has ", slot_count_));
+  return absl::OutOfRangeError(
+      absl::StrCat("io queue: slot ", index, " out of range; the queue has ", slot_count_));
 }
 
 absl::StatusOr<IoStatus> IoQueueView::LoadStatus(uint32_t index) const {
@@ -59,7 +65,8 @@ absl::StatusOr<uint32_t> IoQueueView::Publish(const IoRequest& request, uint32_t
     w[io::kWordOffsetHi] = static_cast<uint32_t>(request.offset >> 32);
     w[io::kWordByteCount] = request.byte_count;
     w[io::kWordTag] = request.tag;
-    status_word(index).store(static_cast<uint32_t>(IoStatus::kPublished), std::memory_order_release);
+    status_word(index).store(static_cast<uint32_t>(IoStatus::kPublished),
+                             std::memory_order_release);
     return index;
   }
   return absl::ResourceExhaustedError(absl::StrCat(
@@ -69,7 +76,8 @@ absl::StatusOr<uint32_t> IoQueueView::Publish(const IoRequest& request, uint32_t
 void IoQueueView::Poll(std::vector<uint32_t>* out) const {
   out->clear();
   for (uint32_t i = 0; i < slot_count_; ++i) {
-    if (status_word(i).load(std::memory_order_acquire) == static_cast<uint32_t>(IoStatus::kPublished)) {
+    if (status_word(i).load(std::memory_order_acquire) ==
+        static_cast<uint32_t>(IoStatus::kPublished)) {
       out->push_back(i);
     }
   }
@@ -110,9 +118,7 @@ absl::StatusOr<IoRequest> IoQueueView::Read(uint32_t index) const {
   return r;
 }
 
-absl::Status IoQueueView::Complete(const IoCompletion& c) const {
-  return CompleteBatch({&c, 1});
-}
+absl::Status IoQueueView::Complete(const IoCompletion& c) const { return CompleteBatch({&c, 1}); }
 
 absl::Status IoQueueView::CompleteBatch(absl::Span<const IoCompletion> completions) const {
   absl::flat_hash_set<uint32_t> seen;
@@ -147,9 +153,9 @@ absl::Status IoQueueView::Recycle(uint32_t index) const {
   if (absl::Status s = CheckIndex(index); !s.ok()) return s;
   const auto status = static_cast<IoStatus>(status_word(index).load(std::memory_order_acquire));
   if (status != IoStatus::kOk && status != IoStatus::kError) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "io queue: recycle slot ", index, " which is ", IoStatusName(status),
-        "; only completed (OK or ERROR) requests can be recycled"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("io queue: recycle slot ", index, " which is ", IoStatusName(status),
+                     "; only completed (OK or ERROR) requests can be recycled"));
   }
   return MoveStatus(index, status, IoStatus::kEmpty, "recycle");
 }

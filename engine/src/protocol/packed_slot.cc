@@ -7,14 +7,14 @@ namespace mk::engine {
 namespace pk = protocol::packed;
 
 namespace {
-// Argument count each inner opcode takes (PROTOCOL.md section 3).
+// Argument count each inner opcode takes (docs/protocol.md, "Opcodes").
 constexpr uint32_t kInnerArgc[] = {0, 2, 2, 1, 3, 3};
 
 absl::Status CheckInnerOp(uint32_t i, uint32_t op, uint32_t argc) {
   if (!pk::IsInnerOpcode(op)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "packed slot: inner op ", i, " has opcode ", op,
-        "; only the scratch built-ins 0..5 (NOP..MEMCPY) may be packed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("packed slot: inner op ", i, " has opcode ", op,
+                     "; only the scratch built-ins 0..5 (NOP..MEMCPY) may be packed"));
   }
   if (argc != kInnerArgc[op]) {
     return absl::InvalidArgumentError(absl::StrCat("packed slot: inner op ", i, " (opcode ", op,
@@ -27,9 +27,8 @@ absl::Status CheckInnerOp(uint32_t i, uint32_t op, uint32_t argc) {
 
 absl::StatusOr<PackedArgs> EncodePackedSlot(absl::Span<const InnerOp> ops) {
   if (ops.empty() || ops.size() > pk::kMaxInnerOps) {
-    return absl::InvalidArgumentError(absl::StrCat("packed slot: ", ops.size(),
-                                                   " inner ops; a packed slot holds 1..",
-                                                   pk::kMaxInnerOps));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "packed slot: ", ops.size(), " inner ops; a packed slot holds 1..", pk::kMaxInnerOps));
   }
   PackedArgs out{};
   out[0] = static_cast<uint32_t>(ops.size());
@@ -38,9 +37,10 @@ absl::StatusOr<PackedArgs> EncodePackedSlot(absl::Span<const InnerOp> ops) {
     const uint32_t argc = static_cast<uint32_t>(ops[i].args.size());
     if (absl::Status s = CheckInnerOp(i, ops[i].opcode, argc); !s.ok()) return s;
     if (w + 1 + argc > protocol::kArgWords) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "packed slot: inner op ", i, " does not fit; the ops need more than the 11 words "
-          "after the count; split them over several slots"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed slot: inner op ", i,
+                       " does not fit; the ops need more than the 11 words "
+                       "after the count; split them over several slots"));
     }
     out[w++] = pk::HeaderWord(ops[i].opcode, argc);
     for (uint32_t a : ops[i].args) out[w++] = a;
@@ -51,8 +51,8 @@ absl::StatusOr<PackedArgs> EncodePackedSlot(absl::Span<const InnerOp> ops) {
 absl::StatusOr<std::vector<InnerOp>> DecodePackedSlot(const PackedArgs& args) {
   const uint32_t n = args[0];
   if (n == 0 || n > pk::kMaxInnerOps) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "packed slot: ARG0 (inner-op count) is ", n, "; it must be 1..", pk::kMaxInnerOps));
+    return absl::InvalidArgumentError(absl::StrCat("packed slot: ARG0 (inner-op count) is ", n,
+                                                   "; it must be 1..", pk::kMaxInnerOps));
   }
   std::vector<InnerOp> ops;
   ops.reserve(n);
@@ -67,8 +67,8 @@ absl::StatusOr<std::vector<InnerOp>> DecodePackedSlot(const PackedArgs& args) {
     const uint32_t argc = pk::HeaderArgc(args[w]);
     if (absl::Status s = CheckInnerOp(i, op, argc); !s.ok()) return s;
     if (w + 1 + argc > protocol::kArgWords) {
-      return absl::InvalidArgumentError(absl::StrCat("packed slot: inner op ", i,
-                                                     " arguments run past ARG11"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("packed slot: inner op ", i, " arguments run past ARG11"));
     }
     InnerOp inner{op, {}};
     inner.args.assign(args.begin() + w + 1, args.begin() + w + 1 + argc);

@@ -101,11 +101,14 @@ absl::Status DecodeWindows(absl::Span<const uint32_t> ring,
   // once `out` has grown to the number of window slots.
   for (size_t i = 0; i < ring.size(); i += protocol::kSlotWords) {
     const uint32_t status = AtomicLoad(ring[i + protocol::kWordStatus]);
-    if (status == static_cast<uint32_t>(SlotStatus::kEmpty) || status >= protocol::kSlotStatusCount) {
+    if (status == static_cast<uint32_t>(SlotStatus::kEmpty) ||
+        status >= protocol::kSlotStatusCount) {
       continue;
     }
     const uint32_t op = AtomicLoad(ring[i + protocol::kWordOpcode]);
-    if (std::find(window_opcodes.begin(), window_opcodes.end(), op) == window_opcodes.end()) continue;
+    if (std::find(window_opcodes.begin(), window_opcodes.end(), op) == window_opcodes.end()) {
+      continue;
+    }
     WindowGroup g;
     g.ticket = AtomicLoad(ring[i + protocol::kWordArg0]);
     g.opcode = op;

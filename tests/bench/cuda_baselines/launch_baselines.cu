@@ -1,12 +1,9 @@
-#include "cuda_baselines/launch_baselines.h"
-
 #include <cuda_runtime_api.h>
-
-#include <chrono>
 #include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -14,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "cuda/cuda_status.h"
 #include "cuda/ptx_memory.cuh"
+#include "cuda_baselines/launch_baselines.h"
 #include "mk/base/page_memory.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/opcode_registry.h"
@@ -89,7 +87,7 @@ struct LaunchBaselines::Impl {
   cudaStream_t stream = nullptr;
   cudaGraph_t graph = nullptr;
   cudaGraphExec_t graph_exec = nullptr;
-  uint32_t* host_slots = nullptr;    // pinned
+  uint32_t* host_slots = nullptr;  // pinned
   uint32_t* device_slots = nullptr;
   uint32_t* device_control = nullptr;
   uint32_t* echo_words = nullptr;  // page-aligned, registered (mapped)
@@ -122,7 +120,7 @@ absl::StatusOr<std::unique_ptr<LaunchBaselines>> LaunchBaselines::Create(uint32_
   if (impl->echo_words == nullptr) return absl::ResourceExhaustedError("baseline: no memory");
   MK_CUDA_RETURN_IF_ERROR(
       cudaHostRegister(impl->echo_words, base::kPageBytes, cudaHostRegisterMapped),
-                          "registering the echo page");
+      "registering the echo page");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking),
                           "creating the baseline stream");
   const size_t bytes = size_t{max_batch} * protocol::kSlotBytes;
@@ -182,8 +180,7 @@ absl::StatusOr<double> LaunchBaselines::LaunchPerBatch(uint32_t batch) {
   MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(impl_->device_slots, impl_->host_slots, bytes,
                                           cudaMemcpyHostToDevice, impl_->stream),
                           "copying a batch in");
-  RunSlots<<<(batch + 255) / 256, 256, 0, impl_->stream>>>(impl_->device_slots, batch,
-                                                            impl_->ctx);
+  RunSlots<<<(batch + 255) / 256, 256, 0, impl_->stream>>>(impl_->device_slots, batch, impl_->ctx);
   MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(impl_->host_slots, impl_->device_slots, bytes,
                                           cudaMemcpyDeviceToHost, impl_->stream),
                           "copying a batch out");
@@ -281,9 +278,9 @@ absl::StatusOr<std::vector<LaunchBaselines::HostAccess>> LaunchBaselines::ProbeH
     uint32_t* pinned = nullptr;
     MK_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&pinned), kBytes, flags),
                             "allocating the probe buffer");
-    out.push_back(TimeHostAccess(
-        (flags & cudaHostAllocWriteCombined) != 0 ? "host_alloc_wc" : "host_alloc", pinned,
-        kBytes));
+    out.push_back(
+        TimeHostAccess((flags & cudaHostAllocWriteCombined) != 0 ? "host_alloc_wc" : "host_alloc",
+                       pinned, kBytes));
     cudaFreeHost(pinned);
   }
   return out;
@@ -348,14 +345,14 @@ absl::StatusOr<double> CopyLatencyProbe::Measure(int repeats) {
   std::vector<double> us;
   for (int i = 0; i < repeats; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    MK_CUDA_RETURN_IF_ERROR(
-        cudaMemcpyAsync(device_, host_, bytes_, cudaMemcpyHostToDevice, stream), "copy");
+    MK_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device_, host_, bytes_, cudaMemcpyHostToDevice, stream),
+                            "copy");
     MK_CUDA_RETURN_IF_ERROR(cudaEventRecord(event, stream), "event");
     cudaError_t e;
     while ((e = cudaEventQuery(event)) == cudaErrorNotReady) _mm_pause();
     MK_CUDA_RETURN_IF_ERROR(e, "copy");
-    us.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+    us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+                     .count());
   }
   std::sort(us.begin(), us.end());
   return us[us.size() / 2];

@@ -1,5 +1,5 @@
 // The executors a user would pick instead of a resident engine, for the CUDA benchmark to
-// measure in the same process and run as the engine (DESIGN.md, "Benchmarks"): an empty kernel
+// measure in the same process and run as the engine (docs/performance.md): an empty kernel
 // launch + synchronize per request, a CUDA graph launch + synchronize per request, and a
 // launch-per-batch executor (copy the slots in, launch the shared interpreter over them, copy
 // the results out). CUDA-free header; the implementation is launch_baselines.cu.
@@ -27,9 +27,9 @@ class LaunchBaselines {
   absl::StatusOr<double> GraphLaunchSync();
   // Copies `batch` slots in, runs them, copies them back, synchronizes; checks they are DONE.
   absl::StatusOr<double> LaunchPerBatch(uint32_t batch);
-  // The physics under any resident design on this machine (DESIGN.md's floor rows): a spinning
-  // warp watches a flag in mapped host memory and echoes it back, optionally reading a 64-byte
-  // slot after seeing the flag. Launches the warp, measures `n` round trips (microseconds
+  // The physics under any resident design on this machine (docs/design.md's measured floors): a
+  // spinning warp watches a flag in mapped host memory and echoes it back, optionally reading a
+  // 64-byte slot after seeing the flag. Launches the warp, measures `n` round trips (microseconds
   // each) and stops it.
   enum class SlotRead {
     kNone,       // the flag only

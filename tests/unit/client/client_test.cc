@@ -91,9 +91,9 @@ TEST_F(ClientRetryTest, GivesUpAfterMaxAttemptsWithTheLastAnswer) {
 }
 
 TEST_F(ClientRetryTest, OtherErrorsAreReturnedAtOnce) {
-  for (grpc::StatusCode code : {grpc::StatusCode::INVALID_ARGUMENT,
-                                grpc::StatusCode::FAILED_PRECONDITION,
-                                grpc::StatusCode::UNAUTHENTICATED}) {
+  for (grpc::StatusCode code :
+       {grpc::StatusCode::INVALID_ARGUMENT, grpc::StatusCode::FAILED_PRECONDITION,
+        grpc::StatusCode::UNAUTHENTICATED}) {
     const int before = service_.calls();
     service_.Script({code});
     auto r = NewClient(6)->Publish({Slot{}});
@@ -132,8 +132,7 @@ TEST(ClientPackedTest, DecodePackedCompletionsMapsEveryStatusAndRejectsCorruptio
   EXPECT_EQ((*decoded)[1].fault_code, 2u);
   EXPECT_EQ((*decoded)[1].fault_detail, 100u);
   EXPECT_EQ((*decoded)[2].status, Completion::Status::kCancelled);
-  EXPECT_EQ(DecodePackedCompletions(packed.substr(1)).status().code(),
-            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodePackedCompletions(packed.substr(1)).status().code(), absl::StatusCode::kDataLoss);
   packed[proto::kPackedBytes] = 9;  // record 1's STATUS word
   EXPECT_EQ(DecodePackedCompletions(packed).status().code(), absl::StatusCode::kDataLoss);
 }

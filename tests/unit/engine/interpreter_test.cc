@@ -15,7 +15,8 @@ using engine::InnerOp;
 
 class InterpreterTest : public ::testing::Test {
  protected:
-  InterpreterTest() : control_(control::Layout{4, 16}.TotalWords()), log_(debug_log::BufferWords(64)) {
+  InterpreterTest()
+      : control_(control::Layout{4, 16}.TotalWords()), log_(debug_log::BufferWords(64)) {
     ctx_.control = control_.data();
     ctx_.layout = {4, 16};
     ctx_.debug_log = log_.data();
@@ -89,7 +90,10 @@ TEST_F(InterpreterTest, MemcpyHandlesOverlapBothWays) {
 
 TEST_F(InterpreterTest, DfaStepReadsTransitionTable) {
   // Two states x two symbols at scratch[4..8): state 0 --1--> 1, state 1 --0--> 0.
-  Scratch(1, 4) = 0; Scratch(1, 5) = 1; Scratch(1, 6) = 0; Scratch(1, 7) = 1;
+  Scratch(1, 4) = 0;
+  Scratch(1, 5) = 1;
+  Scratch(1, 6) = 0;
+  Scratch(1, 7) = 1;
   EXPECT_EQ(Run(opcode::kDfaStep, {4, 0, 1, 2}).results[0], 1u);
   EXPECT_EQ(Run(opcode::kDfaStep, {4, 1, 0, 2}).results[0], 0u);
   ExpectFault(Run(opcode::kDfaStep, {4, 0, 2, 2}), FaultCode::kBadArgument, 2);
@@ -103,7 +107,9 @@ TEST_F(InterpreterTest, BatchFenceBumpsEpochAndReturnsTag) {
 }
 
 TEST_F(InterpreterTest, PrintfAppendsAndOverflowIsCounted) {
-  for (uint32_t i = 0; i < 70; ++i) EXPECT_EQ(Run(opcode::kPrintf, {i, 2, 3}).status, SlotStatus::kDone);
+  for (uint32_t i = 0; i < 70; ++i) {
+    EXPECT_EQ(Run(opcode::kPrintf, {i, 2, 3}).status, SlotStatus::kDone);
+  }
   engine::DebugLogContents contents;
   ASSERT_TRUE(engine::DecodeDebugLog(log_, &contents).ok());
   ASSERT_EQ(contents.records.size(), 64u);
@@ -113,9 +119,12 @@ TEST_F(InterpreterTest, PrintfAppendsAndOverflowIsCounted) {
 
 TEST_F(InterpreterTest, PackedSlotRunsEveryInnerOp) {
   // Six inner ops in 12 words; vyre runs at most four.
-  const std::vector<InnerOp> ops = {{opcode::kAtomicAdd, {10, 0}}, {opcode::kAtomicAdd, {10, 0}},
-                                    {opcode::kNop, {}},             {opcode::kNop, {}},
-                                    {opcode::kNop, {}},             {opcode::kLoadU32, {0}}};
+  const std::vector<InnerOp> ops = {{opcode::kAtomicAdd, {10, 0}},
+                                    {opcode::kAtomicAdd, {10, 0}},
+                                    {opcode::kNop, {}},
+                                    {opcode::kNop, {}},
+                                    {opcode::kNop, {}},
+                                    {opcode::kLoadU32, {0}}};
   auto args = engine::EncodePackedSlot(ops);
   ASSERT_TRUE(args.ok());
   ExecResult r = Run(opcode::kPackedSlot, std::vector<uint32_t>(args->begin(), args->end()));

@@ -12,9 +12,9 @@
 #include <thread>
 
 #include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "support/io_uring.h"
 #include "support/temp_files.h"
-#include "gtest/gtest.h"
 
 namespace mk::io {
 namespace {
@@ -56,7 +56,9 @@ class FileReaderTest : public ::testing::TestWithParam<Backend> {
     o.chunk_bytes = 64 << 10;  // small chunks: a 3 MiB read is 48 chunks, 8 in flight
     o.staging_buffers = 8;
     auto reader = FileReader::Create(o);
-    if (GetParam() == Backend::kUring) MK_REQUIRE_IO_URING();
+    if (GetParam() == Backend::kUring) {
+      MK_REQUIRE_IO_URING();
+    }
     ASSERT_TRUE(reader.ok()) << reader.status();
     reader_ = *std::move(reader);
   }
@@ -95,7 +97,8 @@ TEST_P(FileReaderTest, ManyConcurrentReadsEachGetTheirOwnBytes) {
   }
   Results results;
   for (int i = 0; i < kFiles; ++i) {
-    ASSERT_TRUE(reader_->Read(paths[i], 0, dests[i].size(), dests[i].data(), results.Callback()).ok());
+    ASSERT_TRUE(
+        reader_->Read(paths[i], 0, dests[i].size(), dests[i].data(), results.Callback()).ok());
   }
   ASSERT_TRUE(results.WaitFor(kFiles));
   for (const absl::Status& s : results.statuses()) EXPECT_TRUE(s.ok()) << s;
@@ -107,7 +110,8 @@ TEST_P(FileReaderTest, ManyConcurrentReadsEachGetTheirOwnBytes) {
 TEST_P(FileReaderTest, MissingAndTruncatedFilesFailWithTheirErrno) {
   Results results;
   char buf[4096];
-  ASSERT_TRUE(reader_->Read((dir_.path() / "missing").string(), 0, 10, buf, results.Callback()).ok());
+  ASSERT_TRUE(
+      reader_->Read((dir_.path() / "missing").string(), 0, 10, buf, results.Callback()).ok());
   const std::string path = WriteFile("short.bin", 1000, 3);
   ASSERT_TRUE(reader_->Read(path, 0, 4000, buf, results.Callback()).ok());  // past the end
   ASSERT_TRUE(results.WaitFor(2));
@@ -163,7 +167,9 @@ TEST_P(FileReaderTest, ChunksAreLentFromStagingUntilReleased) {
 TEST_P(FileReaderTest, ASinkErrorFailsTheReadWithItsErrno) {
   const std::string path = WriteFile("refused.bin", 300000, 5);
   Results results;
-  ChunkSink sink = [](const Chunk&, std::function<void()>) { return IoError(EFAULT, "copy"); };
+  ChunkSink sink = [](const Chunk&, const std::function<void()>&) {
+    return IoError(EFAULT, "copy");
+  };
   ASSERT_TRUE(reader_->ReadChunks(path, 0, 300000, sink, results.Callback()).ok());
   ASSERT_TRUE(results.WaitFor(1));
   EXPECT_EQ(ErrnoOf(results.statuses()[0]), EFAULT) << results.statuses()[0];

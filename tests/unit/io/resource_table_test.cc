@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "gmock/gmock.h"
-#include "support/temp_files.h"
 #include "gtest/gtest.h"
+#include "support/temp_files.h"
 
 namespace mk::io {
 namespace {
@@ -56,8 +56,7 @@ TEST_F(ResourceTableTest, MissingFilesAndBadRangesAreClearErrors) {
             absl::StatusCode::kNotFound);
   EXPECT_THAT(table_->Register(0, "sub/data.bin", 900, 200).status().message(),
               HasSubstr("past the end"));
-  EXPECT_THAT(table_->Register(0, "sub", 0, 0).status().message(),
-              HasSubstr("not a regular file"));
+  EXPECT_THAT(table_->Register(0, "sub", 0, 0).status().message(), HasSubstr("not a regular file"));
   EXPECT_EQ(ResourceTable::Create((base_.path() / "nope").string()).status().code(),
             absl::StatusCode::kInvalidArgument);
 }

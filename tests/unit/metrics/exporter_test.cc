@@ -1,5 +1,3 @@
-#include "mk/metrics/metrics.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -7,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mk/metrics/metrics.h"
 
 namespace mk::metrics {
 namespace {

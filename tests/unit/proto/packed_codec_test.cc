@@ -13,7 +13,7 @@ namespace {
 using ::testing::HasSubstr;
 
 uint32_t WordAt(const std::string& image, uint32_t word) {
-  const auto* p = reinterpret_cast<const unsigned char*>(image.data() + 4 * word);
+  const auto* p = reinterpret_cast<const unsigned char*>(image.data() + size_t{4} * word);
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
 
@@ -44,7 +44,8 @@ TEST(PackedCodecTest, DecodeIgnoresStatusAndTenant) {
 }
 
 TEST(PackedCodecTest, CompletionImagesRoundTripForEveryStatus) {
-  for (PackedStatus status : {PackedStatus::kDone, PackedStatus::kFault, PackedStatus::kCancelled}) {
+  for (PackedStatus status :
+       {PackedStatus::kDone, PackedStatus::kFault, PackedStatus::kCancelled}) {
     PackedCompletion c;
     c.ticket = 0x1122334455667788ull;
     c.status = status;

@@ -22,8 +22,9 @@ class TenantDirectoryTest : public ::testing::Test {
 };
 
 TEST_F(TenantDirectoryTest, LoadsTenantsAndTheAdminSkippingCommentsAndBlankLines) {
-  auto d = Load("# who may call\n\ntenant 3 tenant-three-token   # trailing comment\n"
-                "admin the-admin-token\n");
+  auto d = Load(
+      "# who may call\n\ntenant 3 tenant-three-token   # trailing comment\n"
+      "admin the-admin-token\n");
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_FALSE((*d)->development_mode());
   EXPECT_EQ((*d)->tenant_count(), 2u);

@@ -16,7 +16,7 @@ TEST_F(StreamReactorTest, StopsReadingAtTheBoundAndResumesWhenCompletionsDrain) 
   constexpr size_t kMaxPending = 64;
   constexpr int kRequests = 40;
   constexpr uint32_t kSlotsPerRequest = 16;  // above the ping-pong size (read after a reply)
-  constexpr uint64_t kSlots = kRequests * kSlotsPerRequest;
+  constexpr uint64_t kSlots = uint64_t{kRequests} * kSlotsPerRequest;
   ServerOptions options;
   options.stream_max_pending_completions = kMaxPending;
   StartServer(options);
@@ -61,7 +61,7 @@ TEST_F(StreamReactorTest, StopsReadingAtTheBoundAndResumesWhenCompletionsDrain) 
   EXPECT_EQ(completions, kSlots) << "nothing is lost across the pause";
   // The bound: a request is read only while the slots in flight are within it, and at most two
   // read requests wait to be published.
-  EXPECT_LE(engine_.max_in_flight_at_publish(), kMaxPending + 2 * kSlotsPerRequest);
+  EXPECT_LE(engine_.max_in_flight_at_publish(), kMaxPending + size_t{2} * kSlotsPerRequest);
 }
 
 }  // namespace

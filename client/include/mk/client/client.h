@@ -11,6 +11,8 @@
 #ifndef MK_CLIENT_CLIENT_H_
 #define MK_CLIENT_CLIENT_H_
 
+#include <grpcpp/channel.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,8 +21,6 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include <grpcpp/channel.h>
-
 #include "mk/v1/megakernel.grpc.pb.h"
 
 namespace mk::client {

@@ -3,7 +3,7 @@
 // On the host these are std::atomic_ref operations (C++20); in device code they are CUDA's
 // atomic intrinsics and volatile accesses with device-scope fences: on the CUDA engine the words
 // they touch (tenant scratch, EPOCH) live in device memory and only the GPU reads them, so a
-// system-scope fence (measured at about 12 us on the lent H200) would buy nothing. Whatever
+// system-scope fence (~12 us on the lent H200, docs/performance.md) would buy nothing. Whatever
 // the kernel writes for the host to read is ordered by the kernel itself. The branch is on
 // __CUDA_ARCH__ (which compilation pass this is), not on whether CUDA is available: the
 // availability `#if` lives only in the engine factory.

@@ -1,4 +1,4 @@
-// Host-side codec for the control buffer (PROTOCOL.md section 2).
+// Host-side codec for the control buffer (docs/protocol.md, "Control buffer").
 //
 // ControlView is a non-owning view over a control buffer laid out by `protocol::control::Layout`
 // (vyre's 160 fixed words, the tenant scratch windows, then the extended tenant-mask table).

@@ -1,4 +1,4 @@
-// Decoder for the debug log written by PRINTF (PROTOCOL.md section 4).
+// Decoder for the debug log written by PRINTF (docs/protocol.md, "Debug log").
 //
 // Never fails because the log filled up: records past capacity are counted as overflow.
 // Decoding writes into caller-owned storage whose capacity is reused across polls.

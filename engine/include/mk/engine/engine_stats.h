@@ -16,8 +16,8 @@ namespace mk::engine {
 
 // Bucket upper bounds, 1 us .. 1 s (the +Inf bucket follows).
 inline constexpr std::array<uint64_t, 19> kLatencyBoundsNs = {
-    1'000,      2'500,      5'000,       10'000,      25'000,      50'000,     100'000,
-    250'000,    500'000,    1'000'000,   2'500'000,   5'000'000,   10'000'000, 25'000'000,
+    1'000,      2'500,       5'000,       10'000,      25'000,       50'000,     100'000,
+    250'000,    500'000,     1'000'000,   2'500'000,   5'000'000,    10'000'000, 25'000'000,
     50'000'000, 100'000'000, 250'000'000, 500'000'000, 1'000'000'000};
 inline constexpr size_t kLatencyBuckets = kLatencyBoundsNs.size() + 1;
 
@@ -111,15 +111,21 @@ inline OpcodeClass OpcodeClassOf(uint32_t op) {
   namespace o = protocol::opcode;
   if (op <= o::kDfaStep) return OpcodeClass::kScratch;
   if (op == o::kLoadMiss || op == o::kChecksum) return OpcodeClass::kIo;
-  if (op == o::kBatchFence || op == o::kPrintf || op == o::kPackedSlot) return OpcodeClass::kControl;
+  if (op == o::kBatchFence || op == o::kPrintf || op == o::kPackedSlot) {
+    return OpcodeClass::kControl;
+  }
   return OpcodeClass::kCustom;
 }
 inline const char* OpcodeClassName(OpcodeClass c) {
   switch (c) {
-    case OpcodeClass::kScratch: return "scratch";
-    case OpcodeClass::kControl: return "control";
-    case OpcodeClass::kIo: return "io";
-    case OpcodeClass::kCustom: return "custom";
+    case OpcodeClass::kScratch:
+      return "scratch";
+    case OpcodeClass::kControl:
+      return "control";
+    case OpcodeClass::kIo:
+      return "io";
+    case OpcodeClass::kCustom:
+      return "custom";
   }
   return "unknown";
 }
@@ -133,9 +139,9 @@ struct IoStats {
   uint64_t requests_ok = 0;
   uint64_t requests_error = 0;
   uint64_t bytes = 0;
-  uint64_t load_misses = 0;   // LOAD_MISS slots executed
-  uint64_t coalesced = 0;     // misses that joined a load already under way
-  uint64_t requeued = 0;      // misses answered REQUEUE (io queue or budget momentarily full)
+  uint64_t load_misses = 0;  // LOAD_MISS slots executed
+  uint64_t coalesced = 0;    // misses that joined a load already under way
+  uint64_t requeued = 0;     // misses answered REQUEUE (io queue or budget momentarily full)
   uint64_t evictions = 0;
   uint64_t resident_bytes = 0;
   uint64_t resident_resources = 0;

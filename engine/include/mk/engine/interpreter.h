@@ -127,7 +127,9 @@ MK_HOST_DEVICE inline ExecResult ExecuteScratchOp(uint32_t op, const uint32_t* a
       if (!s.InRange(src, count)) return Fault(FaultCode::kOutOfBounds, src);
       if (!s.InRange(dst, count)) return Fault(FaultCode::kOutOfBounds, dst);
       if (dst <= src) {
-        for (uint32_t i = 0; i < count; ++i) AtomicStore(&s.words[dst + i], AtomicLoad(&s.words[src + i]));
+        for (uint32_t i = 0; i < count; ++i) {
+          AtomicStore(&s.words[dst + i], AtomicLoad(&s.words[src + i]));
+        }
       } else {
         for (uint32_t i = count; i > 0; --i) {
           AtomicStore(&s.words[dst + i - 1], AtomicLoad(&s.words[src + i - 1]));
@@ -178,8 +180,7 @@ MK_HOST_DEVICE inline ExecResult ExecutePacked(const uint32_t* args, const Scrat
 // A registry with no custom opcodes.
 struct NoCustomOpcodes {
   MK_HOST_DEVICE static bool Has(uint32_t) { return false; }
-  MK_HOST_DEVICE static ExecResult Run(uint32_t op, const uint32_t*, const Scratch&,
-                                       ExecContext&) {
+  MK_HOST_DEVICE static ExecResult Run(uint32_t op, const uint32_t*, const Scratch&, ExecContext&) {
     return Fault(FaultCode::kUnknownOpcode, op);
   }
 };

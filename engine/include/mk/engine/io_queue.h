@@ -1,4 +1,4 @@
-// Host-side codec for the io queue (PROTOCOL.md section 5).
+// Host-side codec for the io queue (docs/protocol.md, "Io queue and LOAD_MISS").
 //
 // IoQueueView is a non-owning view over N x 8 words shared between engine workers (which publish
 // requests) and the host io loop (which claims, completes and recycles them). STATUS words are
@@ -19,11 +19,11 @@ namespace mk::engine {
 
 struct IoRequest {
   protocol::io::OpType op = protocol::io::OpType::kRead;
-  uint32_t resource_id = 0;     // SRC_HANDLE
-  uint32_t residency = 0;       // DST_HANDLE
+  uint32_t resource_id = 0;  // SRC_HANDLE
+  uint32_t residency = 0;    // DST_HANDLE
   uint64_t offset = 0;
   uint32_t byte_count = 0;
-  uint32_t tag = 0;             // ring slot waiting on it
+  uint32_t tag = 0;  // ring slot waiting on it
   friend bool operator==(const IoRequest&, const IoRequest&) = default;
 };
 
@@ -66,11 +66,11 @@ class IoQueueView {
   IoQueueView(uint32_t* words, uint32_t slot_count) : words_(words), slot_count_(slot_count) {}
   absl::Status CheckIndex(uint32_t index) const;
   std::atomic_ref<uint32_t> status_word(uint32_t index) const {
-    return std::atomic_ref<uint32_t>(words_[size_t{index} * protocol::io::kSlotWords +
-                                            protocol::io::kWordStatus]);
+    return std::atomic_ref<uint32_t>(
+        words_[size_t{index} * protocol::io::kSlotWords + protocol::io::kWordStatus]);
   }
-  absl::Status MoveStatus(uint32_t index, protocol::io::IoStatus from,
-                          protocol::io::IoStatus to, const char* what) const;
+  absl::Status MoveStatus(uint32_t index, protocol::io::IoStatus from, protocol::io::IoStatus to,
+                          const char* what) const;
 
   uint32_t* words_ = nullptr;
   uint32_t slot_count_ = 0;

@@ -6,9 +6,9 @@
 //   static constexpr uint32_t kArgCount;      // argument words the host must validate
 //   MK_HOST_DEVICE static ExecResult Run(const uint32_t* args, const Scratch&, ExecContext&);
 // and is registered by listing it in an `OpcodeRegistry<...>`. Registration is checked at
-// compile time (user range, no duplicates: the static_assert next to the list), dispatch is a fold over the list (no tables, no
-// virtual calls, valid in device code), and the host validates publishes against the same list,
-// so an opcode without a handler never reaches a worker.
+// compile time (user range, no duplicates: the static_assert next to the list), dispatch is a fold
+// over the list (no tables, no virtual calls, valid in device code), and the host validates
+// publishes against the same list, so an opcode without a handler never reaches a worker.
 //
 // `ProductOpcodes` is the list both engines are built with. To add an opcode, define its type
 // below (or in a header included here) and append it to the list.

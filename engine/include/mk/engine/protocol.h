@@ -1,13 +1,12 @@
-// The wire protocol shared by clients, the server, both engines and the GPU (shared/PROTOCOL.md).
+// The wire protocol shared by clients, the server, both engines and the GPU (docs/protocol.md).
 //
 // This header compiles unchanged under g++ and nvcc: fixed-width types only, no STL containers,
 // no <cuda_runtime.h>. Every buffer is an array of little-endian uint32 words; every size and
 // offset below is pinned by a static_assert so a layout change cannot slip through silently.
 //
-// Where PROTOCOL.md is silent, the choices made here are the product's documented contract:
+// docs/protocol.md writes down the choices this project made where vyre's protocol leaves one:
 // - Io-queue STATUS value 3 (RESERVED) marks a slot an engine worker has taken with a
-//   compare-and-swap and is still writing; the host never claims it (PROTOCOL.md section 5
-//   requires the CAS but names no intermediate value).
+//   compare-and-swap and is still writing; the host never claims it.
 // - Debug-log cursor: it counts words reserved, including reservations past capacity; records
 //   beyond capacity are not written, and overflow = (cursor - capacity words) / 4.
 // - PACKED_SLOT layout: see `packed` below.

@@ -1,6 +1,6 @@
 // Telemetry decoded from the ring and the control buffer without stopping the engine
-// (PROTOCOL.md section 6). All decoding writes into caller-owned structures; once their vectors
-// have grown to the working size a poll allocates nothing.
+// (docs/protocol.md, "Telemetry"). All decoding writes into caller-owned structures; once their
+// vectors have grown to the working size a poll allocates nothing.
 #ifndef MK_ENGINE_TELEMETRY_H_
 #define MK_ENGINE_TELEMETRY_H_
 

@@ -27,16 +27,16 @@ enum class Backend { kAuto, kUring, kThreads };
 
 struct ReaderOptions {
   Backend backend = Backend::kAuto;
-  uint32_t staging_buffers = 32;      // io_uring: registered buffers = reads in flight
-  uint32_t chunk_bytes = 1u << 20;    // bytes per read (and per staging buffer)
-  uint32_t threads = 4;               // thread-pool backend
+  uint32_t staging_buffers = 32;        // io_uring: registered buffers = reads in flight
+  uint32_t chunk_bytes = 1u << 20;      // bytes per read (and per staging buffer)
+  uint32_t threads = 4;                 // thread-pool backend
   uint32_t max_queued_requests = 4096;  // beyond this Read answers RESOURCE_EXHAUSTED
-  bool o_direct = false;              // bypass the page cache (4 KiB-aligned offset and length)
+  bool o_direct = false;                // bypass the page cache (4 KiB-aligned offset and length)
   // io_uring: how long the ring thread polls for completions and new work before it sleeps in
-  // the kernel. A sleeping thread costs a wake-up per event (measured tens of microseconds on
-  // virtualized hosts); polling costs CPU only right after activity, and only pays off with a
-  // core to spare: -1 = 200 us on machines with more than 4 cores, else 0 (measured on 2 cores:
-  // a polling ring thread competing with the engine doubled the LOAD_MISS round trip).
+  // the kernel. A sleeping thread costs a wake-up per event (tens of microseconds on virtualized
+  // hosts); polling costs CPU only right after activity, and only pays off with a core to spare
+  // (on 2 cores a polling ring thread competes with the engine): -1 = 200 us on machines with
+  // more than 4 cores, else 0. docs/performance.md has the measurements.
   int poll_before_sleep_us = -1;
 };
 

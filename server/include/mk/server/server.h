@@ -30,7 +30,7 @@ struct ServerOptions {
   std::string tenants_file;                // empty: single-tenant development mode
   std::string tls_cert_file;               // PEM; with tls_key_file enables TLS
   std::string tls_key_file;
-  std::string tls_client_ca_file;          // PEM; requires and verifies client certificates
+  std::string tls_client_ca_file;  // PEM; requires and verifies client certificates
   // Completions a Stream may buffer for a slow reader before it stops reading requests.
   size_t stream_max_pending_completions = 1 << 16;
   // Prometheus /metrics ("host:port", port 0 picks a free one); empty disables the endpoint.

@@ -1,6 +1,6 @@
-// ClaimScheduler on the real host parts (ring, tenant gate, reaper, publisher): priority order with the starvation guard, parking of a
-// disabled tenant's slots, fences held until their batch is terminal, and drain cancelling
-// what is parked.
+// ClaimScheduler on the real host parts (ring, tenant gate, reaper, publisher): priority order with
+// the starvation guard, parking of a disabled tenant's slots, fences held until their batch is
+// terminal, and drain cancelling what is parked.
 #include "host/claim_scheduler.h"
 
 #include <atomic>
@@ -92,8 +92,8 @@ TEST_F(ClaimSchedulerTest, HigherPrioritiesFirstWithTheStarvationGuard) {
   std::string order;
   ClaimRange range;
   while (scheduler_->ClaimNext(1, &range)) order += range.partition == 0 ? 'C' : 'I';
-  EXPECT_EQ(order, std::string(16, 'C') + "I" + std::string(16, 'C') + "I" + std::string(8, 'C') +
-                       "I");
+  EXPECT_EQ(order,
+            std::string(16, 'C') + "I" + std::string(16, 'C') + "I" + std::string(8, 'C') + "I");
 }
 
 TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
@@ -122,9 +122,8 @@ TEST_F(ClaimSchedulerTest, DisabledTenantsSlotsStayPublishedUntilEnabled) {
       control.Load(ctl::kPriorityFairnessFirst + protocol::kDefaultPriority);
   counters.Flush(control.words().data());
   EXPECT_EQ(control.Load(ctl::kTenantFairnessFirst + 2) - tenant_before, 3u);
-  EXPECT_EQ(control.Load(ctl::kPriorityFairnessFirst + protocol::kDefaultPriority) -
-                priority_before,
-            3u);
+  EXPECT_EQ(
+      control.Load(ctl::kPriorityFairnessFirst + protocol::kDefaultPriority) - priority_before, 3u);
   counters.Flush(control.words().data());  // flushed once: nothing more is added
   EXPECT_EQ(control.Load(ctl::kTenantFairnessFirst + 2) - tenant_before, 3u);
 }

@@ -123,6 +123,7 @@ TEST(CompletionStoreTest, ManySpinningWaitersEachGetTheirOwn) {
   store.AddOwed(kWaiters);
   std::vector<std::vector<Completion>> got(kWaiters);
   std::vector<std::thread> waiters;
+  waiters.reserve(kWaiters);
   for (int w = 0; w < kWaiters; ++w) {
     waiters.emplace_back([&, w] {
       const std::vector<uint64_t> tickets{static_cast<uint64_t>(w)};

@@ -14,8 +14,8 @@
 namespace mk::engine::host {
 namespace {
 
-using ::testing::HasSubstr;
 using protocol::SlotStatus;
+using ::testing::HasSubstr;
 
 constexpr std::array<uint32_t, protocol::kPriorityCount> kWeights = {1, 2, 8, 3, 2};
 constexpr uint32_t kNormal = static_cast<uint32_t>(protocol::Priority::kNormal);

@@ -11,30 +11,22 @@ namespace {
 
 TEST(SlotStateMachineTest, EveryLegalTransitionAcceptedEveryOtherRejected) {
   using S = SlotStatus;
-  struct Move { S from, to; Actor actor; };
+  struct Move {
+    S from, to;
+    Actor actor;
+  };
   const std::vector<Move> legal = {
-      {S::kEmpty, S::kPublished, Actor::kHost},
-      {S::kPublished, S::kClaimed, Actor::kEngine},
-      {S::kYield, S::kClaimed, Actor::kEngine},
-      {S::kRequeue, S::kClaimed, Actor::kEngine},
-      {S::kClaimed, S::kDone, Actor::kEngine},
-      {S::kClaimed, S::kFault, Actor::kEngine},
-      {S::kClaimed, S::kWaitIo, Actor::kEngine},
-      {S::kClaimed, S::kYield, Actor::kEngine},
-      {S::kClaimed, S::kRequeue, Actor::kEngine},
-      {S::kWaitIo, S::kDone, Actor::kEngine},
-      {S::kWaitIo, S::kFault, Actor::kEngine},
-      {S::kWaitIo, S::kDone, Actor::kHost},
-      {S::kWaitIo, S::kFault, Actor::kHost},
-      {S::kDone, S::kEmpty, Actor::kHost},
-      {S::kFault, S::kEmpty, Actor::kHost},
-      {S::kPublished, S::kEmpty, Actor::kHost},
-      {S::kYield, S::kEmpty, Actor::kHost},
-      {S::kRequeue, S::kEmpty, Actor::kHost},
-      {S::kPublished, S::kFault, Actor::kHost},
-      {S::kClaimed, S::kFault, Actor::kHost},
-      {S::kYield, S::kFault, Actor::kHost},
-      {S::kRequeue, S::kFault, Actor::kHost},
+      {S::kEmpty, S::kPublished, Actor::kHost},   {S::kPublished, S::kClaimed, Actor::kEngine},
+      {S::kYield, S::kClaimed, Actor::kEngine},   {S::kRequeue, S::kClaimed, Actor::kEngine},
+      {S::kClaimed, S::kDone, Actor::kEngine},    {S::kClaimed, S::kFault, Actor::kEngine},
+      {S::kClaimed, S::kWaitIo, Actor::kEngine},  {S::kClaimed, S::kYield, Actor::kEngine},
+      {S::kClaimed, S::kRequeue, Actor::kEngine}, {S::kWaitIo, S::kDone, Actor::kEngine},
+      {S::kWaitIo, S::kFault, Actor::kEngine},    {S::kWaitIo, S::kDone, Actor::kHost},
+      {S::kWaitIo, S::kFault, Actor::kHost},      {S::kDone, S::kEmpty, Actor::kHost},
+      {S::kFault, S::kEmpty, Actor::kHost},       {S::kPublished, S::kEmpty, Actor::kHost},
+      {S::kYield, S::kEmpty, Actor::kHost},       {S::kRequeue, S::kEmpty, Actor::kHost},
+      {S::kPublished, S::kFault, Actor::kHost},   {S::kClaimed, S::kFault, Actor::kHost},
+      {S::kYield, S::kFault, Actor::kHost},       {S::kRequeue, S::kFault, Actor::kHost},
   };
   int accepted = 0;
   for (Actor actor : {Actor::kHost, Actor::kEngine}) {

@@ -32,7 +32,8 @@ class HostThreadKernelTest : public ::testing::Test {
     kernel_ = *std::move(kernel);
   }
   // Writes one entry per slot into `shard` from `position` on and rings its doorbell.
-  void Dispatch(uint32_t shard, uint64_t position, const std::vector<std::vector<uint32_t>>& slots) {
+  void Dispatch(uint32_t shard, uint64_t position,
+                const std::vector<std::vector<uint32_t>>& slots) {
     for (size_t i = 0; i < slots.size(); ++i) {
       uint32_t words[protocol::kSlotWords] = {};
       for (size_t w = 0; w < slots[i].size(); ++w) words[1 + w] = slots[i][w];
@@ -106,10 +107,10 @@ TEST_F(HostThreadKernelTest, FaultsAndHostQuestionsComeBackAsRecords) {
   const uint64_t first[kMaxShards] = {};
   ASSERT_TRUE(kernel_->Launch(first).ok());
   Dispatch(1, 0,
-           {{op::kLoadU32, 1, 2, 1000},           // outside the scratch window
-            {op::kLoadMiss, 1, 2, 7, 0},           // not resident here: ask the host
-            {op::kChecksum, 1, 2, 7, 0, 0, 0},     // no checksum hook: not found
-            {op::kPrintf, 1, 2, 42, 1, 2}});       // a debug-log record
+           {{op::kLoadU32, 1, 2, 1000},         // outside the scratch window
+            {op::kLoadMiss, 1, 2, 7, 0},        // not resident here: ask the host
+            {op::kChecksum, 1, 2, 7, 0, 0, 0},  // no checksum hook: not found
+            {op::kPrintf, 1, 2, 42, 1, 2}});    // a debug-log record
   protocol::ExecResult r;
   ASSERT_TRUE(AwaitRecord(1, 0, &r));
   EXPECT_EQ(r.status, SlotStatus::kFault);

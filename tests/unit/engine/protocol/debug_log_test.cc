@@ -10,7 +10,9 @@ namespace {
 
 TEST(DebugLogTest, RecordsDecodeInOrder) {
   std::vector<uint32_t> log(protocol::debug_log::BufferWords(64));
-  for (uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(AppendDebugRecord(absl::MakeSpan(log), {i, i + 1, i + 2, i * 3}));
+  for (uint32_t i = 0; i < 10; ++i) {
+    ASSERT_TRUE(AppendDebugRecord(absl::MakeSpan(log), {i, i + 1, i + 2, i * 3}));
+  }
   DebugLogContents out;
   ASSERT_TRUE(DecodeDebugLog(log, &out).ok());
   ASSERT_EQ(out.records.size(), 10u);
@@ -21,7 +23,9 @@ TEST(DebugLogTest, RecordsDecodeInOrder) {
 TEST(DebugLogTest, OverflowIsCountedNeverAnError) {
   std::vector<uint32_t> log(protocol::debug_log::BufferWords(64));
   int written = 0;
-  for (uint32_t i = 0; i < 100; ++i) written += AppendDebugRecord(absl::MakeSpan(log), {i, 0, 0, 0});
+  for (uint32_t i = 0; i < 100; ++i) {
+    written += AppendDebugRecord(absl::MakeSpan(log), {i, 0, 0, 0});
+  }
   EXPECT_EQ(written, 64);
   DebugLogContents out;
   ASSERT_TRUE(DecodeDebugLog(log, &out).ok()) << "a full log still decodes (vyre fails here)";

@@ -16,7 +16,7 @@ using ::testing::HasSubstr;
 class IoQueueTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    words_.assign(64 * protocol::io::kSlotWords, 0);
+    words_.assign(size_t{64} * protocol::io::kSlotWords, 0);
     queue_ = *IoQueueView::Create(absl::MakeSpan(words_));
   }
   IoRequest Request(uint32_t tag) {
@@ -45,6 +45,7 @@ TEST_F(IoQueueTest, ClaimIsExactlyOnceUnderContention) {
   for (uint32_t i = 0; i < 64; ++i) ASSERT_TRUE(queue_.Publish(Request(i), i).ok());
   std::atomic<int> wins{0};
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (uint32_t i = 0; i < 64; ++i) wins += queue_.Claim(i).ok();
@@ -75,7 +76,8 @@ TEST_F(IoQueueTest, BatchWithOneUnclaimedSlotChangesNothing) {
   ASSERT_TRUE(queue_.Claim(batch[2].index).ok());
   ASSERT_TRUE(queue_.CompleteBatch(batch).ok());
   EXPECT_EQ(*queue_.LoadStatus(batch[1].index), IoStatus::kError);
-  EXPECT_EQ(words_[batch[1].index * 8 + protocol::io::kWordByteCount], 5u) << "errno lands in BYTE_COUNT";
+  EXPECT_EQ(words_[batch[1].index * 8 + protocol::io::kWordByteCount], 5u)
+      << "errno lands in BYTE_COUNT";
 }
 
 TEST_F(IoQueueTest, DuplicateAndErrnolessCompletionsRejected) {
@@ -109,9 +111,9 @@ TEST(IoQueueCreateTest, RejectsBadBuffers) {
   std::vector<uint32_t> words(64 * 8 + 3);
   EXPECT_EQ(IoQueueView::Create(absl::MakeSpan(words)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(IoQueueView::Create(absl::MakeSpan(words.data(), 63 * 8)).status().code(),
+  EXPECT_EQ(IoQueueView::Create(absl::MakeSpan(words.data(), size_t{63} * 8)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  IoQueueView q = *IoQueueView::Create(absl::MakeSpan(words.data(), 64 * 8));
+  IoQueueView q = *IoQueueView::Create(absl::MakeSpan(words.data(), size_t{64} * 8));
   EXPECT_EQ(q.Claim(64).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(q.Claim(UINT32_MAX).status().code(), absl::StatusCode::kOutOfRange);
 }

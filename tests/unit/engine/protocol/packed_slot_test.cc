@@ -10,7 +10,8 @@ using ::testing::HasSubstr;
 namespace op = protocol::opcode;
 
 TEST(PackedSlotTest, RoundTripsEveryInnerOp) {
-  std::vector<InnerOp> ops = {{op::kStoreU32, {5, 1}}, {op::kAtomicAdd, {2, 1}}, {op::kLoadU32, {1}}};
+  std::vector<InnerOp> ops = {
+      {op::kStoreU32, {5, 1}}, {op::kAtomicAdd, {2, 1}}, {op::kLoadU32, {1}}};
   auto args = EncodePackedSlot(ops);
   ASSERT_TRUE(args.ok()) << args.status();
   EXPECT_EQ((*args)[0], 3u);

@@ -13,8 +13,10 @@ namespace ctl = protocol::control;
 
 class TelemetryTest : public ::testing::Test {
  protected:
-  void SetStatus(uint32_t index, SlotStatus s) { ring_[index * 16] = static_cast<uint32_t>(s); }
-  std::vector<uint32_t> ring_ = std::vector<uint32_t>(100 * 16, 0);
+  void SetStatus(uint32_t index, SlotStatus s) {
+    ring_[size_t{index} * 16] = static_cast<uint32_t>(s);
+  }
+  std::vector<uint32_t> ring_ = std::vector<uint32_t>(size_t{100} * 16, 0);
   std::vector<uint32_t> control_ = std::vector<uint32_t>(ctl::Layout{4, 4}.TotalWords(), 0);
 };
 
@@ -25,7 +27,7 @@ TEST_F(TelemetryTest, OccupancyAndQueueDepth) {
   SetStatus(35, SlotStatus::kFault);
   SetStatus(36, SlotStatus::kRequeue);
   SetStatus(37, SlotStatus::kWaitIo);
-  ring_[38 * 16] = 99;  // garbage status
+  ring_[size_t{38} * 16] = 99;  // garbage status
   Occupancy occ;
   ASSERT_TRUE(DecodeOccupancy(ring_, &occ).ok());
   EXPECT_EQ(occ.total, 100u);
