@@ -155,16 +155,6 @@ uint32_t PartitionedRing::PartitionOf(uint32_t index) const {
   return 0;
 }
 
-void PartitionedRing::WriteOutcome(uint32_t index, const protocol::ExecResult& result,
-                                   Actor actor) {
-  MK_DCHECK_TRANSITION(static_cast<SlotStatus>(status(index).load(std::memory_order_relaxed)),
-                       result.status, actor, index);
-  uint32_t* w = slot(index);
-  std::copy(result.results, result.results + result.result_count, w + protocol::kWordArg0);
-  std::fill(w + protocol::kWordArg0 + result.result_count, w + protocol::kSlotWords, 0u);
-  status(index).store(static_cast<uint32_t>(result.status), std::memory_order_release);
-}
-
 void PartitionedRing::AdvanceTail(uint32_t partition) {
   Partition& part = partitions_[partition];
   std::lock_guard<std::mutex> lock(part.tail_mu);

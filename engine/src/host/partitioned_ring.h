@@ -30,6 +30,7 @@
 #ifndef MK_ENGINE_SRC_HOST_PARTITIONED_RING_H_
 #define MK_ENGINE_SRC_HOST_PARTITIONED_RING_H_
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -144,7 +145,15 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   // The one writer of a slot's outcome: `result.status` is DONE or FAULT; the result words
   // (the rest zeroed), then STATUS with release ordering. `actor`: who moves the slot (the
   // executor finishing it, or the host resuming or failing it).
-  void WriteOutcome(uint32_t index, const protocol::ExecResult& result, Actor actor);
+  void WriteOutcome(uint32_t index, const protocol::ExecResult& result, Actor actor) {
+    MK_DCHECK_TRANSITION(
+        static_cast<protocol::SlotStatus>(status(index).load(std::memory_order_relaxed)),
+        result.status, actor, index);
+    uint32_t* w = slot(index);
+    std::copy(result.results, result.results + result.result_count, w + protocol::kWordArg0);
+    std::fill(w + protocol::kWordArg0 + result.result_count, w + protocol::kSlotWords, 0u);
+    status(index).store(static_cast<uint32_t>(result.status), std::memory_order_release);
+  }
   // Moves `index` from `from` to `to` with a compare-and-swap; false when it was not in `from`.
   bool MoveStatus(uint32_t index, protocol::SlotStatus from, protocol::SlotStatus to,
                   Actor actor) const {
