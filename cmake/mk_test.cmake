@@ -1,3 +1,8 @@
+# What a gpu test prints when it skips because its backend cannot run here
+# (tests/support/engine_test_util.h, MK_REQUIRE_BACKEND). ctest reports a gpu test skipped only
+# on this line, never on a gtest SKIPPED of another cause, which must not hide a failure.
+set(MK_GPU_SKIP_REGEX "backend unavailable here: ")
+
 # mk_add_test(NAME <name> SOURCES <files...> LIBS <targets...> LABELS <labels...> [TIMEOUT s])
 # The one helper that registers every test binary with ctest and its labels
 # (unit, integration, gpu, uring, fuzz, perf).
@@ -11,9 +16,9 @@ function(mk_add_test)
     set(T_TIMEOUT 300)
   endif()
   set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
-  # GPU tests skip (gtest SKIPPED, reported as skipped by ctest) where no device is present.
+  # GPU tests skip (reported as skipped by ctest) where no device is present.
   if("gpu" IN_LIST T_LABELS)
-    set_tests_properties(${T_NAME} PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+    set_tests_properties(${T_NAME} PROPERTIES SKIP_REGULAR_EXPRESSION "${MK_GPU_SKIP_REGEX}")
   endif()
   # Tests labelled `concurrency` also run under ThreadSanitizer (preset tsan, deploy/test.sh).
   if("concurrency" IN_LIST T_LABELS)
@@ -50,7 +55,7 @@ function(mk_add_engine_suite)
     set(labels ${S_LABELS})
     if(backend STREQUAL "cuda")
       set(labels gpu)
-      set_tests_properties(${test} PROPERTIES SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]")
+      set_tests_properties(${test} PROPERTIES SKIP_REGULAR_EXPRESSION "${MK_GPU_SKIP_REGEX}")
     elseif(backend IN_LIST S_CONCURRENCY)
       list(APPEND labels concurrency)
       add_dependencies(mk_concurrency_tests ${S_NAME})

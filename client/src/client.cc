@@ -62,7 +62,8 @@ Completion FromProto(const v1::Completion& c) {
 }
 
 absl::StatusOr<std::vector<Completion>> DecodePackedCompletions(const std::string& packed) {
-  if (absl::Status s = proto::CheckPackedSize(packed.size(), "packed_completions"); !s.ok()) {
+  if (absl::Status s = proto::CheckPackedSize(packed.size(), "packed_completions", "completions");
+      !s.ok()) {
     return absl::DataLossError(s.message());
   }
   std::vector<Completion> out(packed.size() / proto::kPackedBytes);

@@ -3,7 +3,8 @@
 //   --mode=open    requests started at a fixed rate; latency counts from the scheduled start
 //                  (no coordinated omission)
 //   --mode=suite   the product's RPCs against the same-channel baselines (Diagnostics echo):
-//                  unary round trip, stream ping-pong, and pipelined packed-stream throughput.
+//                  unary round trip, stream ping-pong, and pipelined packed-stream throughput
+//                  (--quick=true: a short run).
 // Prints `bench:` lines, a text latency histogram, and optionally an SVG plot (--plot).
 #include <algorithm>
 #include <atomic>
@@ -11,7 +12,6 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -304,6 +304,7 @@ int RunBench(const std::vector<std::string>& argv) {
       {"rate", "1000", "requests per second (open)"},
       {"batch", "1", "NOP slots per request"},
       {"plot", "", "write the latency histogram as an SVG image to this file"},
+      {"quick", "false", "suite: a short run (true | false)"},
   });
   auto args = Args::Parse(argv, specs);
   if (!args.ok()) {
@@ -322,9 +323,12 @@ int RunBench(const std::vector<std::string>& argv) {
   }
   const std::string mode = args->Get("mode");
   if (mode == "suite") {
-    // Read before any thread starts.
-    const char* quick = std::getenv("MK_BENCH_QUICK");  // NOLINT(concurrency-mt-unsafe)
-    return Suite(**c, quick != nullptr && quick[0] == '1');
+    const std::string quick = args->Get("quick");
+    if (quick != "true" && quick != "false") {
+      std::fprintf(stderr, "mkctl: --quick=%s; use --quick=true or --quick=false\n", quick.c_str());
+      return 1;
+    }
+    return Suite(**c, quick == "true");
   }
   auto duration = args->GetDuration("duration");
   auto concurrency = args->GetUint("concurrency");

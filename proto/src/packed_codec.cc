@@ -4,11 +4,10 @@
 
 namespace mk::proto {
 
-absl::Status CheckPackedSize(size_t bytes, absl::string_view field) {
+absl::Status CheckPackedSize(size_t bytes, absl::string_view field, absl::string_view records) {
   if (bytes % kPackedBytes == 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", bytes,
-                                                 " bytes is not a whole number of 64-byte "
-                                                 "records; send N x 64 bytes"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": ", bytes, " bytes is not a whole number of 64-byte ", records));
 }
 
 void EncodePackedSlot(const PackedSlot& slot, char* image) {

@@ -35,7 +35,9 @@ absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::Publish
     }
     case v1::PublishRequest::kPackedSlots: {
       const std::string& bytes = request.packed_slots();
-      if (absl::Status s = proto::CheckPackedSize(bytes.size(), "packed_slots"); !s.ok()) return s;
+      if (absl::Status s = proto::CheckPackedSize(bytes.size(), "packed_slots", "slots"); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(s.message(), "; send N x 64 bytes"));
+      }
       out.resize(bytes.size() / proto::kPackedBytes);
       for (size_t i = 0; i < out.size(); ++i) {
         const proto::PackedSlot slot =

@@ -14,6 +14,8 @@ trap 'kill ${server:-} 2>/dev/null || true; rm -f "$log"' EXIT
 # shellcheck disable=SC2086
 start_megakerneld "$megakerneld" "$log" --engine=cpu --metrics_listen= ${MK_SERVER_FLAGS:-}
 echo "# grpc: megakerneld $(grep -o 'engine [a-z]* ([^)]*)' "$log"), $(nproc) cores"
-"$mkctl" bench --mode=suite --target="$target"
+quick=false
+if [ "${MK_BENCH_QUICK:-0}" = 1 ]; then quick=true; fi
+"$mkctl" bench --mode=suite --quick="$quick" --target="$target"
 kill -TERM $server
 wait $server

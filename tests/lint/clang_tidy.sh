@@ -15,11 +15,20 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 "$tidy" -quiet -p "$build" -j "$(nproc)" \
   "^$root/(base|proto|engine|io|metrics|server|client|tests)/.*\.cc\$" >"$out" 2>&1
+status=$?
 # run-clang-tidy colors its output: strip the escapes before reading the findings.
-findings=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -E '^/.*: (warning|error): ' | sort -u)
+plain=$(sed 's/\x1b\[[0-9;]*m//g' "$out")
+findings=$(echo "$plain" | grep -E '^/.*: (warning|error): ' | sort -u)
 if [ -n "$findings" ]; then
   echo "$findings"
   echo "clang-tidy: $(echo "$findings" | wc -l) findings"
   exit 1
 fi
-echo "clang-tidy: clean ($(grep -c 'clang-tidy' "$out" || true) translation units)"
+# run-clang-tidy prints one command line per translation unit it checked.
+units=$(echo "$plain" | grep -c '^clang-tidy' || true)
+if [ "$status" -ne 0 ] || [ "$units" -eq 0 ]; then
+  echo "$plain" | tail -n 40
+  echo "clang-tidy: run-clang-tidy exited $status after $units translation units; see above"
+  exit 1
+fi
+echo "clang-tidy: clean ($units translation units)"

@@ -4,10 +4,12 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -19,11 +21,17 @@
 namespace mk::engine::testing {
 
 // The backend the engine suites run against: MK_TEST_ENGINE (auto, cpu, cuda or cuda-emulated;
-// cpu by default). ctest registers one run of each suite per backend.
+// cpu by default). ctest registers one run of each suite per backend. A name that is not a
+// backend ends the test program: a typo must not quietly test the CPU engine instead.
 inline EngineOptions::Backend BackendUnderTest() {
   const char* name = std::getenv("MK_TEST_ENGINE");
   auto backend = ParseBackend(name == nullptr ? "cpu" : name);
-  return backend.ok() ? *backend : EngineOptions::Backend::kCpu;
+  if (!backend.ok()) {
+    const std::string why(backend.status().message());
+    std::fprintf(stderr, "MK_TEST_ENGINE: %s\n", why.c_str());
+    std::abort();
+  }
+  return *backend;
 }
 
 // Options for the backend under test, with the CUDA engine's knobs the test harness sets for
@@ -49,14 +57,16 @@ inline bool GpuRequired() {
 }
 
 // In a test body or SetUp: skips with the reason when `backend` cannot run on this machine,
-// or fails when MK_REQUIRE_GPU=1.
+// or fails when MK_REQUIRE_GPU=1. The skip message starts "backend unavailable here: ", which
+// is what ctest's skip pattern for gpu tests matches (cmake/mk_test.cmake): a gpu test that
+// fails while another of its cases skips for some other reason still fails.
 #define MK_REQUIRE_BACKEND(backend)                                                  \
   if (const absl::Status mk_available = ::mk::engine::BackendAvailable(backend);     \
       !mk_available.ok()) {                                                          \
     if (::mk::engine::testing::GpuRequired()) {                                      \
       FAIL() << "MK_REQUIRE_GPU=1 but the backend is unavailable: " << mk_available; \
     }                                                                                \
-    GTEST_SKIP() << mk_available.message();                                          \
+    GTEST_SKIP() << "backend unavailable here: " << mk_available.message();          \
   }
 
 // Records every completion in arrival order; waits for a count with a deadline.

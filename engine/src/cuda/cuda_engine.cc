@@ -136,11 +136,13 @@ absl::Status CudaEngine::CreateDeviceState() {
   return absl::OkStatus();
 }
 
-void CudaEngine::OnKernelAbandoned() {
-  // The kernel still reads resident bytes: nothing of the residency may be freed through CUDA
-  // (that would wait for the kernel forever).
+void CudaEngine::AbandonKernel(std::unique_ptr<offload::KernelPort> kernel) {
+  // The kernel still reads resident bytes and its queues: nothing of the residency or the
+  // device state may be freed through CUDA (that would wait for the kernel forever). Leaked;
+  // the process's exit ends the kernel with its context.
   if (residency_ != nullptr) residency_->Abandon();
   device_ = nullptr;
+  (void)kernel.release();
 }
 
 absl::Status CudaEngine::RecoverFailedKernel(const absl::Status& failure) {

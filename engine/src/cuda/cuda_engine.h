@@ -37,7 +37,7 @@ class CudaEngine final : public offload::OffloadEngine {
   // the engine's kernel.
   absl::Status CreateDeviceState();
   absl::Status RecoverFailedKernel(const absl::Status& failure) override;
-  void OnKernelAbandoned() override;
+  void AbandonKernel(std::unique_ptr<offload::KernelPort> kernel) override;
 
   const DeviceConfig device_config_;
   // Owned by loader_ (null without a resource root); rebuilt after a device reset.

@@ -85,7 +85,8 @@ bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
   // Park the fence; whoever finishes its last predecessor makes it ready
   // (PartitionedRing::ReleaseFence and the fence-ready callback). The re-check closes the window
   // where that happened between the test above and the store (both sequentially consistent).
-  MK_DCHECK_TRANSITION(SlotStatus::kClaimed, SlotStatus::kRequeue, Actor::kEngine, index);
+  MK_DCHECK_TRANSITION(static_cast<SlotStatus>(ring_.status(index).load(std::memory_order_relaxed)),
+                       SlotStatus::kRequeue, Actor::kEngine, index);
   ring_.status(index).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_seq_cst);
   if (meta.fence_pending.load(std::memory_order_seq_cst) != 0) return false;
   return ring_.MoveStatus(index, SlotStatus::kRequeue, SlotStatus::kClaimed, Actor::kEngine);

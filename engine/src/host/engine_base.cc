@@ -194,7 +194,9 @@ bool EngineBase::FinishClaimed(uint32_t index, const protocol::ExecResult& r,
       return true;
     }
     case SlotStatus::kRequeue:
-      MK_DCHECK_TRANSITION(SlotStatus::kClaimed, SlotStatus::kRequeue, Actor::kEngine, index);
+      MK_DCHECK_TRANSITION(
+          static_cast<SlotStatus>(ring_->status(index).load(std::memory_order_relaxed)),
+          SlotStatus::kRequeue, Actor::kEngine, index);
       ring_->status(index).store(static_cast<uint32_t>(SlotStatus::kRequeue),
                                  std::memory_order_release);
       scheduler_.PushReady(index);
@@ -230,13 +232,13 @@ absl::StatusOr<EngineCounters> EngineBase::Drain(absl::Time deadline) {
     const auto until = absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Minutes(1)));
     drained = drain_cv_.wait_until(lock, until, [this] { return ledger_.in_flight() == 0; });
   }
-  lock.unlock();  // counters() asks the executor (its own locks): never under drain_mu_
+  lock.unlock();
   if (!drained) {
     return absl::DeadlineExceededError(
         absl::StrCat("engine: drain deadline passed with ", ledger_.in_flight(),
                      " slots still in flight; call Drain again or Shutdown to fail them"));
   }
-  return counters();
+  return OutcomeCounters();
 }
 
 void EngineBase::FailInFlight() {
@@ -247,14 +249,14 @@ void EngineBase::FailInFlight() {
 
 absl::StatusOr<EngineCounters> EngineBase::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
-  if (shut_down_.load()) return counters();
+  if (shut_down_.load()) return OutcomeCounters();
   accepting_.store(false, std::memory_order_seq_cst);
   absl::Status stopped = started() ? StopExecutor() : absl::OkStatus();
   FailInFlight();
   shut_down_.store(true);
   NotifyProgress();
   MK_RETURN_IF_ERROR(stopped);
-  return counters();
+  return OutcomeCounters();
 }
 
 absl::Status EngineBase::Restart() {
@@ -271,9 +273,14 @@ absl::Status EngineBase::Restart() {
   return stopped.ok() ? restarted : stopped;
 }
 
-EngineCounters EngineBase::counters() const {
+EngineCounters EngineBase::OutcomeCounters() const {
   EngineCounters c = ledger_.counters();
   c.stored_completions = store_.size();
+  return c;
+}
+
+EngineCounters EngineBase::counters() const {
+  EngineCounters c = OutcomeCounters();
   c.parked_workers = ParkedWorkers();
   c.parked_slots = scheduler_.parked_count();
   c.done_count = control_->control().done_count();

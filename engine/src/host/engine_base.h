@@ -139,6 +139,10 @@ class EngineBase : public Engine {
 
   absl::Status CheckTenant(uint32_t tenant) const;
   absl::Status CheckLoader() const;
+  // The ledger's outcome counts and the stored completions: what Drain and Shutdown return.
+  // Unlike counters() it asks nothing of the executor, so it is safe under any engine lock and
+  // after the executor is gone.
+  EngineCounters OutcomeCounters() const;
   // Fails every slot not yet terminal (the executor is stopped) and forgets deferred slots.
   void FailInFlight();
 

@@ -28,11 +28,14 @@ static_assert(proto::kPackedBytes == protocol::kSlotBytes &&
 
 absl::StatusOr<std::unique_ptr<PartitionedRing>> PartitionedRing::Create(
     uint32_t slot_count, const std::array<uint32_t, protocol::kPriorityCount>& weights) {
-  if (slot_count < protocol::kPriorityCount * 2 || slot_count > kMaxSlots) {
+  if (slot_count < protocol::kPriorityCount * 2) {
     return absl::InvalidArgumentError(absl::StrCat("engine: ring_slots ", slot_count,
-                                                   " is out of range; use 10 (two per priority "
-                                                   "partition) .. ",
-                                                   kMaxSlots));
+                                                   " is too small; use at least 10 (two per "
+                                                   "priority partition)"));
+  }
+  if (slot_count > kMaxSlots) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine: ring_slots ", slot_count, " is too large; choose 10..", kMaxSlots));
   }
   for (uint32_t w : weights) {
     if (w == 0 || w > 1024) {
@@ -231,6 +234,9 @@ absl::Status PartitionedRing::Publish(uint32_t slot_index, absl::Span<const char
                                                    "; a slot image is exactly 64 bytes"));
   }
   if (absl::Status s = CheckIndex(slot_index); !s.ok()) return s;
+  // Port producers take turns, so two racing for one EMPTY slot cannot both write it: the second
+  // finds it PUBLISHED.
+  std::lock_guard<std::mutex> lock(port_publish_mu_);
   const auto current = static_cast<SlotStatus>(status(slot_index).load(std::memory_order_acquire));
   if (absl::Status s = CheckTransition(current, SlotStatus::kPublished, Actor::kHost); !s.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("ring: publish into slot ", slot_index,

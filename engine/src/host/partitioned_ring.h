@@ -19,11 +19,17 @@
 //
 // WriteOutcome is the one writer of a slot's outcome (results, then DONE or FAULT, release);
 // it and MoveStatus check their moves against the slot state machine in builds with assertions.
-// The ring also offers the reference design's
-// producer and consumer ports (mk/engine/ring_ports.h) over the same memory; the engine's own
-// producers publish through Reserve / Commit, which also take tickets and fences into account,
-// and the engine's executors claim through the partition cursors, so a slot published through
-// the port is seen by consumers and by executors that scan statuses, not by this engine's.
+// The ring also implements the reference design's producer and consumer ports
+// (mk/engine/ring_ports.h) over the same memory, for code that holds the ring itself (its
+// tests, a future broker); no engine exposes its ring. The engine's own producers publish
+// through Reserve / Commit, which also take tickets and fences into account, and its executors
+// claim through the partition cursors: a slot published through the port moves no cursor, so
+// consumers and executors that scan statuses see it, this engine's executors do not. The port's
+// Publish calls are serialized among themselves (a second producer racing for a slot gets
+// FAILED_PRECONDITION), not against Reserve / Commit: never mix the two on one ring's slots.
+// ReadSlot copies a slot consistently only while nobody writes it (a slot at rest: PUBLISHED
+// and unclaimed, or DONE / FAULT before its reap); a slot in motion may read as a mix of its
+// old and new words.
 //
 // Thread safety: every method may be called from any thread. Lifetime: the slots and metas live
 // as long as the ring.
@@ -226,6 +232,7 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   std::unique_ptr<SlotMeta[]> meta_;
   std::array<Partition, protocol::kPriorityCount> partitions_;
   mutable std::mutex reserve_mu_;  // guards every partition's reserve and tail_seen
+  std::mutex port_publish_mu_;     // serializes the producer port's Publish calls
 };
 
 template <typename Fn>

@@ -35,6 +35,14 @@ class EmulatedEngine final : public OffloadEngine {
     return absl::OkStatus();
   }
   using OffloadEngine::CreateLoader;
+
+ protected:
+  // Host threads can always be ended, unlike a GPU kernel: the emulated "unresponsive kernel"
+  // (SimulateUnresponsiveExecutor) only ignored the engine's stop request. End it for real
+  // (the destructor stops and joins its threads), so no thread outlives the engine's buffers it
+  // reads (the control words, the debug log, the loader's hook). The engine still acts as one
+  // whose kernel was lost.
+  void AbandonKernel(std::unique_ptr<KernelPort> kernel) override { kernel.reset(); }
 };
 
 }  // namespace

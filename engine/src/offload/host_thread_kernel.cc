@@ -1,9 +1,11 @@
 #include "offload/host_thread_kernel.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "mk/base/cpu_relax.h"
+#include "mk/base/log.h"
 #include "mk/base/status_macros.h"
 #include "mk/engine/opcode_registry.h"
 
@@ -155,6 +157,7 @@ void HostThreadKernel::RunEntry(uint32_t shard, uint64_t position, protocol::Exe
   const uint64_t* entry = queues_->entry(shard, position);
   uint32_t w[kEntryWords];
   for (uint32_t i = 0; i < kEntryWords; ++i) w[i] = static_cast<uint32_t>(entry[i]);
+  CheckEntryTags(shard, position, entry);
   const uint32_t ring_index = w[kEntryRingIndex] & ~kEntryLastOfDispatch;
   protocol::ExecResult r;
   if (w[protocol::kWordOpcode] == protocol::opcode::kLoadMiss &&
@@ -166,17 +169,37 @@ void HostThreadKernel::RunEntry(uint32_t shard, uint64_t position, protocol::Exe
   WriteCompletion(shard, position, r);
 }
 
+void HostThreadKernel::CheckEntryTags(uint32_t shard, uint64_t position, const uint64_t* entry) {
+  // The dispatcher writes every word of an entry with the entry's tag (or the held tag while
+  // paused) and reuses an entry only after its slot was reaped. Another tag means the host
+  // overwrote an entry still in use: a bug in the dispatcher, and on a GPU a slot run with
+  // another slot's words. Stop here, loudly.
+  const uint32_t tag = static_cast<uint32_t>(entry[0] >> 32);
+  bool consistent = tag == PositionTag(position) || tag == kHeldEntryTag;
+  for (uint32_t i = 1; i < kEntryWords && consistent; ++i) {
+    consistent = static_cast<uint32_t>(entry[i] >> 32) == tag;
+  }
+  if (consistent) return;
+  base::LogError("offload: submission entry ", position, " of shard ", shard, " carries tag ", tag,
+                 " (expected ", PositionTag(position), " or the held tag ", kHeldEntryTag,
+                 ", the same in every word): the dispatcher reused an entry in use");
+  std::abort();
+}
+
 void HostThreadKernel::WriteCompletion(uint32_t shard, uint64_t position,
                                        const protocol::ExecResult& r) {
   uint64_t* record = queues_->mutable_completion(shard, position);
   const uint32_t tag = PositionTag(position);
   const uint32_t count = std::min(r.result_count, protocol::kArgWords);
-  for (uint32_t i = 0; i < count; ++i) {
-    std::atomic_ref<uint64_t>(record[1 + i])
-        .store(TaggedWord(tag, r.results[i]), std::memory_order_release);
-  }
+  // The worst order a GPU's unfenced stores can reach the host in: STATUS first, the result
+  // words after it, so the reaper's wait for each result word's tag runs (relaxed: nothing
+  // orders them, as nothing does on the GPU; each word is still single-copy atomic).
   std::atomic_ref<uint64_t>(record[0]).store(
       TaggedWord(tag, static_cast<uint32_t>(r.status) | count << 8), std::memory_order_release);
+  for (uint32_t i = 0; i < count; ++i) {
+    std::atomic_ref<uint64_t>(record[1 + i])
+        .store(TaggedWord(tag, r.results[i]), std::memory_order_relaxed);
+  }
 }
 
 }  // namespace mk::engine::offload

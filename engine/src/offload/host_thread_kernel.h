@@ -5,17 +5,22 @@
 // Thread b ("block" b) serves shard b % shards, as a kernel block does. Each poll reads the
 // shard's doorbell (tail with acquire ordering, then the flags); unless stopped or paused it
 // claims up to `claim_limit` entries below the tail with a compare-and-swap on the shard's
-// claim counter (blocks sharing a shard run each entry once), runs each through the shared
-// interpreter, and writes its tagged completion record, result words first and the status word
-// last, each a release store. Like the GPU it keeps its own copy of the control words (scratch
-// windows, EPOCH) and writes PRINTF records into the engine's debug log. A LOAD_MISS always
-// asks the host (this kernel has no residency table, as if nothing were resident on the GPU);
-// CHECKSUM hashes through the `checksum` hook (the loader's host-resident copy).
+// claim counter (blocks sharing a shard run each entry once), checks every word's tag (a
+// mismatch aborts: the dispatcher reused an entry in use), runs each through the shared
+// interpreter, and writes its tagged completion record in the worst order a GPU's unfenced
+// stores may arrive in: the status word first (release), the result words after it (relaxed),
+// so the reaper's wait for each result word's tag is exercised. Like the GPU it keeps its own
+// copy of the control words (scratch windows, EPOCH) and writes PRINTF records into the
+// engine's debug log. A LOAD_MISS always asks the host (this kernel has no residency table, as
+// if nothing were resident on the GPU); CHECKSUM hashes through the `checksum` hook (the
+// loader's host-resident copy). An idle block spins briefly, then sleeps up to `max_backoff`,
+// and marks itself idle after 64 polls at the longest backoff, as a GPU block does.
 //
 // What it does not exercise: the GPU's speculative reads of an entry before the doorbell shows
-// it (tagged words make those safe; here every entry is read after the doorbell), and the
-// scout warps. An idle block backs off from yields to sleeps of up to `max_backoff` and marks
-// itself idle after 64 polls at the longest backoff, as a GPU block does.
+// it (tagged words make those safe; here every entry is read after the doorbell), the scout
+// warps, the residency table, and the dispatcher's streaming stores and store fence as PCIe
+// orders them (ThreadSanitizer does not model non-temporal stores or _mm_sfence; it sees the
+// doorbell's release store, which is what orders them for a host thread).
 //
 // Thread safety: as KernelPort. Lifetime: the destructor stops and joins the threads.
 #ifndef MK_ENGINE_SRC_OFFLOAD_HOST_THREAD_KERNEL_H_
@@ -67,6 +72,9 @@ class HostThreadKernel final : public KernelPort {
   // Claims up to claim_limit entries of `shard` below `tail`; false when there are none.
   bool Claim(uint32_t shard, uint64_t tail, uint64_t* begin, uint64_t* end);
   void RunEntry(uint32_t shard, uint64_t position, protocol::ExecContext& ctx);
+  // Aborts (with a log line) unless every word of the entry carries the position's tag or the
+  // held tag.
+  static void CheckEntryTags(uint32_t shard, uint64_t position, const uint64_t* entry);
   void WriteCompletion(uint32_t shard, uint64_t position, const protocol::ExecResult& r);
   // Joins the threads of a launch that has ended (mu_ not held).
   void JoinExited();

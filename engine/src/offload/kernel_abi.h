@@ -22,8 +22,7 @@
 //   docs/performance.md). The reaper then writes the results and STATUS into the
 //   ring slot, where the protocol's state machine and telemetry see them, and reaps it.
 // - Ring (the PartitionedRing's memory): the kernel only reads the copies in the SQ entries; it
-// never
-//   touches the ring itself.
+//   never touches the ring itself.
 // - Claim counters (device memory, one per shard): next position to claim. Set by the host
 //   only while no kernel runs. Blocks sharing a shard take ranges with a CAS, so each entry runs
 //   exactly once; a block that is its shard's only poller (blocks <= shards) reads the counter

@@ -50,7 +50,7 @@ absl::Status OffloadEngine::StartExecutor() {
     if (kernel_ == nullptr) {
       return absl::UnavailableError(
           absl::StrCat(config_.backend,
-                       ": the kernel could not be recovered (a kernel that did not stop, or "
+                       ": the device could not be recovered (a kernel that did not stop, or "
                        "a failed reset); restart megakerneld"));
     }
     auto locks = LockAllShards();
@@ -116,13 +116,12 @@ absl::Status OffloadEngine::StopKernel() {
     // nothing can be reset or freed in this process. Leave the kernel its queues (leaked, so it
     // never reads reused memory) and stop serving: the watchdog reports it unhealthy, and
     // restarting the process ends the kernel with its context.
-    OnKernelAbandoned();
-    (void)kernel_.release();
     queues_ = nullptr;
+    AbandonKernel(std::move(kernel_));
     return absl::UnavailableError(
         absl::StrCat(config_.backend,
-                     ": the kernel does not stop and cannot be reset while it runs; this "
-                     "engine no longer executes slots: restart megakerneld"));
+                     ": the megakernel does not stop and the device cannot be reset while "
+                     "it runs; this engine no longer executes slots: restart megakerneld"));
   }
   // A failed kernel (on a GPU a sticky error poisons the context; nothing runs any more). The
   // ring, tickets and completions are host memory and survive; the teardown then fails the

@@ -84,9 +84,11 @@ class OffloadEngine : public host::EngineBase {
   // A kernel failed (its error is `failure`; it runs no more): make a fresh one (InstallKernel)
   // and return OK, or return why that is impossible. The default recovers nothing.
   virtual absl::Status RecoverFailedKernel(const absl::Status& failure) { return failure; }
-  // The kernel runs on but cannot be stopped, and is abandoned with its queues: release nothing
-  // it may still read.
-  virtual void OnKernelAbandoned() {}
+  // The kernel runs on but cannot be stopped: the engine gives it up (it executes nothing from
+  // now on) and hands it here. The default leaks it with its queues, so nothing it may still
+  // read is freed (a GPU kernel that ignores its stop flag cannot be waited for or freed in
+  // this process). An override that can end the kernel for certain may do so and free it.
+  virtual void AbandonKernel(std::unique_ptr<KernelPort> kernel) { (void)kernel.release(); }
   // Serializes replacing the kernel with everything that reads kernel_ outside the hot path.
   std::mutex& kernel_mu() const { return kernel_mu_; }
   const OffloadConfig& config() const { return config_; }
@@ -196,7 +198,7 @@ class OffloadEngine : public host::EngineBase {
 
   // ---- Teardown (offload_engine.cc) ----
   // Stops the kernel. A failed kernel: RecoverFailedKernel. One that runs but does not stop:
-  // abandons it (OnKernelAbandoned) and answers UNAVAILABLE; the engine then executes nothing.
+  // abandons it (AbandonKernel) and answers UNAVAILABLE; the engine then executes nothing.
   absl::Status StopKernel();
 
   const OffloadConfig config_;

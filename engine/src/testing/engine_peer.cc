@@ -1,15 +1,33 @@
 #include "mk/engine/testing/engine_peer.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include "host/engine_base.h"
 
 namespace mk::engine::testing {
 
-void EnginePeer::PauseExecution(Engine& engine, bool paused) {
-  static_cast<host::EngineBase&>(engine).PauseExecutor(paused);
+namespace {
+
+// Every engine CreateEngine makes derives from EngineBase; anything else (a test's own fake)
+// has no executor to control, and the test is wrong to ask.
+host::EngineBase& Base(Engine& engine) {
+  auto* base = dynamic_cast<host::EngineBase*>(&engine);
+  if (base == nullptr) {
+    std::fprintf(stderr,
+                 "EnginePeer: this Engine was not made by CreateEngine; only the engine's own "
+                 "backends have executor controls\n");
+    std::abort();
+  }
+  return *base;
 }
 
+}  // namespace
+
+void EnginePeer::PauseExecution(Engine& engine, bool paused) { Base(engine).PauseExecutor(paused); }
+
 void EnginePeer::SimulateUnresponsiveExecutor(Engine& engine, bool unresponsive) {
-  static_cast<host::EngineBase&>(engine).SimulateUnresponsiveExecutor(unresponsive);
+  Base(engine).SimulateUnresponsiveExecutor(unresponsive);
 }
 
 }  // namespace mk::engine::testing

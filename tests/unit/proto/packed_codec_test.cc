@@ -70,11 +70,11 @@ TEST(PackedCodecTest, UnknownCompletionStatusIsDataLossNamingTheRecord) {
 }
 
 TEST(PackedCodecTest, SizeCheckNamesTheFieldAndTheLength) {
-  EXPECT_TRUE(CheckPackedSize(0, "packed_slots").ok());
-  EXPECT_TRUE(CheckPackedSize(128, "packed_slots").ok());
-  const absl::Status s = CheckPackedSize(100, "packed_slots");
+  EXPECT_TRUE(CheckPackedSize(0, "packed_slots", "slots").ok());
+  EXPECT_TRUE(CheckPackedSize(128, "packed_slots", "slots").ok());
+  const absl::Status s = CheckPackedSize(100, "packed_slots", "slots");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("packed_slots: 100 bytes is not a whole number"));
+  EXPECT_EQ(s.message(), "packed_slots: 100 bytes is not a whole number of 64-byte slots");
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // The project's diagnostic log: one line per message on stderr, for example
-//   2026-12-04T16:32:05.123456Z W cuda: the megakernel took 140 ms to stop
+//   2026-12-04T16:32:05.123456Z W cuda: the kernel took 140ms to stop
 // (UTC time to the microsecond, the severity letter I, W or E, then the message). Messages
 // follow the project's error style, "<component>: <what happened> (<observed>); <what to do>".
 //

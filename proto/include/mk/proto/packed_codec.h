@@ -55,8 +55,9 @@ inline void StorePackedWords(const PackedWords& words, char* image) {
   std::memcpy(image, words.data(), kPackedBytes);
 }
 
-// INVALID_ARGUMENT naming `field` when `bytes` is not a whole number of 64-byte images.
-absl::Status CheckPackedSize(size_t bytes, absl::string_view field);
+// INVALID_ARGUMENT when `bytes` is not a whole number of 64-byte images: "<field>: <bytes> bytes
+// is not a whole number of 64-byte <records>". Callers add what to do; it depends on who sent it.
+absl::Status CheckPackedSize(size_t bytes, absl::string_view field, absl::string_view records);
 
 // One slot of PublishRequest.packed_slots.
 struct PackedSlot {

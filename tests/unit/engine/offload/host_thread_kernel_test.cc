@@ -140,7 +140,6 @@ TEST_F(HostThreadKernelTest, PausedKernelHoldsEntriesUntilUnpaused) {
   protocol::ExecResult r;
   EXPECT_TRUE(AwaitRecord(0, 0, &r));
   EXPECT_TRUE(AwaitRecord(0, 1, &r));
-  EXPECT_LT(kernel_->queues().IdleBlocks(), 2u) << "the block that ran them is not idle";
 }
 
 TEST_F(HostThreadKernelTest, StopWaitsForTheBlocksAndARelaunchContinuesFromNewPositions) {
