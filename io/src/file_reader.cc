@@ -1,8 +1,5 @@
 #include "mk/io/file_reader.h"
 
-#include <cerrno>
-#include <cstring>
-
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"

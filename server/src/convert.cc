@@ -6,15 +6,6 @@
 
 namespace mk::server {
 
-namespace {
-// The packed codec and the ring share the slot layout.
-static_assert(proto::packed_word::kOpcode == protocol::kWordOpcode &&
-              proto::packed_word::kPriority == protocol::kWordPriority &&
-              proto::packed_word::kArg0 == protocol::kWordArg0 &&
-              proto::kPackedArgWords == protocol::kArgWords &&
-              proto::kPackedBytes == protocol::kSlotBytes);
-}  // namespace
-
 absl::StatusOr<std::vector<engine::SlotPayload>> DecodePublish(const v1::PublishRequest& request) {
   std::vector<engine::SlotPayload> out;
   switch (request.payload_case()) {

@@ -18,12 +18,6 @@ using protocol::SlotStatus;
 
 constexpr const char* kPriorityNames[] = {"CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE"};
 
-// The ports' images are the packed form, word for word.
-static_assert(proto::kPackedBytes == protocol::kSlotBytes &&
-              proto::packed_word::kStatus == protocol::kWordStatus &&
-              proto::packed_word::kOpcode == protocol::kWordOpcode &&
-              proto::packed_word::kArg0 == protocol::kWordArg0);
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PartitionedRing>> PartitionedRing::Create(

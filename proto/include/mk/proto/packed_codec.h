@@ -3,8 +3,9 @@
 // ring slot's layout (docs/protocol.md, "Ring slot"). One codec for the server, the C++ client
 // and the engine's ring ports; it needs no protobuf.
 //
-// A slot image: STATUS, OPCODE, TENANT, PRIORITY, then the 12 argument words. Clients leave
-// STATUS and TENANT zero; the server ignores and overwrites them.
+// A slot image is a ring slot (mk/engine/protocol.h, section 1): STATUS, OPCODE, TENANT,
+// PRIORITY, then the 12 argument words. Clients leave STATUS and TENANT zero; the server ignores
+// and overwrites them.
 // A completion image: STATUS holds 3 (DONE), 7 (FAULT) or 0xFFFFFFFF (CANCELLED); words 2 and
 // 3 the ticket's low and high halves; words 4..15 the 12 result words (FAULT: the fault code
 // and its detail word, then zeros).
@@ -22,24 +23,17 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "mk/engine/protocol.h"
 
 namespace mk::proto {
 
-inline constexpr size_t kPackedBytes = 64;
-inline constexpr uint32_t kPackedWords = 16;
-inline constexpr uint32_t kPackedArgWords = 12;
-
-// Word positions in every image (slots and completions).
-namespace packed_word {
-inline constexpr uint32_t kStatus = 0;
-inline constexpr uint32_t kOpcode = 1;
-inline constexpr uint32_t kTenant = 2;
-inline constexpr uint32_t kPriority = 3;
-inline constexpr uint32_t kArg0 = 4;
-inline constexpr uint32_t kTicketLow = 2;   // completions
-inline constexpr uint32_t kTicketHigh = 3;  // completions
-}  // namespace packed_word
-static_assert(packed_word::kArg0 + kPackedArgWords == kPackedWords);
+// An image is a ring slot's 16 words; word positions are protocol::kWord*.
+inline constexpr size_t kPackedBytes = protocol::kSlotBytes;
+inline constexpr uint32_t kPackedWords = protocol::kSlotWords;
+inline constexpr uint32_t kPackedArgWords = protocol::kArgWords;
+// A completion image carries its ticket where a slot has TENANT and PRIORITY.
+inline constexpr uint32_t kWordTicketLow = protocol::kWordTenant;
+inline constexpr uint32_t kWordTicketHigh = protocol::kWordPriority;
 
 using PackedWords = std::array<uint32_t, kPackedWords>;
 
@@ -62,24 +56,34 @@ absl::Status CheckPackedSize(size_t bytes, absl::string_view field, absl::string
 // One slot of PublishRequest.packed_slots.
 struct PackedSlot {
   uint32_t opcode = 0;
-  uint32_t priority = 2;  // NORMAL
+  uint32_t priority = protocol::kDefaultPriority;
   std::array<uint32_t, kPackedArgWords> args{};
   friend bool operator==(const PackedSlot&, const PackedSlot&) = default;
 };
 // Writes the slot's image (STATUS and TENANT zero) at `image` (64 bytes).
-void EncodePackedSlot(const PackedSlot& slot, char* image);
+inline void EncodePackedSlot(const PackedSlot& slot, char* image) {
+  PackedWords w{};
+  w[protocol::kWordOpcode] = slot.opcode;
+  w[protocol::kWordPriority] = slot.priority;
+  std::memcpy(&w[protocol::kWordArg0], slot.args.data(), sizeof(slot.args));
+  StorePackedWords(w, image);
+}
 // Reads a slot image; STATUS and TENANT are ignored.
 inline PackedSlot DecodePackedSlot(const char* image) {
   const PackedWords w = LoadPackedWords(image);
   PackedSlot slot;
-  slot.opcode = w[packed_word::kOpcode];
-  slot.priority = w[packed_word::kPriority];
-  std::memcpy(slot.args.data(), &w[packed_word::kArg0], sizeof(slot.args));
+  slot.opcode = w[protocol::kWordOpcode];
+  slot.priority = w[protocol::kWordPriority];
+  std::memcpy(slot.args.data(), &w[protocol::kWordArg0], sizeof(slot.args));
   return slot;
 }
 
 // One completion of CompletionBatch.packed_completions.
-enum class PackedStatus : uint32_t { kDone = 3, kFault = 7, kCancelled = 0xFFFFFFFFu };
+enum class PackedStatus : uint32_t {
+  kDone = static_cast<uint32_t>(protocol::SlotStatus::kDone),
+  kFault = static_cast<uint32_t>(protocol::SlotStatus::kFault),
+  kCancelled = 0xFFFFFFFFu,  // no slot status: the slot never ran
+};
 struct PackedCompletion {
   uint64_t ticket = 0;
   PackedStatus status = PackedStatus::kDone;
@@ -87,7 +91,15 @@ struct PackedCompletion {
   std::array<uint32_t, kPackedArgWords> words{};
   friend bool operator==(const PackedCompletion&, const PackedCompletion&) = default;
 };
-void EncodePackedCompletion(const PackedCompletion& completion, char* image);
+// Inline: the server encodes every completion of a packed stream with it.
+inline void EncodePackedCompletion(const PackedCompletion& completion, char* image) {
+  PackedWords w{};
+  w[protocol::kWordStatus] = static_cast<uint32_t>(completion.status);
+  w[kWordTicketLow] = static_cast<uint32_t>(completion.ticket);
+  w[kWordTicketHigh] = static_cast<uint32_t>(completion.ticket >> 32);
+  std::memcpy(&w[protocol::kWordArg0], completion.words.data(), sizeof(completion.words));
+  StorePackedWords(w, image);
+}
 // DATA_LOSS naming completion `index` when the STATUS word is none of the three values.
 absl::StatusOr<PackedCompletion> DecodePackedCompletion(const char* image, size_t index);
 
