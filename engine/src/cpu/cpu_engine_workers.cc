@@ -1,12 +1,9 @@
 // The CPU engine's executor: worker threads that claim, run and reap batches, the deferred
 // (ready / parked) lists, and idle parking. See cpu_engine.h for the threading model.
-#include <algorithm>
-#include <array>
 #include <chrono>
 
 #include "cpu/cpu_engine.h"
 #include "mk/base/cpu_relax.h"
-#include "mk/engine/atomics.h"
 #include "mk/engine/opcode_registry.h"
 
 namespace mk::engine::cpu {
@@ -91,8 +88,7 @@ bool CpuEngine::ProcessReady(WorkerState& ws) {
   if (!scheduler_.TakeReady(&ws.ready)) return false;
   for (uint32_t index : ws.ready) TryRun(index, ws);
   ws.FlushCounters();
-  for (uint32_t index : ws.ready) reaper_.ReapSlot(index, &ws.batcher);
-  ws.batcher.Flush();
+  reaper_.ReapIndices(ws.ready, &ws.batcher);  // delivers (flushes the batcher)
   ws.ready.clear();
   NotifyProgress();
   return true;

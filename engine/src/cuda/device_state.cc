@@ -53,7 +53,7 @@ absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(
       cudaMalloc(reinterpret_cast<void**>(&claim_), offload::kMaxShards * sizeof(*claim_)),
       "allocating the claim counters");
-  const protocol::control::Layout layout = control_buffers_.layout();
+  const protocol::control::Layout layout = control_buffers_.control().layout();
   const size_t control_bytes = size_t{layout.TotalWords()} * sizeof(uint32_t);
   MK_CUDA_RETURN_IF_ERROR(cudaMalloc(reinterpret_cast<void**>(&control_), control_bytes),
                           "allocating the device control buffer");

@@ -38,7 +38,7 @@ ClaimScheduler::ClaimScheduler(PartitionedRing& ring, ControlBuffers& control,
                                const TenantGate& tenants, SlotReaper& reaper,
                                std::function<void()> wake)
     : ring_(ring),
-      starvation_(&control.words()[ctl::kStarvationCounter]),
+      starvation_(&control.control().words()[ctl::kStarvationCounter]),
       tenants_(tenants),
       reaper_(reaper),
       wake_(std::move(wake)) {
@@ -66,14 +66,15 @@ bool ClaimScheduler::ClaimNext(uint32_t max, ClaimRange* range) {
 bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
                               CompletionBatcher& batcher) {
   uint32_t* w = ring_.slot(index);
-  const auto status = static_cast<SlotStatus>(ring_.status(index).load(std::memory_order_acquire));
+  const auto status =
+      static_cast<SlotStatus>(PartitionedRing::StatusWord(w).load(std::memory_order_acquire));
   if (!protocol::IsClaimable(status)) return false;  // cancelled
   const uint32_t tenant = protocol::AtomicLoad(&w[protocol::kWordTenant]);
   if (!tenants_.Enabled(tenant)) {
     Park(tenant, index, batcher);
     return false;
   }
-  if (!ring_.MoveStatus(index, status, SlotStatus::kClaimed, Actor::kEngine)) {
+  if (!PartitionedRing::MoveStatus(w, index, status, SlotStatus::kClaimed, Actor::kEngine)) {
     return false;  // cancelled or claimed through another path
   }
   counters.CountClaim(tenant, w[protocol::kWordPriority]);
@@ -85,11 +86,11 @@ bool ClaimScheduler::TryClaim(uint32_t index, ControlCounters& counters,
   // Park the fence; whoever finishes its last predecessor makes it ready
   // (PartitionedRing::ReleaseFence and the fence-ready callback). The re-check closes the window
   // where that happened between the test above and the store (both sequentially consistent).
-  MK_DCHECK_TRANSITION(static_cast<SlotStatus>(ring_.status(index).load(std::memory_order_relaxed)),
-                       SlotStatus::kRequeue, Actor::kEngine, index);
-  ring_.status(index).store(static_cast<uint32_t>(SlotStatus::kRequeue), std::memory_order_seq_cst);
+  PartitionedRing::StoreStatus(w, index, SlotStatus::kRequeue, Actor::kEngine,
+                               std::memory_order_seq_cst);
   if (meta.fence_pending.load(std::memory_order_seq_cst) != 0) return false;
-  return ring_.MoveStatus(index, SlotStatus::kRequeue, SlotStatus::kClaimed, Actor::kEngine);
+  return PartitionedRing::MoveStatus(w, index, SlotStatus::kRequeue, SlotStatus::kClaimed,
+                                     Actor::kEngine);
 }
 
 void ClaimScheduler::Park(uint32_t tenant, uint32_t index, CompletionBatcher& batcher) {

@@ -28,14 +28,15 @@ absl::StatusOr<std::unique_ptr<ControlBuffers>> ControlBuffers::Create(uint32_t 
     return absl::ResourceExhaustedError("engine: cannot allocate the debug log");
   }
   return std::unique_ptr<ControlBuffers>(new ControlBuffers(
-      max_tenants, scratch_words, debug_log_records, static_cast<uint32_t*>(log)));
+      max_tenants, scratch_words, debug_log_records, static_cast<uint32_t*>(log), log_words));
 }
 
 ControlBuffers::ControlBuffers(uint32_t max_tenants, uint32_t scratch_words,
-                               uint32_t debug_log_records, uint32_t* debug_log)
+                               uint32_t debug_log_records, uint32_t* debug_log,
+                               size_t debug_log_words)
     : words_(ctl::Layout{max_tenants, scratch_words}.TotalWords()),
       view_(*ControlView::Create(absl::MakeSpan(words_), {max_tenants, scratch_words})),
-      debug_log_words_(protocol::debug_log::BufferWords(debug_log_records)),
+      debug_log_words_(debug_log_words),
       debug_log_records_(debug_log_records),
       debug_log_(debug_log) {
   view_.Initialize();

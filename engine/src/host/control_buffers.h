@@ -35,9 +35,8 @@ class ControlBuffers {
   ControlBuffers(const ControlBuffers&) = delete;
   ControlBuffers& operator=(const ControlBuffers&) = delete;
 
+  // The control words and their layout (control().words(), control().layout()).
   const ControlView& control() const { return view_; }
-  uint32_t* words() { return words_.data(); }
-  const protocol::control::Layout& layout() const { return view_.layout(); }
   // Control words 129..134: where each of the ring's priority partitions starts, and its end.
   void RecordPartitions(const PartitionedRing& ring);
 
@@ -55,7 +54,7 @@ class ControlBuffers {
     void operator()(uint32_t* p) const { std::free(p); }
   };
   ControlBuffers(uint32_t max_tenants, uint32_t scratch_words, uint32_t debug_log_records,
-                 uint32_t* debug_log);
+                 uint32_t* debug_log, size_t debug_log_words);
 
   std::vector<uint32_t> words_;
   ControlView view_;

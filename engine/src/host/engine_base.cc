@@ -147,7 +147,7 @@ absl::Status EngineBase::SetTenantEnabled(uint32_t tenant, bool enabled) {
 
 absl::Status EngineBase::Telemetry(absl::Span<const uint32_t> window_opcodes,
                                    TelemetrySnapshot* out) {
-  const absl::Span<const uint32_t> control(control_->words(), control_->layout().TotalWords());
+  const absl::Span<const uint32_t> control = control_->control().words();
   if (!window_opcodes.empty()) {  // windows need every slot's words: the full decode
     return DecodeTelemetry(ring_->words(), control, window_opcodes, out);
   }
@@ -184,25 +184,25 @@ absl::Status EngineBase::EvictResource(uint32_t tenant, uint32_t resource_id) {
 bool EngineBase::FinishClaimed(uint32_t index, const protocol::ExecResult& r,
                                ControlCounters& counters) {
   using protocol::SlotStatus;
+  uint32_t* w = ring_->slot(index);
   switch (r.status) {
     case SlotStatus::kDone:
     case SlotStatus::kFault: {
-      const uint32_t fence = ring_->meta(index).fence_waiter;  // read before it is reapable
-      ring_->WriteOutcome(index, r, Actor::kEngine);
-      counters.CountOutcome(ring_->slot(index)[protocol::kWordOpcode]);
+      // Read before the outcome makes the slot reapable (this executor owns it until then).
+      const uint32_t fence = ring_->meta(index).fence_waiter;
+      const uint32_t opcode = w[protocol::kWordOpcode];
+      PartitionedRing::WriteOutcome(w, index, r, Actor::kEngine);
+      counters.CountOutcome(opcode);
       if (fence != kNoFence && ring_->ReleaseFence(fence)) scheduler_.PushReady(fence);
       return true;
     }
     case SlotStatus::kRequeue:
-      MK_DCHECK_TRANSITION(
-          static_cast<SlotStatus>(ring_->status(index).load(std::memory_order_relaxed)),
-          SlotStatus::kRequeue, Actor::kEngine, index);
-      ring_->status(index).store(static_cast<uint32_t>(SlotStatus::kRequeue),
-                                 std::memory_order_release);
+      PartitionedRing::StoreStatus(w, index, SlotStatus::kRequeue, Actor::kEngine,
+                                   std::memory_order_release);
       scheduler_.PushReady(index);
       return false;
     default:
-      ring_->MoveStatus(index, SlotStatus::kClaimed, r.status, Actor::kEngine);
+      PartitionedRing::MoveStatus(w, index, SlotStatus::kClaimed, r.status, Actor::kEngine);
       return false;
   }
 }

@@ -18,7 +18,8 @@
 //   fence) holds it.
 //
 // WriteOutcome is the one writer of a slot's outcome (results, then DONE or FAULT, release);
-// it and MoveStatus check their moves against the slot state machine in builds with assertions.
+// it, MoveStatus and StoreStatus check their moves against the slot state machine in builds
+// with assertions.
 // The ring also implements the reference design's producer and consumer ports
 // (mk/engine/ring_ports.h) over the same memory, for code that holds the ring itself (its
 // tests, a future broker); no engine exposes its ring. The engine's own producers publish
@@ -89,8 +90,11 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   uint32_t slot_count() const override { return slot_count_; }
   // Slot `index`'s 16 words (unchecked: callers hold an index the ring gave them).
   uint32_t* slot(uint32_t index) const { return words_ + size_t{index} * protocol::kSlotWords; }
-  std::atomic_ref<uint32_t> status(uint32_t index) const {
-    return std::atomic_ref<uint32_t>(slot(index)[protocol::kWordStatus]);
+  std::atomic_ref<uint32_t> status(uint32_t index) const { return StatusWord(slot(index)); }
+  // The STATUS word of the slot at `w` (= slot(index)). Paths that touch a slot several times
+  // compute its address once and use the slot-address forms below.
+  static std::atomic_ref<uint32_t> StatusWord(uint32_t* w) {
+    return std::atomic_ref<uint32_t>(w[protocol::kWordStatus]);
   }
   SlotMeta& meta(uint32_t index) const { return meta_[index]; }
   // Every slot's words (the full telemetry decode reads them all).
@@ -151,30 +155,40 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   // The one writer of a slot's outcome: `result.status` is DONE or FAULT; the result words
   // (the rest zeroed), then STATUS with release ordering. `actor`: who moves the slot (the
   // executor finishing it, or the host resuming or failing it).
+  // Each has a form taking the slot's address `w` (= slot(index)) as well; `index` then only
+  // names the slot in the state machine's check.
   void WriteOutcome(uint32_t index, const protocol::ExecResult& result, Actor actor) {
+    WriteOutcome(slot(index), index, result, actor);
+  }
+  static void WriteOutcome(uint32_t* w, uint32_t index, const protocol::ExecResult& result,
+                           Actor actor) {
     MK_DCHECK_TRANSITION(
-        static_cast<protocol::SlotStatus>(status(index).load(std::memory_order_relaxed)),
+        static_cast<protocol::SlotStatus>(StatusWord(w).load(std::memory_order_relaxed)),
         result.status, actor, index);
-    uint32_t* w = slot(index);
     std::copy(result.results, result.results + result.result_count, w + protocol::kWordArg0);
     std::fill(w + protocol::kWordArg0 + result.result_count, w + protocol::kSlotWords, 0u);
-    status(index).store(static_cast<uint32_t>(result.status), std::memory_order_release);
+    StatusWord(w).store(static_cast<uint32_t>(result.status), std::memory_order_release);
   }
   // Moves `index` from `from` to `to` with a compare-and-swap; false when it was not in `from`.
   bool MoveStatus(uint32_t index, protocol::SlotStatus from, protocol::SlotStatus to,
                   Actor actor) const {
+    return MoveStatus(slot(index), index, from, to, actor);
+  }
+  static bool MoveStatus(uint32_t* w, uint32_t index, protocol::SlotStatus from,
+                         protocol::SlotStatus to, Actor actor) {
     MK_DCHECK_TRANSITION(from, to, actor, index);
     uint32_t expected = static_cast<uint32_t>(from);
-    return status(index).compare_exchange_strong(expected, static_cast<uint32_t>(to),
+    return StatusWord(w).compare_exchange_strong(expected, static_cast<uint32_t>(to),
                                                  std::memory_order_acq_rel);
   }
-  // Undoes MoveStatus(CLAIMED -> WAIT_IO) when the io request it was made for could not be
-  // published (the io queue is full): nobody waits on the slot, and its executor requeues it.
-  // Not a protocol move; the only status change outside the state machine.
-  void UndoWaitIo(uint32_t index) const {
-    uint32_t waiting = static_cast<uint32_t>(protocol::SlotStatus::kWaitIo);
-    status(index).compare_exchange_strong(waiting,
-                                          static_cast<uint32_t>(protocol::SlotStatus::kClaimed));
+  // Stores `to` into a slot no other thread may move now (the publisher's slot before Commit,
+  // the executor's CLAIMED slot), with `order`; checked like the moves above.
+  static void StoreStatus(uint32_t* w, uint32_t index, protocol::SlotStatus to, Actor actor,
+                          std::memory_order order) {
+    MK_DCHECK_TRANSITION(
+        static_cast<protocol::SlotStatus>(StatusWord(w).load(std::memory_order_relaxed)), to, actor,
+        index);
+    StatusWord(w).store(static_cast<uint32_t>(to), order);
   }
   // A slot of a batch left the ring's in-flight states: tells the fence waiting on it. True when
   // that fence has no predecessors left (whoever gets true makes the fence ready). Read the

@@ -227,7 +227,6 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     ++stats_.requeued;  // everything resident is loading or being hashed: retry shortly
     return Requeue();
   }
-  if (!prefetch) MarkWaiting(slot_index);  // before the request can complete
   IoRequest request;
   request.resource_id = id;
   request.residency = id;
@@ -237,19 +236,15 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   if (!io_slot.ok()) {  // io queue full: the ring slot is retried, never skipped
     ++stats_.requeued;
     store_->Remove(id);  // placed by MakeRoomLocked, not reserved yet
-    if (!prefetch) {     // back to CLAIMED: the worker moves it to REQUEUE
-      ring_.UndoWaitIo(slot_index);
-    }
     return Requeue();
   }
   Resident& r = resident_[id];
   r.last_use = ++clock_;
   r.reserved = resource->length;  // budget held now; the bytes arrive with the read
   used_bytes_ += r.reserved;
-  if (!prefetch) {
-    r.waiters.push_back(
-        {slot_index, ring_.meta(slot_index).ticket.load(std::memory_order_relaxed)});
-  }
+  // The read cannot finish before mu_ is released (FinishRead takes the waiters under it), so
+  // the slot is marked waiting in time.
+  if (!prefetch) r.waiters.push_back({slot_index, MarkWaiting(slot_index)});
   lock.unlock();
   // The CPU engine's worker is a host thread: it serves the request it just published at once
   // (one thread hop fewer). Claims are exactly-once, so the pump thread stays a safe backstop.

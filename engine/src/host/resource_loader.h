@@ -106,8 +106,9 @@ class ResourceLoader {
   void StartRead(uint32_t io_index);
   void FinishRead(uint32_t io_index, uint32_t resource_id, absl::Status status, uint64_t start_ns);
 
-  // CLAIMED -> WAIT_IO for a slot whose io request is about to become visible (before it is
-  // published, so a fast completion always finds the slot waiting); returns its ticket.
+  // CLAIMED -> WAIT_IO for a slot that waits on a read (call with mu_ held: the read's
+  // completion resumes its waiters under mu_, so it always finds the slot waiting); returns
+  // the slot's ticket.
   uint64_t MarkWaiting(uint32_t slot_index);
 
   PartitionedRing& ring_;

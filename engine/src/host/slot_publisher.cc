@@ -109,8 +109,8 @@ bool SlotPublisher::WriteSlots(uint32_t tenant, absl::Span<const SlotPayload> sl
     w[protocol::kWordPriority] = slot.priority;
     std::copy(slot.args.begin(), slot.args.end(), w + protocol::kWordArg0);
     // No executor or canceller sees the slot before Commit: the order inside the pass is free.
-    ring_.status(index).store(static_cast<uint32_t>(protocol::SlotStatus::kPublished),
-                              std::memory_order_release);
+    PartitionedRing::StoreStatus(w, index, protocol::SlotStatus::kPublished, Actor::kHost,
+                                 std::memory_order_release);
   }
   return has_fence;
 }

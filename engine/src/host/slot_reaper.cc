@@ -35,14 +35,15 @@ SlotReaper::SlotReaper(PartitionedRing& ring, ControlBuffers& control, OutcomeLe
     : ring_(ring), control_(control), ledger_(ledger), default_sink_(default_sink) {}
 
 bool SlotReaper::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
-  const auto status = static_cast<SlotStatus>(ring_.status(index).load(std::memory_order_acquire));
+  uint32_t* w = ring_.slot(index);
+  const auto status =
+      static_cast<SlotStatus>(PartitionedRing::StatusWord(w).load(std::memory_order_acquire));
   if (!protocol::IsTerminal(status)) return false;
   const SlotMeta& m = ring_.meta(index);
-  const Completion c =
-      CompletionFromSlot(ring_.slot(index), status, m.ticket.load(std::memory_order_relaxed));
+  const Completion c = CompletionFromSlot(w, status, m.ticket.load(std::memory_order_relaxed));
   CompletionSink* sink = m.sink;
   const uint64_t publish_ns = m.publish_ns;
-  if (!ring_.MoveStatus(index, status, SlotStatus::kEmpty, Actor::kHost)) {
+  if (!PartitionedRing::MoveStatus(w, index, status, SlotStatus::kEmpty, Actor::kHost)) {
     return false;  // another thread reaped it first
   }
   out->Add(sink, c, publish_ns);
@@ -120,7 +121,7 @@ bool SlotReaper::ResumeWaiting(uint32_t index, uint64_t ticket, const protocol::
     }
     fence = ring_.meta(index).fence_waiter;  // read before the slot can be reaped
     ring_.WriteOutcome(index, result, Actor::kHost);
-    protocol::AtomicFetchAdd(&control_.words()[protocol::control::kDoneCount], 1);
+    protocol::AtomicFetchAdd(&control_.control().words()[protocol::control::kDoneCount], 1);
   }
   if (fence != kNoFence) OnFenceReleased(fence);
   ReapSlot(index, out);

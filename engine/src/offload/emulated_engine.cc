@@ -27,10 +27,10 @@ class EmulatedEngine final : public OffloadEngine {
     kernel.claim_limit = options_.claim_batch;
     protocol::IoHook checksum;
     if (loader_ != nullptr) checksum = loader_->Hook();
-    MK_ASSIGN_OR_RETURN(
-        std::unique_ptr<HostThreadKernel> port,
-        HostThreadKernel::Create(kernel, control_->layout(), control_->debug_log_storage(),
-                                 control_->debug_log_records(), checksum));
+    MK_ASSIGN_OR_RETURN(std::unique_ptr<HostThreadKernel> port,
+                        HostThreadKernel::Create(kernel, control_->control().layout(),
+                                                 control_->debug_log_storage(),
+                                                 control_->debug_log_records(), checksum));
     InstallKernel(std::move(port));
     return absl::OkStatus();
   }

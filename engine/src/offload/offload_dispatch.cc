@@ -140,7 +140,7 @@ void OffloadEngine::DispatchLocked(Shard& shard) {
     shard.published.store(shard.tail, std::memory_order_seq_cst);
     WakeReaper(shard);
   }
-  shard.counters.Flush(control_->words());
+  shard.counters.Flush(control_->control().words().data());
   shard.batcher->Flush();
   profile_.OnDispatch(shard.id, shard.tail - before, started, claimed_at, DispatchProfile::Now());
 }

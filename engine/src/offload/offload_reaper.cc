@@ -118,7 +118,7 @@ uint32_t OffloadEngine::ReapPass(Shard& shard) {
     ++consumed;
   }
   if (consumed == 0) return 0;
-  uint32_t* control = control_->words();
+  uint32_t* control = control_->control().words().data();
   shard.reap_counters.Flush(control);
   if (epochs != 0) protocol::AtomicFetchAdd(&control[protocol::control::kEpoch], epochs);
   shard.head.store(head, std::memory_order_release);

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "mk/engine/protocol.h"
+#include "support/engine_test_util.h"
 
 namespace mk::engine::offload {
 namespace {
@@ -43,35 +44,34 @@ class HostThreadKernelTest : public ::testing::Test {
     }
     kernel_->queues().PublishTail(shard, position + slots.size(), /*streamed=*/true);
   }
-  // The record of `position`, once whole (false at the deadline).
-  bool AwaitRecord(uint32_t shard, uint64_t position, protocol::ExecResult* out,
-                   absl::Duration timeout = absl::Seconds(30)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    const uint64_t* record = kernel_->queues().completion(shard, position);
+  // The record of `position`, once whole (false at the deadline). The status word comes
+  // first and each result word after it, as a GPU's may: wait for every word's tag, as the
+  // reaper does.
+  bool AwaitRecord(uint32_t shard, uint64_t position, protocol::ExecResult* out) {
     const uint32_t tag = PositionTag(position);
-    for (;;) {
-      const uint64_t head =
-          std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(record)).load(std::memory_order_acquire);
-      if (static_cast<uint32_t>(head >> 32) == tag) {
-        out->status = static_cast<SlotStatus>(head & 0xff);
-        out->result_count = (head >> 8) & 0xff;
-        for (uint32_t i = 0; i < out->result_count; ++i) {
-          const uint64_t word = std::atomic_ref<uint64_t>(*const_cast<uint64_t*>(record + 1 + i))
-                                    .load(std::memory_order_acquire);
-          EXPECT_EQ(static_cast<uint32_t>(word >> 32), tag) << "result word " << i;
-          out->results[i] = static_cast<uint32_t>(word);
-        }
-        return true;
-      }
-      if (absl::Now() > deadline) return false;
-      std::this_thread::yield();  // the kernel's threads write it
+    uint64_t head = 0;
+    if (!testing::WaitUntil([&] { return Tag(head = RecordWord(shard, position, 0)) == tag; })) {
+      return false;
     }
+    out->status = static_cast<SlotStatus>(head & 0xff);
+    out->result_count = (head >> 8) & 0xff;
+    for (uint32_t i = 0; i < out->result_count; ++i) {
+      uint64_t word = 0;
+      EXPECT_TRUE(testing::WaitUntil([&] {
+        return Tag(word = RecordWord(shard, position, 1 + i)) == tag;
+      })) << "result word "
+          << i << " never carried the record's tag";
+      out->results[i] = static_cast<uint32_t>(word);
+    }
+    return true;
   }
-  uint64_t Record0(uint32_t shard, uint64_t position) {
+  uint64_t RecordWord(uint32_t shard, uint64_t position, uint32_t word) {
     return std::atomic_ref<uint64_t>(
-               *const_cast<uint64_t*>(kernel_->queues().completion(shard, position)))
+               *const_cast<uint64_t*>(kernel_->queues().completion(shard, position) + word))
         .load(std::memory_order_acquire);
   }
+  uint64_t Record0(uint32_t shard, uint64_t position) { return RecordWord(shard, position, 0); }
+  static uint32_t Tag(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
 
   std::vector<uint32_t> log_;
   std::unique_ptr<HostThreadKernel> kernel_;
@@ -132,9 +132,7 @@ TEST_F(HostThreadKernelTest, PausedKernelHoldsEntriesUntilUnpaused) {
   kernel_->queues().SetPaused(true);
   Dispatch(0, 0, {{op::kNop, 1, 2}, {op::kNop, 1, 2}});
   // Both blocks poll the paused doorbell until they count as idle; nothing ran meanwhile.
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (kernel_->queues().IdleBlocks() != 2 && absl::Now() < deadline) std::this_thread::yield();
-  ASSERT_EQ(kernel_->queues().IdleBlocks(), 2u);
+  ASSERT_TRUE(testing::WaitUntil([&] { return kernel_->queues().IdleBlocks() == 2; }));
   EXPECT_EQ(Record0(0, 0), 0u) << "a paused kernel claims nothing";
   kernel_->queues().SetPaused(false);
   protocol::ExecResult r;
