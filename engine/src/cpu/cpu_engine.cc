@@ -8,10 +8,6 @@
 namespace mk::engine::cpu {
 
 absl::StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::Create(const EngineOptions& options) {
-  if (options.claim_batch == 0 || options.claim_batch > 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("engine: claim_batch ", options.claim_batch, " out of range; use 1..1024"));
-  }
   if (options.workers > 256) {
     return absl::InvalidArgumentError(
         absl::StrCat("engine: ", options.workers, " workers requested; use 0 (auto) .. 256"));

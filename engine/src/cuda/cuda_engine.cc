@@ -95,15 +95,7 @@ absl::StatusOr<std::unique_ptr<CudaEngine>> CudaEngine::Create(const EngineOptio
         co_resident, " can be resident at once on ", device_name,
         "; a persistent kernel needs every block resident: lower --workers"));
   }
-  offload::OffloadConfig config;
-  config.backend = "cuda";
-  config.blocks = blocks;
-  config.queues.blocks = blocks;
-  const uint32_t most_shards = std::min(blocks, offload::kMaxShards);
-  config.queues.shards = options.cuda.submission_queues != 0
-                             ? std::clamp(options.cuda.submission_queues, 1u, most_shards)
-                             : most_shards;
-  config.queues.sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
+  offload::OffloadConfig config = offload::OffloadConfigFor("cuda", blocks, options);
   config.description = absl::StrCat(device_name, ": persistent kernel, ", blocks, " blocks x ",
                                     device.threads, " threads (", device.scout_warps,
                                     " scout warps), ", config.queues.shards, " submission queues");
@@ -131,7 +123,6 @@ absl::Status CudaEngine::CreateDeviceState() {
   MK_ASSIGN_OR_RETURN(std::unique_ptr<DeviceState> device,
                       DeviceState::Create(device_config_, config().queues, *control_));
   if (residency_ != nullptr) device->set_residency(residency_->params());
-  device_ = device.get();
   InstallKernel(std::move(device));
   return absl::OkStatus();
 }
@@ -141,11 +132,11 @@ void CudaEngine::AbandonKernel(std::unique_ptr<offload::KernelPort> kernel) {
   // device state may be freed through CUDA (that would wait for the kernel forever). Leaked;
   // the process's exit ends the kernel with its context.
   if (residency_ != nullptr) residency_->Abandon();
-  device_ = nullptr;
-  (void)kernel.release();
+  OffloadEngine::AbandonKernel(std::move(kernel));
 }
 
-absl::Status CudaEngine::RecoverFailedKernel(const absl::Status& failure) {
+absl::Status CudaEngine::RecoverFailedKernel(std::unique_ptr<offload::KernelPort> failed,
+                                             const absl::Status& /*failure: logged already*/) {
   // A sticky error poisons the context; nothing runs any more. Tear the context down and
   // rebuild every device resource.
   if (loader_ != nullptr) {
@@ -157,10 +148,10 @@ absl::Status CudaEngine::RecoverFailedKernel(const absl::Status& failure) {
       base::LogError(s.message());
     }
   }
-  if (device_ != nullptr) device_->Abandon();
-  device_ = nullptr;
-  InstallKernel(nullptr);
-  base::LogWarning("cuda: recovery: resetting the device after ", failure.message());
+  // Its handles die with the context: destroy it without releasing them.
+  static_cast<DeviceState&>(*failed).Abandon();
+  failed.reset();
+  base::LogWarning("cuda: recovery: resetting the device");
   if (cudaError_t e = cudaDeviceReset(); e != cudaSuccess) {
     return CudaStatus(e, "resetting the device after a failed kernel", "restart megakerneld");
   }

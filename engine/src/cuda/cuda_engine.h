@@ -6,7 +6,8 @@
 // device memory, which the kernel reads for LOAD_MISS and CHECKSUM), and recovery from a failed
 // kernel (device reset, then every device resource rebuilt).
 //
-// Thread safety: as OffloadEngine. Recovery runs on the teardown path, with kernel_mu() held.
+// Thread safety: as OffloadEngine. Recovery runs on the teardown path, under the engine's
+// kernel lock.
 #ifndef MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 #define MK_ENGINE_SRC_CUDA_CUDA_ENGINE_H_
 
@@ -36,14 +37,13 @@ class CudaEngine final : public offload::OffloadEngine {
   // A DeviceState for the current context, told where the resident resources are, installed as
   // the engine's kernel.
   absl::Status CreateDeviceState();
-  absl::Status RecoverFailedKernel(const absl::Status& failure) override;
+  absl::Status RecoverFailedKernel(std::unique_ptr<offload::KernelPort> failed,
+                                   const absl::Status& failure) override;
   void AbandonKernel(std::unique_ptr<offload::KernelPort> kernel) override;
 
   const DeviceConfig device_config_;
   // Owned by loader_ (null without a resource root); rebuilt after a device reset.
   DeviceResidency* residency_ = nullptr;
-  // The installed kernel (owned by OffloadEngine); null once abandoned or failed to rebuild.
-  DeviceState* device_ = nullptr;
 };
 
 }  // namespace mk::engine::cuda

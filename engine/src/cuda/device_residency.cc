@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -182,14 +181,14 @@ absl::Status DeviceResidency::CopyChunk(uint32_t id, uint8_t* to, const io::Chun
       events_.pop_back();
     }
   }
-  const CopyProfile::Time issued = CopyProfile::Now();
+  const Time issued = offload::ProfileClock::Now();
   cudaError_t e =
       cudaMemcpyAsync(to, chunk.data, chunk.length, cudaMemcpyHostToDevice, copy_stream_);
   if (e == cudaSuccess) e = cudaEventRecord(event, copy_stream_);
   if (e == cudaSuccess && chunk.length <= kInlineCopyBytes) {
-    const CopyProfile::Time queued = CopyProfile::Now();
+    const Time queued = offload::ProfileClock::Now();
     e = AwaitCopy(event);
-    profile_.Record(issued, queued, CopyProfile::Now());
+    profile_.Record(issued, queued, offload::ProfileClock::Now());
     {
       std::lock_guard<std::mutex> lock(watch_mu_);
       events_.push_back(event);

@@ -121,11 +121,10 @@ class DeviceResidency final : public host::ResidencyStore {
 
   // Inline chunk copies: time to issue, time to complete; logged at destruction. Only in builds
   // with MK_ENABLE_PROFILING (offload/dispatch_profile.h); otherwise empty and never timed.
+  using Time = offload::ProfileClock::Time;
 #if MK_PROFILING
   class CopyProfile {
    public:
-    using Time = std::chrono::steady_clock::time_point;
-    static Time Now() { return std::chrono::steady_clock::now(); }
     void Record(Time issued, Time queued, Time done);
     ~CopyProfile();
 
@@ -135,8 +134,6 @@ class DeviceResidency final : public host::ResidencyStore {
 #else
   class CopyProfile {
    public:
-    struct Time {};
-    static Time Now() { return {}; }
     void Record(Time, Time, Time) {}
   };
 #endif

@@ -23,7 +23,7 @@ absl::StatusOr<std::unique_ptr<DeviceState>> DeviceState::Create(const DeviceCon
 DeviceState::DeviceState(const DeviceConfig& config,
                          std::unique_ptr<offload::SubmissionQueues> queues,
                          host::ControlBuffers& control)
-    : config_(config), queues_(std::move(queues)), control_buffers_(control) {}
+    : KernelPort(std::move(queues)), config_(config), control_buffers_(control) {}
 
 absl::Status DeviceState::Register(const offload::SubmissionQueues::Region& region,
                                    const char* what) {
@@ -40,9 +40,9 @@ absl::Status DeviceState::Allocate() {
   // The queues are ordinary page-aligned (write-back cached) host memory registered as mapped:
   // one page holds the doorbell and the block idle flags; the submission and completion queues
   // follow.
-  MK_RETURN_IF_ERROR(Register(queues_->control_page(), "the doorbell page"));
-  MK_RETURN_IF_ERROR(Register(queues_->submission_region(), "the submission queues"));
-  MK_RETURN_IF_ERROR(Register(queues_->completion_region(), "the completion queues"));
+  MK_RETURN_IF_ERROR(Register(queues().control_page(), "the doorbell page"));
+  MK_RETURN_IF_ERROR(Register(queues().submission_region(), "the submission queues"));
+  MK_RETURN_IF_ERROR(Register(queues().completion_region(), "the completion queues"));
   absl::Span<uint32_t> log = control_buffers_.debug_log_storage();
   MK_CUDA_RETURN_IF_ERROR(
       cudaHostRegister(log.data(), base::PageRoundUp(log.size() * sizeof(uint32_t)),
@@ -60,17 +60,17 @@ absl::Status DeviceState::Allocate() {
   MK_CUDA_RETURN_IF_ERROR(cudaMemset(control_, 0, control_bytes), "clearing the control buffer");
 
   offload::Doorbell* doorbell = nullptr;
-  MK_RETURN_IF_ERROR(MappedDevicePointer(queues_->doorbell(), &doorbell, "mapping the doorbell"));
+  MK_RETURN_IF_ERROR(MappedDevicePointer(queues().doorbell(), &doorbell, "mapping the doorbell"));
   uint64_t* sq = nullptr;
   MK_RETURN_IF_ERROR(
-      MappedDevicePointer(reinterpret_cast<uint64_t*>(queues_->submission_region().data), &sq,
+      MappedDevicePointer(reinterpret_cast<uint64_t*>(queues().submission_region().data), &sq,
                           "mapping the submission queue"));
   MK_RETURN_IF_ERROR(
-      MappedDevicePointer(queues_->block_idle(), &params_.block_idle, "mapping the idle flags"));
+      MappedDevicePointer(queues().block_idle(), &params_.block_idle, "mapping the idle flags"));
   MK_RETURN_IF_ERROR(
-      MappedDevicePointer(queues_->cq(), &params_.cq, "mapping the completion queues"));
+      MappedDevicePointer(queues().cq(), &params_.cq, "mapping the completion queues"));
   MK_RETURN_IF_ERROR(MappedDevicePointer(log.data(), &params_.debug_log, "mapping the debug log"));
-  const offload::QueueShape& shape = queues_->shape();
+  const offload::QueueShape& shape = queues().shape();
   params_.doorbell = doorbell;
   params_.sq = reinterpret_cast<const uint32_t*>(sq);
   params_.sq_mask = shape.sq_capacity - 1;
@@ -85,8 +85,8 @@ absl::Status DeviceState::Allocate() {
 }
 
 DeviceState::~DeviceState() {
-  // The registrations and device resources are gone after a reset (Abandon); the host memory
-  // (the queues) is freed with queues_ in every case.
+  // The registrations and device resources are gone after a reset (Abandon); the queues' host
+  // memory is freed with the KernelPort in every case.
   if (abandoned_) return;
   // Errors here cannot be acted on (teardown); each release is independent.
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -97,14 +97,14 @@ DeviceState::~DeviceState() {
 }
 
 absl::Status DeviceState::Launch(const uint64_t* first_positions) {
-  const offload::QueueShape& shape = queues_->shape();
+  const offload::QueueShape& shape = queues().shape();
   unsigned long long first[offload::kMaxShards] = {};  // NOLINT(google-runtime-int): CUDA's
   for (uint32_t s = 0; s < shape.shards; ++s) first[s] = first_positions[s];
   MK_CUDA_RETURN_IF_ERROR(
       cudaMemcpyAsync(claim_, first, sizeof(first), cudaMemcpyHostToDevice, stream_),
       "setting the claim counters");
   MK_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_), "setting the claim counters");
-  queues_->ResetForLaunch(first_positions);
+  queues().ResetForLaunch(first_positions);
   MK_CUDA_RETURN_IF_ERROR(LaunchMegakernel(params_, static_cast<int>(shape.blocks),
                                            static_cast<int>(config_.threads), stream_),
                           absl::StrCat("launching the megakernel (", shape.blocks, " x ",

@@ -39,10 +39,6 @@ class DeviceState final : public offload::KernelPort {
                                                              const offload::QueueShape& shape,
                                                              host::ControlBuffers& control);
   ~DeviceState() override;
-  DeviceState(const DeviceState&) = delete;
-  DeviceState& operator=(const DeviceState&) = delete;
-
-  offload::SubmissionQueues& queues() override { return *queues_; }
   absl::Status Launch(const uint64_t* first_positions) override;
   absl::Status WaitStopped(absl::Time deadline) override;
   absl::Status KernelState() override;
@@ -60,11 +56,10 @@ class DeviceState final : public offload::KernelPort {
   absl::Status Register(const offload::SubmissionQueues::Region& region, const char* what);
 
   const DeviceConfig config_;
-  const std::unique_ptr<offload::SubmissionQueues> queues_;
   host::ControlBuffers& control_buffers_;
   bool abandoned_ = false;
   cudaStream_t stream_ = nullptr;
-  uint8_t* registered_[3] = {};  // regions of queues_ registered with the device
+  uint8_t* registered_[3] = {};  // regions of queues() registered with the device
   int registered_count_ = 0;
   bool log_registered_ = false;
   // Device memory, one counter per shard, in the type CUDA's atomicCAS takes.

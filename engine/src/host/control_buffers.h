@@ -12,12 +12,12 @@
 #define MK_ENGINE_SRC_HOST_CONTROL_BUFFERS_H_
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "mk/base/page_memory.h"
 #include "mk/engine/control_buffer.h"
 #include "mk/engine/interpreter.h"
 
@@ -50,9 +50,6 @@ class ControlBuffers {
   protocol::ExecContext MakeExecContext();
 
  private:
-  struct FreeDeleter {
-    void operator()(uint32_t* p) const { std::free(p); }
-  };
   ControlBuffers(uint32_t max_tenants, uint32_t scratch_words, uint32_t debug_log_records,
                  uint32_t* debug_log, size_t debug_log_words);
 
@@ -60,7 +57,7 @@ class ControlBuffers {
   ControlView view_;
   const size_t debug_log_words_;
   const uint32_t debug_log_records_;
-  std::unique_ptr<uint32_t[], FreeDeleter> debug_log_;  // page-aligned, zeroed
+  base::PagePtr<uint32_t[]> debug_log_;  // page-aligned, zeroed
 };
 
 }  // namespace mk::engine::host

@@ -12,6 +12,10 @@ namespace mk::engine::host {
 namespace ctl = protocol::control;
 
 absl::StatusOr<EngineMemory> EngineMemory::Allocate(const EngineOptions& options) {
+  if (options.claim_batch == 0 || options.claim_batch > kMaxClaimBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: claim_batch ", options.claim_batch,
+                                                   " out of range; use 1..", kMaxClaimBatch));
+  }
   EngineMemory memory;
   MK_ASSIGN_OR_RETURN(memory.ring,
                       PartitionedRing::Create(options.ring_slots, options.partition_weights));

@@ -42,11 +42,15 @@ class EnginePeer;
 
 namespace mk::engine::host {
 
+// The most slots an executor claims at once (EngineOptions::claim_batch; a CUDA block's
+// threads).
+inline constexpr uint32_t kMaxClaimBatch = 1024;
+
 // The memory an engine is built on, allocated (and its options validated) before the engine
 // exists, so a Create can fail with a status.
 struct EngineMemory {
-  // INVALID_ARGUMENT for ring, tenant or debug-log options out of range; RESOURCE_EXHAUSTED
-  // without the memory.
+  // INVALID_ARGUMENT for ring, tenant, debug-log or claim_batch options out of range;
+  // RESOURCE_EXHAUSTED without the memory.
   static absl::StatusOr<EngineMemory> Allocate(const EngineOptions& options);
   std::unique_ptr<ControlBuffers> control;
   std::unique_ptr<PartitionedRing> ring;

@@ -1,7 +1,6 @@
 #include "host/partitioned_ring.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <numeric>
 #include <thread>
 
@@ -66,7 +65,7 @@ PartitionedRing::PartitionedRing(uint32_t* words, uint32_t slot_count,
   }
 }
 
-PartitionedRing::~PartitionedRing() { std::free(words_); }
+PartitionedRing::~PartitionedRing() = default;
 
 absl::StatusOr<PartitionedRing::Reservation> PartitionedRing::Reserve(
     const PriorityCounts& wanted) {

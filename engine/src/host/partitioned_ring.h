@@ -48,6 +48,7 @@
 #include "absl/status/statusor.h"
 #include "host/prefetch.h"
 #include "host/slot_state_machine.h"
+#include "mk/base/page_memory.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/interpreter.h"
 #include "mk/engine/ring_ports.h"
@@ -89,7 +90,9 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
 
   uint32_t slot_count() const override { return slot_count_; }
   // Slot `index`'s 16 words (unchecked: callers hold an index the ring gave them).
-  uint32_t* slot(uint32_t index) const { return words_ + size_t{index} * protocol::kSlotWords; }
+  uint32_t* slot(uint32_t index) const {
+    return words_.get() + size_t{index} * protocol::kSlotWords;
+  }
   std::atomic_ref<uint32_t> status(uint32_t index) const { return StatusWord(slot(index)); }
   // The STATUS word of the slot at `w` (= slot(index)). Paths that touch a slot several times
   // compute its address once and use the slot-address forms below.
@@ -99,7 +102,7 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   SlotMeta& meta(uint32_t index) const { return meta_[index]; }
   // Every slot's words (the full telemetry decode reads them all).
   absl::Span<const uint32_t> words() const {
-    return {words_, size_t{slot_count_} * protocol::kSlotWords};
+    return {words_.get(), size_t{slot_count_} * protocol::kSlotWords};
   }
   uint32_t partition_first(uint32_t partition) const { return partitions_[partition].first; }
   uint32_t partition_size(uint32_t partition) const { return partitions_[partition].size; }
@@ -241,7 +244,7 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   static void WaitForFrontier(const Partition& part, uint64_t sequence);
   absl::Status CheckIndex(uint32_t slot_index) const;
 
-  uint32_t* const words_;  // page-aligned, owned (std::free)
+  const base::PagePtr<uint32_t[]> words_;  // page-aligned
   const uint32_t slot_count_;
   std::unique_ptr<SlotMeta[]> meta_;
   std::array<Partition, protocol::kPriorityCount> partitions_;

@@ -37,7 +37,7 @@ void DispatchProfile::OnDispatch(uint32_t shard, uint64_t slots, Time started, T
 void DispatchProfile::OnReapPass(uint32_t shard, uint64_t records, Time seen) {
   reap_passes_.fetch_add(1, std::memory_order_relaxed);
   reaped_slots_.fetch_add(records, std::memory_order_relaxed);
-  const int64_t deliver_ns = Ns(Now() - seen);
+  const int64_t deliver_ns = Ns(ProfileClock::Now() - seen);
   reap_ns_.fetch_add(deliver_ns, std::memory_order_relaxed);
   const int64_t rang = doorbell_ns_[shard].exchange(0, std::memory_order_relaxed);
   if (records != 1 || rang == 0) return;

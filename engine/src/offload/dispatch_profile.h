@@ -29,12 +29,25 @@
 
 namespace mk::engine::offload {
 
+// The clock of every profile (this one and DeviceResidency's copy profile): steady_clock in
+// profiling builds; otherwise a Time with nothing in it and a Now() that reads no clock.
+#if MK_PROFILING
+struct ProfileClock {
+  using Time = std::chrono::steady_clock::time_point;
+  static Time Now() { return std::chrono::steady_clock::now(); }
+};
+#else
+struct ProfileClock {
+  struct Time {};
+  static Time Now() { return {}; }
+};
+#endif
+
 #if MK_PROFILING
 
 class DispatchProfile {
  public:
-  using Time = std::chrono::steady_clock::time_point;
-  static Time Now() { return std::chrono::steady_clock::now(); }
+  using Time = ProfileClock::Time;
 
   ~DispatchProfile() { Print(/*window=*/false); }
   // A dispatch of `slots` into `shard`: entered at `started`, entries written at `claimed`,
@@ -65,8 +78,7 @@ class DispatchProfile {
 
 class DispatchProfile {
  public:
-  struct Time {};
-  static Time Now() { return {}; }
+  using Time = ProfileClock::Time;
   void OnDispatch(uint32_t, uint64_t, Time, Time, Time) {}
   void OnReapPass(uint32_t, uint64_t, Time) {}
 };

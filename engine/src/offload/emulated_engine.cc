@@ -48,23 +48,12 @@ class EmulatedEngine final : public OffloadEngine {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEmulatedEngine(const EngineOptions& options) {
-  if (options.claim_batch == 0 || options.claim_batch > 1024) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("engine: claim_batch ", options.claim_batch, " out of range; use 1..1024"));
-  }
   const uint32_t blocks = options.workers != 0 ? options.workers : kDefaultBlocks;
   if (blocks > kMaxBlocks) {
     return absl::InvalidArgumentError(absl::StrCat(
         "engine: ", blocks, " emulated kernel blocks requested; use 0 (auto) .. ", kMaxBlocks));
   }
-  OffloadConfig config;
-  config.backend = "cuda-emulated";
-  config.blocks = blocks;
-  config.queues.blocks = blocks;
-  config.queues.shards =
-      std::min(options.cuda.submission_queues != 0 ? options.cuda.submission_queues : blocks,
-               std::min(blocks, kMaxShards));
-  config.queues.sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
+  OffloadConfig config = OffloadConfigFor("cuda-emulated", blocks, options);
   config.description = absl::StrCat("host threads emulating the persistent kernel: ", blocks,
                                     " blocks, ", config.queues.shards, " submission queues");
   MK_ASSIGN_OR_RETURN(host::EngineMemory memory, host::EngineMemory::Allocate(options));

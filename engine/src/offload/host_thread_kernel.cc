@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "absl/strings/str_cat.h"
 #include "mk/base/cpu_relax.h"
 #include "mk/base/log.h"
 #include "mk/base/status_macros.h"
@@ -38,18 +37,23 @@ HostThreadKernel::HostThreadKernel(const HostKernelConfig& config,
                                    const protocol::control::Layout& layout,
                                    absl::Span<uint32_t> debug_log, uint32_t debug_log_records,
                                    protocol::IoHook checksum)
-    : config_(config), queues_(std::move(queues)), control_(layout.TotalWords(), 0) {
+    : KernelPort(std::move(queues)), config_(config), control_(layout.TotalWords(), 0) {
   context_.control = control_.data();
   context_.layout = layout;
   context_.debug_log = debug_log.data();
   context_.debug_log_records = debug_log_records;
   context_.io.context = checksum.context;
-  context_.io.checksum = checksum.checksum;  // LOAD_MISS is answered in RunEntry
+  context_.io.checksum = checksum.checksum;
+  // This kernel holds no resources (no residency table): every LOAD_MISS asks the host.
+  context_.io.load_miss = [](void*, uint32_t, uint32_t, const uint32_t*) {
+    protocol::ExecResult r;
+    r.status = static_cast<protocol::SlotStatus>(kAskHostStatus);
+    return r;
+  };
 }
 
 HostThreadKernel::~HostThreadKernel() {
-  queues_->RequestStop();
-  JoinExited();
+  queues().RequestStop();
   std::vector<std::thread> blocks;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -79,7 +83,7 @@ absl::Status HostThreadKernel::Launch(const uint64_t* first_positions) {
   for (uint32_t s = 0; s < config_.shape.shards; ++s) {
     claim_[s].store(first_positions[s], std::memory_order_relaxed);
   }
-  queues_->ResetForLaunch(first_positions);
+  queues().ResetForLaunch(first_positions);
   running_ = config_.shape.blocks;
   for (uint32_t b = 0; b < config_.shape.blocks; ++b) {
     blocks_.emplace_back([this, b] { BlockLoop(b); });
@@ -111,12 +115,12 @@ void HostThreadKernel::BlockLoop(uint32_t block) {
   absl::Duration nap = absl::Microseconds(1);
   bool idle = false;
   for (;;) {
-    const ShardDoorbell bell = queues_->ReadDoorbell(shard);
+    const ShardDoorbell bell = queues().ReadDoorbell(shard);
     if (bell.stop != 0) break;
     uint64_t begin = 0, end = 0;
     if (bell.paused == 0 && Claim(shard, bell.sq_tail, &begin, &end)) {
       // Awake before anything it runs completes, as a GPU block clears its flag on a claim.
-      if (idle) queues_->SetBlockIdle(block, idle = false);
+      if (idle) queues().SetBlockIdle(block, idle = false);
       for (uint64_t position = begin; position < end; ++position) RunEntry(shard, position, ctx);
       empty_polls = 0;
       nap = absl::Microseconds(1);
@@ -131,7 +135,7 @@ void HostThreadKernel::BlockLoop(uint32_t block) {
     if (nap < config_.max_backoff) {
       nap = std::min(nap * 2, config_.max_backoff);
     } else if (!idle && empty_polls >= kSpinPolls + kIdleAfterPolls) {
-      queues_->SetBlockIdle(block, idle = true);
+      queues().SetBlockIdle(block, idle = true);
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -154,19 +158,12 @@ bool HostThreadKernel::Claim(uint32_t shard, uint64_t tail, uint64_t* begin, uin
 
 void HostThreadKernel::RunEntry(uint32_t shard, uint64_t position, protocol::ExecContext& ctx) {
   // The doorbell read that showed this entry came first (acquire): its words are complete.
-  const uint64_t* entry = queues_->entry(shard, position);
+  const uint64_t* entry = queues().entry(shard, position);
   uint32_t w[kEntryWords];
   for (uint32_t i = 0; i < kEntryWords; ++i) w[i] = static_cast<uint32_t>(entry[i]);
   CheckEntryTags(shard, position, entry);
   const uint32_t ring_index = w[kEntryRingIndex] & ~kEntryLastOfDispatch;
-  protocol::ExecResult r;
-  if (w[protocol::kWordOpcode] == protocol::opcode::kLoadMiss &&
-      w[protocol::kWordTenant] < ctx.layout.max_tenants) {
-    r.status = static_cast<protocol::SlotStatus>(kAskHostStatus);  // nothing is resident here
-  } else {
-    r = protocol::Execute<protocol::ProductOpcodes>(w, ring_index, ctx);
-  }
-  WriteCompletion(shard, position, r);
+  WriteCompletion(shard, position, protocol::Execute<protocol::ProductOpcodes>(w, ring_index, ctx));
 }
 
 void HostThreadKernel::CheckEntryTags(uint32_t shard, uint64_t position, const uint64_t* entry) {
@@ -188,7 +185,7 @@ void HostThreadKernel::CheckEntryTags(uint32_t shard, uint64_t position, const u
 
 void HostThreadKernel::WriteCompletion(uint32_t shard, uint64_t position,
                                        const protocol::ExecResult& r) {
-  uint64_t* record = queues_->mutable_completion(shard, position);
+  uint64_t* record = queues().mutable_completion(shard, position);
   const uint32_t tag = PositionTag(position);
   const uint32_t count = std::min(r.result_count, protocol::kArgWords);
   // The worst order a GPU's unfenced stores can reach the host in: STATUS first, the result

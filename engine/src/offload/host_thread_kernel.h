@@ -59,7 +59,6 @@ class HostThreadKernel final : public KernelPort {
       absl::Span<uint32_t> debug_log, uint32_t debug_log_records, protocol::IoHook checksum);
   ~HostThreadKernel() override;
 
-  SubmissionQueues& queues() override { return *queues_; }
   absl::Status Launch(const uint64_t* first_positions) override;
   absl::Status WaitStopped(absl::Time deadline) override;
   absl::Status KernelState() override;
@@ -80,7 +79,6 @@ class HostThreadKernel final : public KernelPort {
   void JoinExited();
 
   const HostKernelConfig config_;
-  const std::unique_ptr<SubmissionQueues> queues_;
   std::vector<uint32_t> control_;  // the kernel's control words; only its threads touch them
   protocol::ExecContext context_;  // each block works on a copy
   std::array<std::atomic<uint64_t>, kMaxShards> claim_{};  // next position to claim, per shard

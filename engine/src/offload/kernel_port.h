@@ -8,11 +8,13 @@
 // write entries and read completion records through queues() directly.
 //
 // Thread safety: Launch, WaitStopped and destruction are called by the engine's teardown path
-// only (serialized); KernelState from any thread. Lifetime: the queues live as long as the port.
+// only (serialized); KernelState from any thread. Lifetime: the port owns its queues.
 #ifndef MK_ENGINE_SRC_OFFLOAD_KERNEL_PORT_H_
 #define MK_ENGINE_SRC_OFFLOAD_KERNEL_PORT_H_
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -23,9 +25,11 @@ namespace mk::engine::offload {
 class KernelPort {
  public:
   virtual ~KernelPort() = default;
+  KernelPort(const KernelPort&) = delete;
+  KernelPort& operator=(const KernelPort&) = delete;
 
   // The queues this kernel serves.
-  virtual SubmissionQueues& queues() = 0;
+  SubmissionQueues& queues() const { return *queues_; }
   // Starts the kernel, shard s serving from position first_positions[s] (the queues' flags are
   // reset first). The kernel runs until queues().RequestStop().
   virtual absl::Status Launch(const uint64_t* first_positions) = 0;
@@ -33,6 +37,12 @@ class KernelPort {
   virtual absl::Status WaitStopped(absl::Time deadline) = 0;
   // OK while the kernel runs; FAILED_PRECONDITION if it exited; its error if it failed.
   virtual absl::Status KernelState() = 0;
+
+ protected:
+  explicit KernelPort(std::unique_ptr<SubmissionQueues> queues) : queues_(std::move(queues)) {}
+
+ private:
+  const std::unique_ptr<SubmissionQueues> queues_;
 };
 
 }  // namespace mk::engine::offload

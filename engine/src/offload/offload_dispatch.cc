@@ -1,6 +1,5 @@
 // OffloadEngine's dispatch side: which thread dispatches a publish, which shard it goes to, and
 // the dispatch itself (claim -> submission queue entries -> doorbell). See offload_engine.h.
-#include <algorithm>
 
 #include "offload/offload_engine.h"
 
@@ -104,7 +103,7 @@ void OffloadEngine::Dispatch(bool small, Shard* into) {
 }
 
 void OffloadEngine::DispatchLocked(Shard& shard) {
-  const DispatchProfile::Time started = DispatchProfile::Now();
+  const ProfileClock::Time started = ProfileClock::Now();
   const uint64_t before = shard.tail;
   // Claim first (a compare-and-swap per slot, on ring lines this thread just published), then
   // write the entries: a stream of stores with no locked instruction between them, so the
@@ -133,7 +132,7 @@ void OffloadEngine::DispatchLocked(Shard& shard) {
     }
     shard.index[position & sq_mask_] = index;
   }
-  const DispatchProfile::Time claimed_at = DispatchProfile::Now();
+  const ProfileClock::Time claimed_at = ProfileClock::Now();
   if (shard.tail != before) {
     last_dispatch_ = {this, shard.id};
     queues_->PublishTail(shard.id, shard.tail, streaming);
@@ -142,7 +141,7 @@ void OffloadEngine::DispatchLocked(Shard& shard) {
   }
   shard.counters.Flush(control_->control().words().data());
   shard.batcher->Flush();
-  profile_.OnDispatch(shard.id, shard.tail - before, started, claimed_at, DispatchProfile::Now());
+  profile_.OnDispatch(shard.id, shard.tail - before, started, claimed_at, ProfileClock::Now());
 }
 
 }  // namespace mk::engine::offload

@@ -1,5 +1,7 @@
 #include "offload/offload_engine.h"
 
+#include <algorithm>
+#include <bit>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +39,18 @@ OffloadEngine::~OffloadEngine() {
     shard->batcher.reset();  // both flush while the rest of the engine exists
     shard->reap_batcher.reset();
   }
+}
+
+OffloadConfig OffloadConfigFor(std::string backend, uint32_t blocks, const EngineOptions& options) {
+  OffloadConfig config;
+  config.backend = std::move(backend);
+  config.queues.blocks = blocks;
+  const uint32_t most_shards = std::min(blocks, kMaxShards);
+  config.queues.shards = options.cuda.submission_queues != 0
+                             ? std::min(options.cuda.submission_queues, most_shards)
+                             : most_shards;
+  config.queues.sq_capacity = std::bit_ceil(uint64_t{options.ring_slots});
+  return config;
 }
 
 void OffloadEngine::InstallKernel(std::unique_ptr<KernelPort> kernel) {
@@ -126,7 +140,8 @@ absl::Status OffloadEngine::StopKernel() {
   // A failed kernel (on a GPU a sticky error poisons the context; nothing runs any more). The
   // ring, tickets and completions are host memory and survive; the teardown then fails the
   // in-flight slots.
-  return RecoverFailedKernel(stopped);
+  queues_ = nullptr;
+  return RecoverFailedKernel(std::move(kernel_), stopped);
 }
 
 void OffloadEngine::PauseExecutor(bool paused) {
@@ -144,7 +159,7 @@ EngineInfo OffloadEngine::info() const {
   i.backend = config_.backend;
   i.device = config_.description;
   i.ring_slots = ring_->slot_count();
-  i.workers = config_.blocks;
+  i.workers = config_.queues.blocks;
   i.max_tenants = options_.max_tenants;
   i.scratch_words = options_.scratch_words;
   return i;

@@ -68,9 +68,12 @@ namespace mk::engine::offload {
 struct OffloadConfig {
   std::string backend;      // EngineInfo::backend: "cuda" or "cuda-emulated"
   std::string description;  // EngineInfo::device
-  uint32_t blocks = 1;      // kernel blocks (EngineInfo::workers; idle ones are parked workers)
-  QueueShape queues;        // shards = submission queues = reaper threads
+  QueueShape queues;        // blocks: EngineInfo::workers; shards = submission queues = reapers
 };
+// The shape for `blocks` kernel blocks: options.cuda.submission_queues shards (0: one per
+// block), at most one per block and kMaxShards; each queue as large as the ring (rounded up to a
+// power of two). The description is the caller's.
+OffloadConfig OffloadConfigFor(std::string backend, uint32_t blocks, const EngineOptions& options);
 
 class OffloadEngine : public host::EngineBase {
  public:
@@ -81,16 +84,19 @@ class OffloadEngine : public host::EngineBase {
   OffloadEngine(host::EngineMemory memory, OffloadConfig config, const EngineOptions& options);
   // Gives the engine its kernel (at Create, and from RecoverFailedKernel). No kernel may run.
   void InstallKernel(std::unique_ptr<KernelPort> kernel);
-  // A kernel failed (its error is `failure`; it runs no more): make a fresh one (InstallKernel)
-  // and return OK, or return why that is impossible. The default recovers nothing.
-  virtual absl::Status RecoverFailedKernel(const absl::Status& failure) { return failure; }
+  // A kernel failed (its error is `failure`; it runs no more) and is handed over: make a fresh
+  // one (InstallKernel) and return OK, or return why that is impossible. The default recovers
+  // nothing and keeps the failed kernel installed.
+  virtual absl::Status RecoverFailedKernel(std::unique_ptr<KernelPort> failed,
+                                           const absl::Status& failure) {
+    InstallKernel(std::move(failed));
+    return failure;
+  }
   // The kernel runs on but cannot be stopped: the engine gives it up (it executes nothing from
   // now on) and hands it here. The default leaks it with its queues, so nothing it may still
   // read is freed (a GPU kernel that ignores its stop flag cannot be waited for or freed in
   // this process). An override that can end the kernel for certain may do so and free it.
   virtual void AbandonKernel(std::unique_ptr<KernelPort> kernel) { (void)kernel.release(); }
-  // Serializes replacing the kernel with everything that reads kernel_ outside the hot path.
-  std::mutex& kernel_mu() const { return kernel_mu_; }
   const OffloadConfig& config() const { return config_; }
 
  private:

@@ -99,7 +99,7 @@ uint32_t OffloadEngine::ReapPass(Shard& shard) {
   uint64_t consumed = 0;
   shard.reaped.clear();
   protocol::ExecResult r;
-  DispatchProfile::Time seen{};  // the first record read (profiling builds)
+  ProfileClock::Time seen{};  // the first record read (profiling builds)
   while (head < published && shard.reaped.size() < kReapBatch) {
     if (head + kPrefetchAhead < published) {
       // The record (written by the kernel), the ring slot and its meta (written by the
@@ -112,7 +112,7 @@ uint32_t OffloadEngine::ReapPass(Shard& shard) {
     }
     const uint32_t index = shard.index[head & sq_mask_];
     if (!ReadCompletion(shard, head, &r)) break;
-    if (consumed == 0) seen = DispatchProfile::Now();
+    if (consumed == 0) seen = ProfileClock::Now();
     if (FinishRecord(index, r, shard.reap_counters, &epochs)) shard.reaped.push_back(index);
     ++head;
     ++consumed;

@@ -18,8 +18,7 @@ absl::StatusOr<std::unique_ptr<SubmissionQueues>> SubmissionQueues::Create(
                      "at least one block"));
   }
   std::unique_ptr<SubmissionQueues> queues(new SubmissionQueues(shape));
-  if (queues->control_page_ == nullptr || queues->sq_memory_ == nullptr ||
-      queues->cq_memory_ == nullptr) {
+  if (queues->control_page_ == nullptr || queues->sq_ == nullptr || queues->cq_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("offload: cannot allocate the ", queues->sq_bytes_ + queues->cq_bytes_,
                      " bytes of submission and completion queues; lower --ring_slots"));
@@ -35,18 +34,16 @@ SubmissionQueues::SubmissionQueues(const QueueShape& shape)
       cq_bytes_(base::PageRoundUp(shape.shards * shape.sq_capacity * kCompletionWords *
                                   sizeof(uint64_t))),
       control_page_(static_cast<uint8_t*>(base::AllocatePages(control_page_bytes_))),
-      sq_memory_(static_cast<uint64_t*>(base::AllocatePages(sq_bytes_))),
-      cq_memory_(static_cast<uint64_t*>(base::AllocatePages(cq_bytes_))) {
+      sq_(static_cast<uint64_t*>(base::AllocatePages(sq_bytes_))),
+      cq_(static_cast<uint64_t*>(base::AllocatePages(cq_bytes_))) {
   if (control_page_ == nullptr) return;
   doorbell_ = reinterpret_cast<Doorbell*>(control_page_.get());
   block_idle_ = reinterpret_cast<uint32_t*>(control_page_.get() + sizeof(Doorbell));
-  sq_ = sq_memory_.get();
-  cq_ = cq_memory_.get();
 }
 
 void SubmissionQueues::WriteEntry(uint32_t shard, uint64_t position, uint32_t ring_index,
                                   const uint32_t* slot, bool streaming) {
-  uint64_t* entry = sq_ + QueueIndex(shard, position) * kEntryWords;
+  uint64_t* entry = sq_.get() + QueueIndex(shard, position) * kEntryWords;
   const uint32_t tag =
       paused_.load(std::memory_order_relaxed) ? kHeldEntryTag : PositionTag(position);
   // Four values at a time, interleaved with the tag into two 16-byte stores of two tagged words

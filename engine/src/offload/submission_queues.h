@@ -13,10 +13,10 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "mk/base/page_memory.h"
 #include "offload/kernel_abi.h"
 
 namespace mk::engine::offload {
@@ -53,15 +53,15 @@ class SubmissionQueues {
 
   // ---- The host reaper ----
   const uint64_t* completion(uint32_t shard, uint64_t position) const {
-    return cq_ + QueueIndex(shard, position) * kCompletionWords;
+    return cq_.get() + QueueIndex(shard, position) * kCompletionWords;
   }
 
   // ---- The kernel's side (the host-thread kernel; a GPU reads the mapped copies) ----
   const uint64_t* entry(uint32_t shard, uint64_t position) const {
-    return sq_ + QueueIndex(shard, position) * kEntryWords;
+    return sq_.get() + QueueIndex(shard, position) * kEntryWords;
   }
   uint64_t* mutable_completion(uint32_t shard, uint64_t position) {
-    return cq_ + QueueIndex(shard, position) * kCompletionWords;
+    return cq_.get() + QueueIndex(shard, position) * kCompletionWords;
   }
   // The shard's doorbell as one reader sees it: tail (acquire), then the flags.
   ShardDoorbell ReadDoorbell(uint32_t shard) const;
@@ -84,17 +84,13 @@ class SubmissionQueues {
     size_t bytes;  // whole pages
   };
   Region control_page() const { return {control_page_.get(), control_page_bytes_}; }
-  Region submission_region() const { return {reinterpret_cast<uint8_t*>(sq_), sq_bytes_}; }
-  Region completion_region() const { return {reinterpret_cast<uint8_t*>(cq_), cq_bytes_}; }
+  Region submission_region() const { return {reinterpret_cast<uint8_t*>(sq_.get()), sq_bytes_}; }
+  Region completion_region() const { return {reinterpret_cast<uint8_t*>(cq_.get()), cq_bytes_}; }
   Doorbell* doorbell() const { return doorbell_; }
   uint32_t* block_idle() const { return block_idle_; }
-  const uint64_t* sq() const { return sq_; }
-  uint64_t* cq() const { return cq_; }
+  uint64_t* cq() const { return cq_.get(); }
 
  private:
-  struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
-  };
   explicit SubmissionQueues(const QueueShape& shape);
   // Where entry `position` of `shard` sits in the submission (and completion) queues.
   uint64_t QueueIndex(uint32_t shard, uint64_t position) const {
@@ -105,13 +101,11 @@ class SubmissionQueues {
 
   const QueueShape shape_;
   size_t control_page_bytes_ = 0, sq_bytes_ = 0, cq_bytes_ = 0;
-  std::unique_ptr<uint8_t, FreeDeleter> control_page_;
-  std::unique_ptr<uint64_t, FreeDeleter> sq_memory_;
-  std::unique_ptr<uint64_t, FreeDeleter> cq_memory_;
-  Doorbell* doorbell_ = nullptr;    // in control_page_
-  uint32_t* block_idle_ = nullptr;  // in control_page_, after the doorbell
-  uint64_t* sq_ = nullptr;
-  uint64_t* cq_ = nullptr;
+  base::PagePtr<uint8_t[]> control_page_;
+  base::PagePtr<uint64_t[]> sq_;
+  base::PagePtr<uint64_t[]> cq_;
+  Doorbell* doorbell_ = nullptr;     // in control_page_
+  uint32_t* block_idle_ = nullptr;   // in control_page_, after the doorbell
   std::atomic<bool> paused_{false};  // SetPaused: entries are written held
 };
 

@@ -1,9 +1,9 @@
 #include "mk/engine/testing/engine_peer.h"
 
-#include <cstdio>
 #include <cstdlib>
 
 #include "host/engine_base.h"
+#include "mk/base/log.h"
 
 namespace mk::engine::testing {
 
@@ -14,9 +14,9 @@ namespace {
 host::EngineBase& Base(Engine& engine) {
   auto* base = dynamic_cast<host::EngineBase*>(&engine);
   if (base == nullptr) {
-    std::fprintf(stderr,
-                 "EnginePeer: this Engine was not made by CreateEngine; only the engine's own "
-                 "backends have executor controls\n");
+    base::LogError(
+        "EnginePeer: this Engine was not made by CreateEngine; only the engine's own backends "
+        "have executor controls");
     std::abort();
   }
   return *base;
