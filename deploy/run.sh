@@ -13,7 +13,8 @@ source deploy/start_megakerneld.sh
 log=$(mktemp)
 resources=$(mktemp -d)
 trap 'kill ${server:-} 2>/dev/null || true; rm -rf "$log" "$resources"' EXIT
-head -c 1048576 /dev/urandom >"$resources/weights.bin"
+mkdir -p "$resources/tenants/0"  # development mode: every caller is tenant 0
+head -c 1048576 /dev/urandom >"$resources/tenants/0/weights.bin"
 start_megakerneld ./build/server/megakerneld "$log" --engine="${MK_ENGINE:-auto}" \
   --metrics_listen=127.0.0.1:0 --resource_root="$resources"
 cat "$log"

@@ -123,7 +123,11 @@ int Telemetry(const std::vector<std::string>& argv) {
 
 int Resources(const std::vector<std::string>& argv) {
   const auto specs = WithConnectionFlags({
-      {"register", "", "register this file (relative to the server's --resource_root)"},
+      {"register", "",
+       "register this file (relative to your folder of the server's --resource_root, "
+       "tenants/<your tenant id>/)"},
+      {"shared", "false",
+       "with --register or --evict: a file of the root's shared/ folder (needs the admin token)"},
       {"offset", "0", "with --register: first byte"},
       {"length", "0", "with --register: bytes (0 = to the end of the file)"},
       {"evict", "", "evict this resource id"},
@@ -149,6 +153,7 @@ int Resources(const std::vector<std::string>& argv) {
     req.set_path(args->Get("register"));
     req.set_offset(*offset);
     req.set_length(*length);
+    req.set_shared(args->Get("shared") == "true");
     v1::RegisterResourceResponse resp;
     grpc::Status s = service->RegisterResource(context().get(), req, &resp);
     if (!s.ok()) return Fail(client::FromGrpcStatus(s));
@@ -160,6 +165,7 @@ int Resources(const std::vector<std::string>& argv) {
     if (!id.ok()) return Fail(id.status());
     v1::EvictResourceRequest req;
     req.set_resource_id(static_cast<uint32_t>(*id));
+    req.set_shared(args->Get("shared") == "true");
     v1::EvictResourceResponse resp;
     grpc::Status s = service->EvictResource(context().get(), req, &resp);
     if (!s.ok()) return Fail(client::FromGrpcStatus(s));
@@ -170,9 +176,9 @@ int Resources(const std::vector<std::string>& argv) {
   grpc::Status s = service->ListResources(context().get(), v1::ListResourcesRequest(), &response);
   if (!s.ok()) return Fail(client::FromGrpcStatus(s));
   for (const v1::Resource& r : response.resources()) {
-    std::printf("%u %s offset=%llu length=%llu resident=%d\n", r.resource_id(), r.path().c_str(),
-                static_cast<unsigned long long>(r.offset()),
-                static_cast<unsigned long long>(r.length()), r.resident());
+    std::printf("%u %s offset=%llu length=%llu resident=%d shared=%d\n", r.resource_id(),
+                r.path().c_str(), static_cast<unsigned long long>(r.offset()),
+                static_cast<unsigned long long>(r.length()), r.resident(), r.shared());
   }
   return 0;
 }

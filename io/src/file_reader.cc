@@ -13,9 +13,9 @@ namespace {
 constexpr char kErrnoPayload[] = "type.megakerneld/io.errno";
 }  // namespace
 
-absl::Status IoError(int error_number, const std::string& what) {
-  absl::Status s = absl::UnavailableError(
-      absl::StrCat("io: ", what, " (", ErrnoText(error_number), ", errno ", error_number, ")"));
+absl::Status IoError(int error_number, const std::string& what, absl::StatusCode code) {
+  absl::Status s(code, absl::StrCat("io: ", what, " (", ErrnoText(error_number), ", errno ",
+                                    error_number, ")"));
   s.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(error_number)));
   return s;
 }

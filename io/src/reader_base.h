@@ -41,6 +41,14 @@ class StagingMemory {
   std::unique_ptr<uint8_t, Free> data_;
 };
 
+// Opens a request's file the way `options` says: confined beneath options.root when it is set,
+// else as given; regular files only, never blocking. The error carries the errno.
+inline absl::StatusOr<OpenedFile> OpenForRead(const ReaderOptions& options,
+                                              const std::string& path) {
+  return options.root != nullptr ? options.root->Open(path, options.o_direct)
+                                 : OpenRegularFile(path, options.o_direct);
+}
+
 class ReaderBase : public FileReader {
  public:
   ReaderStats stats() const override {

@@ -92,12 +92,12 @@ class ThreadPoolReader final : public ReaderBase {
 
   void Execute(Request& r) {
     ++requests_;
-    const int fd = open(r.path.c_str(), O_RDONLY | O_CLOEXEC | (options_.o_direct ? O_DIRECT : 0));
-    if (fd < 0) {
-      const int err = errno;
+    auto opened = OpenForRead(options_, r.path);
+    if (!opened.ok()) {
       ++errors_;
-      return r.done(IoError(err, absl::StrCat("open ", r.path)), 0);
+      return r.done(opened.status(), 0);
     }
+    const int fd = opened->fd.Release();  // closed below once the range is read
     // Chunks lent to the sink and not released yet; `done` runs once they all came back.
     struct Lent {
       std::mutex mu;

@@ -183,14 +183,13 @@ class UringReader final : public ReaderBase {
     }
     for (Request& r : fresh) {
       ++requests_;
-      const int fd =
-          open(r.path.c_str(), O_RDONLY | O_CLOEXEC | (options_.o_direct ? O_DIRECT : 0));
-      if (fd < 0) {
-        const int err = errno;
+      auto opened = OpenForRead(options_, r.path);
+      if (!opened.ok()) {
         ++errors_;
-        r.done(IoError(err, absl::StrCat("open ", r.path)), 0);
+        r.done(opened.status(), 0);
         continue;
       }
+      const int fd = opened->fd.Release();  // closed when the request ends (below, or Finish)
       if (r.length == 0) {
         close(fd);
         r.done(absl::OkStatus(), 0);

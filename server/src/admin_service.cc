@@ -55,12 +55,22 @@ grpc::ServerUnaryReactor* AdminService::Shutdown(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* DiagnosticsService::Echo(grpc::CallbackServerContext* context,
                                                    const v1::EchoRequest* request,
                                                    v1::EchoResponse* response) {
+  if (auto caller = tenants_->Authenticate(*context); !caller.ok()) {
+    return Finished(context, ToGrpcStatus(caller.status()));
+  }
   response->set_payload(request->payload());
   return Finished(context, grpc::Status::OK);
 }
 
 grpc::ServerBidiReactor<v1::EchoRequest, v1::EchoResponse>* DiagnosticsService::EchoStream(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* context) {
+  if (auto caller = tenants_->Authenticate(*context); !caller.ok()) {
+    struct Rejected final : grpc::ServerBidiReactor<v1::EchoRequest, v1::EchoResponse> {
+      explicit Rejected(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Rejected(ToGrpcStatus(caller.status()));
+  }
   // Reads one message, writes it back, reads the next: at most one read and one write in flight.
   class Echoer final : public grpc::ServerBidiReactor<v1::EchoRequest, v1::EchoResponse> {
    public:

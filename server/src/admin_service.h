@@ -39,13 +39,18 @@ class AdminService final : public v1::Admin::CallbackService {
   std::function<void(bool)> shutdown_;
 };
 
+// Echo needs a valid token (tenant or admin) like every service but health and reflection.
 class DiagnosticsService final : public v1::Diagnostics::CallbackService {
  public:
+  explicit DiagnosticsService(const TenantDirectory* tenants) : tenants_(tenants) {}
   grpc::ServerUnaryReactor* Echo(grpc::CallbackServerContext* context,
                                  const v1::EchoRequest* request,
                                  v1::EchoResponse* response) override;
   grpc::ServerBidiReactor<v1::EchoRequest, v1::EchoResponse>* EchoStream(
       grpc::CallbackServerContext* context) override;
+
+ private:
+  const TenantDirectory* const tenants_;  // not owned; outlives the service
 };
 
 }  // namespace mk::server

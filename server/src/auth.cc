@@ -12,6 +12,20 @@
 
 namespace mk::server {
 
+namespace {
+
+// Compares in time that depends only on the lengths, never on where the first difference is.
+bool TokensEqual(absl::string_view expected, absl::string_view presented) {
+  unsigned char diff = expected.size() == presented.size() ? 0 : 1;
+  const size_t n = std::min(expected.size(), presented.size());
+  for (size_t i = 0; i < n; ++i) {
+    diff |= static_cast<unsigned char>(expected[i] ^ presented[i]);
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
 std::unique_ptr<TenantDirectory> TenantDirectory::DevelopmentMode() {
   auto d = std::unique_ptr<TenantDirectory>(new TenantDirectory());
   d->development_mode_ = true;
@@ -30,7 +44,10 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std
   for (int number = 1; std::getline(in, line); ++number) {
     absl::string_view text = line;
     if (size_t hash = text.find('#'); hash != absl::string_view::npos) text = text.substr(0, hash);
-    std::vector<absl::string_view> f = absl::StrSplit(text, ' ', absl::SkipWhitespace());
+    // Spaces, tabs and a CR (a file written on Windows) all separate fields: a token never
+    // silently ends in '\r'.
+    std::vector<absl::string_view> f =
+        absl::StrSplit(text, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (f.empty()) continue;
     auto bad = [&](absl::string_view why) {
       return absl::InvalidArgumentError(absl::StrCat("auth: ", path, ":", number, ": ", why,
@@ -41,6 +58,7 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std
     std::string token;
     if (f[0] == "admin" && f.size() == 2) {
       caller.admin = true;
+      caller.is_tenant = false;
       token = std::string{f[1]};
     } else if (f[0] == "tenant" && f.size() == 3) {
       if (!absl::SimpleAtoi(f[1], &caller.tenant) || caller.tenant >= max_tenants) {
@@ -51,7 +69,13 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std
       return bad("malformed entry");
     }
     if (token.size() < 8) return bad("token shorter than 8 characters");
-    if (!d->tenants_.emplace(token, caller).second) return bad("token used twice");
+    for (char c : token) {
+      if (c < 0x21 || c > 0x7e) return bad("token has a character that is not printable ASCII");
+    }
+    for (const Entry& e : d->entries_) {
+      if (e.token == token) return bad("token used twice");
+    }
+    d->entries_.push_back(Entry{std::move(token), caller});
   }
   return d;
 }
@@ -77,11 +101,27 @@ absl::StatusOr<Caller> TenantDirectory::AuthenticateHeader(
   if (!absl::ConsumePrefix(&value, "Bearer ")) {
     return absl::UnauthenticatedError("auth: authorization metadata must be 'Bearer <token>'");
   }
-  auto caller = tenants_.find(std::string{value});
-  if (caller == tenants_.end()) {
-    return absl::UnauthenticatedError("auth: unknown bearer token");
+  const Entry* found = nullptr;
+  for (const Entry& e : entries_) {
+    if (TokensEqual(e.token, value)) found = &e;
   }
-  return caller->second;
+  if (found == nullptr) return absl::UnauthenticatedError("auth: unknown bearer token");
+  return found->caller;
+}
+
+absl::StatusOr<Caller> TenantDirectory::AuthenticateTenant(
+    const grpc::CallbackServerContext& context) const {
+  return RequireTenant(Authenticate(context));
+}
+
+absl::StatusOr<Caller> TenantDirectory::RequireTenant(absl::StatusOr<Caller> caller) {
+  if (!caller.ok()) return caller;
+  if (!caller->is_tenant) {
+    return absl::PermissionDeniedError(
+        "auth: the admin token names no tenant; data calls need a tenant token (a "
+        "'tenant <id> <token>' entry)");
+  }
+  return caller;
 }
 
 absl::StatusOr<Caller> TenantDirectory::AuthenticateAdmin(

@@ -28,6 +28,9 @@ namespace mk::server {
 struct Caller {
   uint32_t tenant = 0;
   bool admin = false;
+  // The admin credential alone names no tenant: data RPCs (Publish, Poll, Stream, resources of
+  // a tenant) need a tenant token. Development mode's caller is tenant 0 and admin.
+  bool is_tenant = true;
 };
 
 class TenantDirectory {
@@ -39,10 +42,14 @@ class TenantDirectory {
                                                                uint32_t max_tenants);
 
   bool development_mode() const { return development_mode_; }
-  size_t tenant_count() const { return tenants_.size(); }
+  size_t tenant_count() const { return entries_.size(); }
 
   // UNAUTHENTICATED without a valid `authorization: Bearer <token>` header.
   absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) const;
+  // As Authenticate, plus PERMISSION_DENIED for the admin credential, which names no tenant.
+  absl::StatusOr<Caller> AuthenticateTenant(const grpc::CallbackServerContext& context) const;
+  // `caller` if it names a tenant; PERMISSION_DENIED otherwise.
+  static absl::StatusOr<Caller> RequireTenant(absl::StatusOr<Caller> caller);
   // As Authenticate, plus PERMISSION_DENIED unless the caller holds the admin credential.
   absl::StatusOr<Caller> AuthenticateAdmin(const grpc::CallbackServerContext& context) const;
   // The caller named by an `authorization` header value (nullopt: the header is absent).
@@ -53,7 +60,13 @@ class TenantDirectory {
  private:
   TenantDirectory() = default;
   bool development_mode_ = false;
-  absl::flat_hash_map<std::string, Caller> tenants_;  // token -> caller
+  struct Entry {
+    std::string token;
+    Caller caller;
+  };
+  // Every entry is compared with every presented token in constant time (no early exit on a
+  // prefix, no hash of the token): the time an answer takes tells nothing about the tokens.
+  std::vector<Entry> entries_;
 };
 
 }  // namespace mk::server

@@ -42,6 +42,11 @@ ABSL_FLAG(std::string, resource_root, "",
           "it); empty disables LOAD_MISS and CHECKSUM");
 ABSL_FLAG(uint64_t, residency_budget_bytes, 1ull << 30,
           "bytes of resident resource copies; least recently used ones are evicted beyond it");
+ABSL_FLAG(uint64_t, tenant_residency_bytes, 256ull << 20,
+          "resident bytes one tenant (or the shared folder) may hold; its loads evict only its "
+          "own copies (0 = the whole budget)");
+ABSL_FLAG(uint32_t, max_resources_per_tenant, 1024,
+          "resources one tenant may have registered at once (0 = no limit)");
 ABSL_FLAG(std::string, io_backend, "auto",
           "resource reads: auto (io_uring, else a pread thread pool with a log line), io_uring, "
           "or threads");
@@ -125,6 +130,8 @@ absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
   eo.claim_batch = absl::GetFlag(FLAGS_claim_batch);
   eo.resource_root = absl::GetFlag(FLAGS_resource_root);
   eo.residency_budget_bytes = absl::GetFlag(FLAGS_residency_budget_bytes);
+  eo.tenant_residency_bytes = absl::GetFlag(FLAGS_tenant_residency_bytes);
+  eo.max_resources_per_tenant = absl::GetFlag(FLAGS_max_resources_per_tenant);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);
   eo.io_direct = absl::GetFlag(FLAGS_io_direct);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);

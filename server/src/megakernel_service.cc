@@ -148,7 +148,7 @@ grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const g
 grpc::ServerUnaryReactor* MegakernelService::Publish(grpc::CallbackServerContext* context,
                                                      const v1::PublishRequest* request,
                                                      v1::PublishResponse* response) {
-  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  absl::StatusOr<Caller> caller = tenants_->AuthenticateTenant(*context);
   if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
   auto slots = DecodePublish(*request);
   if (!slots.ok()) return Finished(context, ToGrpcStatus(slots.status()));
@@ -164,7 +164,7 @@ grpc::ServerUnaryReactor* MegakernelService::Publish(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* MegakernelService::Poll(grpc::CallbackServerContext* context,
                                                   const v1::PollRequest* request,
                                                   v1::PollResponse* response) {
-  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  absl::StatusOr<Caller> caller = tenants_->AuthenticateTenant(*context);
   if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
   if (request->tickets().empty()) {
     return Finished(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -188,7 +188,7 @@ grpc::ServerUnaryReactor* MegakernelService::Poll(grpc::CallbackServerContext* c
 
 grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* MegakernelService::Stream(
     grpc::CallbackServerContext* context) {
-  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  absl::StatusOr<Caller> caller = tenants_->AuthenticateTenant(*context);
   return StreamReactor::Start(engine_, caller, stream_max_pending_);
 }
 
@@ -234,10 +234,12 @@ grpc::ServerWriteReactor<v1::Telemetry>* MegakernelService::WatchTelemetry(
 grpc::ServerUnaryReactor* MegakernelService::RegisterResource(
     grpc::CallbackServerContext* context, const v1::RegisterResourceRequest* request,
     v1::RegisterResourceResponse* response) {
-  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  // Shared resources (files under <root>/shared/, usable by every tenant) are the admin's.
+  absl::StatusOr<Caller> caller = request->shared() ? tenants_->AuthenticateAdmin(*context)
+                                                    : tenants_->AuthenticateTenant(*context);
   if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
-  auto id = engine_->RegisterResource(caller->tenant, request->path(), request->offset(),
-                                      request->length());
+  const uint32_t owner = request->shared() ? engine::kSharedResourceOwner : caller->tenant;
+  auto id = engine_->RegisterResource(owner, request->path(), request->offset(), request->length());
   if (id.ok()) response->set_resource_id(*id);
   return Finished(context, ToGrpcStatus(id.status()));
 }
@@ -247,7 +249,9 @@ grpc::ServerUnaryReactor* MegakernelService::ListResources(grpc::CallbackServerC
                                                            v1::ListResourcesResponse* response) {
   absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
   if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
-  auto listed = engine_->ListResources(caller->tenant);
+  // A tenant sees its own resources and the shared ones; the admin credential the shared ones.
+  auto listed =
+      engine_->ListResources(caller->is_tenant ? caller->tenant : engine::kSharedResourceOwner);
   if (listed.ok()) {
     for (const engine::ResourceInfo& r : *listed) {
       v1::Resource* out = response->add_resources();
@@ -256,6 +260,7 @@ grpc::ServerUnaryReactor* MegakernelService::ListResources(grpc::CallbackServerC
       out->set_offset(r.offset);
       out->set_length(r.length);
       out->set_resident(r.resident);
+      out->set_shared(r.tenant == engine::kSharedResourceOwner);
     }
   }
   return Finished(context, ToGrpcStatus(listed.status()));
@@ -264,10 +269,11 @@ grpc::ServerUnaryReactor* MegakernelService::ListResources(grpc::CallbackServerC
 grpc::ServerUnaryReactor* MegakernelService::EvictResource(grpc::CallbackServerContext* context,
                                                            const v1::EvictResourceRequest* request,
                                                            v1::EvictResourceResponse*) {
-  absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
+  absl::StatusOr<Caller> caller = request->shared() ? tenants_->AuthenticateAdmin(*context)
+                                                    : tenants_->AuthenticateTenant(*context);
   if (!caller.ok()) return Finished(context, ToGrpcStatus(caller.status()));
-  return Finished(context,
-                  ToGrpcStatus(engine_->EvictResource(caller->tenant, request->resource_id())));
+  const uint32_t owner = request->shared() ? engine::kSharedResourceOwner : caller->tenant;
+  return Finished(context, ToGrpcStatus(engine_->EvictResource(owner, request->resource_id())));
 }
 
 }  // namespace mk::server

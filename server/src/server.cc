@@ -71,7 +71,8 @@ class ServerImpl final : public Server {
         megakernel_(engine, tenants_.get(), options.stream_max_pending_completions),
         admin_(
             engine, tenants_.get(), [this](auto done) { DrainInBackground(std::move(done)); },
-            options.on_shutdown_request) {}
+            options.on_shutdown_request),
+        diagnostics_(tenants_.get()) {}
 
   ~ServerImpl() override {
     exporter_.reset();  // no scrape may outlive what it reads
@@ -145,7 +146,9 @@ class ServerImpl final : public Server {
   bool development_mode() const override { return tenants_->development_mode(); }
 
   absl::StatusOr<engine::EngineCounters> DrainAndShutdown(absl::Time deadline) override {
-    watchdog_.reset();  // no restart in the middle of a drain
+    // No restart in the middle of a drain. The watchdog object stays: /metrics reads its state
+    // until the exporter goes (the destructor).
+    if (watchdog_ != nullptr) watchdog_->Stop();
     draining_ = true;
     UpdateHealth();
     auto counters = engine_->Drain(deadline);

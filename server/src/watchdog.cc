@@ -11,13 +11,16 @@ Watchdog::Watchdog(engine::Engine* engine, const WatchdogOptions& options,
   thread_ = std::thread([this] { Run(); });
 }
 
-Watchdog::~Watchdog() {
+Watchdog::~Watchdog() { Stop(); }
+
+void Watchdog::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   stop_cv_.notify_all();
-  thread_.join();
+  std::lock_guard<std::mutex> join_lock(join_mu_);
+  if (thread_.joinable()) thread_.join();
 }
 
 Watchdog::State Watchdog::state() const {

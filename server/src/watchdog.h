@@ -5,6 +5,8 @@
 // which health returns to SERVING.
 //
 // Threads: one owned sampling thread; state() is safe from any thread (the metrics collector).
+// Lifetime: Stop ends the thread early (a drain); the object itself must outlive every reader
+// of state().
 #ifndef MK_SERVER_SRC_WATCHDOG_H_
 #define MK_SERVER_SRC_WATCHDOG_H_
 
@@ -34,6 +36,9 @@ class Watchdog {
   Watchdog& operator=(const Watchdog&) = delete;
 
   State state() const;
+  // Ends sampling (no restart after this returns); state() keeps answering with the last
+  // state, so the metrics collector may keep reading the watchdog until it is destroyed.
+  void Stop();
 
  private:
   void Run();
@@ -49,6 +54,7 @@ class Watchdog {
   uint32_t last_done_count_ = 0;            // sampling thread only
   int idle_samples_ = 0;                    // sampling thread only
   absl::Time last_progress_ = absl::Now();  // guarded by mu_
+  std::mutex join_mu_;  // one joiner of thread_ (Stop may race with the destructor's)
   std::thread thread_;
 };
 

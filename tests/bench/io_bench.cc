@@ -111,10 +111,14 @@ double LoaderBandwidth(mk::io::FileReader& reader, const std::vector<std::string
   return paths.size() * kFileBytes / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// `dir` is tenant 0's folder of a resource root (<root>/tenants/0): the engine's root is two
+// levels up.
 std::unique_ptr<mk::engine::Engine> StartEngine(const fs::path& dir, bool direct, uint64_t budget) {
   mk::engine::EngineOptions o;
   o.backend = mk::engine::EngineOptions::Backend::kAuto;
-  o.resource_root = dir.string();
+  o.resource_root = dir.parent_path().parent_path().string();
+  o.tenant_residency_bytes = 0;    // the one tenant may use the whole budget
+  o.max_resources_per_tenant = 0;  // the round trip registers thousands of ids
   o.io_direct = direct;
   o.residency_budget_bytes = budget;
   auto engine = mk::engine::CreateEngine(o);
@@ -274,7 +278,8 @@ void LoadMissRoundTrip(const fs::path& dir, int n) {
 int main() {
   const bool quick = Quick();
   const int files = quick ? 8 : 64;
-  const fs::path dir = fs::temp_directory_path() / ("mk_io_bench_" + std::to_string(getpid()));
+  const fs::path root = fs::temp_directory_path() / ("mk_io_bench_" + std::to_string(getpid()));
+  const fs::path dir = root / "tenants" / "0";  // tenant 0's folder: the files fio writes
   fs::create_directories(dir);
   Run(FioCommand(dir.string(), files, "--create_only=1") + " >/dev/null");
   std::vector<std::string> paths;
@@ -327,6 +332,6 @@ int main() {
   Print("engine_load_ceiling_min_fio_h2d", ceiling / 1e9, "GB/s");
   Print("engine_load_ratio_vs_ceiling", resident / ceiling, "x");
   LoadMissRoundTrip(dir, quick ? 500 : 5000);
-  fs::remove_all(dir);
+  fs::remove_all(root);
   return 0;
 }

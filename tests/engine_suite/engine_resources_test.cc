@@ -2,6 +2,7 @@
 // io_uring cases skip with the reason where io_uring is blocked), on the engine MK_TEST_ENGINE
 // names: the CPU engine (resident copies in host memory) or, on the GPU machine, the CUDA
 // engine (resident copies in device memory, CHECKSUM computed by the kernel).
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -12,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
+#include "mk/engine/testing/engine_peer.h"
 #include "mk/io/file_reader.h"
 #include "support/engine_test_util.h"
 #include "support/io_uring.h"
@@ -45,22 +47,30 @@ class EngineResourcesTest : public ::testing::TestWithParam<std::string> {
     }
   }
 
-  std::unique_ptr<Engine> Start(uint64_t budget = 1ull << 30) {
+  std::unique_ptr<Engine> Start(uint64_t budget = 1ull << 30, uint64_t tenant_budget = 0) {
     EngineOptions o = testing::SuiteOptions();
     o.workers = 2;
     o.max_tenants = 8;
     o.resource_root = root_.path().string();
     o.io_backend = GetParam();
     o.residency_budget_bytes = budget;
+    o.tenant_residency_bytes = tenant_budget;
     auto e = CreateEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();
     EXPECT_TRUE((*e)->Start().ok());
     return *std::move(e);
   }
-  std::string File(const std::string& name, size_t size, uint32_t seed) {
+  // Writes `name` into `tenant`'s folder of the root (tenants/<tenant>/, or shared/).
+  std::string File(const std::string& name, size_t size, uint32_t seed, uint32_t tenant = 1) {
     std::string data = mk::testing::RandomBytes(size, seed);
-    root_.WriteFile(name, data);
+    root_.WriteFile(FolderOf(tenant) + "/" + name, data);
     return data;
+  }
+  static std::string FolderOf(uint32_t tenant) {
+    return tenant == kSharedResourceOwner ? "shared" : "tenants/" + std::to_string(tenant);
+  }
+  fs::path PathOf(const std::string& name, uint32_t tenant = 1) const {
+    return root_.path() / FolderOf(tenant) / name;
   }
   std::vector<Completion> Run(Engine& e, const std::vector<SlotPayload>& slots,
                               uint32_t tenant = 1) {
@@ -125,8 +135,8 @@ TEST_P(EngineResourcesTest, DeletedAndTruncatedFilesFaultWithTheirErrno) {
   auto e = Start();
   const uint32_t gone = *e->RegisterResource(1, "gone.bin", 0, 0);
   const uint32_t shrunk = *e->RegisterResource(1, "short.bin", 0, 0);
-  fs::remove(root_.path() / "gone.bin");
-  fs::resize_file(root_.path() / "short.bin", 1000);
+  fs::remove(PathOf("gone.bin"));
+  fs::resize_file(PathOf("short.bin"), 1000);
   ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {gone, 0})), FaultCode::kIoError, ENOENT);
   ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {shrunk, 0})), FaultCode::kIoError, ENODATA);
   EngineStats stats;
@@ -197,12 +207,124 @@ TEST_P(EngineResourcesTest, PrefetchCompletesAtOnceAndTheLoadGoesOn) {
   EXPECT_EQ(stats.io.requests_ok, 1u) << "the prefetch's load served the later miss";
 }
 
+// A registered file swapped for a symbolic link (to a file outside the root) or for a FIFO after
+// registration: the load faults at once with the errno, no byte of the link's target becomes
+// resident, the io thread does not hang, and other loads go on.
+TEST_P(EngineResourcesTest, FilesSwappedAfterRegistrationFaultInsteadOfEscapingOrBlocking) {
+  File("linked.bin", 4096, 1);
+  File("fifo.bin", 4096, 2);
+  const std::string fine = File("fine.bin", 4096, 3);
+  root_.WriteFile("secret.bin", "the tenants file, say");
+  auto e = Start();
+  const uint32_t linked = *e->RegisterResource(1, "linked.bin", 0, 0);
+  const uint32_t fifo = *e->RegisterResource(1, "fifo.bin", 0, 0);
+  const uint32_t ok = *e->RegisterResource(1, "fine.bin", 0, 0);
+  fs::remove(PathOf("linked.bin"));
+  fs::create_symlink(root_.path() / "secret.bin", PathOf("linked.bin"));
+  fs::remove(PathOf("fifo.bin"));
+  ASSERT_EQ(mkfifo(PathOf("fifo.bin").c_str(), 0600), 0);
+  ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {linked, 0})), FaultCode::kIoError, ELOOP);
+  ExpectFault(RunOne(*e, Slot(op::kChecksum, {linked, 0, 0, 1})), FaultCode::kResourceNotFound,
+              linked);
+  ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {fifo, 0})), FaultCode::kIoError, EINVAL);
+  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {ok, 0})).status, CompletionStatus::kDone);
+  EXPECT_EQ(RunOne(*e, Slot(op::kChecksum, {ok, 0, 0, 0})).results[0],
+            static_cast<uint32_t>(HostTreeHash(fine)));
+  ASSERT_TRUE(e->Drain(absl::Now() + absl::Seconds(30)).ok()) << "nothing hangs the drain";
+}
+
+// Each tenant's paths name its own folder only: another tenant's file is NOT_FOUND by any
+// spelling, so it can neither be registered nor hashed. Shared files are the admin's to register
+// and every tenant's to use; no tenant evicts them.
+TEST_P(EngineResourcesTest, TenantsReachOnlyTheirOwnAndSharedResources) {
+  File("model.bin", 8192, 1, /*tenant=*/1);
+  const std::string shared_data = File("common.bin", 8192, 2, kSharedResourceOwner);
+  auto e = Start();
+  ASSERT_TRUE(e->RegisterResource(1, "model.bin", 0, 0).ok());
+  for (const char* spelling : {"model.bin", "tenants/1/model.bin", "../1/model.bin"}) {
+    EXPECT_NE(e->RegisterResource(2, spelling, 0, 0).status().code(), absl::StatusCode::kOk)
+        << spelling;
+  }
+  EXPECT_EQ(e->RegisterResource(2, "common.bin", 0, 0).status().code(), absl::StatusCode::kNotFound)
+      << "shared files are registered by the admin only";
+  auto shared = e->RegisterResource(kSharedResourceOwner, "common.bin", 0, 0);
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  for (uint32_t tenant : {1u, 2u}) {
+    ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {*shared, 0}), tenant).status,
+              CompletionStatus::kDone);
+    EXPECT_EQ(RunOne(*e, Slot(op::kChecksum, {*shared, 0, 0, 0}), tenant).results[0],
+              static_cast<uint32_t>(HostTreeHash(shared_data)));
+  }
+  EXPECT_EQ(e->EvictResource(2, *shared).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(e->ListResources(2)->size(), 1u) << "tenant 2 sees the shared resource";
+  EXPECT_EQ(e->ListResources(1)->size(), 2u);
+  EXPECT_TRUE(e->EvictResource(kSharedResourceOwner, *shared).ok());
+}
+
+// Residency is per tenant: a tenant's loads evict only its own copies, and when other tenants'
+// copies fill the budget its load faults RESOURCE_EXHAUSTED instead of evicting them.
+TEST_P(EngineResourcesTest, OneTenantsLoadsNeverEvictAnothersResources) {
+  const std::string theirs = File("theirs.bin", 1 << 20, 1, /*tenant=*/2);
+  for (const char* name : {"a", "b", "c"}) File(name, 1 << 20, name[0], /*tenant=*/1);
+  File("d", 1 << 20, 4, /*tenant=*/3);
+  auto e = Start(/*budget=*/3 << 20, /*tenant_budget=*/2 << 20);
+  const uint32_t x = *e->RegisterResource(2, "theirs.bin", 0, 0);
+  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {x, 0}), 2).status, CompletionStatus::kDone);
+  const uint32_t a = *e->RegisterResource(1, "a", 0, 0);
+  const uint32_t b = *e->RegisterResource(1, "b", 0, 0);
+  const uint32_t c = *e->RegisterResource(1, "c", 0, 0);
+  for (uint32_t id : {a, b, c}) {
+    ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {id, 0})).status, CompletionStatus::kDone);
+  }
+  ExpectFault(RunOne(*e, Slot(op::kChecksum, {a, 0, 0, 0})), FaultCode::kResourceNotFound, a);
+  EXPECT_EQ(RunOne(*e, Slot(op::kChecksum, {x, 0, 0, 0}), 2).results[0],
+            static_cast<uint32_t>(HostTreeHash(theirs)))
+      << "tenant 1's loads evicted its own oldest copy, not tenant 2's";
+  const uint32_t d = *e->RegisterResource(3, "d", 0, 0);
+  ExpectFault(RunOne(*e, Slot(op::kLoadMiss, {d, 0}), 3), FaultCode::kResourceExhausted, d);
+  EXPECT_EQ(RunOne(*e, Slot(op::kChecksum, {x, 0, 0, 0}), 2).status, CompletionStatus::kDone);
+  EXPECT_EQ(RunOne(*e, Slot(op::kChecksum, {b, 0, 0, 0}), 1).status, CompletionStatus::kDone);
+}
+
+// More loads than the io queue has slots (reads held, so the queue fills for certain): the rest
+// wait in the loader, their ring slots asleep in WAIT_IO, instead of spinning through REQUEUE;
+// once the reads go, every load completes.
+TEST_P(EngineResourcesTest, AFullIoQueueParksLoadsInsteadOfRequeueing) {
+  auto e = Start();
+  std::vector<uint32_t> ids;
+  for (int i = 0; i < 100; ++i) {
+    File("q" + std::to_string(i), 4096, 1000 + i);
+    ids.push_back(*e->RegisterResource(1, "q" + std::to_string(i), 0, 0));
+  }
+  std::vector<SlotPayload> misses;
+  for (uint32_t id : ids) misses.push_back(Slot(op::kLoadMiss, {id, 0}));
+  testing::EnginePeer::HoldIoReads(*e, true);
+  auto published = e->Publish(1, misses, {});
+  ASSERT_TRUE(published.ok()) << published.status();
+  // Every miss is either in the io queue (64 slots) or parked behind it.
+  EngineStats stats;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    e->Stats(&stats);
+    return stats.io.load_misses == ids.size();
+  }));
+  EXPECT_EQ(stats.io.io_queue_full, ids.size() - 64) << "64 io slots, the rest parked";
+  EXPECT_EQ(stats.io.requeued, 0u) << "no load spun through REQUEUE";
+  testing::EnginePeer::HoldIoReads(*e, false);
+  auto got = e->WaitFor(1, Tickets(*published), absl::Now() + absl::Seconds(60));
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), ids.size());
+  for (const Completion& c : *got) EXPECT_EQ(c.status, CompletionStatus::kDone);
+  e->Stats(&stats);
+  EXPECT_EQ(stats.io.requests_ok, ids.size());
+  EXPECT_EQ(stats.io.requeued, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(IoBackends, EngineResourcesTest, ::testing::Values("io_uring", "threads"),
                          [](const auto& info) { return info.param; });
 
 TEST(EngineWithoutResourcesTest, ResourceApiNeedsARoot) {
-  EngineOptions o;
-  o.backend = EngineOptions::Backend::kCpu;
+  MK_REQUIRE_BACKEND(testing::BackendUnderTest());
+  EngineOptions o = testing::SuiteOptions();
   auto e = *CreateEngine(o);
   EXPECT_EQ(e->RegisterResource(0, "x", 0, 0).status().code(),
             absl::StatusCode::kFailedPrecondition);

@@ -174,7 +174,7 @@ TEST_F(CudaEngineTest, ProducersPublishToSharedSubmissionQueues) {
 // `engine` is null when it did not start.
 struct ResidentFileEngine {
   ResidentFileEngine(const std::string& name, EngineOptions o) : root(name) {
-    root.WriteFile("a.bin", mk::testing::RandomBytes(1 << 20, 7));
+    root.WriteFile("tenants/1/a.bin", mk::testing::RandomBytes(1 << 20, 7));
     o.resource_root = root.path().string();
     o.residency_budget_bytes = 4 << 20;
     engine = MakeStarted(o);

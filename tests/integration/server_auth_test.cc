@@ -75,6 +75,95 @@ TEST_F(ServerAuthTest, AdminNeedsTheAdminToken) {
       << "this in-process server has no shutdown handler";
 }
 
+// The admin credential administers; it is not a tenant, so data calls with it are refused
+// instead of running as tenant 0.
+TEST_F(ServerAuthTest, TheAdminTokenNamesNoTenant) {
+  auto admin = ts_->Client("token-of-the-admin");
+  auto published = admin->Publish({Slot{}});
+  EXPECT_EQ(published.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(published.status().message(), HasSubstr("names no tenant"));
+  EXPECT_EQ(admin->Poll(std::vector<uint64_t>{1}, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(admin->GetTelemetry().ok()) << "telemetry is not tenant data";
+}
+
+// Only health and reflection answer anonymous callers; Echo needs a token like the rest.
+TEST_F(ServerAuthTest, EchoNeedsAToken) {
+  EXPECT_EQ(ts_->Client()->Echo("hello").status().code(), absl::StatusCode::kUnauthenticated);
+  auto echoed = ts_->Client("token-of-tenant-one")->Echo("hello");
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, "hello");
+}
+
+// A tenants file written on Windows (CRLF line ends) works: no token silently ends in '\r'.
+TEST(TenantsFileTest, CrlfLineEndsAreSeparators) {
+  const testing::ScopedTempDir files("mk_auth");
+  server::ServerOptions so;
+  so.tenants_file =
+      files.WriteFile("crlf.txt", "tenant 1 token-of-tenant-one\r\nadmin token-of-the-admin\r\n");
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  EXPECT_TRUE(ts->Client("token-of-tenant-one")->Publish({Slot{}}).ok());
+  EXPECT_TRUE(ts->Client("token-of-the-admin")->SetTenantEnabled(1, true).ok());
+}
+
+// Shared resources (the root's shared/ folder) are registered and evicted with the admin token
+// only, and every tenant lists and uses them; a tenant's own registration names its own folder.
+TEST(SharedResourcesTest, OnlyTheAdminRegistersSharedFilesAndEveryTenantUsesThem) {
+  const testing::ScopedTempDir files("mk_auth");
+  files.WriteFile("root/shared/model.bin", std::string(4096, 'm'));
+  files.WriteFile("root/tenants/1/mine.bin", std::string(4096, '1'));
+  engine::EngineOptions eo = testing::TestEngineOptions();
+  eo.resource_root = (files.path() / "root").string();
+  server::ServerOptions so;
+  so.tenants_file = files.WriteFile("tenants.txt", kTenants);
+  auto ts = TestServer::Start(so, eo);
+  ASSERT_NE(ts, nullptr);
+  auto admin = ts->Client("token-of-the-admin");
+  auto one = ts->Client("token-of-tenant-one");
+  auto two = ts->Client("token-of-tenant-two");
+  v1::RegisterResourceRequest reg;
+  reg.set_path("model.bin");
+  reg.set_shared(true);
+  v1::RegisterResourceResponse id;
+  EXPECT_EQ(one->megakernel()
+                ->RegisterResource(one->NewContext(absl::Seconds(5)).get(), reg, &id)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_TRUE(admin->megakernel()
+                  ->RegisterResource(admin->NewContext(absl::Seconds(5)).get(), reg, &id)
+                  .ok());
+  for (auto* tenant : {one.get(), two.get()}) {
+    auto loaded = tenant->Publish({Slot{0xFFFD, 2, {id.resource_id(), 0}}}, absl::Seconds(30));
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(loaded->completions[0].status, client::Completion::Status::kDone);
+    v1::ListResourcesResponse listed;
+    ASSERT_TRUE(tenant->megakernel()
+                    ->ListResources(tenant->NewContext(absl::Seconds(5)).get(), {}, &listed)
+                    .ok());
+    ASSERT_EQ(listed.resources_size(), 1);
+    EXPECT_TRUE(listed.resources(0).shared());
+  }
+  v1::EvictResourceRequest evict;
+  evict.set_resource_id(id.resource_id());
+  v1::EvictResourceResponse evicted;
+  EXPECT_EQ(one->megakernel()
+                ->EvictResource(one->NewContext(absl::Seconds(5)).get(), evict, &evicted)
+                .error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  // Tenant 2 cannot name tenant 1's file.
+  v1::RegisterResourceRequest theirs;
+  theirs.set_path("mine.bin");
+  EXPECT_EQ(two->megakernel()
+                ->RegisterResource(two->NewContext(absl::Seconds(5)).get(), theirs, &id)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  evict.set_shared(true);
+  EXPECT_TRUE(admin->megakernel()
+                  ->EvictResource(admin->NewContext(absl::Seconds(5)).get(), evict, &evicted)
+                  .ok());
+}
+
 TEST(TenantsFileTest, MalformedFileIsAClearStartupError) {
   auto engine = *engine::CreateEngine(testing::TestEngineOptions());
   ASSERT_TRUE(engine->Start().ok());

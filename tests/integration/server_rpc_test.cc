@@ -226,7 +226,7 @@ TEST_F(ServerRpcTest, HealthServingThenNotServingDuringDrain) {
 
 TEST(ServerResourcesTest, RegisterLoadChecksumListEvictOverGrpc) {
   const testing::ScopedTempDir root("mk_server_resources");
-  root.WriteFile("weights.bin", std::string(200000, 'w'));
+  root.WriteFile("tenants/0/weights.bin", std::string(200000, 'w'));
   engine::EngineOptions eo = testing::TestEngineOptions();
   eo.resource_root = root.path().string();
   auto ts = TestServer::Start({}, eo);

@@ -1,6 +1,9 @@
 // The watchdog against a real server: a stall injected through the engine's test hook trips it
 // within two intervals (metric, health), and recovery restarts the engine, fails the in-flight
 // slots explicitly and returns health to SERVING.
+#include <atomic>
+#include <thread>
+
 #include "gmock/gmock.h"
 #include "grpc_health_v1.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -82,6 +85,22 @@ TEST(WatchdogTest, RecoveryRestartsTheEngineAndFailsInFlightSlots) {
   auto after = c->Publish({client::Slot{}}, absl::Seconds(10));
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->completions.size(), 1u) << "the restarted engine runs new work";
+}
+
+// A drain stops the watchdog but /metrics keeps reading it until the server goes: scrapes
+// after (and during) a drain read live memory (this was a use-after-free, found by ASan).
+TEST(WatchdogTest, MetricsStillReadTheWatchdogAfterADrain) {
+  auto ts = StartWithWatchdog(/*recover=*/true);
+  ASSERT_NE(ts, nullptr);
+  std::atomic<bool> done{false};
+  std::thread scraper([&] {
+    while (!done.load()) ts->server->RenderMetrics();
+  });
+  auto drained = ts->server->DrainAndShutdown(absl::Now() + absl::Seconds(10));
+  EXPECT_TRUE(drained.ok()) << drained.status();
+  EXPECT_TRUE(MetricsContain(*ts, "mk_watchdog_stalled 0"));
+  done = true;
+  scraper.join();
 }
 
 }  // namespace

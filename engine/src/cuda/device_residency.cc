@@ -322,7 +322,7 @@ absl::Status DeviceResidency::Fill(uint32_t id, const io::Resource& resource,
   io::ChunkSink sink = [this, id, room](const io::Chunk& chunk, std::function<void()> release) {
     return CopyChunk(id, room + chunk.offset, chunk, std::move(release));
   };
-  return reader.ReadChunks(resource.resolved, resource.offset, resource.length, std::move(sink),
+  return reader.ReadChunks(resource.location, resource.offset, resource.length, std::move(sink),
                            std::move(done));
 }
 

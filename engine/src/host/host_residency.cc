@@ -23,7 +23,7 @@ class HostResidency final : public ResidencyStore {
       bytes = &buffers_[id];  // map nodes keep their address
     }
     bytes->resize(resource.length);
-    return reader.Read(resource.resolved, resource.offset, resource.length, bytes->data(),
+    return reader.Read(resource.location, resource.offset, resource.length, bytes->data(),
                        std::move(done));
   }
   absl::Status Publish(uint32_t) override { return absl::OkStatus(); }

@@ -7,6 +7,8 @@
 
 namespace mk::engine::host {
 
+static_assert(kSharedResourceOwner == io::kSharedOwner);
+
 namespace {
 
 using protocol::ExecResult;
@@ -51,11 +53,14 @@ absl::StatusOr<std::unique_ptr<ResourceLoader>> ResourceLoader::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "engine: io_queue_slots ", options.io_queue_slots, " is below the protocol minimum of 64"));
   }
-  auto table = io::ResourceTable::Create(options.resource_root);
+  auto root = io::RootDir::Create(options.resource_root);
+  if (!root.ok()) return root.status();
+  auto table = io::ResourceTable::Create(*root, options.max_resources_per_tenant);
   if (!table.ok()) return table.status();
   io::ReaderOptions ro;
   ro.backend = *backend;
   ro.o_direct = options.io_direct;
+  ro.root = *root;  // every read is opened confined beneath the root, at read time
   auto reader = io::FileReader::Create(ro);
   if (!reader.ok()) return reader.status();
   std::unique_ptr<ResidencyStore> store;
@@ -77,6 +82,10 @@ ResourceLoader::ResourceLoader(const EngineOptions& options, PartitionedRing& ri
     : ring_(ring),
       reaper_(reaper),
       budget_bytes_(options.residency_budget_bytes),
+      owner_budget_bytes_(
+          options.tenant_residency_bytes == 0
+              ? options.residency_budget_bytes
+              : std::min(options.tenant_residency_bytes, options.residency_budget_bytes)),
       table_(std::move(table)),
       io_words_(size_t{options.io_queue_slots} * protocol::io::kSlotWords, 0),
       io_queue_(*IoQueueView::Create(absl::MakeSpan(io_words_))),
@@ -121,7 +130,7 @@ protocol::IoHook ResourceLoader::Hook() {
 
 absl::StatusOr<io::Resource> ResourceLoader::Owned(uint32_t tenant, uint32_t id) const {
   auto r = table_->Lookup(id);
-  if (!r.ok() || r->tenant != tenant) {
+  if (!r.ok() || (r->tenant != tenant && r->tenant != io::kSharedOwner)) {
     return absl::NotFoundError(absl::StrCat("engine: tenant ", tenant, " has no resource ", id));
   }
   return r;
@@ -129,21 +138,46 @@ absl::StatusOr<io::Resource> ResourceLoader::Owned(uint32_t tenant, uint32_t id)
 
 void ResourceLoader::DropLocked(std::map<uint32_t, Resident>::iterator it) {
   used_bytes_ -= it->second.reserved;
+  if (auto owner = used_by_owner_.find(it->second.owner); owner != used_by_owner_.end()) {
+    owner->second -= it->second.reserved;
+    if (owner->second == 0) used_by_owner_.erase(owner);
+  }
   store_->Remove(it->first);
   resident_.erase(it);
 }
 
-bool ResourceLoader::MakeRoomLocked(uint32_t id, uint32_t tenant, uint64_t bytes) {
-  auto evictable = [this](std::map<uint32_t, Resident>::iterator it) {
-    return it != resident_.end() && !it->second.loading && !PinnedLocked(it->first);
+uint64_t ResourceLoader::OwnerUsedLocked(uint32_t owner) const {
+  auto it = used_by_owner_.find(owner);
+  return it == used_by_owner_.end() ? 0 : it->second;
+}
+
+bool ResourceLoader::OwnerBusyLocked(uint32_t owner) const {
+  for (const auto& [id, r] : resident_) {
+    if (r.owner == owner && (r.loading || PinnedLocked(id))) return true;
+  }
+  return false;
+}
+
+bool ResourceLoader::MakeRoomLocked(uint32_t id, uint32_t owner, uint64_t bytes) {
+  // Only the owner's own copies are candidates: one tenant's loads never evict another's.
+  auto evictable = [this, owner](std::map<uint32_t, Resident>::iterator it) {
+    return it != resident_.end() && it->second.owner == owner && !it->second.loading &&
+           !PinnedLocked(it->first);
   };
-  while (used_bytes_ + bytes > budget_bytes_ || !store_->Place(id, tenant, bytes)) {
+  auto over_budget = [&] {
+    return used_bytes_ + bytes > budget_bytes_ ||
+           OwnerUsedLocked(owner) + bytes > owner_budget_bytes_;
+  };
+  while (over_budget() || !store_->Place(id, owner, bytes)) {
     // The store's own obstacle first (a device table entry held by another resource): evicting
     // it is what helps, and it needs no scan.
     auto victim = resident_.end();
-    if (used_bytes_ + bytes <= budget_bytes_) {
+    if (!over_budget()) {
       if (auto holder = store_->Obstacle(id); holder.has_value()) {
-        if (auto it = resident_.find(*holder); evictable(it)) victim = it;
+        auto it = resident_.find(*holder);
+        // Another owner's copy (never evicted for this load), or one in use: no room now.
+        if (!evictable(it)) return false;
+        victim = it;
       }
     }
     if (victim == resident_.end()) {  // least recently used (a scan: evictions are rare)
@@ -194,12 +228,28 @@ absl::Status ResourceLoader::ForgetResidents(absl::Time deadline) {
                      " resource loads still in flight; their resources stay "
                      "marked as loading"));
   }
+  // Requests still waiting for room in the io queue were placed in the store being reset: they
+  // fail (their slots fault IO_ERROR ECANCELED) and a later LOAD_MISS loads them again.
+  std::vector<Waiter> cancelled;
+  for (const IoRequest& request : overflow_) {
+    auto it = resident_.find(request.resource_id);
+    if (it == resident_.end()) continue;
+    for (const Waiter& w : it->second.waiters) cancelled.push_back(w);
+    DropLocked(it);
+  }
+  overflow_.clear();
   for (auto it = resident_.begin(); it != resident_.end();) {
     auto next = std::next(it);
     if (!it->second.loading) DropLocked(it);
     it = next;
   }
   pins_.clear();
+  lock.unlock();
+  if (!cancelled.empty()) {
+    CompletionBatcher batcher = reaper_.NewBatcher();
+    const ExecResult outcome = protocol::Fault(FaultCode::kIoError, ECANCELED);
+    for (const Waiter& w : cancelled) reaper_.ResumeWaiting(w.index, w.ticket, outcome, &batcher);
+  }
   return absl::OkStatus();
 }
 
@@ -210,6 +260,7 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   std::unique_lock<std::mutex> lock(mu_);
   ++stats_.load_misses;
   if (!resource.ok()) return protocol::Fault(FaultCode::kResourceNotFound, id);
+  const uint32_t owner = resource->tenant;
   auto it = resident_.find(id);
   if (it != resident_.end()) {
     Resident& r = it->second;
@@ -220,11 +271,15 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
     r.waiters.push_back({slot_index, MarkWaiting(slot_index)});
     return Waiting();
   }
-  if (resource->length > budget_bytes_) {
+  if (resource->length > owner_budget_bytes_) {
     return protocol::Fault(FaultCode::kResourceExhausted, id);  // can never fit
   }
-  if (!MakeRoomLocked(id, tenant, resource->length)) {
-    ++stats_.requeued;  // everything resident is loading or being hashed: retry shortly
+  if (!MakeRoomLocked(id, owner, resource->length)) {
+    // The owner's own copies are loading or being read: retry once they are done. Nothing of
+    // the owner's is in the way, so only other tenants' copies fill the budget: they are not
+    // evicted for this load, which faults instead of waiting for them.
+    if (!OwnerBusyLocked(owner)) return protocol::Fault(FaultCode::kResourceExhausted, id);
+    ++stats_.requeued;
     return Requeue();
   }
   IoRequest request;
@@ -232,19 +287,24 @@ ExecResult ResourceLoader::LoadMiss(uint32_t slot_index, uint32_t tenant, const 
   request.residency = id;
   request.byte_count = static_cast<uint32_t>(std::min<uint64_t>(resource->length, UINT32_MAX));
   request.tag = prefetch ? kNoTag : slot_index;
-  auto io_slot = io_queue_.Publish(request, io_hint_.fetch_add(1, std::memory_order_relaxed));
-  if (!io_slot.ok()) {  // io queue full: the ring slot is retried, never skipped
-    ++stats_.requeued;
-    store_->Remove(id);  // placed by MakeRoomLocked, not reserved yet
-    return Requeue();
-  }
   Resident& r = resident_[id];
+  r.owner = owner;
   r.last_use = ++clock_;
   r.reserved = resource->length;  // budget held now; the bytes arrive with the read
   used_bytes_ += r.reserved;
+  used_by_owner_[owner] += r.reserved;
   // The read cannot finish before mu_ is released (FinishRead takes the waiters under it), so
   // the slot is marked waiting in time.
   if (!prefetch) r.waiters.push_back({slot_index, MarkWaiting(slot_index)});
+  auto io_slot = io_queue_.Publish(request, io_hint_.fetch_add(1, std::memory_order_relaxed));
+  if (!io_slot.ok()) {
+    // The io queue is full: the request waits in the loader (bounded by the ring: each holds a
+    // waiting slot or is a prefetch of a resource not yet resident) and the pump publishes it
+    // when a read finishes; the slot sleeps in WAIT_IO instead of spinning through REQUEUE.
+    overflow_.push_back(request);
+    ++stats_.io_queue_full;
+    return prefetch ? Loaded(resource->length) : Waiting();
+  }
   lock.unlock();
   // The CPU engine's worker is a host thread: it serves the request it just published at once
   // (one thread hop fewer). Claims are exactly-once, so the pump thread stays a safe backstop.
@@ -291,7 +351,7 @@ void ResourceLoader::PumpLoop() {
     for (uint32_t io_index : published) StartRead(io_index);
     lock.lock();
     if (stop_) return;
-    if (!published.empty()) continue;
+    if (!published.empty() || PublishOverflowLocked()) continue;
     // Workers publish under mu_, so a poll under it cannot miss a request whose notification
     // came before this wait.
     io_queue_.Poll(&published);
@@ -302,12 +362,29 @@ void ResourceLoader::PumpLoop() {
 void ResourceLoader::StartRead(uint32_t io_index) {
   auto request = io_queue_.Claim(io_index);  // exactly once
   if (!request.ok()) return;
-  const uint64_t start_ns = NowNs();
-  const uint32_t id = request->resource_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++reads_in_flight_;  // until FinishRead, whichever way this read ends
+    if (hold_reads_) {
+      held_reads_.push_back({io_index, request->resource_id});
+      return;
+    }
   }
+  BeginRead(io_index, request->resource_id);
+}
+
+void ResourceLoader::HoldReads(bool hold) {
+  std::vector<std::pair<uint32_t, uint32_t>> release;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_reads_ = hold;
+    if (!hold) release.swap(held_reads_);
+  }
+  for (const auto& [io_index, id] : release) BeginRead(io_index, id);
+}
+
+void ResourceLoader::BeginRead(uint32_t io_index, uint32_t id) {
+  const uint64_t start_ns = NowNs();
   auto resource = table_->Lookup(id);
   if (!resource.ok()) {
     FinishRead(io_index, id, io::IoError(ENOENT, "resource evicted"), start_ns);
@@ -358,6 +435,19 @@ void ResourceLoader::FinishRead(uint32_t io_index, uint32_t resource_id, absl::S
   io_queue_.Recycle(io_index).IgnoreError();
   std::lock_guard<std::mutex> lock(mu_);
   if (--reads_in_flight_ == 0) reads_done_.notify_all();
+  if (!overflow_.empty()) work_.notify_one();  // an io slot is free for a waiting request
+}
+
+bool ResourceLoader::PublishOverflowLocked() {
+  bool any = false;
+  while (!overflow_.empty()) {
+    auto io_slot =
+        io_queue_.Publish(overflow_.front(), io_hint_.fetch_add(1, std::memory_order_relaxed));
+    if (!io_slot.ok()) break;
+    overflow_.pop_front();
+    any = true;
+  }
+  return any;
 }
 
 absl::StatusOr<uint32_t> ResourceLoader::Register(uint32_t tenant, const std::string& path,
@@ -369,7 +459,7 @@ std::vector<ResourceInfo> ResourceLoader::List(uint32_t tenant) {
   std::vector<ResourceInfo> out;
   std::lock_guard<std::mutex> lock(mu_);
   for (const io::Resource& r : table_->List()) {
-    if (r.tenant != tenant) continue;
+    if (r.tenant != tenant && r.tenant != io::kSharedOwner) continue;
     auto it = resident_.find(r.id);
     out.push_back(ResourceInfo{r.id, r.tenant, r.path, r.offset, r.length,
                                it != resident_.end() && !it->second.loading});
@@ -378,7 +468,12 @@ std::vector<ResourceInfo> ResourceLoader::List(uint32_t tenant) {
 }
 
 absl::Status ResourceLoader::Evict(uint32_t tenant, uint32_t resource_id) {
-  if (auto owned = Owned(tenant, resource_id); !owned.ok()) return owned.status();
+  auto owned = Owned(tenant, resource_id);
+  if (!owned.ok()) return owned.status();
+  if (owned->tenant != tenant) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "engine: resource ", resource_id, " is shared; only the admin evicts shared resources"));
+  }
   std::lock_guard<std::mutex> lock(mu_);
   auto it = resident_.find(resource_id);
   if (it != resident_.end()) {
@@ -401,7 +496,7 @@ void ResourceLoader::Stats(IoStats* out) {
   for (const auto& [id, r] : resident_) {
     ++(r.loading ? out->loading_resources : out->resident_resources);
   }
-  out->registered_resources = table_->List().size();
+  out->registered_resources = table_->size();
 }
 
 }  // namespace mk::engine::host

@@ -4,13 +4,19 @@
 // A worker's LOAD_MISS either finds the resource resident (DONE), joins a load already under
 // way (WAIT_IO, coalesced: one read per resource however many slots miss), or starts one: it
 // reserves residency budget (evicting least-recently-used unpinned resources), publishes an io
-// request into the io queue with a compare-and-swap, and leaves its ring slot in WAIT_IO. A
-// full io queue answers REQUEUE (the slot is retried, never skipped). The publishing worker
+// request into the io queue with a compare-and-swap, and leaves its ring slot in WAIT_IO. When
+// the io queue is full the request waits in the loader's overflow list (the slot still sleeps in
+// WAIT_IO) until a read finishes and the pump publishes it. The publishing worker
 // then serves the request itself (it is a host thread); the pump thread serves whatever is
 // left (a request is claimed exactly once, by either), resolves the resource through the table and
 // reads it with the io reader; the read's completion writes OK or ERROR into the io slot, resumes
 // every waiting ring slot (DONE, or FAULT IO_ERROR with the errno), reaps them and recycles the io
 // slot.
+//
+// Residency is owned: each resident copy belongs to its resource's owner (a tenant, or the
+// shared folder's owner), each owner may hold at most tenant_residency_bytes, and a load only
+// ever evicts copies of its own owner; when other owners' copies fill the budget the load
+// faults RESOURCE_EXHAUSTED instead.
 //
 // Where resident copies live is the ResidencyStore's business: host memory for the CPU engine,
 // device memory for the CUDA engine (whose kernel answers resident LOAD_MISS and CHECKSUM
@@ -26,6 +32,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -73,6 +80,9 @@ class ResourceLoader {
   // Waits (up to `deadline`) for loads in flight to finish, then drops every resident copy:
   // the device memory behind them is about to be reset. OK, or DEADLINE_EXCEEDED.
   absl::Status ForgetResidents(absl::Time deadline);
+  // Tests: while held, claimed io requests wait (occupying their io slots) instead of being
+  // read; releasing reads them all. Lets a test fill the io queue deterministically.
+  void HoldReads(bool hold);
 
   absl::StatusOr<uint32_t> Register(uint32_t tenant, const std::string& path, uint64_t offset,
                                     uint64_t length);
@@ -90,6 +100,7 @@ class ResourceLoader {
     uint64_t reserved = 0;  // budget bytes held (the resource's length)
     std::vector<Waiter> waiters;
     uint64_t last_use = 0;
+    uint32_t owner = 0;  // the resource's owner (io::Resource::tenant)
   };
 
   ResourceLoader(const EngineOptions& options, PartitionedRing& ring, SlotReaper& reaper,
@@ -101,9 +112,16 @@ class ResourceLoader {
   absl::StatusOr<io::Resource> Owned(uint32_t tenant, uint32_t id) const;
   // Frees budget and store room for resource `id` (`bytes` of `tenant`'s) by evicting unpinned
   // resident copies, oldest use first, and places it in the store.
-  bool MakeRoomLocked(uint32_t id, uint32_t tenant, uint64_t bytes);
+  bool MakeRoomLocked(uint32_t id, uint32_t owner, uint64_t bytes);
+  uint64_t OwnerUsedLocked(uint32_t owner) const;
+  // Whether some copy of `owner`'s is loading or pinned (it will free room by itself).
+  bool OwnerBusyLocked(uint32_t owner) const;
+  // Publishes overflowed requests while the io queue has room; true if any was published.
+  bool PublishOverflowLocked();
   void PumpLoop();
+  // Claims io slot `io_index` and reads its resource (BeginRead), unless reads are held.
   void StartRead(uint32_t io_index);
+  void BeginRead(uint32_t io_index, uint32_t resource_id);
   void FinishRead(uint32_t io_index, uint32_t resource_id, absl::Status status, uint64_t start_ns);
 
   // CLAIMED -> WAIT_IO for a slot that waits on a read (call with mu_ held: the read's
@@ -114,6 +132,7 @@ class ResourceLoader {
   PartitionedRing& ring_;
   SlotReaper& reaper_;
   const uint64_t budget_bytes_;
+  const uint64_t owner_budget_bytes_;  // per owner, <= budget_bytes_
   std::unique_ptr<io::ResourceTable> table_;
   std::vector<uint32_t> io_words_;  // the io queue (docs/protocol.md, "Io queue and LOAD_MISS")
   IoQueueView io_queue_;
@@ -121,7 +140,11 @@ class ResourceLoader {
   std::mutex mu_;  // guards everything below
   std::map<uint32_t, Resident> resident_;
   uint64_t used_bytes_ = 0;
-  uint64_t clock_ = 0;  // LRU order
+  absl::flat_hash_map<uint32_t, uint64_t> used_by_owner_;  // reserved bytes per owner
+  std::deque<IoRequest> overflow_;  // requests waiting for room in the io queue
+  bool hold_reads_ = false;         // HoldReads
+  std::vector<std::pair<uint32_t, uint32_t>> held_reads_;  // (io slot, resource id) held
+  uint64_t clock_ = 0;                                     // LRU order
   bool stop_ = false;
   std::condition_variable work_;  // new io requests, or stop
   IoStats stats_;

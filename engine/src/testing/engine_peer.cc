@@ -30,4 +30,6 @@ void EnginePeer::SimulateUnresponsiveExecutor(Engine& engine, bool unresponsive)
   Base(engine).SimulateUnresponsiveExecutor(unresponsive);
 }
 
+void EnginePeer::HoldIoReads(Engine& engine, bool hold) { Base(engine).HoldIoReads(hold); }
+
 }  // namespace mk::engine::testing

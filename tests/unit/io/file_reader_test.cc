@@ -2,6 +2,7 @@
 // reason where io_uring is blocked (e.g. a container's seccomp profile).
 #include "mk/io/file_reader.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -201,6 +202,55 @@ TEST_P(FileReaderTest, DirectReadsIntoAlignedAndUnalignedMemory) {
   ASSERT_TRUE(results.WaitFor(2));
   ASSERT_TRUE(results.statuses()[1].ok()) << results.statuses()[1];
   EXPECT_EQ(std::string(unaligned, 512 << 10), contents_["direct.bin"].substr(8192, 512 << 10));
+}
+
+// A reader with a root opens every file confined at read time: a file swapped for a symbolic
+// link or a FIFO after it was registered fails that read at once (no escape, no hang), and the
+// other reads go on.
+TEST_P(FileReaderTest, ARootConfinesEveryReadAtOpenTime) {
+  dir_.WriteFile("root/tenants/1/weights.bin", std::string(4096, 'w'));
+  dir_.WriteFile("secret.bin", std::string(4096, 's'));
+  ReaderOptions o;
+  o.backend = GetParam();
+  o.chunk_bytes = 64 << 10;
+  o.staging_buffers = 2;
+  auto root = RootDir::Create((dir_.path() / "root").string());
+  ASSERT_TRUE(root.ok()) << root.status();
+  o.root = *root;
+  auto reader = FileReader::Create(o);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string dest(4096, '\0');
+  Results results;
+  ASSERT_TRUE(
+      (*reader)->Read("tenants/1/weights.bin", 0, 4096, dest.data(), results.Callback()).ok());
+  ASSERT_TRUE(results.WaitFor(1));
+  ASSERT_TRUE(results.statuses()[0].ok()) << results.statuses()[0];
+  EXPECT_EQ(dest, std::string(4096, 'w'));
+
+  const fs::path file = dir_.path() / "root/tenants/1/weights.bin";
+  fs::remove(file);
+  fs::create_symlink(dir_.path() / "secret.bin", file);  // swapped after registration
+  ASSERT_TRUE(
+      (*reader)->Read("tenants/1/weights.bin", 0, 4096, dest.data(), results.Callback()).ok());
+  ASSERT_TRUE(results.WaitFor(2));
+  EXPECT_EQ(results.statuses()[1].code(), absl::StatusCode::kInvalidArgument)
+      << results.statuses()[1];
+  EXPECT_EQ(dest.find('s'), std::string::npos) << "no byte of the link's target was read";
+
+  fs::remove(file);
+  ASSERT_EQ(mkfifo(file.c_str(), 0600), 0);  // a blocking open would hang the io thread
+  ASSERT_TRUE((*reader)
+                  ->ReadChunks(
+                      "tenants/1/weights.bin", 0, 4096,
+                      [](const Chunk&, std::function<void()> release) {
+                        release();
+                        return absl::OkStatus();
+                      },
+                      results.Callback())
+                  .ok());
+  ASSERT_TRUE(results.WaitFor(3));
+  EXPECT_THAT(results.statuses()[2].message(), ::testing::HasSubstr("not a regular file"));
+  EXPECT_NE(ErrnoOf(results.statuses()[2]), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, FileReaderTest,

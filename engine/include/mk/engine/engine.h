@@ -91,9 +91,13 @@ struct EngineCounters {
   uint32_t done_count = 0;          // control word DONE_COUNT (executor progress; wraps)
 };
 
+// The owner of resources in the resource root's shared/ folder: the admin registers them (as
+// this owner), every tenant may read them, only this owner evicts them.
+inline constexpr uint32_t kSharedResourceOwner = 0xFFFFFFFFu;
+
 struct ResourceInfo {
   uint32_t id = 0;
-  uint32_t tenant = 0;
+  uint32_t tenant = 0;  // the owner: a tenant, or kSharedResourceOwner
   std::string path;
   uint64_t offset = 0;
   uint64_t length = 0;
@@ -122,10 +126,16 @@ struct EngineOptions {
   // right after a burst. The engine parks completely once this has passed without work.
   absl::Duration idle_spin = absl::Microseconds(200);
   // Resource loading (LOAD_MISS / CHECKSUM). Empty root: no resources, both opcodes fault
-  // RESOURCE_NOT_FOUND.
+  // RESOURCE_NOT_FOUND. A tenant's paths are relative to <root>/tenants/<tenant>/, shared
+  // resources' to <root>/shared/ (mk/io/resource_table.h).
   std::string resource_root;
   uint64_t residency_budget_bytes = 1ull << 30;  // resident copies; LRU eviction beyond it
-  std::string io_backend = "auto";               // auto | io_uring | threads
+  // Resident bytes one owner (tenant, or the shared folder) may hold; its loads evict only its
+  // own copies. 0: the whole budget (no tenant evicts another's copies even then).
+  uint64_t tenant_residency_bytes = 256ull << 20;
+  // Resources one owner may have registered at once (0 = no limit).
+  uint32_t max_resources_per_tenant = 1024;
+  std::string io_backend = "auto";  // auto | io_uring | threads
   // Read resources with O_DIRECT (bypassing the page cache); resource offsets and lengths must
   // then be multiples of 4096, or their loads fail with EINVAL.
   bool io_direct = false;
@@ -215,8 +225,11 @@ class Engine {
   virtual absl::StatusOr<EngineCounters> Shutdown() = 0;
 
   // The resource table behind LOAD_MISS (FAILED_PRECONDITION without a resource root).
-  // Resources belong to the registering tenant; other tenants' LOAD_MISS / CHECKSUM of them
-  // fault RESOURCE_NOT_FOUND.
+  // Resources belong to the registering tenant, whose paths are relative to its own folder
+  // <root>/tenants/<tenant>/; other tenants' LOAD_MISS / CHECKSUM of them fault
+  // RESOURCE_NOT_FOUND. `tenant` may be kSharedResourceOwner (the admin's call): paths are then
+  // relative to <root>/shared/ and every tenant may use the resource; listing shows a tenant
+  // its own resources and the shared ones; a tenant evicts only its own.
   virtual absl::StatusOr<uint32_t> RegisterResource(uint32_t tenant, const std::string& path,
                                                     uint64_t offset, uint64_t length) = 0;
   virtual absl::StatusOr<std::vector<ResourceInfo>> ListResources(uint32_t tenant) = 0;

@@ -139,9 +139,10 @@ struct IoStats {
   uint64_t requests_ok = 0;
   uint64_t requests_error = 0;
   uint64_t bytes = 0;
-  uint64_t load_misses = 0;  // LOAD_MISS slots executed
-  uint64_t coalesced = 0;    // misses that joined a load already under way
-  uint64_t requeued = 0;     // misses answered REQUEUE (io queue or budget momentarily full)
+  uint64_t load_misses = 0;    // LOAD_MISS slots executed
+  uint64_t coalesced = 0;      // misses that joined a load already under way
+  uint64_t requeued = 0;       // misses answered REQUEUE (the owner's budget held by its own loads)
+  uint64_t io_queue_full = 0;  // loads that waited in the loader for room in the io queue
   uint64_t evictions = 0;
   uint64_t resident_bytes = 0;
   uint64_t resident_resources = 0;

@@ -20,6 +20,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "mk/io/root_dir.h"
 
 namespace mk::io {
 
@@ -32,6 +33,10 @@ struct ReaderOptions {
   uint32_t threads = 4;                 // thread-pool backend
   uint32_t max_queued_requests = 4096;  // beyond this Read answers RESOURCE_EXHAUSTED
   bool o_direct = false;                // bypass the page cache (4 KiB-aligned offset and length)
+  // Set: every path given to Read/ReadChunks is relative to this directory and opened confined
+  // beneath it at read time (RootDir::Open). Unset: paths are opened as given, still
+  // non-blocking and regular files only (benchmarks, tools).
+  std::shared_ptr<const RootDir> root;
   // io_uring: how long the ring thread polls for completions and new work before it sleeps in
   // the kernel. A sleeping thread costs a wake-up per event (tens of microseconds on virtualized
   // hosts); polling costs CPU only right after activity, and only pays off with a core to spare
@@ -85,7 +90,8 @@ class FileReader {
 };
 
 // An io error with its errno attached (ErrnoOf reads it back; 0 when none).
-absl::Status IoError(int error_number, const std::string& what);
+absl::Status IoError(int error_number, const std::string& what,
+                     absl::StatusCode code = absl::StatusCode::kUnavailable);
 int ErrnoOf(const absl::Status& status);
 
 }  // namespace mk::io

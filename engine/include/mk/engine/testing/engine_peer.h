@@ -19,6 +19,9 @@ class EnginePeer {
   // must take the path for an executor that does not stop (the CUDA engine abandons the kernel
   // and answers UNAVAILABLE). Engines whose executors always stop ignore it.
   static void SimulateUnresponsiveExecutor(Engine& engine, bool unresponsive);
+  // Resource reads the engine starts wait (holding their io queue slots) until called with
+  // false, which starts them all: fills the io queue on purpose.
+  static void HoldIoReads(Engine& engine, bool hold);
 };
 
 }  // namespace mk::engine::testing
