@@ -1,6 +1,8 @@
 // mkctl: the command-line client of megakerneld.
 //   mkctl publish | poll | telemetry | resources | bench | top   (each with --help)
+#include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -11,10 +13,11 @@
 namespace mk::mkctl {
 namespace {
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
-  return 1;
-}
+constexpr uint64_t kMaxU32 = std::numeric_limits<uint32_t>::max();
+constexpr uint64_t kMaxU64 = std::numeric_limits<uint64_t>::max();
+constexpr size_t kArgWords = 12;         // argument words of a slot (docs/protocol.md)
+constexpr uint64_t kMaxPriority = 4;     // 0 CRITICAL .. 4 IDLE
+constexpr uint64_t kMaxCount = 1 << 20;  // slots of one publish
 
 const char* StatusName(client::Completion::Status s) {
   switch (s) {
@@ -41,34 +44,27 @@ void PrintCompletions(const std::vector<client::Completion>& completions) {
 }
 
 int Publish(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({
-      {"opcode", "0", "opcode (0 NOP, 1 STORE_U32, 2 ATOMIC_ADD, 3 LOAD_U32, ...)"},
-      {"args", "", "comma-separated argument words (at most 12)"},
-      {"priority", "2", "0 CRITICAL .. 4 IDLE"},
-      {"count", "1", "how many copies of the slot to publish in one batch"},
-      {"wait", "0s", "wait up to this long for the results (0s: return tickets at once)"},
-  });
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return Fail(args.status());
-  if (args->help()) {
-    PrintHelp("publish",
-              "Publishes a batch of slots; prints the tickets and, with --wait, results.", specs);
-    return 0;
-  }
-  auto opcode = args->GetUint("opcode");
-  auto words = args->GetUintList("args");
-  auto priority = args->GetUint("priority");
-  auto count = args->GetUint("count");
-  auto wait = args->GetDuration("wait");
-  for (const absl::Status& s :
-       {opcode.status(), words.status(), priority.status(), count.status(), wait.status()}) {
-    if (!s.ok()) return Fail(s);
-  }
-  auto c = ConnectFromArgs(*args);
+  int exit_code = 0;
+  const auto args = ParseCommand(
+      "publish", "Publishes a batch of slots; prints the tickets and, with --wait, results.",
+      {
+          UintFlag("opcode", "0", 0, kMaxU32,
+                   "opcode (0 NOP, 1 STORE_U32, 2 ATOMIC_ADD, 3 LOAD_U32, ...)"),
+          UintListFlag("args", kMaxU32, kArgWords, "comma-separated argument words (at most 12)"),
+          UintFlag("priority", "2", 0, kMaxPriority, "0 CRITICAL .. 4 IDLE"),
+          UintFlag("count", "1", 1, kMaxCount, "how many copies of the slot to publish at once"),
+          DurationFlag("wait", "0s", false,
+                       "wait up to this long for the results (0s: return tickets at once)"),
+      },
+      argv, &exit_code);
+  if (!args) return exit_code;
+  auto c = Connect(*args);
   if (!c.ok()) return Fail(c.status());
-  std::vector<client::Slot> slots(*count, client::Slot{static_cast<uint32_t>(*opcode),
-                                                       static_cast<uint32_t>(*priority), *words});
-  auto r = (*c)->Publish(slots, *wait);
+  const std::vector<client::Slot> slots(
+      args->Uint("count"),
+      client::Slot{static_cast<uint32_t>(args->Uint("opcode")),
+                   static_cast<uint32_t>(args->Uint("priority")), args->Uint32List("args")});
+  auto r = (*c)->Publish(slots, args->Duration("wait"));
   if (!r.ok()) return Fail(r.status());
   std::printf("published %u slots: tickets %llu..%llu\n", r->count,
               static_cast<unsigned long long>(r->first_ticket),
@@ -78,98 +74,87 @@ int Publish(const std::vector<std::string>& argv) {
 }
 
 int Poll(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({
-      {"tickets", "", "comma-separated tickets from publish"},
-      {"wait", "1s", "wait up to this long for them to complete"},
-  });
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return Fail(args.status());
-  if (args->help()) {
-    PrintHelp("poll", "Collects the completions of tickets (each can be collected once).", specs);
-    return 0;
-  }
-  auto tickets = args->GetUint64List("tickets");
-  if (!tickets.ok()) return Fail(tickets.status());
-  auto wait = args->GetDuration("wait");
-  if (!wait.ok()) return Fail(wait.status());
-  auto c = ConnectFromArgs(*args);
+  int exit_code = 0;
+  const auto args = ParseCommand(
+      "poll", "Collects the completions of tickets (each can be collected once).",
+      {
+          UintListFlag("tickets", kMaxU64, kMaxCount, "comma-separated tickets from publish"),
+          DurationFlag("wait", "1s", false, "wait up to this long for them to complete"),
+      },
+      argv, &exit_code);
+  if (!args) return exit_code;
+  auto c = Connect(*args);
   if (!c.ok()) return Fail(c.status());
-  auto got = (*c)->Poll(*tickets, *wait);
+  const std::vector<uint64_t>& tickets = args->UintList("tickets");
+  auto got = (*c)->Poll(tickets, args->Duration("wait"));
   if (!got.ok()) return Fail(got.status());
   PrintCompletions(*got);
-  std::printf("%zu of %zu tickets complete\n", got->size(), tickets->size());
+  std::printf("%zu of %zu tickets complete\n", got->size(), tickets.size());
   return 0;
 }
 
 int Telemetry(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({
-      {"window_opcodes", "", "comma-separated opcodes grouped into ticketed windows"},
-  });
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return Fail(args.status());
-  if (args->help()) {
-    PrintHelp("telemetry", "Prints one telemetry snapshot (occupancy, counters, watchdog).", specs);
-    return 0;
-  }
-  auto windows = args->GetUintList("window_opcodes");
-  if (!windows.ok()) return Fail(windows.status());
-  auto c = ConnectFromArgs(*args);
+  int exit_code = 0;
+  const auto args =
+      ParseCommand("telemetry", "Prints one telemetry snapshot (occupancy, counters, watchdog).",
+                   {UintListFlag("window_opcodes", kMaxU32, kMaxCount,
+                                 "comma-separated opcodes grouped into ticketed windows")},
+                   argv, &exit_code);
+  if (!args) return exit_code;
+  auto c = Connect(*args);
   if (!c.ok()) return Fail(c.status());
-  auto t = (*c)->GetTelemetry(*windows);
+  auto t = (*c)->GetTelemetry(args->Uint32List("window_opcodes"));
   if (!t.ok()) return Fail(t.status());
   std::printf("%s", t->DebugString().c_str());
   return 0;
 }
 
 int Resources(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({
-      {"register", "",
-       "register this file (relative to your folder of the server's --resource_root, "
-       "tenants/<your tenant id>/)"},
-      {"shared", "false",
-       "with --register or --evict: a file of the root's shared/ folder (needs the admin token)"},
-      {"offset", "0", "with --register: first byte"},
-      {"length", "0", "with --register: bytes (0 = to the end of the file)"},
-      {"evict", "", "evict this resource id"},
-  });
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) return Fail(args.status());
-  if (args->help()) {
-    PrintHelp("resources",
-              "Lists your resources for LOAD_MISS; --register=PATH adds one, --evict=ID drops one.",
-              specs);
-    return 0;
+  int exit_code = 0;
+  const auto args = ParseCommand(
+      "resources",
+      "Lists your resources for LOAD_MISS; --register=PATH adds one, --evict=ID drops one.",
+      {
+          PathFlag("register",
+                   "register this file of your folder (<--resource_root>/tenants/<id>/)"),
+          BoolFlag("shared", false,
+                   "--register/--evict: a file of the root's shared/ (the admin token)"),
+          UintFlag("offset", "0", 0, kMaxU64, "with --register: first byte"),
+          UintFlag("length", "0", 0, kMaxU64,
+                   "with --register: bytes (0 = to the end of the file)"),
+          UintFlag("evict", "", 0, kMaxU32, "evict this resource id"),
+      },
+      argv, &exit_code);
+  if (!args) return exit_code;
+  if (args->Has("register") && args->Has("evict")) {
+    return UsageError("--register and --evict are exclusive");
   }
-  auto c = ConnectFromArgs(*args);
+  auto c = Connect(*args);
   if (!c.ok()) return Fail(c.status());
   // The generated Megakernel service client (gRPC names it Stub); calls carry a 10 s deadline.
   v1::Megakernel::Stub* service = (*c)->megakernel();
   auto context = [&] { return (*c)->NewContext(absl::Seconds(10)); };
-  if (!args->Get("register").empty()) {
-    auto offset = args->GetUint("offset");
-    auto length = args->GetUint("length");
-    if (!offset.ok() || !length.ok()) return Fail(offset.ok() ? length.status() : offset.status());
+  if (args->Has("register")) {
     v1::RegisterResourceRequest req;
-    req.set_path(args->Get("register"));
-    req.set_offset(*offset);
-    req.set_length(*length);
-    req.set_shared(args->Get("shared") == "true");
+    req.set_path(args->String("register"));
+    req.set_offset(args->Uint("offset"));
+    req.set_length(args->Uint("length"));
+    req.set_shared(args->Bool("shared"));
     v1::RegisterResourceResponse resp;
     grpc::Status s = service->RegisterResource(context().get(), req, &resp);
     if (!s.ok()) return Fail(client::FromGrpcStatus(s));
     std::printf("registered resource %u\n", resp.resource_id());
     return 0;
   }
-  if (!args->Get("evict").empty()) {
-    auto id = args->GetUint("evict");
-    if (!id.ok()) return Fail(id.status());
+  if (args->Has("evict")) {
+    const uint64_t id = args->Uint("evict");
     v1::EvictResourceRequest req;
-    req.set_resource_id(static_cast<uint32_t>(*id));
-    req.set_shared(args->Get("shared") == "true");
+    req.set_resource_id(static_cast<uint32_t>(id));  // the spec checked it fits 32 bits
+    req.set_shared(args->Bool("shared"));
     v1::EvictResourceResponse resp;
     grpc::Status s = service->EvictResource(context().get(), req, &resp);
     if (!s.ok()) return Fail(client::FromGrpcStatus(s));
-    std::printf("evicted resource %llu\n", static_cast<unsigned long long>(*id));
+    std::printf("evicted resource %llu\n", static_cast<unsigned long long>(id));
     return 0;
   }
   v1::ListResourcesResponse response;
@@ -189,6 +174,7 @@ int Resources(const std::vector<std::string>& argv) {
 int main(int argc, char** argv) {
   const std::string usage =
       "usage: mkctl <command> [--flag=value ...]\n"
+      "       mkctl --help | --version\n"
       "commands:\n"
       "  publish     publish slots (optionally wait for results)\n"
       "  poll        collect completions of tickets\n"
@@ -196,12 +182,22 @@ int main(int argc, char** argv) {
       "  resources   list, register or evict LOAD_MISS resources\n"
       "  bench       load generator (closed/open loop) and the baseline suite\n"
       "  top         live view of occupancy, throughput per tenant, watchdog\n"
-      "run 'mkctl <command> --help' for a command's flags\n";
-  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
-    std::printf("%s", usage.c_str());
-    return argc < 2 ? 2 : 0;
+      "run 'mkctl <command> --help' for a command's flags. The token is --token, else the first\n"
+      "line of --token_file, else the MK_TOKEN environment variable.\n"
+      "Exit status: 0 ok, 1 the call failed, 2 bad flags.\n";
+  if (argc < 2) {
+    std::fprintf(stderr, "%s", usage.c_str());
+    return mk::mkctl::kExitUsage;
   }
   const std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::printf("%s", usage.c_str());
+    return 0;
+  }
+  if (command == "--version" || command == "version") {
+    std::printf("mkctl %s\n", mk::mkctl::Version());
+    return 0;
+  }
   const std::vector<std::string> rest(argv + 2, argv + argc);
   if (command == "publish") return mk::mkctl::Publish(rest);
   if (command == "poll") return mk::mkctl::Poll(rest);
@@ -210,5 +206,5 @@ int main(int argc, char** argv) {
   if (command == "bench") return mk::mkctl::RunBench(rest);
   if (command == "top") return mk::mkctl::RunTop(rest);
   std::fprintf(stderr, "mkctl: unknown command '%s'\n%s", command.c_str(), usage.c_str());
-  return 2;
+  return mk::mkctl::kExitUsage;
 }

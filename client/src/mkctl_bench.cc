@@ -27,6 +27,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr uint64_t kMaxConcurrency = 1024;    // threads
+constexpr uint64_t kMaxRate = 1'000'000'000;  // requests per second
+constexpr uint64_t kMaxBatch = 1 << 20;       // slots per request
+
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
 double Percentile(std::vector<double> v, double p) {
@@ -297,68 +301,47 @@ int Suite(client::Client& c, bool quick) {
 }  // namespace
 
 int RunBench(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({
-      {"mode", "closed", "closed | open | suite"},
-      {"duration", "5s", "how long to run (closed and open)"},
-      {"concurrency", "4", "concurrent callers (closed) or sender threads (open)"},
-      {"rate", "1000", "requests per second (open)"},
-      {"batch", "1", "NOP slots per request"},
-      {"plot", "", "write the latency histogram as an SVG image to this file"},
-      {"quick", "false", "suite: a short run (true | false)"},
-  });
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) {
-    std::fprintf(stderr, "mkctl: %s\n", args.status().ToString().c_str());
-    return 1;
+  int exit_code = 0;
+  const auto args = ParseCommand(
+      "bench", "Load generator; --mode=suite compares with the same-channel baselines.",
+      {
+          ChoiceFlag("mode", "closed", {"closed", "open", "suite"},
+                     "closed loop, open loop (a fixed rate) or the baseline suite"),
+          DurationFlag("duration", "5s", true, "how long to run (closed and open)"),
+          UintFlag("concurrency", "4", 1, kMaxConcurrency,
+                   "concurrent callers (closed) or sender threads (open)"),
+          UintFlag("rate", "1000", 0, kMaxRate, "requests per second (open; must be > 0)"),
+          UintFlag("batch", "1", 1, kMaxBatch, "NOP slots per request"),
+          PathFlag("plot", "write the latency histogram as an SVG image to this file"),
+          BoolFlag("quick", false, "suite: a short run"),
+      },
+      argv, &exit_code);
+  if (!args) return exit_code;
+  const std::string mode = args->String("mode");
+  const absl::Duration duration = args->Duration("duration");
+  const uint64_t concurrency = args->Uint("concurrency");
+  const uint64_t rate = args->Uint("rate");
+  if (mode == "open" && rate == 0) {
+    // No schedule: the senders would never reach the end of --duration.
+    return UsageError("--rate=0: --mode=open needs a rate > 0 requests per second");
   }
-  if (args->help()) {
-    PrintHelp("bench", "Load generator; --mode=suite compares with the same-channel baselines.",
-              specs);
-    return 0;
-  }
-  auto c = ConnectFromArgs(*args);
-  if (!c.ok()) {
-    std::fprintf(stderr, "mkctl: %s\n", c.status().ToString().c_str());
-    return 1;
-  }
-  const std::string mode = args->Get("mode");
-  if (mode == "suite") {
-    const std::string quick = args->Get("quick");
-    if (quick != "true" && quick != "false") {
-      std::fprintf(stderr, "mkctl: --quick=%s; use --quick=true or --quick=false\n", quick.c_str());
-      return 1;
-    }
-    return Suite(**c, quick == "true");
-  }
-  auto duration = args->GetDuration("duration");
-  auto concurrency = args->GetUint("concurrency");
-  auto rate = args->GetUint("rate");
-  auto batch = args->GetUint("batch");
-  for (const absl::Status& s :
-       {duration.status(), concurrency.status(), rate.status(), batch.status()}) {
-    if (!s.ok()) {
-      std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
-      return 1;
-    }
-  }
-  if (mode != "closed" && mode != "open") {
-    std::fprintf(stderr, "mkctl: --mode must be closed, open or suite\n");
-    return 1;
-  }
-  const std::vector<client::Slot> slots(std::max<uint64_t>(1, *batch));
+  auto c = Connect(*args);
+  if (!c.ok()) return Fail(c.status());
+  if (mode == "suite") return Suite(**c, args->Bool("quick"));
+  const std::vector<client::Slot> slots(args->Uint("batch"));
   Recorder recorder;
   std::atomic<uint64_t> requests{0}, errors{0};
   const auto start = Clock::now();
-  const auto end = start + absl::ToChronoNanoseconds(*duration);
+  const auto end = start + absl::ToChronoNanoseconds(duration);
   {
-    ProgressBar bar(*duration, &requests);
+    ProgressBar bar(duration, &requests);
     std::vector<std::thread> threads;
-    for (uint64_t t = 0; t < std::max<uint64_t>(1, *concurrency); ++t) {
+    for (uint64_t t = 0; t < concurrency; ++t) {
       threads.emplace_back([&, t] {
-        for (uint64_t i = t;; i += std::max<uint64_t>(1, *concurrency)) {
+        for (uint64_t i = t;; i += concurrency) {
           auto scheduled = Clock::now();
           if (mode == "open") {
-            scheduled = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / *rate));
+            scheduled = start + std::chrono::nanoseconds(static_cast<int64_t>(1e9 * i / rate));
             std::this_thread::sleep_until(scheduled);  // the open-loop schedule
           }
           if (scheduled >= end) return;
@@ -384,13 +367,10 @@ int RunBench(const std::vector<std::string>& argv) {
   PrintFigure("bench_latency_p50", Percentile(us, 0.5), "us");
   PrintFigure("bench_latency_p99", Percentile(us, 0.99), "us");
   if (!us.empty()) PrintHistogram(us);
-  if (const std::string plot = args->Get("plot"); !plot.empty() && !us.empty()) {
+  if (const std::string plot = args->String("plot"); !plot.empty() && !us.empty()) {
     absl::Status s =
         WritePlot(plot, us, absl::StrFormat("mkctl bench --mode=%s: %d requests", mode, us.size()));
-    if (!s.ok()) {
-      std::fprintf(stderr, "mkctl: %s\n", s.ToString().c_str());
-      return 1;
-    }
+    if (!s.ok()) return Fail(s);
     std::printf("plot written to %s\n", plot.c_str());
   }
   return errors.load() == 0 ? 0 : 1;

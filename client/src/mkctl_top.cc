@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -12,43 +13,34 @@
 namespace mk::mkctl {
 
 int RunTop(const std::vector<std::string>& argv) {
-  const auto specs = WithConnectionFlags({
-      {"interval", "1s", "refresh interval"},
-      {"iterations", "0", "frames to draw before exiting; 0 = until interrupted"},
-  });
-  auto args = Args::Parse(argv, specs);
-  if (!args.ok()) {
-    std::fprintf(stderr, "mkctl: %s\n", args.status().ToString().c_str());
-    return 1;
-  }
-  if (args->help()) {
-    PrintHelp("top", "Live view of ring occupancy, throughput per tenant and the watchdog.", specs);
-    return 0;
-  }
-  auto interval = args->GetDuration("interval");
-  auto iterations = args->GetUint("iterations");
-  if (!interval.ok() || !iterations.ok()) {
-    std::fprintf(stderr, "mkctl: bad --interval or --iterations\n");
-    return 1;
-  }
-  auto c = ConnectFromArgs(*args);
-  if (!c.ok()) {
-    std::fprintf(stderr, "mkctl: %s\n", c.status().ToString().c_str());
-    return 1;
-  }
+  int exit_code = 0;
+  const auto args =
+      ParseCommand("top", "Live view of ring occupancy, throughput per tenant and the watchdog.",
+                   {
+                       DurationFlag("interval", "1s", true, "refresh interval (> 0)"),
+                       UintFlag("iterations", "0", 0, std::numeric_limits<uint64_t>::max(),
+                                "frames to draw before exiting; 0 = until interrupted"),
+                   },
+                   argv, &exit_code);
+  if (!args) return exit_code;
+  const absl::Duration interval = args->Duration("interval");
+  const uint64_t iterations = args->Uint("iterations");
+  auto c = Connect(*args);
+  if (!c.ok()) return Fail(c.status());
   const bool tty = isatty(STDOUT_FILENO);
   v1::Telemetry previous;
+  std::chrono::steady_clock::time_point previous_at;
   bool have_previous = false;
-  for (uint64_t frame = 0; *iterations == 0 || frame < *iterations; ++frame) {
+  for (uint64_t frame = 0; iterations == 0 || frame < iterations; ++frame) {
     auto t = (*c)->GetTelemetry();
-    if (!t.ok()) {
-      std::fprintf(stderr, "mkctl: %s\n", t.status().ToString().c_str());
-      return 1;
-    }
-    const double seconds = absl::ToDoubleSeconds(*interval);
+    if (!t.ok()) return Fail(t.status());
+    const auto now = std::chrono::steady_clock::now();
+    // The time between the two snapshots (at least --interval, which is > 0).
+    const double seconds = std::chrono::duration<double>(now - previous_at).count();
     if (tty) std::printf("\033[H\033[2J");
-    std::printf("megakerneld %s | %s | ring %u slots | %u workers\n", args->Get("target").c_str(),
-                t->engine().backend().c_str(), t->engine().ring_slots(), t->engine().workers());
+    std::printf("megakerneld %s | %s | ring %u slots | %u workers\n",
+                args->String("target").c_str(), t->engine().backend().c_str(),
+                t->engine().ring_slots(), t->engine().workers());
     std::printf("watchdog: %s (queue depth %llu, done delta %u, faults %llu)\n",
                 t->watchdog().suspected_stall() ? "STALLED" : "ok",
                 static_cast<unsigned long long>(t->watchdog().queue_depth()),
@@ -75,9 +67,10 @@ int RunTop(const std::vector<std::string>& argv) {
     }
     std::fflush(stdout);
     previous = *t;
+    previous_at = now;
     have_previous = true;
-    if (*iterations == 0 || frame + 1 < *iterations) {
-      std::this_thread::sleep_for(absl::ToChronoNanoseconds(*interval));  // refresh period
+    if (iterations == 0 || frame + 1 < iterations) {
+      std::this_thread::sleep_for(absl::ToChronoNanoseconds(interval));  // refresh period
     }
   }
   return 0;
