@@ -52,8 +52,8 @@ inline absl::StatusOr<OpenedFile> OpenForRead(const ReaderOptions& options,
 class ReaderBase : public FileReader {
  public:
   ReaderStats stats() const override {
-    return ReaderStats{requests_.load(), bytes_.load(), errors_.load(), chunks_.load(),
-                       short_reads_.load()};
+    return ReaderStats{requests_.load(), bytes_.load(),       errors_.load(),
+                       chunks_.load(),   short_reads_.load(), bytes_received_.load()};
   }
   uint8_t* staging() const override { return staging_.data(); }
   size_t staging_bytes() const override { return staging_.bytes(); }
@@ -93,6 +93,7 @@ class ReaderBase : public FileReader {
   std::deque<Request> queue_;  // guarded by mu_
   bool stop_ = false;          // guarded by mu_
   std::atomic<uint64_t> requests_{0}, bytes_{0}, errors_{0}, chunks_{0}, short_reads_{0};
+  std::atomic<uint64_t> bytes_received_{0};  // as each read lands, reads in flight included
 
  private:
   // Appends a request to `queue_`, or answers RESOURCE_EXHAUSTED / FAILED_PRECONDITION.

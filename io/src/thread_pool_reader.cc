@@ -72,6 +72,7 @@ class ThreadPoolReader final : public ReaderBase {
       if (n == 0) return ENODATA;  // the file ended before the registered range did
       if (static_cast<size_t>(n) < want - got) ++short_reads_;
       got += static_cast<size_t>(n);
+      bytes_received_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
     }
     return 0;
   }

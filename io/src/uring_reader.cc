@@ -241,6 +241,7 @@ class UringReader final : public ReaderBase {
                     static_cast<size_t>(res));
       }
       op->received += static_cast<uint32_t>(res);
+      bytes_received_.fetch_add(static_cast<uint64_t>(res), std::memory_order_relaxed);
       if (op->received < op->length && a->error == 0) {
         ++short_reads_;  // continue where the kernel stopped
         SubmitRead(op);

@@ -47,6 +47,13 @@ ABSL_FLAG(uint64_t, tenant_residency_bytes, 256ull << 20,
           "own copies (0 = the whole budget)");
 ABSL_FLAG(uint32_t, max_resources_per_tenant, 1024,
           "resources one tenant may have registered at once (0 = no limit)");
+ABSL_FLAG(uint64_t, max_stored_completions, 1ull << 22,
+          "completions owed to Poll (in flight or stored) in all before Publish answers "
+          "RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, max_stored_completions_per_tenant, 1ull << 20,
+          "the same for one tenant (0 = no per-tenant limit)");
+ABSL_FLAG(absl::Duration, completion_ttl, absl::Minutes(10),
+          "a completion nobody polls within this long is dropped (mk_completions_expired_total)");
 ABSL_FLAG(std::string, io_backend, "auto",
           "resource reads: auto (io_uring, else a pread thread pool with a log line), io_uring, "
           "or threads");
@@ -131,6 +138,9 @@ absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
   eo.resource_root = absl::GetFlag(FLAGS_resource_root);
   eo.residency_budget_bytes = absl::GetFlag(FLAGS_residency_budget_bytes);
   eo.tenant_residency_bytes = absl::GetFlag(FLAGS_tenant_residency_bytes);
+  eo.max_stored_completions = absl::GetFlag(FLAGS_max_stored_completions);
+  eo.max_stored_completions_per_tenant = absl::GetFlag(FLAGS_max_stored_completions_per_tenant);
+  eo.completion_ttl = absl::GetFlag(FLAGS_completion_ttl);
   eo.max_resources_per_tenant = absl::GetFlag(FLAGS_max_resources_per_tenant);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);
   eo.io_direct = absl::GetFlag(FLAGS_io_direct);

@@ -3,7 +3,10 @@
 #include <grpcpp/alarm.h>
 
 #include <algorithm>
+#include <mutex>
+#include <optional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "convert.h"
 #include "status_mapping.h"
@@ -27,6 +30,27 @@ grpc::Status Reject(grpc::CallbackServerContext* context, const absl::Status& st
   return ToGrpcStatus(status);
 }
 
+// An engine wait that a cancellation can end early: End before Started is remembered and ends
+// the wait as soon as it has an id. Thread-safe (OnCancel runs on any gRPC thread).
+class CancellableWait {
+ public:
+  void Started(engine::Engine* engine, engine::Engine::WaitId id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    id_ = id;
+    if (ended_) engine->EndWait(id);
+  }
+  void End(engine::Engine* engine) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ended_ = true;
+    if (id_.has_value()) engine->EndWait(*id_);
+  }
+
+ private:
+  std::mutex mu_;
+  std::optional<engine::Engine::WaitId> id_;  // guarded by mu_
+  bool ended_ = false;                        // guarded by mu_
+};
+
 // Publish with `wait`: collects the batch's completions without blocking a gRPC thread.
 // Finishes OK with what completed by the wait; at the RPC deadline or on client cancellation it
 // cancels the slots no worker has claimed yet and finishes DEADLINE_EXCEEDED / CANCELLED.
@@ -40,15 +64,20 @@ class PublishWaitReactor final : public grpc::ServerUnaryReactor {
     const absl::Time rpc_deadline = RpcDeadline(*context);
     const absl::Time wait_until = absl::Now() + wait;
     hit_rpc_deadline_ = rpc_deadline <= wait_until;
-    absl::Status s = engine_->WaitForAsync(
+    auto id = engine_->WaitForAsync(
         tenant_, tickets_, std::min(wait_until, rpc_deadline),
         [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
-    if (!s.ok()) Finish(ToGrpcStatus(s));
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    wait_.Started(engine_, *id);
   }
 
   void OnCancel() override {
     cancelled_ = true;
-    CancelUnclaimed();  // their CANCELLED completions then finish the wait
+    CancelUnclaimed();
+    wait_.End(engine_);  // claimed slots may run long: the wait ends now, not at its deadline
   }
   void OnDone() override { delete this; }
 
@@ -83,6 +112,50 @@ class PublishWaitReactor final : public grpc::ServerUnaryReactor {
   std::vector<uint64_t> tickets_;
   bool hit_rpc_deadline_ = false;
   std::atomic<bool> cancelled_{false};
+  CancellableWait wait_;
+};
+
+// Poll: waits for the tickets without blocking a gRPC thread. On client cancellation (or a
+// server shutdown, which cancels calls) the wait ends at once and what it collected goes back
+// to the engine, so a later Poll still finds it.
+class PollReactor final : public grpc::ServerUnaryReactor {
+ public:
+  PollReactor(engine::Engine* engine, uint32_t tenant, const std::vector<uint64_t>& tickets,
+              absl::Time deadline, v1::PollResponse* response)
+      : engine_(engine), response_(response) {
+    auto id = engine_->WaitForAsync(
+        tenant, tickets, deadline,
+        [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
+    if (!id.ok()) {
+      Finish(ToGrpcStatus(id.status()));
+      return;
+    }
+    wait_.Started(engine_, *id);
+  }
+  void OnCancel() override {
+    cancelled_ = true;
+    wait_.End(engine_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void OnCompletions(std::vector<engine::Completion> got) {
+    if (cancelled_) {
+      engine_->ReturnCompletions(got);  // the client will not see them: keep them pollable
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "poll: cancelled; collected outcomes stay pollable"));
+      return;
+    }
+    std::sort(got.begin(), got.end(),
+              [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
+    for (const engine::Completion& c : got) ToProto(c, response_->add_completions());
+    Finish(grpc::Status::OK);
+  }
+
+  engine::Engine* engine_;
+  v1::PollResponse* response_;
+  std::atomic<bool> cancelled_{false};
+  CancellableWait wait_;
 };
 
 // Periodic telemetry on a server stream. One write in flight at a time; a grpc::Alarm spaces
@@ -170,20 +243,24 @@ grpc::ServerUnaryReactor* MegakernelService::Poll(grpc::CallbackServerContext* c
     return Finished(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                           "poll: no tickets; pass the tickets Publish returned"));
   }
-  auto* reactor = context->DefaultReactor();
+  const absl::Duration wait = FromProto(request->wait());
+  if (wait < absl::ZeroDuration()) {
+    return Finished(context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                          absl::StrCat("poll: wait ", absl::FormatDuration(wait),
+                                                       " is negative; pass 0 to return at once")));
+  }
   const std::vector<uint64_t> tickets(request->tickets().begin(), request->tickets().end());
-  const absl::Time deadline =
-      std::min(absl::Now() + std::max(FromProto(request->wait()), absl::ZeroDuration()),
-               RpcDeadline(*context));
-  absl::Status s = engine_->WaitForAsync(
-      caller->tenant, tickets, deadline, [reactor, response](std::vector<engine::Completion> got) {
-        std::sort(got.begin(), got.end(),
-                  [](const auto& a, const auto& b) { return a.ticket < b.ticket; });
-        for (const engine::Completion& c : got) ToProto(c, response->add_completions());
-        reactor->Finish(grpc::Status::OK);
-      });
-  if (!s.ok()) reactor->Finish(ToGrpcStatus(s));
-  return reactor;
+  absl::flat_hash_set<uint64_t> seen;
+  for (size_t i = 0; i < tickets.size(); ++i) {
+    if (!seen.insert(tickets[i]).second) {
+      return Finished(
+          context, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                absl::StrCat("poll: ticket ", tickets[i], " appears twice (index ",
+                                             i, "); list each ticket once")));
+    }
+  }
+  const absl::Time deadline = std::min(absl::Now() + wait, RpcDeadline(*context));
+  return new PollReactor(engine_, caller->tenant, tickets, deadline, response);
 }
 
 grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* MegakernelService::Stream(

@@ -179,6 +179,9 @@ void AddEngineFamilies(const engine::Engine& engine, int top_tenants, std::vecto
                         Type::kGauge, static_cast<double>(c.in_flight)));
   out->push_back(Scalar("mk_completions_stored", "Completions waiting to be collected by Poll.",
                         Type::kGauge, static_cast<double>(c.stored_completions)));
+  out->push_back(Scalar("mk_completions_expired_total",
+                        "Completions dropped uncollected after --completion_ttl.", Type::kCounter,
+                        static_cast<double>(c.expired_completions)));
   engine::EngineStats stats;
   engine.Stats(&stats);
   AddOutcomeFamilies(stats, top_tenants, out);

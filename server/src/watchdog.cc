@@ -7,7 +7,7 @@ namespace mk::server {
 Watchdog::Watchdog(engine::Engine* engine, const WatchdogOptions& options,
                    std::function<void(bool)> set_healthy)
     : engine_(engine), options_(options), set_healthy_(std::move(set_healthy)) {
-  last_done_count_ = engine_->counters().done_count;
+  last_progress_seen_ = ProgressOf(engine_->counters());
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -43,8 +43,9 @@ void Watchdog::Run() {
 void Watchdog::Sample() {
   const engine::EngineCounters c = engine_->counters();
   const uint64_t waiting_work = c.in_flight > c.parked_slots ? c.in_flight - c.parked_slots : 0;
-  const bool progressed = c.done_count != last_done_count_;  // wrap-safe: any change is progress
-  last_done_count_ = c.done_count;
+  const Progress now = ProgressOf(c);
+  const bool progressed = !(now == last_progress_seen_);  // wrap-safe: any change is progress
+  last_progress_seen_ = now;
   if (progressed || waiting_work == 0) {
     idle_samples_ = 0;
     // Health changes before the reported state does, so whoever sees the state change (the
@@ -86,7 +87,7 @@ void Watchdog::Sample() {
   }
   if (!restarted.ok()) return;
   idle_samples_ = 0;
-  last_done_count_ = engine_->counters().done_count;
+  last_progress_seen_ = ProgressOf(engine_->counters());
   {
     std::lock_guard<std::mutex> lock(mu_);
     state_.stalled = false;

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -12,6 +13,7 @@
 #include "mk/engine/engine.h"
 #include "mk/engine/opcode_registry.h"
 #include "mk/engine/packed_slot.h"
+#include "mk/engine/testing/engine_peer.h"
 #include "support/engine_test_util.h"
 
 namespace mk::engine {
@@ -338,10 +340,71 @@ TEST_F(EngineConformanceTest, WaitForAsyncDeliversOnceAllCompleteOrAtDeadline) {
   ASSERT_TRUE(e->Start().ok());
   ASSERT_TRUE(wait_calls(2));
   EXPECT_EQ(calls[1].size(), 5u) << "answered as soon as all five completed, long before 30 s";
-  EXPECT_EQ(e->WaitForAsync(1, std::vector<uint64_t>{99}, absl::Now(), record).code(),
+  EXPECT_EQ(e->WaitForAsync(1, std::vector<uint64_t>{99}, absl::Now(), record).status().code(),
             absl::StatusCode::kInvalidArgument);
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_EQ(calls.size(), 2u) << "an invalid wait never calls back";
+}
+
+// One tenant that never collects its completions uses up its own quota, not everyone's room,
+// and what it leaves uncollected is dropped after the time-to-live (then it may publish again).
+TEST_F(EngineConformanceTest, UncollectedCompletionsAreBoundedPerTenantAndExpire) {
+  EngineOptions o = Options();
+  o.max_stored_completions = 1000;
+  o.max_stored_completions_per_tenant = 30;
+  o.completion_ttl = absl::Milliseconds(40);
+  auto e = Make(o);
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(e->Publish(1, std::vector<SlotPayload>(30, Slot(op::kNop)), {}).ok());
+  auto refused = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("tenant 1 is owed 30"));
+  auto other = e->Publish(2, std::vector<SlotPayload>(30, Slot(op::kNop)), {});
+  ASSERT_TRUE(other.ok()) << "tenant 2 is not blocked by tenant 1: " << other.status();
+  ASSERT_EQ(e->WaitFor(2, Tickets(*other), absl::Now() + absl::Seconds(30))->size(), 30u);
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().expired_completions == 30; }));
+  EXPECT_EQ(e->counters().stored_completions, 0u);
+  EXPECT_TRUE(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {}).ok())
+      << "the dropped completions are owed no more";
+}
+
+// A wait whose caller went away ends at once, long before its deadline, holding nothing; what
+// it had collected goes back and a later wait finds it.
+TEST_F(EngineConformanceTest, EndWaitFinishesAWaitAtOnceAndLosesNothing) {
+  auto e = Make(Options());
+  ASSERT_TRUE(e->Start().ok());
+  auto done = *e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  ASSERT_EQ(e->WaitFor(1, Tickets(done), absl::Now() + absl::Seconds(30))->size(), 1u);
+  auto fresh = *e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().done >= 2; }));  // stored, uncollected
+  testing::EnginePeer::PauseExecution(*e, true);
+  auto parked = *e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  std::vector<uint64_t> tickets = Tickets(fresh);
+  tickets.push_back(parked.first_ticket);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<std::vector<Completion>> got;
+  auto id =
+      e->WaitForAsync(1, tickets, absl::Now() + absl::Hours(1), [&](std::vector<Completion> c) {
+        std::lock_guard<std::mutex> lock(mu);
+        got = std::move(c);
+        cv.notify_all();
+      });
+  ASSERT_TRUE(id.ok()) << id.status();
+  const absl::Time start = absl::Now();
+  e->EndWait(*id);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return got.has_value(); }));
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "not the hour-long deadline";
+  ASSERT_EQ(got->size(), 1u);
+  e->ReturnCompletions(*got);  // the RPC that wanted it was cancelled
+  e->EndWait(*id);             // a finished wait: no effect
+  testing::EnginePeer::PauseExecution(*e, false);
+  auto again = e->WaitFor(1, tickets, absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->size(), 2u) << "the handed-back completion and the parked one";
 }
 
 TEST_F(EngineConformanceTest, SecondWaiterGetsACompletionTheFirstHandsBack) {

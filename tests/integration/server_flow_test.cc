@@ -4,6 +4,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "mk/engine/testing/engine_peer.h"
 #include "support/engine_test_util.h"
 #include "support/test_server.h"
 
@@ -96,6 +97,94 @@ TEST(ServerFlowTest, ClientCancellationCancelsUnclaimedSlots) {
   ASSERT_TRUE(polled.ok()) << polled.status();
   ASSERT_EQ(polled->size(), 1u);
   EXPECT_EQ((*polled)[0].status, Completion::Status::kCancelled);
+}
+
+// A Poll holds a completed ticket (collected) and a ticket that cannot complete (execution
+// paused). Returns once the server's wait has collected the first (the engine stores nothing).
+struct PendingPoll {
+  uint64_t done_ticket = 0;
+  uint64_t stuck_ticket = 0;
+  grpc::ClientContext ctx;
+  grpc::Status status;
+  std::thread call;
+};
+void StartPendingPoll(TestServer& ts, client::Client& c, PendingPoll* p) {
+  auto first = c.Publish({Slot{}});
+  ASSERT_TRUE(first.ok());
+  p->done_ticket = first->first_ticket;
+  ASSERT_TRUE(
+      engine::testing::WaitUntil([&] { return ts.engine->counters().stored_completions == 1; }));
+  engine::testing::EnginePeer::PauseExecution(*ts.engine, true);
+  auto stuck = c.Publish({Slot{}});
+  ASSERT_TRUE(stuck.ok());
+  p->stuck_ticket = stuck->first_ticket;
+  p->call = std::thread([&c, p] {
+    v1::PollRequest req;
+    req.add_tickets(p->done_ticket);
+    req.add_tickets(p->stuck_ticket);
+    req.mutable_wait()->set_seconds(3600);  // an hour
+    v1::PollResponse resp;
+    p->status = c.megakernel()->Poll(&p->ctx, req, &resp);
+  });
+  ASSERT_TRUE(
+      engine::testing::WaitUntil([&] { return ts.engine->counters().stored_completions == 0; }));
+}
+
+// A cancelled Poll ends at once and hands what it collected back: a later Poll gets it.
+TEST(ServerFlowTest, ACancelledPollLosesNothing) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  PendingPoll p;
+  StartPendingPoll(*ts, *c, &p);
+  p.ctx.TryCancel();
+  p.call.join();
+  EXPECT_EQ(p.status.error_code(), grpc::StatusCode::CANCELLED);
+  auto again = c->Poll(std::vector<uint64_t>{p.done_ticket}, absl::Seconds(10));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 1u) << "the cancelled Poll's collected completion is pollable again";
+  EXPECT_EQ((*again)[0].ticket, p.done_ticket);
+  engine::testing::EnginePeer::PauseExecution(*ts->engine, false);
+}
+
+// Shutting the server down ends an hour-long Poll instead of waiting the hour out.
+TEST(ServerFlowTest, AnHourLongPollDoesNotHoldAShutdown) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  PendingPoll p;
+  StartPendingPoll(*ts, *c, &p);
+  const absl::Time start = absl::Now();
+  // The stuck slot cannot drain: the drain gives up at its deadline, the shutdown cancels calls.
+  EXPECT_FALSE(ts->server->DrainAndShutdown(absl::Now() + absl::Milliseconds(200)).ok());
+  ts->server->Wait();
+  p.call.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  EXPECT_NE(p.status.error_code(), grpc::StatusCode::OK);
+  engine::testing::EnginePeer::PauseExecution(*ts->engine, false);
+}
+
+// Poll rejects what can never be answered well: a negative wait, a ticket listed twice.
+TEST(ServerFlowTest, PollRejectsNegativeWaitsAndDuplicateTickets) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  auto published = c->Publish({Slot{}});
+  ASSERT_TRUE(published.ok());
+  v1::PollRequest req;
+  req.add_tickets(published->first_ticket);
+  req.mutable_wait()->set_seconds(-1);
+  v1::PollResponse resp;
+  grpc::Status s = c->megakernel()->Poll(c->NewContext(absl::Seconds(10)).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("negative"));
+  req.mutable_wait()->set_seconds(30);
+  req.add_tickets(published->first_ticket);
+  const absl::Time start = absl::Now();
+  s = c->megakernel()->Poll(c->NewContext(absl::Seconds(60)).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("appears twice (index 1)"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "answered at once, not after the wait";
 }
 
 TEST(ServerFlowTest, SlowStreamReaderBoundsServerBuffering) {

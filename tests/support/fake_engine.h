@@ -108,16 +108,17 @@ class FakeEngine final : public engine::Engine {
     });
     return TakeLocked(tenant, tickets);
   }
-  absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets, absl::Time,
-                            CompletionsCallback done) override {
+  absl::StatusOr<WaitId> WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                      absl::Time, CompletionsCallback done) override {
     std::vector<engine::Completion> got;
     {
       std::lock_guard<std::mutex> lock(mu_);
       got = TakeLocked(tenant, tickets);  // what is complete now: the fake never waits here
     }
     done(std::move(got));
-    return absl::OkStatus();
+    return WaitId{0};
   }
+  void EndWait(WaitId) override {}
   void ReturnCompletions(absl::Span<const engine::Completion> completions) override {
     std::lock_guard<std::mutex> lock(mu_);
     for (const engine::Completion& c : completions) stored_[{c.tenant, c.ticket}] = c;

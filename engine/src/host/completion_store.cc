@@ -21,6 +21,7 @@ absl::Duration SpinBeforeBlocking() {
 void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
   bool wake;
   std::vector<AsyncWaiter> finished;
+  const absl::Time now = absl::Now();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Completion& c : batch) {
@@ -32,7 +33,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
           k->second.erase(k->second.begin());
           if (k->second.empty()) async_keys_.erase(k);
           w->second.got.push_back(c);
-          owed_.fetch_sub(1, std::memory_order_acq_rel);
+          Settle(c.tenant);
           if (--w->second.remaining == 0) {
             finished.push_back(std::move(w->second));
             async_.erase(w);
@@ -41,7 +42,9 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
         }
       }
       if (handoff_count_ != 0 && HandOff(key, c)) continue;
-      completions_.insert_or_assign(key, c);
+      auto [it, fresh] = completions_.try_emplace(key, Stored{c, 0});
+      if (!fresh) Unstore(it->second.bucket);  // replaced (a handed-back duplicate)
+      it->second = Stored{c, BucketFor(now)};
     }
     size_.store(completions_.size(), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
@@ -64,9 +67,10 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
       const Key key{tenant, ticket};
       auto it = completions_.find(key);
       if (it != completions_.end()) {
-        waiter.got.push_back(it->second);
+        waiter.got.push_back(it->second.completion);
+        Unstore(it->second.bucket);
         completions_.erase(it);
-        owed_.fetch_sub(1, std::memory_order_acq_rel);
+        Settle(tenant);
       } else {
         std::vector<uint64_t>& waiters = async_keys_[key];
         if (std::find(waiters.begin(), waiters.end(), id) != waiters.end()) continue;  // duplicate
@@ -104,6 +108,49 @@ void CompletionStore::Expire(uint64_t id) {
   waiter.done(std::move(waiter.got));
 }
 
+uint64_t CompletionStore::BucketFor(absl::Time now) {
+  if (buckets_.empty() || now - buckets_.back().start >= bucket_width_) {
+    buckets_.push_back(Bucket{now, 0});
+  }
+  ++buckets_.back().live;
+  return first_bucket_id_ + buckets_.size() - 1;
+}
+
+void CompletionStore::Unstore(uint64_t bucket) {
+  if (bucket < first_bucket_id_) return;
+  --buckets_[bucket - first_bucket_id_].live;
+  // Emptied old buckets go at once, so a store that is collected in time holds one or two.
+  while (buckets_.size() > 1 && buckets_.front().live == 0) {
+    buckets_.pop_front();
+    ++first_bucket_id_;
+  }
+}
+
+uint64_t CompletionStore::DropExpired(absl::Time now) {
+  uint64_t dropped = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  // A bucket expires once its newest possible arrival is older than the time-to-live.
+  while (!buckets_.empty() && buckets_.front().start + bucket_width_ + ttl_ <= now) {
+    if (buckets_.front().live != 0) {
+      const uint64_t id = first_bucket_id_;
+      for (auto it = completions_.begin(); it != completions_.end();) {
+        auto next = std::next(it);
+        if (it->second.bucket == id) {
+          Settle(it->first.tenant);
+          completions_.erase(it);
+          ++dropped;
+        }
+        it = next;
+      }
+    }
+    buckets_.pop_front();
+    ++first_bucket_id_;
+  }
+  size_.store(completions_.size(), std::memory_order_relaxed);
+  dropped_.fetch_add(dropped, std::memory_order_relaxed);
+  return dropped;
+}
+
 size_t CompletionStore::async_waiters() {
   std::lock_guard<std::mutex> lock(mu_);
   return async_.size();
@@ -129,10 +176,11 @@ size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tick
       ++missing;
       continue;
     }
-    out->push_back(it->second);
+    out->push_back(it->second.completion);
+    Unstore(it->second.bucket);
     completions_.erase(it);
     (*taken)[i] = true;
-    owed_.fetch_sub(1, std::memory_order_acq_rel);
+    Settle(tenant);
   }
   size_.store(completions_.size(), std::memory_order_relaxed);
   return missing;
@@ -143,7 +191,7 @@ bool CompletionStore::HandOff(const Key& key, const Completion& c) {
     Handoff* h = handoffs_[i];
     if (!(h->key == key)) continue;
     DropHandoff(i);
-    owed_.fetch_sub(1, std::memory_order_acq_rel);
+    Settle(key.tenant);
     h->completion = c;
     h->state.store(1, std::memory_order_release);  // the waiter may return (and free h) now
     return true;

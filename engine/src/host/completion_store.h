@@ -12,10 +12,13 @@
 #ifndef MK_ENGINE_SRC_HOST_COMPLETION_STORE_H_
 #define MK_ENGINE_SRC_HOST_COMPLETION_STORE_H_
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -30,6 +33,14 @@ namespace mk::engine::host {
 
 class CompletionStore final : public CompletionSink {
  public:
+  // `max_tenants`: tenants counted one by one in owed(tenant).
+  // `ttl`: how long a stored completion waits to be collected before DropExpired drops it.
+  CompletionStore(uint32_t max_tenants, absl::Duration ttl)
+      : max_tenants_(max_tenants),
+        ttl_(ttl),
+        bucket_width_(std::max(ttl / 8, absl::Milliseconds(1))),
+        owed_by_tenant_(std::make_unique<std::atomic<uint64_t>[]>(max_tenants)) {}
+
   void OnCompletions(absl::Span<const Completion> batch) override;
 
   // Removes and returns the completions of `tickets` present by `deadline`, waiting until all
@@ -66,12 +77,25 @@ class CompletionStore final : public CompletionSink {
   // out (in flight or stored). Exact at any moment, unlike in_flight + size(), which can count
   // a just-delivered completion twice.
   uint64_t owed() const { return owed_.load(std::memory_order_acquire); }
-  void AddOwed(uint64_t n) { owed_.fetch_add(n, std::memory_order_acq_rel); }
+  // The same, for one tenant (the per-tenant quota).
+  uint64_t owed(uint32_t tenant) const {
+    return tenant < max_tenants_ ? owed_by_tenant_[tenant].load(std::memory_order_acquire) : 0;
+  }
+  void AddOwed(uint32_t tenant, uint64_t n) {
+    owed_.fetch_add(n, std::memory_order_acq_rel);
+    if (tenant < max_tenants_) owed_by_tenant_[tenant].fetch_add(n, std::memory_order_acq_rel);
+  }
   // Completions a caller took but could not deliver, handed back (they are owed again).
   void Return(absl::Span<const Completion> batch) {
-    AddOwed(batch.size());
+    for (const Completion& c : batch) AddOwed(c.tenant, 1);
     OnCompletions(batch);
   }
+  // Drops stored completions nobody collected within the time-to-live (they expire between ttl
+  // and ttl * 9/8 after they arrived); they are owed no more. Returns how many were dropped.
+  // Costs a scan of the stored completions only when some did expire.
+  uint64_t DropExpired(absl::Time now);
+  absl::Duration ttl() const { return ttl_; }
+  uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
  private:
   struct Key {
@@ -121,16 +145,43 @@ class CompletionStore final : public CompletionSink {
   absl::flat_hash_map<uint64_t, AsyncWaiter> async_;  // guarded by mu_
   // (tenant, ticket) -> waiters in arrival order; a completion goes to the first. Guarded by mu_.
   absl::flat_hash_map<Key, std::vector<uint64_t>> async_keys_;
-  uint64_t next_async_id_ = 1;                        // guarded by mu_
-  absl::flat_hash_map<Key, Completion> completions_;  // guarded by mu_
-  uint32_t blocked_waiters_ = 0;                      // guarded by mu_
-  Handoff* handoffs_[kMaxHandoffs] = {};              // the first handoff_count_; mu_
-  uint32_t handoff_count_ = 0;                        // guarded by mu_
+  uint64_t next_async_id_ = 1;  // guarded by mu_
+  // A stored completion and the arrival bucket it counts in.
+  struct Stored {
+    Completion completion;
+    uint64_t bucket;
+  };
+  absl::flat_hash_map<Key, Stored> completions_;  // guarded by mu_
+  uint32_t blocked_waiters_ = 0;                  // guarded by mu_
+  Handoff* handoffs_[kMaxHandoffs] = {};          // the first handoff_count_; mu_
+  uint32_t handoff_count_ = 0;                    // guarded by mu_
   std::atomic<uint64_t> size_{0};
   // Lines of their own: waiters spin on the generation; publishers add to owed_ on every
   // publish. Neither should pull the map's or the mutex's line away from the reaper.
   alignas(64) std::atomic<uint64_t> generation_{0};  // bumped (under mu_) after every batch
   alignas(64) std::atomic<uint64_t> owed_{0};
+  // One completion of `tenant` handed out or dropped: owed no more.
+  void Settle(uint32_t tenant) {
+    owed_.fetch_sub(1, std::memory_order_acq_rel);
+    if (tenant < max_tenants_) owed_by_tenant_[tenant].fetch_sub(1, std::memory_order_acq_rel);
+  }
+  const uint32_t max_tenants_;
+  const std::unique_ptr<std::atomic<uint64_t>[]> owed_by_tenant_;
+  // Arrival buckets for the time-to-live: each covers bucket_width_ of arrivals and counts its
+  // completions still stored. Guarded by mu_.
+  struct Bucket {
+    absl::Time start;
+    uint64_t live = 0;
+  };
+  // The bucket a completion arriving `now` counts in (opens one when needed; needs mu_).
+  uint64_t BucketFor(absl::Time now);
+  // A stored completion left the store (collected or dropped; needs mu_).
+  void Unstore(uint64_t bucket);
+  const absl::Duration ttl_;
+  const absl::Duration bucket_width_;
+  std::deque<Bucket> buckets_;    // guarded by mu_
+  uint64_t first_bucket_id_ = 0;  // id of buckets_.front(); guarded by mu_
+  std::atomic<uint64_t> dropped_{0};
 };
 
 }  // namespace mk::engine::host

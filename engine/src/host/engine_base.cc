@@ -33,8 +33,10 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       tenants_(control_->control(), options.max_tenants),
       tickets_(options.max_tenants),
       ledger_(options.max_tenants, options.collect_latency),
+      store_(options.max_tenants, options.completion_ttl),
       reaper_(*ring_, *control_, ledger_, store_),
-      publisher_(*ring_, tickets_, ledger_, store_, options.max_stored_completions),
+      publisher_(*ring_, tickets_, ledger_, store_, options.max_stored_completions,
+                 options.max_stored_completions_per_tenant),
       scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {}
 
 absl::Status EngineBase::CreateLoader(const ResourceLoader::StoreFactory& make_store) {
@@ -58,7 +60,19 @@ absl::Status EngineBase::Start() {
     return s;
   }
   executor_starts_.fetch_add(1);
+  ScheduleCompletionExpiry();
   return absl::OkStatus();
+}
+
+void EngineBase::ScheduleCompletionExpiry() {
+  // Every eighth of the time-to-live (at least every 10 ms, at most every 10 s); the timer
+  // thread runs it, and it schedules its next run itself until the timer stops.
+  const absl::Duration period =
+      std::clamp(options_.completion_ttl / 8, absl::Milliseconds(10), absl::Seconds(10));
+  timer_.Schedule(absl::Now() + period, [this] {
+    store_.DropExpired(absl::Now());
+    ScheduleCompletionExpiry();
+  });
 }
 
 absl::Status EngineBase::CheckTenant(uint32_t tenant) const {
@@ -103,8 +117,10 @@ absl::StatusOr<std::vector<Completion>> EngineBase::WaitFor(uint32_t tenant,
                      });
 }
 
-absl::Status EngineBase::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
-                                      absl::Time deadline, CompletionsCallback done) {
+absl::StatusOr<Engine::WaitId> EngineBase::WaitForAsync(uint32_t tenant,
+                                                        absl::Span<const uint64_t> tickets,
+                                                        absl::Time deadline,
+                                                        CompletionsCallback done) {
   MK_RETURN_IF_ERROR(CheckTenant(tenant));
   MK_RETURN_IF_ERROR(tickets_.CheckIssued(tenant, tickets));
   // The timer id is known only after TakeAsync returned; `expiry` lets whichever side finishes
@@ -120,12 +136,14 @@ absl::Status EngineBase::WaitForAsync(uint32_t tenant, absl::Span<const uint64_t
         if (uint64_t t = expiry->timer.load(std::memory_order_seq_cst); t != 0) timer_.Cancel(t);
         done(std::move(got));
       });
-  if (expiry->finished.load(std::memory_order_seq_cst)) return absl::OkStatus();
+  if (expiry->finished.load(std::memory_order_seq_cst)) return id;
   expiry->timer.store(timer_.Schedule(deadline, [this, id] { store_.Expire(id); }),
                       std::memory_order_seq_cst);
   if (expiry->finished.load(std::memory_order_seq_cst)) timer_.Cancel(expiry->timer.load());
-  return absl::OkStatus();
+  return id;
 }
+
+void EngineBase::EndWait(WaitId id) { store_.Expire(id); }
 
 void EngineBase::ReturnCompletions(absl::Span<const Completion> completions) {
   if (!completions.empty()) store_.Return(completions);
@@ -280,6 +298,7 @@ absl::Status EngineBase::Restart() {
 EngineCounters EngineBase::OutcomeCounters() const {
   EngineCounters c = ledger_.counters();
   c.stored_completions = store_.size();
+  c.expired_completions = store_.dropped();
   return c;
 }
 
@@ -288,6 +307,7 @@ EngineCounters EngineBase::counters() const {
   c.parked_workers = ParkedWorkers();
   c.parked_slots = scheduler_.parked_count();
   c.done_count = control_->control().done_count();
+  if (loader_ != nullptr) c.io_progress_bytes = loader_->ProgressBytes();
   return c;
 }
 

@@ -66,8 +66,9 @@ class EngineBase : public Engine {
   absl::StatusOr<std::vector<Completion>> WaitFor(uint32_t tenant,
                                                   absl::Span<const uint64_t> tickets,
                                                   absl::Time deadline) override;
-  absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
-                            absl::Time deadline, CompletionsCallback done) override;
+  absl::StatusOr<WaitId> WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                      absl::Time deadline, CompletionsCallback done) override;
+  void EndWait(WaitId id) override;
   void ReturnCompletions(absl::Span<const Completion> completions) override;
   absl::StatusOr<uint32_t> Cancel(uint32_t tenant, absl::Span<const uint64_t> tickets) override;
   absl::Status SetTenantEnabled(uint32_t tenant, bool enabled) override;
@@ -89,6 +90,8 @@ class EngineBase : public Engine {
   // ~EngineBase runs.
   EngineBase(EngineMemory memory, const EngineOptions& options);
   void ShutdownOnDestroy();
+  // Drops uncollected completions past their time-to-live, periodically, on the timer thread.
+  void ScheduleCompletionExpiry();
   // With a resource root: creates the loader (LOAD_MISS / CHECKSUM) over this engine's ring.
   // `make_store` places resident copies (default: host memory). Call once, from Create.
   absl::Status CreateLoader(const ResourceLoader::StoreFactory& make_store = nullptr);

@@ -1,7 +1,7 @@
 // HostResidency: resident copies in host memory, one buffer per resource.
 #include <map>
+#include <memory>
 #include <mutex>
-#include <vector>
 
 #include "host/residency_store.h"
 
@@ -17,13 +17,16 @@ class HostResidency final : public ResidencyStore {
   }
   absl::Status Fill(uint32_t id, const io::Resource& resource, io::FileReader& reader,
                     io::ReadCallback done) override {
-    std::vector<uint8_t>* bytes;
+    Buffer* buffer;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      bytes = &buffers_[id];  // map nodes keep their address
+      buffer = &buffers_[id];  // map nodes keep their address
     }
-    bytes->resize(resource.length);
-    return reader.Read(resource.location, resource.offset, resource.length, bytes->data(),
+    // Not zeroed: the read overwrites every byte (a load of a large file starts reading at
+    // once instead of first touching every page, which is also time without io progress).
+    buffer->data.reset(new uint8_t[resource.length]);
+    buffer->size = resource.length;
+    return reader.Read(resource.location, resource.offset, resource.length, buffer->data.get(),
                        std::move(done));
   }
   absl::Status Publish(uint32_t) override { return absl::OkStatus(); }
@@ -35,12 +38,16 @@ class HostResidency final : public ResidencyStore {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = buffers_.find(id);
     if (it == buffers_.end()) return {};
-    return absl::MakeConstSpan(it->second);
+    return absl::MakeConstSpan(it->second.data.get(), it->second.size);
   }
 
  private:
   std::mutex mu_;  // guards the map's structure; a buffer is only touched by its own load
-  std::map<uint32_t, std::vector<uint8_t>> buffers_;
+  struct Buffer {
+    std::unique_ptr<uint8_t[]> data;
+    size_t size = 0;
+  };
+  std::map<uint32_t, Buffer> buffers_;
 };
 
 }  // namespace

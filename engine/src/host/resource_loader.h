@@ -89,6 +89,11 @@ class ResourceLoader {
   std::vector<ResourceInfo> List(uint32_t tenant);
   absl::Status Evict(uint32_t tenant, uint32_t resource_id);
   void Stats(IoStats* out);
+  // Bytes read from files (as they land) plus bytes hashed by host CHECKSUMs: grows while
+  // long io-bound work runs, even before any slot of it completes (the watchdog's measure).
+  uint64_t ProgressBytes() const {
+    return reader_->stats().bytes_received + hashed_bytes_.load(std::memory_order_relaxed);
+  }
 
  private:
   struct Waiter {
@@ -152,7 +157,9 @@ class ResourceLoader {
   absl::flat_hash_map<uint32_t, uint32_t> pins_;  // resource id -> executor reads under way
   uint32_t reads_in_flight_ = 0;                  // StartRead .. FinishRead
   std::condition_variable reads_done_;            // reads_in_flight_ reached 0
-  std::atomic<uint32_t> io_hint_{0};              // where workers start looking for a free io slot
+  std::atomic<uint32_t> io_hint_{0};
+  std::atomic<uint64_t> hashed_bytes_{0};  // host CHECKSUM bytes, for ProgressBytes              //
+                                           // where workers start looking for a free io slot
 
   // The destructor waits for reads in flight, then destroys the store, then the reader (a
   // device store registered the reader's staging memory and its sinks use the store).

@@ -28,17 +28,19 @@ PriorityCounts CountByPriority(absl::Span<const SlotPayload> slots) {
 }  // namespace
 
 SlotPublisher::SlotPublisher(PartitionedRing& ring, TicketBook& tickets, OutcomeLedger& ledger,
-                             CompletionStore& store, uint64_t max_stored_completions)
+                             CompletionStore& store, uint64_t max_stored_completions,
+                             uint64_t max_per_tenant)
     : ring_(ring),
       tickets_(tickets),
       ledger_(ledger),
       store_(store),
-      max_stored_completions_(max_stored_completions) {}
+      max_stored_completions_(max_stored_completions),
+      max_per_tenant_(max_per_tenant) {}
 
 absl::StatusOr<PublishResult> SlotPublisher::Publish(uint32_t tenant,
                                                      absl::Span<const SlotPayload> slots,
                                                      CompletionSink* sink) {
-  MK_RETURN_IF_ERROR(CheckStoreRoom(slots.size(), sink));
+  MK_RETURN_IF_ERROR(CheckStoreRoom(tenant, slots.size(), sink));
   MK_ASSIGN_OR_RETURN(PartitionedRing::Reservation reservation,
                       ring_.Reserve(CountByPriority(slots)));
   // Under the reservation: a tenant's tickets follow the order its slots enter the ring.
@@ -50,17 +52,24 @@ absl::StatusOr<PublishResult> SlotPublisher::Publish(uint32_t tenant,
                  &published)) {
     LinkFences(slots, index_of);
   }
-  if (sink == nullptr) store_.AddOwed(slots.size());  // before any of them can be taken
+  if (sink == nullptr) store_.AddOwed(tenant, slots.size());  // before any of them can be taken
   ledger_.AddAccepted(slots.size());
   ring_.Commit(reservation);
   ledger_.AddOutcomeCounts(tenant, published);
   return PublishResult{first_ticket, static_cast<uint32_t>(slots.size())};
 }
 
-absl::Status SlotPublisher::CheckStoreRoom(size_t slots, const CompletionSink* sink) const {
-  if (sink != nullptr || store_.owed() + slots <= max_stored_completions_) {
-    return absl::OkStatus();
+absl::Status SlotPublisher::CheckStoreRoom(uint32_t tenant, size_t slots,
+                                           const CompletionSink* sink) const {
+  if (sink != nullptr) return absl::OkStatus();
+  if (max_per_tenant_ != 0 && store_.owed(tenant) + slots > max_per_tenant_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("engine: tenant ", tenant, " is owed ", store_.owed(tenant),
+                     " completions (in flight or stored) and may hold ", max_per_tenant_,
+                     "; poll them before publishing more (uncollected ones are dropped after ",
+                     absl::FormatDuration(store_.ttl()), ")"));
   }
+  if (store_.owed() + slots <= max_stored_completions_) return absl::OkStatus();
   return absl::ResourceExhaustedError(
       absl::StrCat("engine: ", store_.owed(),
                    " completions are owed to Poll (in flight or stored); poll "

@@ -22,10 +22,10 @@ namespace mk::engine::host {
 class SlotPublisher {
  public:
   // `max_stored_completions`: completions owed to WaitFor (published without a sink, not yet
-  // collected) beyond which Publish answers RESOURCE_EXHAUSTED. Every reference must outlive
-  // the publisher.
+  // collected) beyond which Publish answers RESOURCE_EXHAUSTED; `max_per_tenant` the same for
+  // one tenant (0: no per-tenant limit). Every reference must outlive the publisher.
   SlotPublisher(PartitionedRing& ring, TicketBook& tickets, OutcomeLedger& ledger,
-                CompletionStore& store, uint64_t max_stored_completions);
+                CompletionStore& store, uint64_t max_stored_completions, uint64_t max_per_tenant);
 
   // Publishes `slots` (already validated: opcodes, priorities, fences) for `tenant`, all or
   // none. RESOURCE_EXHAUSTED with a retry hint when a partition is full or too many completions
@@ -34,7 +34,7 @@ class SlotPublisher {
                                         CompletionSink* sink);
 
  private:
-  absl::Status CheckStoreRoom(size_t slots, const CompletionSink* sink) const;
+  absl::Status CheckStoreRoom(uint32_t tenant, size_t slots, const CompletionSink* sink) const;
   // Writes each slot's meta, payload and STATUS=PUBLISHED into its reserved ring slot and
   // records where it went in `index_of`. Nothing is visible to executors until Commit.
   // Returns whether the batch holds a BATCH_FENCE.
@@ -49,6 +49,7 @@ class SlotPublisher {
   OutcomeLedger& ledger_;
   CompletionStore& store_;
   const uint64_t max_stored_completions_;
+  const uint64_t max_per_tenant_;
 };
 
 }  // namespace mk::engine::host

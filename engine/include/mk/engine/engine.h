@@ -85,10 +85,14 @@ struct EngineCounters {
   uint64_t faulted = 0;
   uint64_t cancelled = 0;
   uint64_t in_flight = 0;
-  uint64_t stored_completions = 0;  // completed, not yet collected by WaitFor
-  uint64_t parked_slots = 0;        // in flight but held: slots of disabled tenants
-  uint32_t parked_workers = 0;      // workers asleep for lack of work
-  uint32_t done_count = 0;          // control word DONE_COUNT (executor progress; wraps)
+  uint64_t stored_completions = 0;   // completed, not yet collected by WaitFor
+  uint64_t expired_completions = 0;  // stored longer than completion_ttl, dropped uncollected
+  uint64_t parked_slots = 0;         // in flight but held: slots of disabled tenants
+  uint32_t parked_workers = 0;       // workers asleep for lack of work
+  uint32_t done_count = 0;           // control word DONE_COUNT (executor progress; wraps)
+  // Bytes of resource io landed plus bytes hashed on the host: progress of long io-bound work
+  // before its slots complete (the watchdog counts it as progress).
+  uint64_t io_progress_bytes = 0;
 };
 
 // The owner of resources in the resource root's shared/ folder: the admin registers them (as
@@ -142,8 +146,13 @@ struct EngineOptions {
   uint32_t io_queue_slots = 64;
   // Record the latency histograms (one clock read per publish call and per reap pass).
   bool collect_latency = true;
-  // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them).
+  // Completions kept for WaitFor before Publish answers RESOURCE_EXHAUSTED (poll them): in
+  // all, and per tenant (0 = no per-tenant limit), so one tenant cannot use up everyone's room.
   uint64_t max_stored_completions = 1u << 22;
+  uint64_t max_stored_completions_per_tenant = 1u << 20;
+  // A completion nobody collects within this long is dropped (counted in
+  // EngineCounters::expired_completions): forgotten tickets do not hold memory forever.
+  absl::Duration completion_ttl = absl::Minutes(10);
 
   // The CUDA engine (and, where it applies, the cuda-emulated engine). The defaults are what
   // production runs; docs/performance.md shows what each changes.
@@ -194,10 +203,16 @@ class Engine {
   // Asynchronous WaitFor: never blocks. `done` runs exactly once, on an engine thread (or on
   // the calling thread when everything is complete already), with the completions of `tickets`
   // as soon as all are complete, or at `deadline` with those complete by then. It must not
-  // block. Errors (never-issued ticket) are returned and `done` is not called.
+  // block. Errors (never-issued ticket) are returned and `done` is not called. Returns the
+  // wait's id for EndWait.
   using CompletionsCallback = std::function<void(std::vector<Completion>)>;
-  virtual absl::Status WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
-                                    absl::Time deadline, CompletionsCallback done) = 0;
+  using WaitId = uint64_t;
+  virtual absl::StatusOr<WaitId> WaitForAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
+                                              absl::Time deadline, CompletionsCallback done) = 0;
+  // Ends wait `id` now (its caller went away): `done` runs at once with what it collected,
+  // and the wait holds nothing any more. No effect on a wait that finished already. A caller
+  // that cannot deliver what `done` got hands it back with ReturnCompletions.
+  virtual void EndWait(WaitId id) = 0;
 
   // Gives completions taken by a wait that could not deliver them (its RPC was cancelled or
   // timed out) back to the engine, so WaitFor / WaitForAsync find them again.

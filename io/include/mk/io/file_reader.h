@@ -51,6 +51,9 @@ struct ReaderStats {
   uint64_t errors = 0;
   uint64_t chunks = 0;
   uint64_t short_reads = 0;
+  // Bytes landed so far, counted as each read returns (a long read shows progress before it
+  // finishes; `bytes` counts finished requests).
+  uint64_t bytes_received = 0;
 };
 
 // Called once per Read: OK with the bytes read (== length), or an error carrying the errno.

@@ -29,12 +29,12 @@ class ClaimSchedulerTest : public ::testing::Test {
           tickets(8),
           ledger(8, /*collect_latency=*/false),
           reaper(*memory.ring, *memory.control, ledger, store),
-          publisher(*memory.ring, tickets, ledger, store, 1u << 20) {}
+          publisher(*memory.ring, tickets, ledger, store, 1u << 20, 0) {}
     EngineMemory memory;
     TenantGate tenants;
     TicketBook tickets;
     OutcomeLedger ledger;
-    CompletionStore store;
+    CompletionStore store{64, absl::Minutes(10)};
     SlotReaper reaper;
     SlotPublisher publisher;
   };

@@ -28,8 +28,8 @@ void AwaitState(Ready ready) {
 }
 
 TEST(CompletionStoreTest, StoredCompletionIsTakenAtOnce) {
-  CompletionStore store;
-  store.AddOwed(1);
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(1, 1);
   const Completion c = Done(1, 7, 42);
   store.OnCompletions({&c, 1});
   const std::vector<uint64_t> tickets{7};
@@ -41,9 +41,9 @@ TEST(CompletionStoreTest, StoredCompletionIsTakenAtOnce) {
 }
 
 TEST(CompletionStoreTest, SpinningWaiterGetsItsTicketHandedOver) {
-  CompletionStore store;
+  CompletionStore store{64, absl::Minutes(10)};
   for (uint64_t ticket = 0; ticket < 500; ++ticket) {
-    store.AddOwed(1);
+    store.AddOwed(3, 1);
     std::vector<Completion> got;
     std::thread waiter([&] {
       const std::vector<uint64_t> tickets{ticket};
@@ -51,7 +51,7 @@ TEST(CompletionStoreTest, SpinningWaiterGetsItsTicketHandedOver) {
     });
     AwaitState([&] { return store.handoff_waiters() != 0 || store.blocked_waiters() != 0; });
     // Another tenant's completion of the same ticket number is not the waiter's.
-    store.AddOwed(1);
+    store.AddOwed(4, 1);
     const Completion other = Done(4, ticket, 1);
     const Completion mine = Done(3, ticket, 2);
     store.OnCompletions({&other, 1});
@@ -68,8 +68,8 @@ TEST(CompletionStoreTest, SpinningWaiterGetsItsTicketHandedOver) {
 }
 
 TEST(CompletionStoreTest, HandoffCompletesATakeOfSeveralTickets) {
-  CompletionStore store;
-  store.AddOwed(2);
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(0, 2);
   const Completion first = Done(0, 1, 10);
   store.OnCompletions({&first, 1});
   std::vector<Completion> got;
@@ -87,8 +87,8 @@ TEST(CompletionStoreTest, HandoffCompletesATakeOfSeveralTickets) {
 }
 
 TEST(CompletionStoreTest, WaiterThatSpunOutAndBlockedIsWoken) {
-  CompletionStore store;
-  store.AddOwed(1);
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(0, 1);
   std::vector<Completion> got;
   std::thread waiter([&] {
     const std::vector<uint64_t> tickets{9};
@@ -105,8 +105,8 @@ TEST(CompletionStoreTest, WaiterThatSpunOutAndBlockedIsWoken) {
 }
 
 TEST(CompletionStoreTest, DeadlinePassesWithNothingDelivered) {
-  CompletionStore store;
-  store.AddOwed(1);
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(0, 1);
   const std::vector<uint64_t> tickets{3};
   EXPECT_TRUE(store.Take(0, tickets, absl::Now() + absl::Milliseconds(2)).empty());
   EXPECT_EQ(store.handoff_waiters(), 0u);
@@ -118,9 +118,9 @@ TEST(CompletionStoreTest, DeadlinePassesWithNothingDelivered) {
 }
 
 TEST(CompletionStoreTest, ManySpinningWaitersEachGetTheirOwn) {
-  CompletionStore store;
+  CompletionStore store{64, absl::Minutes(10)};
   constexpr int kWaiters = 12;  // more than the handoff table holds
-  store.AddOwed(kWaiters);
+  store.AddOwed(0, kWaiters);
   std::vector<std::vector<Completion>> got(kWaiters);
   std::vector<std::thread> waiters;
   waiters.reserve(kWaiters);
@@ -141,6 +141,62 @@ TEST(CompletionStoreTest, ManySpinningWaitersEachGetTheirOwn) {
   }
   EXPECT_EQ(store.owed(), 0u);
   EXPECT_EQ(store.size(), 0u);
+}
+
+// Owed completions are counted per tenant as well as in all (the per-tenant quota).
+TEST(CompletionStoreTest, OwedIsCountedPerTenant) {
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(1, 3);
+  store.AddOwed(2, 1);
+  EXPECT_EQ(store.owed(), 4u);
+  EXPECT_EQ(store.owed(1), 3u);
+  EXPECT_EQ(store.owed(2), 1u);
+  EXPECT_EQ(store.owed(99), 0u) << "beyond max_tenants: not counted, no crash";
+  const Completion c = Done(1, 5, 0);
+  store.OnCompletions({&c, 1});
+  ASSERT_EQ(store.Take(1, std::vector<uint64_t>{5}, absl::Now()).size(), 1u);
+  EXPECT_EQ(store.owed(1), 2u);
+  store.Return({&c, 1});
+  EXPECT_EQ(store.owed(1), 3u) << "a handed-back completion is owed again";
+}
+
+// Completions nobody collects within the time-to-live are dropped (owed no more); those
+// collected in time, and those that arrived later, are untouched.
+TEST(CompletionStoreTest, UncollectedCompletionsExpire) {
+  const absl::Duration ttl = absl::Seconds(80);
+  CompletionStore store{64, ttl};
+  const absl::Time t0 = absl::Now();
+  store.AddOwed(1, 3);
+  const Completion old_a = Done(1, 1, 0), old_b = Done(1, 2, 0);
+  store.OnCompletions({&old_a, 1});
+  store.OnCompletions({&old_b, 1});
+  ASSERT_EQ(store.Take(1, std::vector<uint64_t>{2}, absl::Now()).size(), 1u);  // collected
+  EXPECT_EQ(store.DropExpired(t0 + ttl / 2), 0u) << "young";
+  // Arrivals are stamped with the real clock: the "later" completion is judged against a now
+  // just past the first ones' expiry, which is long before its own.
+  const Completion young = Done(1, 3, 0);
+  store.OnCompletions({&young, 1});
+  EXPECT_EQ(store.DropExpired(absl::Now() + ttl + ttl / 8 + absl::Seconds(1)), 2u)
+      << "both stored ones are past the time-to-live when judged that late";
+  EXPECT_EQ(store.dropped(), 2u);
+  EXPECT_EQ(store.owed(), 0u);
+  EXPECT_EQ(store.owed(1), 0u);
+  EXPECT_EQ(store.size(), 0u);
+  EXPECT_TRUE(store.Take(1, std::vector<uint64_t>{1}, absl::Now()).empty());
+}
+
+// An expiry scan happens only for buckets that still hold completions; a store whose
+// completions are all collected keeps no old buckets and drops nothing.
+TEST(CompletionStoreTest, CollectedCompletionsNeverExpire) {
+  CompletionStore store{64, absl::Milliseconds(8)};
+  for (uint64_t t = 1; t <= 1000; ++t) {
+    store.AddOwed(2, 1);
+    const Completion c = Done(2, t, 0);
+    store.OnCompletions({&c, 1});
+    ASSERT_EQ(store.Take(2, std::vector<uint64_t>{t}, absl::Now()).size(), 1u);
+  }
+  EXPECT_EQ(store.DropExpired(absl::Now() + absl::Hours(1)), 0u);
+  EXPECT_EQ(store.owed(), 0u);
 }
 
 }  // namespace
