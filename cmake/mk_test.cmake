@@ -3,6 +3,10 @@
 # on this line, never on a gtest SKIPPED of another cause, which must not hide a failure.
 set(MK_GPU_SKIP_REGEX "backend unavailable here: ")
 
+# Every binary a test labelled unit or integration runs (preset asan, deploy/test.sh builds only
+# these under AddressSanitizer + UBSan); tests/integration adds the binaries its scripts launch.
+add_custom_target(mk_unit_integration_tests)
+
 # mk_add_test(NAME <name> SOURCES <files...> LIBS <targets...> LABELS <labels...> [TIMEOUT s])
 # The one helper that registers every test binary with ctest and its labels
 # (unit, integration, gpu, uring, fuzz, perf).
@@ -23,6 +27,9 @@ function(mk_add_test)
   # Tests labelled `concurrency` also run under ThreadSanitizer (preset tsan, deploy/test.sh).
   if("concurrency" IN_LIST T_LABELS)
     add_dependencies(mk_concurrency_tests ${T_NAME})
+  endif()
+  if("unit" IN_LIST T_LABELS OR "integration" IN_LIST T_LABELS)
+    add_dependencies(mk_unit_integration_tests ${T_NAME})
   endif()
 endfunction()
 
@@ -62,5 +69,8 @@ function(mk_add_engine_suite)
     endif()
     set_tests_properties(${test} PROPERTIES LABELS "${labels}" TIMEOUT 600
                          ENVIRONMENT "MK_TEST_ENGINE=${backend}")
+    if("unit" IN_LIST labels OR "integration" IN_LIST labels)
+      add_dependencies(mk_unit_integration_tests ${S_NAME})
+    endif()
   endforeach()
 endfunction()

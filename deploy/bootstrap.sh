@@ -16,7 +16,7 @@ prom_prefix="$deps_dir/prometheus-cpp"
 
 packages=(
   build-essential cmake ninja-build pkg-config ccache
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
   libabsl-dev liburing-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcivetweb-dev civetweb zlib1g-dev libcurl4-openssl-dev
   prometheus python3-grpcio python3-grpc-tools fio curl ca-certificates openssl

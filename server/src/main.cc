@@ -5,15 +5,22 @@
 // Admin.Shutdown): health NOT_SERVING, stop accepting, drain accepted work (or fail it with
 // FAULT ENGINE_RESTART when Admin.Shutdown asked for no drain), stop gRPC, exit 0.
 #include <signal.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 
+#ifndef MK_VERSION
+#define MK_VERSION "0.1.0"
+#endif
+
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "mk/base/log.h"
@@ -68,8 +75,27 @@ ABSL_FLAG(std::string, tls_cert_file, "",
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)");
-ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
-          "host:port serving Prometheus /metrics; port 0 picks a free one; empty disables");
+ABSL_FLAG(std::string, metrics_listen, "auto",
+          "Prometheus /metrics address (host:port; port 0 picks one); auto: the --listen host, "
+          "port 9464 (metrics are not exposed wider than gRPC); empty: no endpoint");
+ABSL_FLAG(bool, metrics_tenant_labels, true,
+          "per-tenant series on /metrics (false: every tenant counts as tenant=\"other\", so "
+          "/metrics names no tenant)");
+ABSL_FLAG(bool, allow_development_mode_off_loopback, false,
+          "let development mode (no --tenants_file: every caller is admin) listen on a "
+          "non-loopback address");
+ABSL_FLAG(uint64_t, max_message_bytes, 64ull << 20, "largest gRPC request or response message");
+ABSL_FLAG(absl::Duration, keepalive_min_ping_interval, absl::Seconds(10),
+          "clients may send keepalive pings this often (also between calls); faster ones get "
+          "GOAWAY too_many_pings");
+ABSL_FLAG(absl::Duration, max_connection_idle, absl::Minutes(5),
+          "close connections without calls for this long (0: never)");
+ABSL_FLAG(absl::Duration, max_connection_age, absl::ZeroDuration(),
+          "close connections after this long, with --max_connection_age_grace for their calls "
+          "(0: never; set it behind a load balancer to rebalance)");
+ABSL_FLAG(absl::Duration, max_connection_age_grace, absl::Seconds(30),
+          "how long calls on a connection closed for its age may still run");
+ABSL_FLAG(uint32_t, max_streams_per_connection, 256, "concurrent calls one connection may hold");
 ABSL_FLAG(int, metrics_top_tenants, 20,
           "tenants with their own label in per-tenant metrics; the rest are tenant=\"other\"");
 ABSL_FLAG(absl::Duration, watchdog_interval, absl::Seconds(1),
@@ -162,7 +188,18 @@ mk::server::ServerOptions ServerOptionsFromFlags() {
   so.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   so.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   so.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  so.metrics_top_tenants = absl::GetFlag(FLAGS_metrics_top_tenants);
+  if (so.metrics_listen == "auto") {
+    so.metrics_listen = so.listen.substr(0, so.listen.rfind(':')) + ":9464";
+  }
+  so.metrics_top_tenants =
+      absl::GetFlag(FLAGS_metrics_tenant_labels) ? absl::GetFlag(FLAGS_metrics_top_tenants) : 0;
+  so.allow_development_mode_off_loopback = absl::GetFlag(FLAGS_allow_development_mode_off_loopback);
+  so.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  so.keepalive_min_ping_interval = absl::GetFlag(FLAGS_keepalive_min_ping_interval);
+  so.max_connection_idle = absl::GetFlag(FLAGS_max_connection_idle);
+  so.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
+  so.max_connection_age_grace = absl::GetFlag(FLAGS_max_connection_age_grace);
+  so.max_concurrent_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
   so.watchdog.interval = absl::GetFlag(FLAGS_watchdog_interval);
   so.watchdog.stall_intervals = absl::GetFlag(FLAGS_watchdog_stall_intervals);
   so.watchdog.recover = absl::GetFlag(FLAGS_watchdog_recover);
@@ -206,6 +243,15 @@ int main(int argc, char** argv) {
       "Usage: megakerneld [--listen=127.0.0.1:50051] [--engine=auto|cpu|cuda|cuda-emulated] "
       "[--tenants_file=FILE] [--tls_cert_file=PEM --tls_key_file=PEM "
       "[--tls_client_ca_file=PEM]]");
+  absl::FlagsUsageConfig usage;
+  // --help lists the flags this file defines (absl's default matches files named after the
+  // program, which finds none here); --version prints the version.
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "server/src/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string("megakerneld " MK_VERSION "\n"); };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   // Block the shutdown signals in every thread; one thread waits for them.
@@ -232,6 +278,13 @@ int main(int argc, char** argv) {
     int signal = 0;
     sigwait(&signals, &signal);
     shutdown.Request(true, signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    // A second signal while the drain runs ends the process at once (a hung drain needs no
+    // SIGKILL): accepted work not yet finished is lost to its callers, hence the exit code.
+    sigwait(&signals, &signal);
+    static constexpr char kMessage[] =
+        "megakerneld: second signal during the drain: exiting now without finishing it\n";
+    (void)!write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+    _exit(3);
   }).detach();
 
   const auto [drain, why] = shutdown.Wait();

@@ -24,9 +24,15 @@ absl::Duration FromProto(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
-// Answers RESOURCE_EXHAUSTED with a retry hint in trailing metadata as well as the message.
+// Answers RESOURCE_EXHAUSTED with gRPC's retry pushback (grpc-retry-pushback-ms, which gRPC's
+// own retry policy honours) next to RetryInfo in the details, and the older retry-after-ms.
 grpc::Status Reject(grpc::CallbackServerContext* context, const absl::Status& status) {
-  if (absl::IsResourceExhausted(status)) context->AddTrailingMetadata("retry-after-ms", "1");
+  if (absl::IsResourceExhausted(status)) {
+    const std::string ms = std::to_string(
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(RetryDelayFor(status.code()))));
+    context->AddTrailingMetadata("grpc-retry-pushback-ms", ms);
+    context->AddTrailingMetadata("retry-after-ms", ms);
+  }
   return ToGrpcStatus(status);
 }
 
@@ -158,14 +164,26 @@ class PollReactor final : public grpc::ServerUnaryReactor {
   CancellableWait wait_;
 };
 
+}  // namespace
+
 // Periodic telemetry on a server stream. One write in flight at a time; a grpc::Alarm spaces
 // the snapshots. The reactor deletes itself in OnDone, after Finish, once no alarm is pending.
+// It is registered with the service while it lives, so a drain can end it (End).
 class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetry> {
  public:
   WatchTelemetryReactor(MegakernelService* service, absl::Duration interval)
       : service_(service), interval_(interval) {
+    if (!service_->AddWatcher(this)) {
+      registered_ = false;
+      std::lock_guard<std::mutex> lock(mu_);
+      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                "watch: the server is draining; connect to another replica"));
+      return;
+    }
     WriteNext();
   }
+  // The drain began: finish (OK) now, or once the write in flight is done.
+  void End() { OnCancel(); }
   void OnWriteDone(bool ok) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!ok || done_) return FinishLocked(grpc::Status::OK);
@@ -185,7 +203,10 @@ class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetr
     done_ = true;
     if (alarm_pending_) alarm_.Cancel();  // its callback then finishes
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    if (registered_) service_->RemoveWatcher(this);
+    delete this;
+  }
 
  private:
   void WriteNext() {
@@ -208,7 +229,10 @@ class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetr
   bool alarm_pending_ = false;  // guarded by mu_
   bool done_ = false;           // guarded by mu_
   bool finished_ = false;       // guarded by mu_
+  bool registered_ = true;      // set once, in the constructor
 };
+
+namespace {
 
 grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const grpc::Status& s) {
   auto* reactor = context->DefaultReactor();
@@ -282,6 +306,24 @@ absl::Status MegakernelService::Snapshot(const v1::TelemetryRequest& request, v1
   }
   ToProto(t, watchdog, engine_->info(), out);
   return absl::OkStatus();
+}
+
+void MegakernelService::EndWatchStreams() {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  watch_streams_ended_ = true;
+  for (WatchTelemetryReactor* w : watchers_) w->End();
+}
+
+bool MegakernelService::AddWatcher(WatchTelemetryReactor* watcher) {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  if (watch_streams_ended_) return false;
+  watchers_.insert(watcher);
+  return true;
+}
+
+void MegakernelService::RemoveWatcher(WatchTelemetryReactor* watcher) {
+  std::lock_guard<std::mutex> lock(watchers_mu_);
+  watchers_.erase(watcher);
 }
 
 grpc::ServerUnaryReactor* MegakernelService::GetTelemetry(grpc::CallbackServerContext* context,

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <mutex>
 
+#include "absl/container/flat_hash_set.h"
 #include "auth.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
@@ -44,12 +45,22 @@ class MegakernelService final : public v1::Megakernel::CallbackService {
   // Fills `out` with a telemetry snapshot; the watchdog compares with the previous call.
   absl::Status Snapshot(const v1::TelemetryRequest& request, v1::Telemetry* out);
 
+  // A drain began: every WatchTelemetry stream finishes now (OK) instead of holding the drain
+  // until its deadline, and new ones are refused (UNAVAILABLE).
+  void EndWatchStreams();
+  // WatchTelemetry reactors register while they live (called by the reactors).
+  bool AddWatcher(class WatchTelemetryReactor* watcher);
+  void RemoveWatcher(class WatchTelemetryReactor* watcher);
+
  private:
   engine::Engine* engine_;
   const TenantDirectory* tenants_;
   const size_t stream_max_pending_;
   std::mutex snapshot_mu_;
   engine::ControlSnapshot last_control_;  // guarded by snapshot_mu_
+  std::mutex watchers_mu_;
+  absl::flat_hash_set<WatchTelemetryReactor*> watchers_;  // guarded by watchers_mu_
+  bool watch_streams_ended_ = false;                      // guarded by watchers_mu_
 };
 
 }  // namespace mk::server

@@ -1,6 +1,11 @@
 #include "rpc_stats.h"
 
+#include <google/protobuf/descriptor.h>
+
 #include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace mk::server {
 
@@ -32,12 +37,37 @@ class StatsInterceptor final : public grpc::experimental::Interceptor {
   uint64_t start_ns_;
 };
 
+// The method's label: its full name when the server defines it, "unknown" for anything a
+// caller made up (a label value per made-up name would let anyone grow /metrics without bound).
+std::string MethodLabel(const char* method) {
+  if (method == nullptr) return "unknown";
+  absl::string_view name(method);
+  static constexpr absl::string_view kOutsideThePool[] = {
+      "/grpc.health.v1.Health/Check",
+      "/grpc.health.v1.Health/Watch",
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+  };
+  for (absl::string_view known : kOutsideThePool) {
+    if (name == known) return std::string(name);
+  }
+  // "/pkg.Service/Method" is known when the linked protos define pkg.Service.Method.
+  if (!absl::ConsumePrefix(&name, "/")) return "unknown";
+  const size_t slash = name.find('/');
+  if (slash == absl::string_view::npos) return "unknown";
+  const std::string full = absl::StrCat(name.substr(0, slash), ".", name.substr(slash + 1));
+  if (google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(full) == nullptr) {
+    return "unknown";
+  }
+  return method;
+}
+
 class StatsInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit StatsInterceptorFactory(RpcStats* stats) : stats_(stats) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new StatsInterceptor(stats_, info->method() == nullptr ? "unknown" : info->method());
+    return new StatsInterceptor(stats_, MethodLabel(info->method()));
   }
 
  private:

@@ -14,8 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "admin_service.h"
 #include "auth.h"
+#include "credentials.h"
 #include "megakernel_service.h"
 #include "metrics_collector.h"
+#include "mk/base/status_macros.h"
 #include "mk/metrics/metrics.h"
 #include "rpc_stats.h"
 #include "watchdog.h"
@@ -25,42 +27,12 @@ namespace mk::server {
 namespace {
 
 constexpr char kServiceName[] = "mk.v1.Megakernel";
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("server: cannot read ", path, " (", flag, ")"));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const ServerOptions& o) {
-  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
-    if (!o.tls_client_ca_file.empty()) {
-      return absl::InvalidArgumentError(
-          "server: --tls_client_ca_file needs --tls_cert_file and --tls_key_file");
-    }
-    return grpc::InsecureServerCredentials();
-  }
-  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("server: TLS needs both --tls_cert_file and --tls_key_file");
-  }
-  auto cert = ReadFile(o.tls_cert_file, "--tls_cert_file");
-  if (!cert.ok()) return cert.status();
-  auto key = ReadFile(o.tls_key_file, "--tls_key_file");
-  if (!key.ok()) return key.status();
-  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  ssl.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!o.tls_client_ca_file.empty()) {
-    auto ca = ReadFile(o.tls_client_ca_file, "--tls_client_ca_file");
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  return grpc::SslServerCredentials(ssl);
-}
+// Health service names for probes: readiness (SERVING once the engine made a round trip, false
+// while draining; "" and kServiceName say the same) and liveness (stays SERVING while draining).
+constexpr char kReadinessName[] = "mk.v1.Megakernel.Readiness";
+constexpr char kLivenessName[] = "mk.v1.Megakernel.Liveness";
+// How long open streams and waits may flush after a drain finished before they are cut.
+constexpr absl::Duration kStreamFlushGrace = absl::Seconds(2);
 
 class ServerImpl final : public Server {
  public:
@@ -101,7 +73,7 @@ class ServerImpl final : public Server {
     builder.RegisterService(&megakernel_);
     builder.RegisterService(&admin_);
     builder.RegisterService(&diagnostics_);
-    builder.SetMaxReceiveMessageSize(64 << 20);
+    ApplyConnectionOptions(options, &builder);
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
       server_.reset();
@@ -151,8 +123,13 @@ class ServerImpl final : public Server {
     if (watchdog_ != nullptr) watchdog_->Stop();
     draining_ = true;
     UpdateHealth();
+    megakernel_.EndWatchStreams();
     auto counters = engine_->Drain(deadline);
-    server_->Shutdown(absl::ToChronoTime(std::max(deadline, absl::Now())));
+    // Every accepted slot is terminal now: what is still open are idle streams and waits, which
+    // get a short grace to flush their last completions, not the rest of the drain deadline.
+    const absl::Time until =
+        counters.ok() ? std::min(deadline, absl::Now() + kStreamFlushGrace) : deadline;
+    server_->Shutdown(absl::ToChronoTime(std::max(until, absl::Now())));
     return counters;
   }
 
@@ -167,12 +144,17 @@ class ServerImpl final : public Server {
     auto* health = server_->GetHealthCheckService();
     health->SetServingStatus("", serving);
     health->SetServingStatus(kServiceName, serving);
+    health->SetServingStatus(kReadinessName, serving);
+    // Liveness stays SERVING through a drain (a draining pod must not be killed for it); only
+    // an engine the watchdog found stalled, and could not restart, is not alive.
+    health->SetServingStatus(kLivenessName, engine_healthy_);
   }
 
   // Admin.Drain: drains off the gRPC threads (a drain waits for the engine).
   void DrainInBackground(std::function<void(absl::StatusOr<engine::EngineCounters>)> done) {
     draining_ = true;
     UpdateHealth();
+    megakernel_.EndWatchStreams();
     std::lock_guard<std::mutex> lock(drain_threads_mu_);
     drain_threads_.emplace_back(
         [this, done = std::move(done)] { done(engine_->Drain(absl::Now() + absl::Minutes(5))); });
@@ -199,6 +181,7 @@ class ServerImpl final : public Server {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& options,
                                                        engine::Engine* engine) {
+  MK_RETURN_IF_ERROR(CheckDevelopmentModeExposure(options, options.tenants_file.empty()));
   std::unique_ptr<TenantDirectory> tenants;
   if (options.tenants_file.empty()) {
     tenants = TenantDirectory::DevelopmentMode();

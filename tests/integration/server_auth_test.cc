@@ -241,5 +241,26 @@ TEST_F(TlsTest, MisconfiguredTlsIsAClearError) {
               HasSubstr("both --tls_cert_file and --tls_key_file"));
 }
 
+// A certificate or key that is not PEM, or a key of another certificate, is named as such before
+// the server starts (gRPC would only fail to bind, which read as "address in use").
+TEST_F(TlsTest, BadCertificatesAndKeysAreNamed) {
+  auto engine = *engine::CreateEngine(testing::TestEngineOptions());
+  ASSERT_TRUE(engine->Start().ok());
+  const testing::ScopedTempDir files("mk_tls_bad");
+  server::ServerOptions so;
+  so.listen = "127.0.0.1:0";
+  so.tls_cert_file = files.WriteFile("garbage.pem", "not a certificate\n");
+  so.tls_key_file = Path("server.key");
+  EXPECT_THAT(server::Server::Create(so, engine.get()).status().message(),
+              HasSubstr("--tls_cert_file " + so.tls_cert_file + " holds no PEM certificate"));
+  so.tls_cert_file = Path("server.pem");
+  so.tls_key_file = files.WriteFile("garbage.key", "not a key\n");
+  EXPECT_THAT(server::Server::Create(so, engine.get()).status().message(),
+              HasSubstr("holds no unencrypted PEM private key"));
+  so.tls_key_file = Path("client.key");
+  EXPECT_THAT(server::Server::Create(so, engine.get()).status().message(),
+              HasSubstr("does not belong to the certificate"));
+}
+
 }  // namespace
 }  // namespace mk

@@ -46,6 +46,36 @@ class SigtermDrainTest(unittest.TestCase):
         self.assertEqual(int(fields["faulted"]), 0, output)
         self.assertEqual(int(fields["cancelled"]), 0, output)
 
+    def test_second_sigterm_ends_a_drain_at_once(self):
+        server = Megakerneld(BINARY, "--scratch_words=65536", "--max_tenants=4",
+                             "--ring_slots=65536")
+        with grpc.insecure_channel(server.target()) as channel:
+            stub = pb_grpc.MegakernelStub(channel)
+            for _ in range(7):  # 28000 MEMCPYs: the drain is still running at the 2nd signal
+                stub.Publish(pb.PublishRequest(packed_slots=memcpy_slot() * 4000), timeout=30)
+        server.proc.send_signal(signal.SIGTERM)
+        for line in server.proc.stdout:  # the drain has begun once this line is out
+            server.lines.append(line.rstrip())
+            if "SIGTERM: draining" in line:
+                break
+        rc = server.stop(signal.SIGTERM, timeout=30)
+        output = "\n".join(server.lines)
+        self.assertEqual(rc, 3, output)
+        self.assertIn("second signal during the drain", output)
+        self.assertFalse([l for l in server.lines if "stopped:" in l], output)
+
+    def test_help_and_version(self):
+        import subprocess
+        version = subprocess.run([BINARY, "--version"], capture_output=True, text=True,
+                                 timeout=30)
+        self.assertEqual(version.returncode, 0)
+        self.assertRegex(version.stdout, r"^megakerneld \d+\.\d+\.\d+")
+        helped = subprocess.run([BINARY, "--help"], capture_output=True, text=True, timeout=30)
+        text = helped.stdout + helped.stderr
+        self.assertNotIn("No flags matched", text)
+        self.assertIn("--listen", text)
+        self.assertIn("--tenants_file", text)
+
 
 if __name__ == "__main__":
     unittest.main()

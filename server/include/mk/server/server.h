@@ -38,6 +38,21 @@ struct ServerOptions {
   // Tenants with their own label in per-tenant series; the rest are summed as tenant="other".
   int metrics_top_tenants = 20;
   WatchdogOptions watchdog;
+  // Development mode (no tenants_file: every caller is tenant 0 and admin) listens on loopback
+  // addresses only, unless this is set.
+  bool allow_development_mode_off_loopback = false;
+  // gRPC limits and connection management.
+  size_t max_message_bytes = 64 << 20;  // largest request or response message
+  // Clients may ping at most this often (more often: GOAWAY too_many_pings), also between
+  // calls; 0 keeps gRPC's default (5 minutes, and no pings without calls).
+  absl::Duration keepalive_min_ping_interval = absl::Seconds(10);
+  // Connections idle (no call) this long are closed (their file descriptors freed); 0: never.
+  absl::Duration max_connection_idle = absl::Minutes(5);
+  // Connections are closed (GOAWAY, then max_connection_age_grace) after this long; 0: never.
+  absl::Duration max_connection_age = absl::ZeroDuration();
+  absl::Duration max_connection_age_grace = absl::Seconds(30);
+  // Concurrent calls (streams) one connection may hold.
+  uint32_t max_concurrent_streams_per_connection = 256;
   // Called (on a gRPC thread) when an admin calls Admin.Shutdown; the owner of the server
   // performs the shutdown, e.g. main() runs the same path as SIGTERM.
   std::function<void(bool drain)> on_shutdown_request;

@@ -1,0 +1,175 @@
+// Exposure and gRPC hygiene: development mode stays on loopback, made-up method names never
+// become metric labels, errors carry google.rpc details and gRPC's retry pushback, message
+// sizes follow the option.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/security/credentials.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpc_health_v1.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "support/test_server.h"
+
+namespace mk {
+namespace {
+
+using client::Slot;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::TestServer;
+
+TEST(ServerExposureTest, DevelopmentModeRefusesNonLoopbackAddresses) {
+  auto engine = *engine::CreateEngine(testing::TestEngineOptions());
+  ASSERT_TRUE(engine->Start().ok());
+  server::ServerOptions so;
+  so.listen = "0.0.0.0:0";
+  auto refused = server::Server::Create(so, engine.get());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("--allow_development_mode_off_loopback"));
+  so.allow_development_mode_off_loopback = true;
+  EXPECT_TRUE(server::Server::Create(so, engine.get()).ok()) << "explicitly allowed";
+  so.allow_development_mode_off_loopback = false;
+  so.listen = "[::1]:0";
+  auto v6 = server::Server::Create(so, engine.get());
+  EXPECT_NE(v6.status().code(), absl::StatusCode::kFailedPrecondition) << "::1 is loopback";
+}
+
+// 300 calls to methods that do not exist add one label value, "unknown", not 300.
+TEST(ServerExposureTest, MadeUpMethodNamesNeverBecomeLabels) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto channel = grpc::CreateChannel(ts->target(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  for (int i = 0; i < 300; ++i) {
+    grpc::ClientContext ctx;
+    grpc::Slice empty("");
+    grpc::ByteBuffer request(&empty, 1), response;  // an empty message (a default one is invalid)
+    grpc::Status status;
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    stub.UnaryCall(&ctx, "/mk.v1.Megakernel/MadeUp" + std::to_string(i), grpc::StubOptions(),
+                   &request, &response, [&](grpc::Status s) {
+                     std::lock_guard<std::mutex> lock(mu);
+                     status = s;
+                     done = true;
+                     cv.notify_all();
+                   });
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  ASSERT_TRUE(ts->Client()->Publish({Slot{}}).ok());
+  const std::string metrics = ts->server->RenderMetrics();
+  EXPECT_THAT(metrics, Not(HasSubstr("MadeUp")));
+  EXPECT_THAT(metrics, HasSubstr("method=\"unknown\""));
+  EXPECT_THAT(metrics, HasSubstr("method=\"/mk.v1.Megakernel/Publish\""));
+}
+
+// RESOURCE_EXHAUSTED carries grpc-retry-pushback-ms and google.rpc details (ErrorInfo with a
+// reason, RetryInfo with the delay).
+TEST(ServerExposureTest, ErrorsCarryRichDetailsAndRetryPushback) {
+  engine::EngineOptions eo = testing::TestEngineOptions();
+  eo.max_stored_completions = 5;
+  auto ts = TestServer::Start({}, eo);
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  ASSERT_TRUE(c->Publish(std::vector<Slot>(5, Slot{})).ok());
+  v1::PublishRequest req;
+  req.mutable_slots()->add_slots();
+  auto ctx = c->NewContext(absl::Seconds(10));
+  v1::PublishResponse resp;
+  grpc::Status s = c->megakernel()->Publish(ctx.get(), req, &resp);
+  ASSERT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const auto& trailers = ctx->GetServerTrailingMetadata();
+  auto pushback = trailers.find("grpc-retry-pushback-ms");
+  ASSERT_NE(pushback, trailers.end());
+  EXPECT_EQ(std::string(pushback->second.data(), pushback->second.size()), "1");
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(s.error_details()));
+  EXPECT_EQ(details.code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  bool saw_info = false, saw_retry = false;
+  for (const auto& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    google::rpc::RetryInfo retry;
+    if (any.UnpackTo(&info)) {
+      saw_info = true;
+      EXPECT_EQ(info.reason(), "RESOURCE_EXHAUSTED");
+      EXPECT_EQ(info.domain(), "megakerneld");
+    } else if (any.UnpackTo(&retry)) {
+      saw_retry = true;
+      EXPECT_EQ(retry.retry_delay().nanos(), 1000000);
+    }
+  }
+  EXPECT_TRUE(saw_info);
+  EXPECT_TRUE(saw_retry);
+}
+
+// The message size limit is an option: a request larger than it is refused by gRPC itself.
+TEST(ServerExposureTest, MessageSizeFollowsTheOption) {
+  server::ServerOptions so;
+  so.max_message_bytes = 1 << 20;
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  EXPECT_TRUE(c->Echo(std::string(512 << 10, 'x')).ok());
+  EXPECT_EQ(c->Echo(std::string(2 << 20, 'x')).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+using Serving = grpc::health::v1::HealthCheckResponse;
+Serving::ServingStatus Health(client::Client& c, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(c.channel());
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  Serving resp;
+  if (!stub->Check(&ctx, req, &resp).ok()) return Serving::UNKNOWN;
+  return resp.status();
+}
+
+// Readiness turns NOT_SERVING when a drain begins; liveness stays SERVING (a draining pod is not
+// killed for it).
+TEST(ServerExposureTest, LivenessStaysServingWhileReadinessDrains) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  EXPECT_EQ(Health(*c, "mk.v1.Megakernel.Readiness"), Serving::SERVING);
+  EXPECT_EQ(Health(*c, "mk.v1.Megakernel.Liveness"), Serving::SERVING);
+  ASSERT_TRUE(c->Drain().ok());
+  EXPECT_EQ(Health(*c, "mk.v1.Megakernel.Readiness"), Serving::NOT_SERVING);
+  EXPECT_EQ(Health(*c, ""), Serving::NOT_SERVING);
+  EXPECT_EQ(Health(*c, "mk.v1.Megakernel.Liveness"), Serving::SERVING);
+}
+
+// An idle WatchTelemetry stream (one snapshot an hour) ends when the drain begins, so the
+// shutdown finishes at once instead of at the drain deadline.
+TEST(ServerExposureTest, ADrainEndsWatchStreams) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  grpc::ClientContext ctx;
+  v1::WatchTelemetryRequest req;
+  req.mutable_interval()->set_seconds(3600);
+  auto reader = c->megakernel()->WatchTelemetry(&ctx, req);
+  v1::Telemetry first;
+  ASSERT_TRUE(reader->Read(&first)) << "the first snapshot comes at once";
+  const absl::Time start = absl::Now();
+  std::thread drain(
+      [&] { EXPECT_TRUE(ts->server->DrainAndShutdown(absl::Now() + absl::Minutes(10)).ok()); });
+  v1::Telemetry more;
+  EXPECT_FALSE(reader->Read(&more));
+  EXPECT_TRUE(reader->Finish().ok()) << "ended cleanly by the drain";
+  drain.join();
+  ts->server->Wait();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(60)) << "not the 10-minute drain deadline";
+}
+
+}  // namespace
+}  // namespace mk
