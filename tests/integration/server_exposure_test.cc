@@ -171,5 +171,21 @@ TEST(ServerExposureTest, ADrainEndsWatchStreams) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(60)) << "not the 10-minute drain deadline";
 }
 
+// A telemetry request names at most 64 window opcodes: a 100k list (1.2 s of CPU on a gRPC
+// thread per call) is refused at once.
+TEST(ServerExposureTest, LongWindowOpcodeListsAreRefused) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  std::vector<uint32_t> many(100000);
+  for (uint32_t i = 0; i < many.size(); ++i) many[i] = i;
+  const absl::Time start = absl::Now();
+  auto refused = c->GetTelemetry(many);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("at most 64"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_TRUE(c->GetTelemetry(std::vector<uint32_t>(64, 1)).ok());
+}
+
 }  // namespace
 }  // namespace mk

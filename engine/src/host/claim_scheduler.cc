@@ -101,7 +101,8 @@ void ClaimScheduler::Park(uint32_t tenant, uint32_t index, CompletionBatcher& ba
         ready_.push_back(index);
         ready_count_.store(ready_.size(), std::memory_order_release);
       } else {
-        parked_[tenant].push_back(index);
+        parked_[tenant].push_back(
+            ParkedSlot{index, ring_.meta(index).ticket.load(std::memory_order_relaxed)});
         parked_count_.fetch_add(1);
       }
       return;
@@ -135,7 +136,9 @@ void ClaimScheduler::OnTenantEnabled(uint32_t tenant) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = parked_.find(tenant);
     if (it == parked_.end()) return;
-    ready_.insert(ready_.end(), it->second.begin(), it->second.end());
+    for (const ParkedSlot& p : it->second) {
+      if (StillParked(p)) ready_.push_back(p.index);  // in FIFO order, stale entries dropped
+    }
     parked_count_.fetch_sub(it->second.size());
     parked_.erase(it);
     ready_count_.store(ready_.size(), std::memory_order_release);
@@ -148,13 +151,33 @@ void ClaimScheduler::BeginDrain(CompletionBatcher* batcher) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     draining_ = true;
-    for (auto& [tenant, indices] : parked_) {
-      to_cancel.insert(to_cancel.end(), indices.begin(), indices.end());
+    for (auto& [tenant, slots] : parked_) {
+      for (const ParkedSlot& p : slots) {
+        if (StillParked(p)) to_cancel.push_back(p.index);
+      }
     }
     parked_.clear();
     parked_count_.store(0);
   }
   for (uint32_t index : to_cancel) reaper_.CancelSlot(index, batcher);
+}
+
+bool ClaimScheduler::StillParked(const ParkedSlot& p) const {
+  const auto status =
+      static_cast<SlotStatus>(ring_.status(p.index).load(std::memory_order_acquire));
+  return protocol::IsClaimable(status) &&
+         ring_.meta(p.index).ticket.load(std::memory_order_relaxed) == p.ticket;
+}
+
+void ClaimScheduler::ForgetCancelledParked(uint32_t tenant) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = parked_.find(tenant);
+  if (it == parked_.end()) return;
+  std::vector<ParkedSlot>& slots = it->second;
+  const size_t before = slots.size();
+  std::erase_if(slots, [this](const ParkedSlot& p) { return !StillParked(p); });
+  parked_count_.fetch_sub(before - slots.size());
+  if (slots.empty()) parked_.erase(it);
 }
 
 void ClaimScheduler::Clear() {

@@ -93,12 +93,22 @@ class ClaimScheduler {
   // From now on slots of disabled tenants are cancelled instead of parked; the parked ones are
   // cancelled now (docs/protocol.md: tenant disabled -> CANCELLED).
   void BeginDrain(CompletionBatcher* batcher);
+  // Drops `tenant`'s parked entries whose slots were cancelled meanwhile (their ring slots may
+  // already hold another tenant's work, which must never be run or cancelled through them).
+  void ForgetCancelledParked(uint32_t tenant);
   // Forgets both lists (teardown: the ring host fails whatever they named).
   void Clear();
   uint64_t parked_count() const { return parked_count_.load(std::memory_order_acquire); }
 
  private:
   void Park(uint32_t tenant, uint32_t index, CompletionBatcher& batcher);
+  // A parked slot, named by its index and the ticket it held when parked: the entry is stale
+  // once the slot was cancelled (and perhaps reused).
+  struct ParkedSlot {
+    uint32_t index;
+    uint64_t ticket;
+  };
+  bool StillParked(const ParkedSlot& p) const;
 
   PartitionedRing& ring_;
   uint32_t* const starvation_;  // control word 135
@@ -107,9 +117,9 @@ class ClaimScheduler {
   const std::function<void()> wake_;
   // std::mutex, not absl::Mutex: see completion_store.h (ThreadSanitizer).
   mutable std::mutex mu_;
-  std::vector<uint32_t> ready_;                                  // guarded by mu_
-  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> parked_;  // guarded by mu_
-  bool draining_ = false;                                        // guarded by mu_
+  std::vector<uint32_t> ready_;                                    // guarded by mu_
+  absl::flat_hash_map<uint32_t, std::vector<ParkedSlot>> parked_;  // guarded by mu_
+  bool draining_ = false;                                          // guarded by mu_
   std::atomic<uint32_t> ready_count_{0};
   std::atomic<uint64_t> parked_count_{0};
 };

@@ -156,6 +156,8 @@ absl::StatusOr<uint32_t> EngineBase::Cancel(uint32_t tenant, absl::Span<const ui
     CompletionBatcher batcher = reaper_.NewBatcher();
     cancelled = reaper_.CancelTickets(tenant, tickets, &batcher);
   }
+  // Cancelled parked slots leave the parked list now: their ring slots are reused.
+  if (cancelled != 0) scheduler_.ForgetCancelledParked(tenant);
   NotifyProgress();
   return cancelled;
 }

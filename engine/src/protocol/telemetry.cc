@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "mk/engine/control_buffer.h"
 
@@ -97,6 +98,14 @@ absl::Status DecodeWindows(absl::Span<const uint32_t> ring,
   if (absl::Status s = CheckRing(ring); !s.ok()) return s;
   out->clear();
   if (window_opcodes.empty()) return absl::OkStatus();
+  if (window_opcodes.size() > kMaxWindowOpcodes) {
+    return absl::InvalidArgumentError(absl::StrCat("telemetry: ", window_opcodes.size(),
+                                                   " window opcodes; at most ", kMaxWindowOpcodes));
+  }
+  // A sorted copy: each slot costs a binary search, not a scan of the list.
+  absl::InlinedVector<uint32_t, kMaxWindowOpcodes> wanted(window_opcodes.begin(),
+                                                          window_opcodes.end());
+  std::sort(wanted.begin(), wanted.end());
   // Collect one entry per matching slot, then sort and merge in place: no map, no allocation
   // once `out` has grown to the number of window slots.
   for (size_t i = 0; i < ring.size(); i += protocol::kSlotWords) {
@@ -106,9 +115,7 @@ absl::Status DecodeWindows(absl::Span<const uint32_t> ring,
       continue;
     }
     const uint32_t op = AtomicLoad(ring[i + protocol::kWordOpcode]);
-    if (std::find(window_opcodes.begin(), window_opcodes.end(), op) == window_opcodes.end()) {
-      continue;
-    }
+    if (!std::binary_search(wanted.begin(), wanted.end(), op)) continue;
     WindowGroup g;
     g.ticket = AtomicLoad(ring[i + protocol::kWordArg0]);
     g.opcode = op;

@@ -74,7 +74,10 @@ absl::Status DecodeOccupancy(absl::Span<const uint32_t> ring, Occupancy* out);
 absl::Status DecodeControl(absl::Span<const uint32_t> control, ControlSnapshot* out);
 void DeriveCounters(const Occupancy& occupancy, const ControlSnapshot& control,
                     RuntimeCounters* out);
+// Window opcodes one telemetry request may name (a request costs a binary search per ring slot).
+inline constexpr size_t kMaxWindowOpcodes = 64;
 // Groups non-EMPTY slots whose opcode is in `window_opcodes` by (ARG0 ticket, opcode).
+// INVALID_ARGUMENT for more than kMaxWindowOpcodes opcodes.
 // `out` is sorted by (ticket, opcode); its capacity is reused.
 absl::Status DecodeWindows(absl::Span<const uint32_t> ring,
                            absl::Span<const uint32_t> window_opcodes,
