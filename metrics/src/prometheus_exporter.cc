@@ -113,7 +113,11 @@ class PrometheusExporter final : public Exporter {
 absl::StatusOr<std::unique_ptr<Exporter>> Exporter::Create(const std::string& listen) {
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
+    // civetweb serves one connection per thread: enough threads that a few idle or stalled
+    // clients do not block scrapes, and a request timeout that frees a thread a stalled client
+    // holds (a connection that sends no complete request within 5 s is closed).
+    exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", listen, "num_threads", "8", "request_timeout_ms", "5000"});
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat(
         "metrics: cannot listen on ", listen, " (", e.what(),

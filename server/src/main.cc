@@ -96,6 +96,8 @@ ABSL_FLAG(absl::Duration, max_connection_age, absl::ZeroDuration(),
 ABSL_FLAG(absl::Duration, max_connection_age_grace, absl::Seconds(30),
           "how long calls on a connection closed for its age may still run");
 ABSL_FLAG(uint32_t, max_streams_per_connection, 256, "concurrent calls one connection may hold");
+ABSL_FLAG(uint32_t, max_streams_per_tenant, 16,
+          "open Stream and WatchTelemetry calls one tenant may hold (0 = no limit)");
 ABSL_FLAG(int, metrics_top_tenants, 20,
           "tenants with their own label in per-tenant metrics; the rest are tenant=\"other\"");
 ABSL_FLAG(absl::Duration, watchdog_interval, absl::Seconds(1),
@@ -200,6 +202,7 @@ mk::server::ServerOptions ServerOptionsFromFlags() {
   so.max_connection_age = absl::GetFlag(FLAGS_max_connection_age);
   so.max_connection_age_grace = absl::GetFlag(FLAGS_max_connection_age_grace);
   so.max_concurrent_streams_per_connection = absl::GetFlag(FLAGS_max_streams_per_connection);
+  so.max_streams_per_tenant = absl::GetFlag(FLAGS_max_streams_per_tenant);
   so.watchdog.interval = absl::GetFlag(FLAGS_watchdog_interval);
   so.watchdog.stall_intervals = absl::GetFlag(FLAGS_watchdog_stall_intervals);
   so.watchdog.recover = absl::GetFlag(FLAGS_watchdog_recover);

@@ -171,8 +171,9 @@ class PollReactor final : public grpc::ServerUnaryReactor {
 // It is registered with the service while it lives, so a drain can end it (End).
 class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetry> {
  public:
-  WatchTelemetryReactor(MegakernelService* service, absl::Duration interval)
-      : service_(service), interval_(interval) {
+  WatchTelemetryReactor(MegakernelService* service, absl::Duration interval,
+                        std::unique_ptr<TenantLimiter::Lease> lease)
+      : service_(service), interval_(interval), lease_(std::move(lease)) {
     if (!service_->AddWatcher(this)) {
       registered_ = false;
       std::lock_guard<std::mutex> lock(mu_);
@@ -226,10 +227,11 @@ class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetr
   grpc::Alarm alarm_;
   v1::Telemetry snapshot_;
   std::mutex mu_;
-  bool alarm_pending_ = false;  // guarded by mu_
-  bool done_ = false;           // guarded by mu_
-  bool finished_ = false;       // guarded by mu_
-  bool registered_ = true;      // set once, in the constructor
+  bool alarm_pending_ = false;                         // guarded by mu_
+  bool done_ = false;                                  // guarded by mu_
+  bool finished_ = false;                              // guarded by mu_
+  bool registered_ = true;                             // set once, in the constructor
+  const std::unique_ptr<TenantLimiter::Lease> lease_;  // the caller's place among its streams
 };
 
 namespace {
@@ -290,7 +292,13 @@ grpc::ServerUnaryReactor* MegakernelService::Poll(grpc::CallbackServerContext* c
 grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* MegakernelService::Stream(
     grpc::CallbackServerContext* context) {
   absl::StatusOr<Caller> caller = tenants_->AuthenticateTenant(*context);
-  return StreamReactor::Start(engine_, caller, stream_max_pending_);
+  std::unique_ptr<TenantLimiter::Lease> lease;
+  if (caller.ok()) {
+    auto acquired = streams_.Acquire(caller->tenant);
+    if (!acquired.ok()) caller = acquired.status();
+    if (acquired.ok()) lease = *std::move(acquired);
+  }
+  return StreamReactor::Start(engine_, caller, stream_max_pending_, std::move(lease));
 }
 
 absl::Status MegakernelService::Snapshot(const v1::TelemetryRequest& request, v1::Telemetry* out) {
@@ -338,6 +346,13 @@ grpc::ServerWriteReactor<v1::Telemetry>* MegakernelService::WatchTelemetry(
     grpc::CallbackServerContext* context, const v1::WatchTelemetryRequest* request) {
   absl::StatusOr<Caller> caller = tenants_->Authenticate(*context);
   absl::Duration interval = FromProto(request->interval());
+  std::unique_ptr<TenantLimiter::Lease> lease;
+  if (caller.ok()) {  // the admin credential counts as one more "tenant" for the limit
+    auto acquired =
+        streams_.Acquire(caller->is_tenant ? caller->tenant : engine::kSharedResourceOwner);
+    if (!acquired.ok()) caller = acquired.status();
+    if (acquired.ok()) lease = *std::move(acquired);
+  }
   if (!caller.ok() || interval < absl::Milliseconds(10)) {
     struct Rejected final : grpc::ServerWriteReactor<v1::Telemetry> {
       explicit Rejected(const grpc::Status& s) { Finish(s); }
@@ -347,7 +362,7 @@ grpc::ServerWriteReactor<v1::Telemetry>* MegakernelService::WatchTelemetry(
                                      : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                                     "watch: interval must be at least 10ms"));
   }
-  return new WatchTelemetryReactor(this, interval);
+  return new WatchTelemetryReactor(this, interval, std::move(lease));
 }
 
 grpc::ServerUnaryReactor* MegakernelService::RegisterResource(

@@ -10,14 +10,19 @@
 #include "auth.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
+#include "tenant_limiter.h"
 
 namespace mk::server {
 
 class MegakernelService final : public v1::Megakernel::CallbackService {
  public:
   MegakernelService(engine::Engine* engine, const TenantDirectory* tenants,
-                    size_t stream_max_pending)
-      : engine_(engine), tenants_(tenants), stream_max_pending_(stream_max_pending) {}
+                    uint32_t max_streams_per_tenant, size_t stream_max_pending)
+      : engine_(engine),
+        tenants_(tenants),
+        stream_max_pending_(stream_max_pending),
+        streams_(max_streams_per_tenant, "streams (Stream and WatchTelemetry)",
+                 "--max_streams_per_tenant") {}
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* context,
                                     const v1::PublishRequest* request,
@@ -56,6 +61,7 @@ class MegakernelService final : public v1::Megakernel::CallbackService {
   engine::Engine* engine_;
   const TenantDirectory* tenants_;
   const size_t stream_max_pending_;
+  TenantLimiter streams_;  // open Stream and WatchTelemetry calls per tenant
   std::mutex snapshot_mu_;
   engine::ControlSnapshot last_control_;  // guarded by snapshot_mu_
   std::mutex watchers_mu_;

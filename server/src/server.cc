@@ -40,7 +40,8 @@ class ServerImpl final : public Server {
              const ServerOptions& options)
       : engine_(engine),
         tenants_(std::move(tenants)),
-        megakernel_(engine, tenants_.get(), options.stream_max_pending_completions),
+        megakernel_(engine, tenants_.get(), options.max_streams_per_tenant,
+                    options.stream_max_pending_completions),
         admin_(
             engine, tenants_.get(), [this](auto done) { DrainInBackground(std::move(done)); },
             options.on_shutdown_request),

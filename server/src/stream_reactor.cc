@@ -14,7 +14,8 @@ constexpr size_t kPackedBytes = kCompletionsPerMessage * protocol::kSlotBytes;
 }  // namespace
 
 grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* StreamReactor::Start(
-    engine::Engine* engine, const absl::StatusOr<Caller>& caller, size_t max_pending) {
+    engine::Engine* engine, const absl::StatusOr<Caller>& caller, size_t max_pending,
+    std::unique_ptr<TenantLimiter::Lease> lease) {
   if (!caller.ok()) {
     struct Rejected final : grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch> {
       explicit Rejected(const grpc::Status& s) { Finish(s); }
@@ -22,11 +23,12 @@ grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* StreamReactor:
     };
     return new Rejected(ToGrpcStatus(caller.status()));
   }
-  return new StreamReactor(engine, caller->tenant, max_pending);
+  return new StreamReactor(engine, caller->tenant, max_pending, std::move(lease));
 }
 
-StreamReactor::StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending)
-    : engine_(engine), tenant_(tenant), max_pending_(max_pending) {
+StreamReactor::StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending,
+                             std::unique_ptr<TenantLimiter::Lease> lease)
+    : engine_(engine), tenant_(tenant), max_pending_(max_pending), lease_(std::move(lease)) {
   StartRead(&request_);
 }
 

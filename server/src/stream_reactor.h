@@ -52,6 +52,7 @@
 #include "auth.h"
 #include "mk/engine/engine.h"
 #include "mk/v1/megakernel.grpc.pb.h"
+#include "tenant_limiter.h"
 
 namespace mk::server {
 
@@ -60,7 +61,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
  public:
   // Returns a reactor that finishes at once with the caller's error when `caller` failed.
   static grpc::ServerBidiReactor<v1::PublishRequest, v1::CompletionBatch>* Start(
-      engine::Engine* engine, const absl::StatusOr<Caller>& caller, size_t max_pending);
+      engine::Engine* engine, const absl::StatusOr<Caller>& caller, size_t max_pending,
+      std::unique_ptr<TenantLimiter::Lease> lease);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -69,7 +71,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   void OnCompletions(absl::Span<const engine::Completion> batch) override;
 
  private:
-  StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending);
+  StreamReactor(engine::Engine* engine, uint32_t tenant, size_t max_pending,
+                std::unique_ptr<TenantLimiter::Lease> lease);
   // Publishes the queued requests in order until none is left (the one publisher at a time).
   void PublishQueued();
   struct QueuedRequest;
@@ -102,6 +105,8 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::PublishRequest, v
   engine::Engine* const engine_;
   const uint32_t tenant_;
   const size_t max_pending_;
+  // The tenant's place among its open streams; given back when the reactor is deleted.
+  const std::unique_ptr<TenantLimiter::Lease> lease_;
   v1::PublishRequest request_;  // written by gRPC between StartRead and OnReadDone
   v1::CompletionBatch out_;     // read by gRPC between StartWrite and OnWriteDone
 

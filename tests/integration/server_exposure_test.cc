@@ -187,5 +187,56 @@ TEST(ServerExposureTest, LongWindowOpcodeListsAreRefused) {
   EXPECT_TRUE(c->GetTelemetry(std::vector<uint32_t>(64, 1)).ok());
 }
 
+// A tenant holds at most max_streams_per_tenant open streams; a closed one gives its place back.
+TEST(ServerExposureTest, OpenStreamsAreLimitedPerTenant) {
+  server::ServerOptions so;
+  so.max_streams_per_tenant = 2;
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  struct OpenStream {
+    grpc::ClientContext ctx;
+    std::unique_ptr<grpc::ClientReaderWriter<v1::PublishRequest, v1::CompletionBatch>> rw;
+  };
+  auto open = [&](OpenStream* s) {
+    s->rw = c->megakernel()->Stream(&s->ctx);
+    v1::PublishRequest req;
+    req.mutable_slots()->add_slots();
+    v1::CompletionBatch ack;
+    return s->rw->Write(req) && s->rw->Read(&ack);  // accepted by the server
+  };
+  OpenStream a, b, refused;
+  ASSERT_TRUE(open(&a));
+  ASSERT_TRUE(open(&b));
+  EXPECT_FALSE(open(&refused));
+  grpc::Status s = refused.rw->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("--max_streams_per_tenant"));
+  a.rw->WritesDone();
+  v1::CompletionBatch rest;
+  while (a.rw->Read(&rest)) {
+  }
+  ASSERT_TRUE(a.rw->Finish().ok());
+  // The place comes back when the server deletes the finished stream's reactor.
+  bool reopened = false;
+  for (int attempt = 0; attempt < 1000 && !reopened; ++attempt) {
+    auto* s2 = new OpenStream;
+    reopened = open(s2);
+    if (!reopened) s2->rw->Finish();
+    if (reopened) {
+      s2->rw->WritesDone();
+      while (s2->rw->Read(&rest)) {
+      }
+      EXPECT_TRUE(s2->rw->Finish().ok());
+    }
+    delete s2;
+  }
+  EXPECT_TRUE(reopened);
+  b.rw->WritesDone();
+  while (b.rw->Read(&rest)) {
+  }
+  EXPECT_TRUE(b.rw->Finish().ok());
+}
+
 }  // namespace
 }  // namespace mk

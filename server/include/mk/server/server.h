@@ -31,6 +31,8 @@ struct ServerOptions {
   std::string tls_cert_file;               // PEM; with tls_key_file enables TLS
   std::string tls_key_file;
   std::string tls_client_ca_file;  // PEM; requires and verifies client certificates
+  // Open Stream and WatchTelemetry calls one tenant may hold (0: no limit).
+  uint32_t max_streams_per_tenant = 16;
   // Completions a Stream may buffer for a slow reader before it stops reading requests.
   size_t stream_max_pending_completions = 1 << 16;
   // Prometheus /metrics ("host:port", port 0 picks a free one); empty disables the endpoint.
