@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: install, build, and run the whole test suite (every label but
-# perf), then the concurrency tests again under ThreadSanitizer. GPU tests skip with their reason
-# on a machine without a CUDA device (MK_REQUIRE_GPU=1 turns that skip into a failure).
+# perf), then the concurrency tests again under ThreadSanitizer, then the unit and integration
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer (leaks included). GPU tests
+# skip with their reason on a machine without a CUDA device (MK_REQUIRE_GPU=1 turns that skip
+# into a failure). MK_SKIP_TSAN=1 and MK_SKIP_ASAN=1 skip the sanitizer passes.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
@@ -11,4 +13,9 @@ if [ "${MK_SKIP_TSAN:-0}" != 1 ]; then
   cmake --preset tsan >/dev/null
   cmake --build --preset tsan --target mk_concurrency_tests
   ctest --preset tsan
+fi
+if [ "${MK_SKIP_ASAN:-0}" != 1 ]; then
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan --target mk_unit_integration_tests
+  ctest --preset asan
 fi
