@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "errno_text.h"
@@ -101,7 +103,7 @@ absl::Status RootDir::CheckRelative(absl::string_view relative) {
           absl::StrCat("io: resource path '", relative,
                        "' has an empty, '.' or '..' component; name a file below the root"));
     }
-    if (part.find('\0') != absl::string_view::npos) {
+    if (absl::StrContains(part, '\0')) {
       return absl::InvalidArgumentError("io: resource path contains a NUL byte");
     }
   }
@@ -143,7 +145,7 @@ absl::StatusOr<OpenedFile> RootDir::Open(absl::string_view relative, bool o_dire
     struct open_how how = {};
     how.flags = static_cast<uint64_t>(flags);
     how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-    const long fd = syscall(SYS_openat2, fd_.get(), path.c_str(), &how, sizeof(how));
+    const int64_t fd = syscall(SYS_openat2, fd_.get(), path.c_str(), &how, sizeof(how));
     if (fd >= 0) return CheckRegular(OwnedFd(static_cast<int>(fd)), relative);
     const int err = errno;
     if (err != ENOSYS && err != EPERM) return OpenError(err, relative);

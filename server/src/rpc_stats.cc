@@ -49,7 +49,7 @@ std::string MethodLabel(const char* method) {
       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
   };
   for (absl::string_view known : kOutsideThePool) {
-    if (name == known) return std::string(name);
+    if (name == known) return std::string{name};
   }
   // "/pkg.Service/Method" is known when the linked protos define pkg.Service.Method.
   if (!absl::ConsumePrefix(&name, "/")) return "unknown";

@@ -297,6 +297,7 @@ TEST_P(EngineResourcesTest, AFullIoQueueParksLoadsInsteadOfRequeueing) {
     ids.push_back(*e->RegisterResource(1, "q" + std::to_string(i), 0, 0));
   }
   std::vector<SlotPayload> misses;
+  misses.reserve(ids.size());
   for (uint32_t id : ids) misses.push_back(Slot(op::kLoadMiss, {id, 0}));
   testing::EnginePeer::HoldIoReads(*e, true);
   auto published = e->Publish(1, misses, {});

@@ -55,7 +55,7 @@ TEST(ServerExposureTest, MadeUpMethodNamesNeverBecomeLabels) {
     std::condition_variable cv;
     bool done = false;
     stub.UnaryCall(&ctx, "/mk.v1.Megakernel/MadeUp" + std::to_string(i), grpc::StubOptions(),
-                   &request, &response, [&](grpc::Status s) {
+                   &request, &response, [&](const grpc::Status& s) {
                      std::lock_guard<std::mutex> lock(mu);
                      status = s;
                      done = true;

@@ -242,7 +242,7 @@ TEST_P(FileReaderTest, ARootConfinesEveryReadAtOpenTime) {
   ASSERT_TRUE((*reader)
                   ->ReadChunks(
                       "tenants/1/weights.bin", 0, 4096,
-                      [](const Chunk&, std::function<void()> release) {
+                      [](const Chunk&, const std::function<void()>& release) {
                         release();
                         return absl::OkStatus();
                       },
