@@ -40,10 +40,13 @@ grpc::Status Reject(grpc::CallbackServerContext* context, const absl::Status& st
 // the wait as soon as it has an id. Thread-safe (OnCancel runs on any gRPC thread).
 class CancellableWait {
  public:
-  void Started(engine::Engine* engine, engine::Engine::WaitId id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    id_ = id;
-    if (ended_) engine->EndWait(id);
+  // Engine::WaitForAsync; its error (the wait never started, `done` never runs) is returned.
+  absl::Status Start(engine::Engine* engine, uint32_t tenant, absl::Span<const uint64_t> tickets,
+                     absl::Time deadline, engine::Engine::CompletionsCallback done) {
+    auto id = engine->WaitForAsync(tenant, tickets, deadline, std::move(done));
+    if (!id.ok()) return id.status();
+    Started(engine, *id);
+    return absl::OkStatus();
   }
   void End(engine::Engine* engine) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -52,6 +55,12 @@ class CancellableWait {
   }
 
  private:
+  void Started(engine::Engine* engine, engine::Engine::WaitId id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    id_ = id;
+    if (ended_) engine->EndWait(id);
+  }
+
   std::mutex mu_;
   std::optional<engine::Engine::WaitId> id_;  // guarded by mu_
   bool ended_ = false;                        // guarded by mu_
@@ -70,14 +79,10 @@ class PublishWaitReactor final : public grpc::ServerUnaryReactor {
     const absl::Time rpc_deadline = RpcDeadline(*context);
     const absl::Time wait_until = absl::Now() + wait;
     hit_rpc_deadline_ = rpc_deadline <= wait_until;
-    auto id = engine_->WaitForAsync(
-        tenant_, tickets_, std::min(wait_until, rpc_deadline),
-        [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
-    if (!id.ok()) {
-      Finish(ToGrpcStatus(id.status()));
-      return;
-    }
-    wait_.Started(engine_, *id);
+    absl::Status s =
+        wait_.Start(engine_, tenant_, tickets_, std::min(wait_until, rpc_deadline),
+                    [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
+    if (!s.ok()) Finish(ToGrpcStatus(s));
   }
 
   void OnCancel() override {
@@ -129,14 +134,10 @@ class PollReactor final : public grpc::ServerUnaryReactor {
   PollReactor(engine::Engine* engine, uint32_t tenant, const std::vector<uint64_t>& tickets,
               absl::Time deadline, v1::PollResponse* response)
       : engine_(engine), response_(response) {
-    auto id = engine_->WaitForAsync(
-        tenant, tickets, deadline,
-        [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
-    if (!id.ok()) {
-      Finish(ToGrpcStatus(id.status()));
-      return;
-    }
-    wait_.Started(engine_, *id);
+    absl::Status s =
+        wait_.Start(engine_, tenant, tickets, deadline,
+                    [this](std::vector<engine::Completion> got) { OnCompletions(std::move(got)); });
+    if (!s.ok()) Finish(ToGrpcStatus(s));
   }
   void OnCancel() override {
     cancelled_ = true;
