@@ -27,6 +27,7 @@ CpuEngine::~CpuEngine() { ShutdownOnDestroy(); }
 
 absl::Status CpuEngine::StartExecutor() {
   stop_.store(false, std::memory_order_seq_cst);
+  quiescent_workers_.store(0, std::memory_order_seq_cst);
   workers_.reserve(worker_count_);
   for (uint32_t i = 0; i < worker_count_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
   return absl::OkStatus();
@@ -44,6 +45,13 @@ absl::Status CpuEngine::StopExecutor() {
 void CpuEngine::PauseExecutor(bool paused) {
   paused_.store(paused, std::memory_order_seq_cst);
   WakeWorkers();
+  if (!paused) return;
+  // Called from the thread that started the engine (tests), so workers_ is stable here.
+  const auto target = static_cast<uint32_t>(workers_.size());
+  for (uint32_t n = quiescent_workers_.load(std::memory_order_seq_cst); n < target;
+       n = quiescent_workers_.load(std::memory_order_seq_cst)) {
+    quiescent_workers_.wait(n, std::memory_order_seq_cst);
+  }
 }
 
 EngineInfo CpuEngine::info() const {

@@ -58,6 +58,10 @@ class CpuEngine final : public host::EngineBase {
   std::vector<std::thread> workers_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> paused_{false};  // PauseExecutor (tests)
+  // Workers that claim nothing now (paused, or returned from WorkerLoop); PauseExecutor(true)
+  // waits until it equals the worker count, so a claim pass already under way cannot take a
+  // slot published after the pause. Reset by StartExecutor.
+  std::atomic<uint32_t> quiescent_workers_{0};
 
   host::WakeSignal wake_;              // parked workers sleep here
   std::atomic<uint32_t> spinners_{0};  // workers polling for work before they park

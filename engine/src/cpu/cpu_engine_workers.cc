@@ -31,9 +31,12 @@ void CpuEngine::WorkerLoop() {
   uint32_t idle_spins = 0;
   while (!stop_.load(std::memory_order_acquire) && !control_->control().shutdown_requested()) {
     if (paused_.load(std::memory_order_acquire)) {  // test-only stall: claim nothing
+      quiescent_workers_.fetch_add(1, std::memory_order_seq_cst);
+      quiescent_workers_.notify_all();
       wake_.Sleep([this] {
         return !paused_.load(std::memory_order_seq_cst) || stop_.load(std::memory_order_seq_cst);
       });
+      quiescent_workers_.fetch_sub(1, std::memory_order_seq_cst);
       continue;
     }
     bool worked = false;
@@ -61,6 +64,8 @@ void CpuEngine::WorkerLoop() {
     idle_spins = 0;
   }
   if (idle_spins != 0) spinners_.fetch_sub(1, std::memory_order_seq_cst);
+  quiescent_workers_.fetch_add(1, std::memory_order_seq_cst);  // never claims again
+  quiescent_workers_.notify_all();
 }
 
 void CpuEngine::ProcessClaim(const host::ClaimRange& range, WorkerState& ws) {
@@ -111,8 +116,9 @@ void CpuEngine::IdleWait(bool was_spinning) {
   // wake-up because it saw a spinner is always followed by this thread's re-check.
   wake_.Sleep(
       [this] {
-        return stop_.load(std::memory_order_seq_cst) || ring_->HasAnyClaimable() ||
-               scheduler_.has_ready();
+        // paused_: a pause must reach parked workers too (PauseExecutor waits for them).
+        return stop_.load(std::memory_order_seq_cst) || paused_.load(std::memory_order_seq_cst) ||
+               ring_->HasAnyClaimable() || scheduler_.has_ready();
       },
       [&] {
         if (was_spinning) spinners_.fetch_sub(1, std::memory_order_seq_cst);
