@@ -57,6 +57,10 @@ ABSL_FLAG(uint32_t, max_resources_per_tenant, 1024,
 ABSL_FLAG(uint64_t, max_stored_completions, 1ull << 22,
           "completions owed to Poll (in flight or stored) in all before Publish answers "
           "RESOURCE_EXHAUSTED");
+ABSL_FLAG(uint64_t, max_outstanding_slots_per_tenant, 0,
+          "slots one tenant may have in flight (published, not yet completed) over all "
+          "priorities; 0: no fixed cap (a tenant still holds at most its fair share of a "
+          "contended priority partition)");
 ABSL_FLAG(uint64_t, max_stored_completions_per_tenant, 1ull << 20,
           "the same for one tenant (0 = no per-tenant limit)");
 ABSL_FLAG(absl::Duration, completion_ttl, absl::Minutes(10),
@@ -168,6 +172,7 @@ absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
   eo.tenant_residency_bytes = absl::GetFlag(FLAGS_tenant_residency_bytes);
   eo.max_stored_completions = absl::GetFlag(FLAGS_max_stored_completions);
   eo.max_stored_completions_per_tenant = absl::GetFlag(FLAGS_max_stored_completions_per_tenant);
+  eo.max_outstanding_slots_per_tenant = absl::GetFlag(FLAGS_max_outstanding_slots_per_tenant);
   eo.completion_ttl = absl::GetFlag(FLAGS_completion_ttl);
   eo.max_resources_per_tenant = absl::GetFlag(FLAGS_max_resources_per_tenant);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);

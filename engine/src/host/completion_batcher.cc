@@ -2,13 +2,15 @@
 
 namespace mk::engine::host {
 
-CompletionBatcher::CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink)
-    : ledger_(ledger), default_sink_(default_sink) {
+CompletionBatcher::CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink,
+                                     TenantShares* shares)
+    : ledger_(ledger), default_sink_(default_sink), shares_(shares) {
   batch_.reserve(256);
   publish_times_.reserve(256);
 }
 
-void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns) {
+void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns,
+                            uint32_t partition) {
   if (sink == nullptr) sink = &default_sink_;
   if (sink != current_ || batch_.size() == batch_.capacity()) {
     Deliver();
@@ -34,6 +36,12 @@ void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t 
     counts_tenant_ = c.tenant;
   }
   ++counts_[static_cast<uint32_t>(OpcodeClassOf(c.opcode))][static_cast<uint32_t>(outcome)];
+  if (c.tenant != release_tenant_ || partition != release_partition_) {
+    FlushReleases();
+    release_tenant_ = c.tenant;
+    release_partition_ = partition;
+  }
+  ++release_count_;
   if (publish_ns != 0 && ledger_.collect_latency()) publish_times_.push_back(publish_ns);
 }
 
@@ -42,6 +50,14 @@ void CompletionBatcher::FlushTenantCounts() {
   ledger_.AddOutcomeCounts(counts_tenant_, counts_);
   counts_ = {};
   counts_tenant_ = UINT32_MAX;
+}
+
+void CompletionBatcher::FlushReleases() {
+  if (shares_ != nullptr && release_count_ != 0) {
+    shares_->Release(release_tenant_, release_partition_, release_count_);
+  }
+  release_count_ = 0;
+  release_tenant_ = UINT32_MAX;
 }
 
 void CompletionBatcher::Deliver() {
@@ -57,6 +73,7 @@ void CompletionBatcher::Flush() {
     publish_times_.clear();
   }
   if (done_ + faulted_ + cancelled_ == 0) return;
+  FlushReleases();  // after delivery: waiters hear first, the tenant's room follows
   FlushTenantCounts();
   if (!latency_.empty()) {
     ledger_.RecordLatency(latency_);

@@ -33,6 +33,7 @@
 #include "host/slot_publisher.h"
 #include "host/slot_reaper.h"
 #include "host/tenant_gate.h"
+#include "host/tenant_shares.h"
 #include "host/ticket_book.h"
 #include "mk/engine/engine.h"
 
@@ -138,6 +139,7 @@ class EngineBase : public Engine {
   TicketBook tickets_;
   OutcomeLedger ledger_;
   CompletionStore store_;
+  TenantShares shares_;  // each tenant's slots per partition: the publisher takes, reapers give
   DeadlineTimer timer_;  // after store_: stopped before the store goes away
   SlotReaper reaper_;
   SlotPublisher publisher_;

@@ -15,7 +15,7 @@ namespace {
 
 using protocol::SlotStatus;
 
-constexpr const char* kPriorityNames[] = {"CRITICAL", "HIGH", "NORMAL", "LOW", "IDLE"};
+using protocol::kPriorityNames;
 
 }  // namespace
 

@@ -106,6 +106,11 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   }
   uint32_t partition_first(uint32_t partition) const { return partitions_[partition].first; }
   uint32_t partition_size(uint32_t partition) const { return partitions_[partition].size; }
+  PriorityCounts partition_sizes() const {
+    PriorityCounts sizes{};
+    for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) sizes[p] = partitions_[p].size;
+    return sizes;
+  }
 
   // ---- Publishing (SlotPublisher) ----
   // The sequences one publish takes in each partition. Holds the reservation mutex from

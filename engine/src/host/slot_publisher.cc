@@ -28,12 +28,13 @@ PriorityCounts CountByPriority(absl::Span<const SlotPayload> slots) {
 }  // namespace
 
 SlotPublisher::SlotPublisher(PartitionedRing& ring, TicketBook& tickets, OutcomeLedger& ledger,
-                             CompletionStore& store, uint64_t max_stored_completions,
-                             uint64_t max_per_tenant)
+                             CompletionStore& store, TenantShares& shares,
+                             uint64_t max_stored_completions, uint64_t max_per_tenant)
     : ring_(ring),
       tickets_(tickets),
       ledger_(ledger),
       store_(store),
+      shares_(shares),
       max_stored_completions_(max_stored_completions),
       max_per_tenant_(max_per_tenant) {}
 
@@ -41,8 +42,14 @@ absl::StatusOr<PublishResult> SlotPublisher::Publish(uint32_t tenant,
                                                      absl::Span<const SlotPayload> slots,
                                                      CompletionSink* sink) {
   MK_RETURN_IF_ERROR(CheckStoreRoom(tenant, slots.size(), sink));
-  MK_ASSIGN_OR_RETURN(PartitionedRing::Reservation reservation,
-                      ring_.Reserve(CountByPriority(slots)));
+  const PriorityCounts wanted = CountByPriority(slots);
+  MK_RETURN_IF_ERROR(shares_.Admit(tenant, wanted));  // released as the slots are reaped
+  absl::StatusOr<PartitionedRing::Reservation> reserved = ring_.Reserve(wanted);
+  if (!reserved.ok()) {
+    shares_.Cancel(tenant, wanted);
+    return reserved.status();
+  }
+  PartitionedRing::Reservation reservation = *std::move(reserved);
   // Under the reservation: a tenant's tickets follow the order its slots enter the ring.
   const uint64_t first_ticket = tickets_.Issue(tenant, slots.size());
   reservation.Unlock();

@@ -14,6 +14,7 @@
 #include "host/completion_store.h"
 #include "host/outcome_ledger.h"
 #include "host/partitioned_ring.h"
+#include "host/tenant_shares.h"
 #include "host/ticket_book.h"
 #include "mk/engine/engine.h"
 
@@ -25,11 +26,13 @@ class SlotPublisher {
   // collected) beyond which Publish answers RESOURCE_EXHAUSTED; `max_per_tenant` the same for
   // one tenant (0: no per-tenant limit). Every reference must outlive the publisher.
   SlotPublisher(PartitionedRing& ring, TicketBook& tickets, OutcomeLedger& ledger,
-                CompletionStore& store, uint64_t max_stored_completions, uint64_t max_per_tenant);
+                CompletionStore& store, TenantShares& shares, uint64_t max_stored_completions,
+                uint64_t max_per_tenant);
 
   // Publishes `slots` (already validated: opcodes, priorities, fences) for `tenant`, all or
-  // none. RESOURCE_EXHAUSTED with a retry hint when a partition is full or too many completions
-  // are owed; INVALID_ARGUMENT when one priority's slots exceed its whole partition.
+  // none. RESOURCE_EXHAUSTED with a retry hint when a partition is full, the tenant holds its
+  // fair share of it (TenantShares) or too many completions are owed; INVALID_ARGUMENT when one
+  // priority's slots exceed what one tenant may hold of its partition.
   absl::StatusOr<PublishResult> Publish(uint32_t tenant, absl::Span<const SlotPayload> slots,
                                         CompletionSink* sink);
 
@@ -48,6 +51,7 @@ class SlotPublisher {
   TicketBook& tickets_;
   OutcomeLedger& ledger_;
   CompletionStore& store_;
+  TenantShares& shares_;
   const uint64_t max_stored_completions_;
   const uint64_t max_per_tenant_;
 };

@@ -153,6 +153,12 @@ struct EngineOptions {
   // A completion nobody collects within this long is dropped (counted in
   // EngineCounters::expired_completions): forgotten tickets do not hold memory forever.
   absl::Duration completion_ttl = absl::Minutes(10);
+  // Slots one tenant may have in flight (published, not yet completed) over all priorities;
+  // 0: no fixed cap. Independently of it, a tenant holds at most its fair share of a contended
+  // partition (docs/security.md, "Fair share of the ring").
+  uint64_t max_outstanding_slots_per_tenant = 0;
+  // The fair-share rule itself; off only to measure what it prevents (tenancy_bench).
+  bool fair_share = true;
 
   // The CUDA engine (and, where it applies, the cuda-emulated engine). The defaults are what
   // production runs; docs/performance.md shows what each changes.

@@ -71,6 +71,9 @@ enum class Priority : uint32_t {
   kIdle = 4,
 };
 inline constexpr uint32_t kPriorityCount = 5;
+// Names for messages, indexed by priority (= partition).
+inline constexpr const char* kPriorityNames[kPriorityCount] = {"CRITICAL", "HIGH", "NORMAL",
+                                                               "LOW", "IDLE"};
 inline constexpr uint32_t kDefaultPriority = static_cast<uint32_t>(Priority::kNormal);
 
 // ---------------------------------------------------------------------------------------------

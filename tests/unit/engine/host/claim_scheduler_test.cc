@@ -28,12 +28,14 @@ class ClaimSchedulerTest : public ::testing::Test {
           tenants(memory.control->control(), 8),
           tickets(8),
           ledger(8, /*collect_latency=*/false),
-          reaper(*memory.ring, *memory.control, ledger, store),
-          publisher(*memory.ring, tickets, ledger, store, 1u << 20, 0) {}
+          shares(8, memory.ring->partition_sizes(), 0),
+          reaper(*memory.ring, *memory.control, ledger, shares, store),
+          publisher(*memory.ring, tickets, ledger, store, shares, 1u << 20, 0) {}
     EngineMemory memory;
     TenantGate tenants;
     TicketBook tickets;
     OutcomeLedger ledger;
+    TenantShares shares;
     CompletionStore store{64, absl::Minutes(10)};
     SlotReaper reaper;
     SlotPublisher publisher;

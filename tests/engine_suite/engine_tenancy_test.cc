@@ -1,0 +1,152 @@
+// Tenancy in the ring, on every backend: a tenant holds at most its fair share of a contended
+// priority partition (and never the last sixteenth of it, the newcomers' headroom), and at most
+// --max_outstanding_slots_per_tenant slots in flight. The engines are not started while the
+// tests fill partitions, so every published slot stays in the ring and the counts are exact.
+#include <cstdint>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "mk/engine/engine.h"
+#include "support/engine_test_util.h"
+
+namespace mk::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::RecordingSink;
+using testing::Slot;
+namespace op = protocol::opcode;
+
+constexpr uint32_t kNormal = static_cast<uint32_t>(protocol::Priority::kNormal);
+constexpr uint32_t kCritical = static_cast<uint32_t>(protocol::Priority::kCritical);
+
+class EngineTenancyTest : public ::testing::Test {
+ protected:
+  void SetUp() override { MK_REQUIRE_BACKEND(testing::BackendUnderTest()); }
+  // 4096 slots: the NORMAL partition has 2048, so one tenant may hold 1920 (15/16) of them.
+  static EngineOptions Options() {
+    EngineOptions o = testing::SuiteOptions();
+    o.ring_slots = 4096;
+    o.workers = 2;
+    o.max_tenants = 8;
+    o.scratch_words = 16;
+    return o;
+  }
+  static std::unique_ptr<Engine> Make(const EngineOptions& o) {
+    auto e = CreateEngine(o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? *std::move(e) : nullptr;
+  }
+  // Publishes NOPs of `priority` for `tenant` in batches of `batch` until refused; returns how
+  // many were accepted and leaves the refusal in `*refused`.
+  uint64_t FillUntilRefused(Engine& e, uint32_t tenant, uint32_t batch, uint32_t priority,
+                            absl::Status* refused) {
+    uint64_t accepted = 0;
+    std::vector<SlotPayload> slots(batch, Slot(op::kNop, {}, priority));
+    for (int i = 0; i < 100000; ++i) {
+      auto r = e.Publish(tenant, slots, {&sink_});
+      if (!r.ok()) {
+        *refused = r.status();
+        return accepted;
+      }
+      accepted += batch;
+    }
+    return accepted;
+  }
+  RecordingSink sink_;
+};
+
+// The finding: one tenant kept the NORMAL partition full and another tenant's every publish got
+// RESOURCE_EXHAUSTED. Now the flooder stops at 15/16 of the partition, the newcomer gets in, and
+// from then on each holds at most half of that.
+TEST_F(EngineTenancyTest, AFloodingTenantLeavesRoomForAnother) {
+  auto e = Make(Options());
+  absl::Status refused;
+  EXPECT_EQ(FillUntilRefused(*e, 1, 64, kNormal, &refused), 1920u);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("tenant 1 holds 1920 of the NORMAL partition"));
+
+  ASSERT_TRUE(e->Publish(2, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink_}).ok())
+      << "the newcomer publishes into the headroom";
+  auto flooder = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink_});
+  EXPECT_EQ(flooder.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(flooder.status().message(),
+              HasSubstr("with 2 tenants publishing there its fair share is 960"));
+  // The newcomer has the headroom now (128 slots, it holds 1 already); the rest of its share
+  // frees up as the flooder's slots complete, since the flooder may not publish meanwhile.
+  EXPECT_EQ(FillUntilRefused(*e, 2, 1, kNormal, &refused), 127u);
+  EXPECT_THAT(refused.message(), HasSubstr("NORMAL partition is full"));
+
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink_.WaitForCount(1920 + 128));
+  // Once the slots are reaped and counted, the flooder alone may hold 15/16 again.
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().done == 1920 + 128; }));
+  std::vector<SlotPayload> big(1920, Slot(op::kNop));
+  EXPECT_TRUE(e->Publish(1, big, {&sink_}).ok());
+  ASSERT_TRUE(sink_.WaitForCount(2 * 1920 + 128));
+}
+
+TEST_F(EngineTenancyTest, SharesArePerPriorityPartition) {
+  auto e = Make(Options());
+  absl::Status refused;
+  EXPECT_EQ(FillUntilRefused(*e, 1, 64, kNormal, &refused), 1920u);
+  EXPECT_TRUE(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop, {}, kCritical)}, {&sink_}).ok())
+      << "a full NORMAL share does not hold back the tenant's CRITICAL slots";
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink_.WaitForCount(1921));
+}
+
+TEST_F(EngineTenancyTest, ABatchLargerThanATenantMayHoldIsInvalid) {
+  auto e = Make(Options());
+  std::vector<SlotPayload> batch(1921, Slot(op::kNop));
+  auto r = e->Publish(1, batch, {&sink_});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("1921 NORMAL slots in one batch exceed"));
+  EXPECT_THAT(r.status().message(), HasSubstr("split the batch"));
+  EXPECT_EQ(e->counters().accepted, 0u);
+}
+
+TEST_F(EngineTenancyTest, OutstandingSlotsAreCappedPerTenant) {
+  EngineOptions o = Options();
+  o.max_outstanding_slots_per_tenant = 100;
+  auto e = Make(o);
+  absl::Status refused;
+  EXPECT_EQ(FillUntilRefused(*e, 1, 10, kNormal, &refused), 100u);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("tenant 1 has 100 slots in flight and may have 100"));
+  EXPECT_THAT(refused.message(), HasSubstr("--max_outstanding_slots_per_tenant"));
+  // Over all priorities, and per tenant: tenant 2 has its own 100.
+  EXPECT_FALSE(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop, {}, kCritical)}, {&sink_}).ok());
+  EXPECT_EQ(FillUntilRefused(*e, 2, 10, kNormal, &refused), 100u);
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink_.WaitForCount(200));
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().done == 200; }));
+  EXPECT_TRUE(e->Publish(1, std::vector<SlotPayload>(100, Slot(op::kNop)), {&sink_}).ok())
+      << "completed slots no longer count";
+  ASSERT_TRUE(sink_.WaitForCount(300));
+}
+
+// Cancelled and failed slots give their room back too: a tenant that cancels everything it
+// published, or whose slots fail in a restart, is not left holding a share.
+TEST_F(EngineTenancyTest, CancelledSlotsGiveTheirShareBack) {
+  EngineOptions o = Options();
+  o.max_outstanding_slots_per_tenant = 100;
+  auto e = Make(o);
+  std::vector<uint64_t> tickets;
+  for (int i = 0; i < 10; ++i) {
+    auto r = e->Publish(1, std::vector<SlotPayload>(10, Slot(op::kNop)), {&sink_});
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (uint32_t k = 0; k < r->count; ++k) tickets.push_back(r->first_ticket + k);
+  }
+  ASSERT_FALSE(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink_}).ok());
+  auto cancelled = e->Cancel(1, tickets);
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(*cancelled, 100u);
+  EXPECT_TRUE(e->Publish(1, std::vector<SlotPayload>(100, Slot(op::kNop)), {&sink_}).ok());
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink_.WaitForCount(200));
+}
+
+}  // namespace
+}  // namespace mk::engine
