@@ -102,7 +102,8 @@ VictimResult Measure(Engine& engine, int flooders, int round_trips) {
 void Run(EngineOptions::Backend backend) {
   const int round_trips = bench::Quick() ? 2000 : 20000;
   constexpr uint32_t kNormalSlots = kRingSlots / 2;
-  constexpr double kMaxHold = kNormalSlots - kNormalSlots / 16;  // 15/16 of NORMAL (exact)
+  constexpr uint32_t kMaxHoldSlots = kNormalSlots - kNormalSlots / 16;  // 15/16 of NORMAL
+  constexpr auto kMaxHold = static_cast<double>(kMaxHoldSlots);
   std::printf("# tenancy: %u ring slots (NORMAL %u, one tenant holds <= %.0f), %u cores\n",
               kRingSlots, kRingSlots / 2, kMaxHold, std::thread::hardware_concurrency());
   double alone_p50 = 0, alone_p99 = 0;
