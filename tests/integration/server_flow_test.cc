@@ -235,5 +235,38 @@ TEST(ServerFlowTest, SlowStreamReaderBoundsServerBuffering) {
   EXPECT_EQ(got, static_cast<size_t>(written.load()) * 1024);
 }
 
+// A drain keeps answering Poll, within its flush grace, until the completions stored for Poll
+// are collected: a client that published without waiting gets its outcomes even when the
+// drain finishes before its Poll arrives (mkctl soak lost such outcomes at every drain).
+TEST(ServerFlowTest, ADrainKeepsStoredCompletionsPollableUntilCollected) {
+  auto ts = TestServer::Start();
+  ASSERT_NE(ts, nullptr);
+  auto c = ts->Client();
+  std::vector<uint64_t> tickets;
+  auto publish = [&] {  // one attempt, no client retries: true while the server accepts
+    v1::PublishRequest req;
+    for (int i = 0; i < 8; ++i) req.mutable_slots()->add_slots();
+    v1::PublishResponse resp;
+    const grpc::Status s =
+        c->megakernel()->Publish(c->NewContext(absl::Seconds(10)).get(), req, &resp);
+    if (!s.ok()) return false;
+    for (uint32_t i = 0; i < resp.count(); ++i) tickets.push_back(resp.first_ticket() + i);
+    return true;
+  };
+  ASSERT_TRUE(publish());
+  absl::StatusOr<engine::EngineCounters> drained;
+  std::thread drain(
+      [&] { drained = ts->server->DrainAndShutdown(absl::Now() + absl::Seconds(30)); });
+  while (publish()) {
+  }
+  // Refused: the drain has begun. The engine drains these NOPs at once; the Poll comes after.
+  auto got = c->Poll(tickets, absl::Seconds(10));
+  EXPECT_TRUE(got.ok()) << got.status();
+  if (got.ok()) EXPECT_EQ(got->size(), tickets.size());
+  drain.join();
+  EXPECT_TRUE(drained.ok()) << drained.status();
+  ts->server->Wait();
+}
+
 }  // namespace
 }  // namespace mk
