@@ -39,9 +39,18 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std
     return absl::NotFoundError(
         absl::StrCat("auth: cannot read tenants file ", path, "; check --tenants_file"));
   }
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return Parse(contents.str(), path, max_tenants);
+}
+
+absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Parse(absl::string_view contents,
+                                                                        absl::string_view name,
+                                                                        uint32_t max_tenants) {
   auto d = std::unique_ptr<TenantDirectory>(new TenantDirectory());
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
+  int number = 0;
+  for (absl::string_view line : absl::StrSplit(contents, '\n')) {
+    ++number;
     absl::string_view text = line;
     if (size_t hash = text.find('#'); hash != absl::string_view::npos) text = text.substr(0, hash);
     // Spaces, tabs and a CR (a file written on Windows) all separate fields: a token never
@@ -50,7 +59,7 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Load(const std
         absl::StrSplit(text, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (f.empty()) continue;
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat("auth: ", path, ":", number, ": ", why,
+      return absl::InvalidArgumentError(absl::StrCat("auth: ", name, ":", number, ": ", why,
                                                      "; expected 'tenant <id> <token>' or "
                                                      "'admin <token>'"));
     };

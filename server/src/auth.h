@@ -40,6 +40,10 @@ class TenantDirectory {
   // INVALID_ARGUMENT naming the file and line for malformed entries; NOT_FOUND for no file.
   static absl::StatusOr<std::unique_ptr<TenantDirectory>> Load(const std::string& path,
                                                                uint32_t max_tenants);
+  // Load's parser over the file's contents; errors name the file as `name`.
+  static absl::StatusOr<std::unique_ptr<TenantDirectory>> Parse(absl::string_view contents,
+                                                                absl::string_view name,
+                                                                uint32_t max_tenants);
 
   bool development_mode() const { return development_mode_; }
   size_t tenant_count() const { return entries_.size(); }
