@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "mk/engine/engine.h"
@@ -146,6 +147,35 @@ TEST_F(EngineTenancyTest, CancelledSlotsGiveTheirShareBack) {
   EXPECT_TRUE(e->Publish(1, std::vector<SlotPayload>(100, Slot(op::kNop)), {&sink_}).ok());
   ASSERT_TRUE(e->Start().ok());
   ASSERT_TRUE(sink_.WaitForCount(200));
+}
+
+// Re-polling a collected ticket, or polling one whose completion went to a sink (a stream),
+// waited the whole wait and answered OK with nothing. Now, with nothing owed to the tenant, it
+// is NOT_FOUND at once, naming the ticket; with completions owed, a waiter waits as before.
+TEST_F(EngineTenancyTest, PollingATicketThatCannotArriveFailsAtOnce) {
+  auto e = Make(Options());
+  ASSERT_TRUE(e->Start().ok());
+  auto r = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(e->WaitFor(1, testing::Tickets(*r), absl::Now() + absl::Seconds(30))->size(), 1u);
+  const absl::Time start = absl::Now();
+  auto again = e->WaitFor(1, testing::Tickets(*r), absl::Now() + absl::Hours(1));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(again.status().message(),
+              HasSubstr(absl::StrCat("tickets[0] = ", r->first_ticket, " is not pending")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "not the hour-long wait";
+  auto async = e->WaitForAsync(1, testing::Tickets(*r), absl::Now() + absl::Hours(1),
+                               [](std::vector<Completion>) {});
+  EXPECT_EQ(async.status().code(), absl::StatusCode::kNotFound);
+
+  auto streamed = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink_});
+  ASSERT_TRUE(streamed.ok());
+  ASSERT_TRUE(sink_.WaitForCount(1));
+  EXPECT_EQ(e->WaitFor(1, testing::Tickets(*streamed), absl::Now() + absl::Hours(1))
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound)
+      << "its completion went to the sink";
 }
 
 }  // namespace

@@ -84,6 +84,18 @@ absl::Status EngineBase::CheckTenant(uint32_t tenant) const {
                                                  options_.max_tenants - 1));
 }
 
+absl::Status EngineBase::CheckPending(uint32_t tenant, absl::Span<const uint64_t> tickets) const {
+  // Completions owed to WaitFor are counted before their slots become visible and until they
+  // are handed out: with none owed, no ticket of this tenant can arrive for a waiter any more.
+  if (tickets.empty() || store_.owed(tenant) != 0) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat(
+      "engine: tickets[0] = ", tickets[0], " is not pending for tenant ", tenant,
+      " (nothing is owed to it): its completion was collected already, dropped after the ",
+      "completion time-to-live (", absl::FormatDuration(store_.ttl()),
+      "), or delivered to the stream or waiting Publish that published it; poll each ticket ",
+      "published without a wait once"));
+}
+
 absl::Status EngineBase::CheckLoader() const {
   if (loader_ != nullptr) return absl::OkStatus();
   return absl::FailedPreconditionError(
@@ -113,6 +125,7 @@ absl::StatusOr<std::vector<Completion>> EngineBase::WaitFor(uint32_t tenant,
                                                             absl::Time deadline) {
   MK_RETURN_IF_ERROR(CheckTenant(tenant));
   MK_RETURN_IF_ERROR(tickets_.CheckIssued(tenant, tickets));
+  MK_RETURN_IF_ERROR(CheckPending(tenant, tickets));
   return store_.Take(tenant, tickets, deadline,
                      [this](absl::FunctionRef<bool()> arrived, absl::Time until) {
                        HelpWhileWaiting(arrived, until);
@@ -125,6 +138,7 @@ absl::StatusOr<Engine::WaitId> EngineBase::WaitForAsync(uint32_t tenant,
                                                         CompletionsCallback done) {
   MK_RETURN_IF_ERROR(CheckTenant(tenant));
   MK_RETURN_IF_ERROR(tickets_.CheckIssued(tenant, tickets));
+  MK_RETURN_IF_ERROR(CheckPending(tenant, tickets));
   // The timer id is known only after TakeAsync returned; `expiry` lets whichever side finishes
   // second cancel the timer so finished waits leave nothing scheduled.
   struct Expiry {
