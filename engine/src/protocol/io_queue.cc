@@ -51,7 +51,8 @@ absl::StatusOr<IoStatus> IoQueueView::LoadStatus(uint32_t index) const {
 
 absl::StatusOr<uint32_t> IoQueueView::Publish(const IoRequest& request, uint32_t hint) const {
   for (uint32_t n = 0; n < slot_count_; ++n) {
-    const uint32_t index = (hint + n) % slot_count_;
+    // 64-bit: hint + n wraps at 2^32, and the scan would then skip slots.
+    const auto index = static_cast<uint32_t>((uint64_t{hint} + n) % slot_count_);
     uint32_t expected = static_cast<uint32_t>(IoStatus::kEmpty);
     if (!status_word(index).compare_exchange_strong(
             expected, static_cast<uint32_t>(IoStatus::kReserved), std::memory_order_acq_rel)) {
