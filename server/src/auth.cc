@@ -2,11 +2,13 @@
 
 #include <grpcpp/server_context.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -59,10 +61,21 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Parse(absl::st
         absl::StrSplit(text, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (f.empty()) continue;
     auto bad = [&](absl::string_view why) {
-      return absl::InvalidArgumentError(absl::StrCat("auth: ", name, ":", number, ": ", why,
-                                                     "; expected 'tenant <id> <token>' or "
-                                                     "'admin <token>'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("auth: ", name, ":", number, ": ", why,
+                       "; expected 'tenant <id> <token>', 'admin <token>' or "
+                       "'cert <id|admin> <certificate name>'"));
     };
+    if (f[0] == "cert" && f.size() == 3) {
+      uint32_t id = 0;
+      if (f[1] != "admin" && (!absl::SimpleAtoi(f[1], &id) || id >= max_tenants)) {
+        return bad(absl::StrCat("cert binds '", f[1], "', which is neither 'admin' nor a ",
+                                "tenant id 0..", max_tenants - 1));
+      }
+      d->bound_names_[f[1] == "admin" ? std::string("admin") : absl::StrCat(id)].emplace_back(
+          f[2]);
+      continue;
+    }
     Caller caller;
     std::string token;
     if (f[0] == "admin" && f.size() == 2) {
@@ -94,8 +107,40 @@ absl::StatusOr<Caller> TenantDirectory::Authenticate(
   if (development_mode_) return Caller{0, true};
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) return AuthenticateHeader(std::nullopt);
-  return AuthenticateHeader(absl::string_view(it->second.data(), it->second.size()));
+  absl::StatusOr<Caller> caller =
+      it == metadata.end()
+          ? AuthenticateHeader(std::nullopt)
+          : AuthenticateHeader(absl::string_view(it->second.data(), it->second.size()));
+  if (!caller.ok() || bound_names_.empty()) return caller;
+  std::vector<std::string> peer_names;
+  if (std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+      auth != nullptr && auth->IsPeerAuthenticated()) {
+    for (const char* property : {"x509_common_name", "x509_subject_alternative_name"}) {
+      for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+        peer_names.emplace_back(value.data(), value.size());
+      }
+    }
+  }
+  if (absl::Status s = CheckCertificate(*caller, peer_names); !s.ok()) return s;
+  return caller;
+}
+
+absl::Status TenantDirectory::CheckCertificate(const Caller& caller,
+                                               const std::vector<std::string>& peer_names) const {
+  const std::string key = caller.is_tenant ? absl::StrCat(caller.tenant) : std::string("admin");
+  auto bound = bound_names_.find(key);
+  if (bound == bound_names_.end()) return absl::OkStatus();
+  for (const std::string& name : bound->second) {
+    if (std::find(peer_names.begin(), peer_names.end(), name) != peer_names.end()) {
+      return absl::OkStatus();
+    }
+  }
+  const std::string who = caller.is_tenant ? absl::StrCat("tenant ", caller.tenant) : "the admin";
+  return absl::PermissionDeniedError(absl::StrCat(
+      "auth: ", who, "'s token is bound to a client certificate named ",
+      absl::StrJoin(bound->second, " or "), " (cert lines of the tenants file); this call ",
+      peer_names.empty() ? "presented no verified client certificate"
+                         : absl::StrCat("presented one named ", absl::StrJoin(peer_names, ", "))));
 }
 
 absl::StatusOr<Caller> TenantDirectory::AuthenticateHeader(

@@ -204,6 +204,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerOptions& opti
     if (!loaded.ok()) return loaded.status();
     tenants = *std::move(loaded);
   }
+  if (tenants->binds_certificates() && options.tls_client_ca_file.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server: the tenants file ", options.tenants_file, " binds client certificates ('cert' ",
+        "lines), which needs mutual TLS: set --tls_client_ca_file (with --tls_cert_file and ",
+        "--tls_key_file)"));
+  }
   auto server = std::make_unique<ServerImpl>(engine, std::move(tenants), options);
   if (absl::Status s = server->Start(options); !s.ok()) return s;
   return std::unique_ptr<Server>(std::move(server));

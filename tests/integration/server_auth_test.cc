@@ -178,7 +178,8 @@ TEST(TenantsFileTest, MalformedFileIsAClearStartupError) {
 }
 
 // Certificates made with the openssl CLI for this test: a CA, a server certificate for
-// "localhost", and a client certificate, all signed by the CA.
+// "localhost", a client certificate, and client certificates named tenant-one and tenant-two,
+// all signed by the CA.
 class TlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -195,6 +196,12 @@ class TlsTest : public ::testing::Test {
         "    -out $who.csr 2>/dev/null;"
         "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
         "    -extfile san.ext -out $who.pem 2>/dev/null;"
+        "done;"
+        "for who in one two; do "
+        "  openssl req -newkey rsa:2048 -nodes -subj /CN=tenant-$who -keyout $who.key "
+        "    -out $who.csr 2>/dev/null;"
+        "  openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+        "    -out $who.pem 2>/dev/null;"
         "done";
     ASSERT_EQ(std::system(script.c_str()), 0) << "openssl failed";
   }
@@ -229,6 +236,60 @@ TEST_F(TlsTest, MutualTlsAcceptsSignedClientsOnly) {
   plaintext.max_attempts = 1;
   plaintext.rpc_timeout = absl::Seconds(5);
   EXPECT_FALSE((*client::Client::Create(plaintext))->Publish({Slot{}}).ok());
+}
+
+// Under mutual TLS a tenant's token can be bound to its certificate ('cert' lines): the token
+// alone, or with another tenant's certificate, is refused (the finding: any certificate the CA
+// signed could carry any tenant's token).
+TEST_F(TlsTest, ATokenBoundToACertificateNeedsThatCertificate) {
+  const testing::ScopedTempDir files("mk_tls_bind");
+  server::ServerOptions so;
+  so.tls_cert_file = Path("server.pem");
+  so.tls_key_file = Path("server.key");
+  so.tls_client_ca_file = Path("ca.pem");
+  so.tenants_file = files.WriteFile("tenants.txt",
+                                    "tenant 1 token-of-tenant-one\n"
+                                    "tenant 2 token-of-tenant-two\n"
+                                    "cert 1 tenant-one\n");
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  auto client = [&](const std::string& token, const std::string& cert) {
+    client::ClientOptions co;
+    co.target = ts->target();
+    co.token = token;
+    co.tls_ca_file = Path("ca.pem");
+    co.tls_server_name = "localhost";
+    co.tls_cert_file = Path(cert + ".pem");
+    co.tls_key_file = Path(cert + ".key");
+    co.max_attempts = 1;
+    co.rpc_timeout = absl::Seconds(10);
+    return *client::Client::Create(co);
+  };
+  EXPECT_TRUE(client("token-of-tenant-one", "one")->Publish({Slot{}}, absl::Seconds(10)).ok());
+  absl::Status wrong = client("token-of-tenant-one", "two")->Publish({Slot{}}).status();
+  EXPECT_EQ(wrong.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(wrong.message(), HasSubstr("tenant 1's token is bound to a client certificate "
+                                         "named tenant-one"));
+  EXPECT_THAT(wrong.message(), HasSubstr("presented one named tenant-two"));
+  EXPECT_EQ(client("token-of-tenant-one", "client")->Publish({Slot{}}).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(client("token-of-tenant-two", "two")->Publish({Slot{}}, absl::Seconds(10)).ok())
+      << "tenant 2 has no binding: any certificate the CA signed";
+}
+
+TEST_F(TlsTest, CertificateBindingsWithoutMutualTlsAreRefused) {
+  const testing::ScopedTempDir files("mk_tls_bind_plain");
+  server::ServerOptions so;
+  so.tenants_file = files.WriteFile("tenants.txt", "tenant 1 token-of-tenant-one\ncert 1 x\n");
+  auto engine = *engine::CreateEngine(testing::TestEngineOptions());
+  so.listen = "127.0.0.1:0";
+  auto s = server::Server::Create(so, engine.get());
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.status().message(), HasSubstr("set --tls_client_ca_file"));
+  const testing::ScopedTempDir bad("mk_tls_bind_bad");
+  so.tenants_file = bad.WriteFile("tenants.txt", "cert 7x tenant-one\n");
+  EXPECT_THAT(server::Server::Create(so, engine.get()).status().message(),
+              HasSubstr("tenants.txt:1: cert binds '7x'"));
 }
 
 TEST_F(TlsTest, MisconfiguredTlsIsAClearError) {
