@@ -20,6 +20,7 @@ packages=(
   libabsl-dev liburing-dev libxxhash-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcivetweb-dev civetweb zlib1g-dev libcurl4-openssl-dev
   prometheus python3-grpcio python3-grpc-tools fio curl ca-certificates openssl
+  clang libclang-rt-14-dev  # the fuzz preset: clang and libFuzzer's runtime (docs/fuzzing.md)
 )
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
