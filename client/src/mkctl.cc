@@ -1,5 +1,5 @@
 // mkctl: the command-line client of megakerneld.
-//   mkctl publish | poll | telemetry | resources | bench | top   (each with --help)
+//   mkctl publish | poll | telemetry | resources | bench | top | soak   (each with --help)
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
       "  resources   list, register or evict LOAD_MISS resources\n"
       "  bench       load generator (closed/open loop) and the baseline suite\n"
       "  top         live view of occupancy, throughput per tenant, watchdog\n"
+      "  soak        drive the server with several tenants and faults; reconcile every ticket\n"
       "run 'mkctl <command> --help' for a command's flags. The token is --token, else the first\n"
       "line of --token_file, else the MK_TOKEN environment variable.\n"
       "Exit status: 0 ok, 1 the call failed, 2 bad flags.\n";
@@ -205,6 +206,7 @@ int main(int argc, char** argv) {
   if (command == "resources") return mk::mkctl::Resources(rest);
   if (command == "bench") return mk::mkctl::RunBench(rest);
   if (command == "top") return mk::mkctl::RunTop(rest);
+  if (command == "soak") return mk::mkctl::RunSoak(rest);
   std::fprintf(stderr, "mkctl: unknown command '%s'\n%s", command.c_str(), usage.c_str());
   return mk::mkctl::kExitUsage;
 }
