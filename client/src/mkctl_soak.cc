@@ -291,6 +291,10 @@ int RunSoak(const std::vector<std::string>& argv) {
   for (int index = 0;; ++index) {
     const double seconds =
         OpenLoop(**inc, result.target_rps, end, fault_percent, rng, &result.late);
+    if (!(*inc)->server_gone.load()) {
+      std::printf("soak: open loop over; reconciling\n");  // the driver's end-of-load mark
+      std::fflush(stdout);
+    }
     result.incarnations.push_back(
         EndIncarnation(**inc, index, target, seconds, args->Duration("settle_timeout")));
     soak::PrintIncarnation(result.incarnations.back());
