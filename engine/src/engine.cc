@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Upcast(absl::StatusOr<std::unique_ptr<T>
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(const EngineOptions& options) {
+  if (!(options.max_tenant_partition_share > 0 && options.max_tenant_partition_share <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine: max_tenant_partition_share ", options.max_tenant_partition_share,
+        " is not in (0, 1]; it is the most of a priority partition one tenant may hold"));
+  }
   if (options.backend == EngineOptions::Backend::kCudaEmulated) {
     return offload::CreateEmulatedEngine(options);
   }

@@ -61,6 +61,9 @@ ABSL_FLAG(uint64_t, max_outstanding_slots_per_tenant, 0,
           "slots one tenant may have in flight (published, not yet completed) over all "
           "priorities; 0: no fixed cap (a tenant still holds at most its fair share of a "
           "contended priority partition)");
+ABSL_FLAG(double, max_tenant_partition_share, 15.0 / 16.0,
+          "the most of a priority partition one tenant may hold (0 < share <= 0.9375): another "
+          "tenant's slot waits behind at most this much of the partition");
 ABSL_FLAG(uint64_t, max_stored_completions_per_tenant, 1ull << 20,
           "the same for one tenant (0 = no per-tenant limit)");
 ABSL_FLAG(absl::Duration, completion_ttl, absl::Minutes(10),
@@ -173,6 +176,7 @@ absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
   eo.max_stored_completions = absl::GetFlag(FLAGS_max_stored_completions);
   eo.max_stored_completions_per_tenant = absl::GetFlag(FLAGS_max_stored_completions_per_tenant);
   eo.max_outstanding_slots_per_tenant = absl::GetFlag(FLAGS_max_outstanding_slots_per_tenant);
+  eo.max_tenant_partition_share = absl::GetFlag(FLAGS_max_tenant_partition_share);
   eo.completion_ttl = absl::GetFlag(FLAGS_completion_ttl);
   eo.max_resources_per_tenant = absl::GetFlag(FLAGS_max_resources_per_tenant);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);

@@ -8,7 +8,9 @@
 // Printed: the victim's p50/p99 alone (the baseline) and under the flood, how often its publish
 // was refused, the flood's throughput, and the stated bound: an admitted slot waits behind at
 // most H slots of its partition (H = 15/16 of it), so the victim's queueing is at most
-// H / throughput. MK_BENCH_QUICK=1: short run.
+// H / throughput. A third configuration lowers H to a quarter of the partition
+// (max_tenant_partition_share). MK_BENCH_QUICK=1: short run.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -37,12 +39,14 @@ class CountingSink final : public CompletionSink {
   std::atomic<uint64_t> count{0};
 };
 
-std::unique_ptr<Engine> MakeEngine(EngineOptions::Backend backend, bool fair_share) {
+std::unique_ptr<Engine> MakeEngine(EngineOptions::Backend backend, bool fair_share,
+                                   double max_share = 15.0 / 16.0) {
   EngineOptions o;
   o.backend = backend;
   o.ring_slots = kRingSlots;
   o.max_tenants = 8;
   o.fair_share = fair_share;
+  o.max_tenant_partition_share = max_share;
   auto e = CreateEngine(o);
   if (!e.ok() || !(*e)->Start().ok()) {
     std::fprintf(stderr, "engine start failed: %s\n", e.status().ToString().c_str());
@@ -119,12 +123,20 @@ void Run(EngineOptions::Backend backend) {
     bench::Print("tenancy", "victim_alone_p50", alone_p50, "us");
     bench::Print("tenancy", "victim_alone_p99", alone_p99, "us");
   }
+  struct Config {
+    const char* name;
+    bool fair;
+    double share;
+  };
   for (int flooders : {1, 3}) {
-    for (bool fair : {false, true}) {
-      auto engine = MakeEngine(backend, fair);
+    for (const Config& c : {Config{"unfair", false, 1.0}, Config{"fair", true, 15.0 / 16.0},
+                            Config{"fair_share_quarter", true, 0.25}}) {
+      auto engine = MakeEngine(backend, c.fair, c.share);
       VictimResult r = Measure(*engine, flooders, round_trips);
+      const double max_hold =
+          c.fair ? std::min(kMaxHold, kNormalSlots * c.share) : static_cast<double>(kNormalSlots);
       char prefix[64];
-      std::snprintf(prefix, sizeof(prefix), "%s_%dflooders", fair ? "fair" : "unfair", flooders);
+      std::snprintf(prefix, sizeof(prefix), "%s_%dflooders", c.name, flooders);
       auto print = [&](const char* what, double value, const char* unit) {
         char figure[128];
         std::snprintf(figure, sizeof(figure), "%s_%s", prefix, what);
@@ -136,7 +148,7 @@ void Run(EngineOptions::Backend backend) {
       print("victim_p99_ratio_vs_alone", p99 / alone_p99, "x");
       print("victim_refused_per_publish", static_cast<double>(r.refused) / round_trips, "ratio");
       print("flood_throughput", r.flood_slots_per_s, "slots/s");
-      const double bound_us = kMaxHold / r.flood_slots_per_s * 1e6;
+      const double bound_us = max_hold / r.flood_slots_per_s * 1e6;
       print("stated_bound_queueing", bound_us, "us");
       print("victim_p99_within_bound", p99 <= bound_us + alone_p99 ? 1 : 0, "bool");
     }

@@ -88,6 +88,26 @@ TEST_F(EngineTenancyTest, AFloodingTenantLeavesRoomForAnother) {
   ASSERT_TRUE(sink_.WaitForCount(2 * 1920 + 128));
 }
 
+// The operator's knob: a lower share bounds how far behind a flooder another tenant's slot
+// queues (here 1/4 of the 2048-slot partition), and out-of-range values are refused.
+TEST_F(EngineTenancyTest, TheLargestShareIsAnOption) {
+  EngineOptions o = Options();
+  o.max_tenant_partition_share = 0.25;
+  auto e = Make(o);
+  absl::Status refused;
+  EXPECT_EQ(FillUntilRefused(*e, 1, 64, kNormal, &refused), 512u);
+  EXPECT_EQ(e->Publish(2, std::vector<SlotPayload>(513, Slot(op::kNop)), {&sink_}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink_.WaitForCount(512));
+  for (double bad : {0.0, -1.0, 1.5}) {
+    o.max_tenant_partition_share = bad;
+    auto r = CreateEngine(o);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(r.status().message(), HasSubstr("max_tenant_partition_share"));
+  }
+}
+
 TEST_F(EngineTenancyTest, SharesArePerPriorityPartition) {
   auto e = Make(Options());
   absl::Status refused;

@@ -35,7 +35,7 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       ledger_(options.max_tenants, options.collect_latency),
       store_(options.max_tenants, options.completion_ttl),
       shares_(options.max_tenants, ring_->partition_sizes(), options.max_outstanding_slots_per_tenant,
-              options.fair_share),
+              options.fair_share, options.max_tenant_partition_share),
       reaper_(*ring_, *control_, ledger_, shares_, store_),
       publisher_(*ring_, tickets_, ledger_, store_, shares_, options.max_stored_completions,
                  options.max_stored_completions_per_tenant),

@@ -10,14 +10,15 @@ using protocol::kPriorityCount;
 using protocol::kPriorityNames;
 
 TenantShares::TenantShares(uint32_t max_tenants, const PartitionCounts& partition_sizes,
-                           uint64_t max_per_tenant, bool fair_share)
+                           uint64_t max_per_tenant, bool fair_share, double max_share)
     : max_tenants_(max_tenants),
       max_per_tenant_(max_per_tenant),
       fair_share_(fair_share),
       rows_(new Row[max_tenants]) {
   for (uint32_t p = 0; p < kPriorityCount; ++p) {
     const uint32_t size = partition_sizes[p];
-    max_hold_[p] = fair_share ? std::max(1u, size - size / 16) : size;
+    const auto by_share = static_cast<uint32_t>(static_cast<double>(size) * max_share);
+    max_hold_[p] = fair_share ? std::max(1u, std::min(size - size / 16, by_share)) : size;
   }
 }
 
@@ -45,7 +46,7 @@ absl::Status TenantShares::Admit(uint32_t tenant, const PartitionCounts& wanted)
       return absl::InvalidArgumentError(absl::StrCat(
           "publish: ", wanted[p], " ", kPriorityNames[p], " slots in one batch exceed what one ",
           "tenant may hold in the ", kPriorityNames[p], " partition (", max_hold_[p],
-          " slots, 15/16 of it); split the batch"));
+          " slots); split the batch"));
     }
   }
   if (max_per_tenant_ != 0) {

@@ -3,8 +3,9 @@
 // the others (docs/security.md, "Fair share of the ring").
 //
 // The rule, per partition of S slots: H = S - S/16 slots may be held by tenants in all (the
-// last sixteenth is headroom a newcomer can always publish into), and a tenant may hold at most
-// H / A of them, A being the tenants that hold slots there (itself included). A tenant alone
+// last sixteenth is headroom a newcomer can always publish into; H may be set lower with
+// EngineOptions::max_tenant_partition_share), and a tenant may hold at most H / A of them, A
+// being the tenants that hold slots there (itself included). A tenant alone
 // may hold H; when a second one arrives, the first is refused until its share drains to H / 2.
 // Executors claim a partition in FIFO order, so equal holds mean equal throughput for
 // backlogged tenants (Little's law), and a slot admitted into a partition waits behind at most
@@ -34,8 +35,9 @@ class TenantShares {
   // `partition_sizes`: each partition's slots; `max_per_tenant`: a tenant's slots in flight
   // over all partitions (0: no fixed cap, the fair share alone). `fair_share` false: holds are
   // counted and capped by `max_per_tenant` only (any tenant may fill a partition).
+  // `max_share`: the most of a partition one tenant may hold (at most 15/16).
   TenantShares(uint32_t max_tenants, const PartitionCounts& partition_sizes,
-               uint64_t max_per_tenant, bool fair_share = true);
+               uint64_t max_per_tenant, bool fair_share = true, double max_share = 15.0 / 16.0);
 
   // The most slots one tenant may hold in `partition` (and so the largest batch of that
   // priority it can ever publish).

@@ -159,6 +159,11 @@ struct EngineOptions {
   uint64_t max_outstanding_slots_per_tenant = 0;
   // The fair-share rule itself; off only to measure what it prevents (tenancy_bench).
   bool fair_share = true;
+  // The most of a priority partition one tenant may hold (0 < share <= 15/16; the last
+  // sixteenth is always headroom). A slot admitted into a partition waits behind at most this
+  // much of it: lower bounds other tenants' queueing behind a flooder, at the cost of one
+  // tenant's depth (docs/security.md).
+  double max_tenant_partition_share = 15.0 / 16.0;
 
   // The CUDA engine (and, where it applies, the cuda-emulated engine). The defaults are what
   // production runs; docs/performance.md shows what each changes.
