@@ -30,14 +30,7 @@ using protocol::FaultCode;
 class EngineConformanceTest : public ::testing::Test {
  protected:
   void SetUp() override { MK_REQUIRE_BACKEND(testing::BackendUnderTest()); }
-  EngineOptions Options() {
-    EngineOptions o = testing::SuiteOptions();
-    o.ring_slots = 4096;
-    o.workers = 2;
-    o.max_tenants = 64;
-    o.scratch_words = 16;
-    return o;
-  }
+  EngineOptions Options() { return testing::SmallRingSuiteOptions(); }
   std::unique_ptr<Engine> Make(const EngineOptions& o) {
     auto e = CreateEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();

@@ -26,14 +26,7 @@ class EngineTenancyTest : public ::testing::Test {
  protected:
   void SetUp() override { MK_REQUIRE_BACKEND(testing::BackendUnderTest()); }
   // 4096 slots: the NORMAL partition has 2048, so one tenant may hold 1920 (15/16) of them.
-  static EngineOptions Options() {
-    EngineOptions o = testing::SuiteOptions();
-    o.ring_slots = 4096;
-    o.workers = 2;
-    o.max_tenants = 8;
-    o.scratch_words = 16;
-    return o;
-  }
+  static EngineOptions Options() { return testing::SmallRingSuiteOptions(); }
   static std::unique_ptr<Engine> Make(const EngineOptions& o) {
     auto e = CreateEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();

@@ -50,6 +50,16 @@ inline EngineOptions SuiteOptions() {
   return o;
 }
 
+// SuiteOptions on a small ring: 4096 slots (NORMAL 2048), 2 workers, 64 tenants, 16 scratch words.
+inline EngineOptions SmallRingSuiteOptions() {
+  EngineOptions o = SuiteOptions();
+  o.ring_slots = 4096;
+  o.workers = 2;
+  o.max_tenants = 64;
+  o.scratch_words = 16;
+  return o;
+}
+
 // MK_REQUIRE_GPU=1 (set on the GPU machine) turns a missing device into a failure.
 inline bool GpuRequired() {
   const char* v = std::getenv("MK_REQUIRE_GPU");
