@@ -9,7 +9,10 @@ namespace mk::mkctl::soak {
 
 namespace {
 constexpr size_t kPollBatch = 256;
+constexpr size_t kSuspectBatch = 1024;
+constexpr size_t kColdBatch = 4096;
 constexpr absl::Duration kSuspectPollPeriod = absl::Milliseconds(200);
+constexpr absl::Duration kColdPollPeriod = absl::Seconds(2);
 constexpr absl::Duration kIdlePoll = absl::Milliseconds(20);
 constexpr absl::Duration kRpcMargin = absl::Seconds(10);
 constexpr absl::Duration kFinalSuspectWait = absl::Milliseconds(500);
@@ -50,6 +53,7 @@ bool TenantSession::PollOnce(const std::vector<uint64_t>& tickets, absl::Duratio
 
 void TenantSession::PollerLoop() {
   absl::Time next_suspect_poll = absl::Now();
+  absl::Time next_cold_poll = absl::Now();
   for (;;) {
     absl::Duration pause = absl::ZeroDuration();
     if (unreachable_.load()) {
@@ -58,8 +62,14 @@ void TenantSession::PollerLoop() {
       ledger_.ScanGaps();
       if (absl::Now() >= next_suspect_poll) {  // tickets that may never be answered: no wait
         next_suspect_poll = absl::Now() + kSuspectPollPeriod;
-        const std::vector<uint64_t> suspect = ledger_.SuspectBatch(kPollBatch);
-        if (!suspect.empty()) PollOnce(suspect, absl::ZeroDuration());
+        const std::vector<uint64_t> hot = ledger_.SuspectBatch(kSuspectBatch);
+        if (!hot.empty()) PollOnce(hot, absl::ZeroDuration());
+        ledger_.Polled(hot);
+      }
+      if (absl::Now() >= next_cold_poll) {
+        next_cold_poll = absl::Now() + kColdPollPeriod;
+        const std::vector<uint64_t> cold = ledger_.ColdBatch(kColdBatch);
+        if (!cold.empty()) PollOnce(cold, absl::ZeroDuration());
       }
       const std::vector<uint64_t> tickets = ledger_.PollBatch(kPollBatch);
       // Nothing to poll, or nothing the server could answer now: the next round a bit later.
@@ -148,11 +158,16 @@ void TenantSession::Finish(absl::Time deadline) {
   poller_cv_.notify_all();
   lock.unlock();
   if (poller_.joinable()) poller_.join();
-  // The tickets that may never be answered, once more with a short wait.
-  const std::vector<uint64_t> suspect = ledger_.SuspectBatch(SIZE_MAX);
-  const absl::Duration left = deadline - absl::Now();
-  if (!suspect.empty() && !unreachable_.load() && left > absl::ZeroDuration()) {
-    PollOnce(suspect, std::min(left, kFinalSuspectWait));
+  // The tickets that may never be answered, once more: the first batch with a short wait (for
+  // slots still running), the rest at once.
+  const std::vector<uint64_t> suspect = ledger_.AllSuspects();
+  for (size_t i = 0; i < suspect.size() && !unreachable_.load(); i += kColdBatch) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    const std::vector<uint64_t> batch(
+        suspect.begin() + static_cast<ptrdiff_t>(i),
+        suspect.begin() + static_cast<ptrdiff_t>(std::min(suspect.size(), i + kColdBatch)));
+    PollOnce(batch, i == 0 ? std::min(left, kFinalSuspectWait) : absl::ZeroDuration());
   }
 }
 

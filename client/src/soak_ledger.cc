@@ -149,7 +149,7 @@ void TenantLedger::RecordLocked(const client::Completion& c) {
     return;
   }
   if ((s & kSuspect) != 0) {
-    suspect_.erase(t);
+    EraseSuspectLocked(t);
   } else if ((s & kAbandoned) == 0) {
     --pending_;
     if ((s & kPollable) != 0) pollable_.erase(t);
@@ -201,7 +201,7 @@ void TenantLedger::AtRisk(absl::Span<const uint64_t> tickets) {
     s |= kSuspect;
     --pending_;
     pollable_.erase(t);
-    suspect_.insert(t);
+    hot_.emplace(t, 0);
   }
 }
 
@@ -214,7 +214,7 @@ void TenantLedger::MarkUnknownLocked(uint64_t ticket) {
   EnsureLocked(ticket);
   if ((state_[ticket] & kKindMask) != 0) return;
   state_[ticket] = static_cast<uint8_t>(SlotKind::kUnknown) | kPollable | kSuspect;
-  suspect_.insert(ticket);
+  hot_.emplace(ticket, 0);
   ++counts_.gap_tickets;
 }
 
@@ -261,7 +261,44 @@ std::vector<uint64_t> TenantLedger::PollBatch(size_t max) const {
 
 std::vector<uint64_t> TenantLedger::SuspectBatch(size_t max) const {
   std::lock_guard<std::mutex> lock(mu_);
-  return First(suspect_, max);
+  std::vector<uint64_t> out;
+  for (auto it = hot_.begin(); it != hot_.end() && out.size() < max; ++it) out.push_back(it->first);
+  return out;
+}
+
+void TenantLedger::Polled(absl::Span<const uint64_t> tickets) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t t : tickets) {
+    auto it = hot_.find(t);
+    if (it == hot_.end() || ++it->second < kHotPolls) continue;
+    hot_.erase(it);  // still unanswered: most likely never will be
+    cold_.insert(t);
+  }
+}
+
+std::vector<uint64_t> TenantLedger::ColdBatch(size_t max) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> out;
+  auto it = cold_.upper_bound(cold_cursor_);
+  while (out.size() < max && out.size() < cold_.size()) {
+    if (it == cold_.end()) it = cold_.begin();  // wrap around
+    out.push_back(*it++);
+  }
+  cold_cursor_ = out.empty() ? 0 : out.back();
+  return out;
+}
+
+std::vector<uint64_t> TenantLedger::AllSuspects() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> out;
+  out.reserve(hot_.size() + cold_.size());
+  for (const auto& [t, polls] : hot_) out.push_back(t);
+  out.insert(out.end(), cold_.begin(), cold_.end());
+  return out;
+}
+
+void TenantLedger::EraseSuspectLocked(uint64_t ticket) {
+  if (hot_.erase(ticket) == 0) cold_.erase(ticket);
 }
 
 uint64_t TenantLedger::pending() const {

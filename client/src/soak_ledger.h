@@ -20,7 +20,10 @@
 //     been accepted (MayHaveBeenAccepted): a waiting Publish answered just as it was cancelled.
 // Those count as abandoned (among the cancelled); every other ticket without an outcome is lost.
 // Suspect tickets (gaps, at-risk ones) are polled apart from the others, without waiting, so
-// ones that will never be answered do not hold up the rest.
+// ones that will never be answered do not hold up the rest: hot ones (polled fewer than
+// kHotPolls times) every round, oldest first; then cold ones, round robin in large batches. An
+// outcome the server stores is collected within a few seconds either way, so the server's
+// completion store does not grow with the soak's given-up tickets.
 //
 // Thread safety: every method may be called from any thread (one mutex).
 #ifndef MK_CLIENT_SRC_SOAK_LEDGER_H_
@@ -121,7 +124,13 @@ class TenantLedger {
   uint64_t max_known() const;
   // Up to `max` pollable tickets without an outcome, oldest first; suspect ones apart.
   std::vector<uint64_t> PollBatch(size_t max) const;
+  // Hot suspects, oldest first; Polled counts a poll of each (after kHotPolls it is cold).
   std::vector<uint64_t> SuspectBatch(size_t max) const;
+  void Polled(absl::Span<const uint64_t> tickets);
+  // Cold suspects, round robin from where the previous batch ended.
+  std::vector<uint64_t> ColdBatch(size_t max);
+  std::vector<uint64_t> AllSuspects() const;
+  static constexpr uint32_t kHotPolls = 10;
   // Accepted tickets still without an outcome, neither abandoned nor suspect.
   uint64_t pending() const;
   size_t calls_in_flight() const;
@@ -141,17 +150,21 @@ class TenantLedger {
   void EnsureLocked(uint64_t ticket);
   void RecordLocked(const client::Completion& c);
   void MarkUnknownLocked(uint64_t ticket);
+  void EraseSuspectLocked(uint64_t ticket);
   void NoteLocked(const std::string& what);
 
   const uint32_t tenant_;
   mutable std::mutex mu_;
-  std::vector<uint8_t> state_;            // by ticket; guarded by mu_
-  uint64_t max_known_ = 0;                // guarded by mu_
-  uint64_t scanned_ = 0;                  // gaps scanned up to here; guarded by mu_
-  std::map<uint64_t, uint64_t> calls_;    // call id -> max_known at its start; mu_
-  uint64_t next_call_ = 1;                // guarded by mu_
-  std::set<uint64_t> pollable_;           // pollable, not suspect, no outcome yet; guarded by mu_
-  std::set<uint64_t> suspect_;            // suspect, no outcome yet; guarded by mu_
+  std::vector<uint8_t> state_;          // by ticket; guarded by mu_
+  uint64_t max_known_ = 0;              // guarded by mu_
+  uint64_t scanned_ = 0;                // gaps scanned up to here; guarded by mu_
+  std::map<uint64_t, uint64_t> calls_;  // call id -> max_known at its start; mu_
+  uint64_t next_call_ = 1;              // guarded by mu_
+  std::set<uint64_t> pollable_;         // pollable, not suspect, no outcome yet; guarded by mu_
+  // Suspect, no outcome yet: hot (ticket -> polls so far) or cold. Guarded by mu_.
+  std::map<uint64_t, uint32_t> hot_;
+  std::set<uint64_t> cold_;
+  uint64_t cold_cursor_ = 0;              // guarded by mu_
   uint64_t pending_ = 0;                  // guarded by mu_
   uint64_t unanswered_slots_ = 0;         // guarded by mu_
   std::vector<uint32_t> counter_values_;  // guarded by mu_
