@@ -1,5 +1,5 @@
 // mkctl: the command-line client of megakerneld.
-//   mkctl publish | poll | telemetry | resources | bench | top | soak   (each with --help)
+//   mkctl publish | poll | telemetry | resources | admin | bench | top | soak   (each with --help)
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -168,6 +168,33 @@ int Resources(const std::vector<std::string>& argv) {
   return 0;
 }
 
+int Admin(const std::vector<std::string>& argv) {
+  int exit_code = 0;
+  const auto args = ParseCommand(
+      "admin", "Admin calls (the admin token): enable or disable a tenant.",
+      {
+          UintFlag("enable_tenant", "", 0, kMaxU32, "enable this tenant (its parked slots run)"),
+          UintFlag("disable_tenant", "", 0, kMaxU32,
+                   "disable this tenant: its publishes are refused, its slots in flight park"),
+      },
+      argv, &exit_code);
+  if (!args) return exit_code;
+  if (args->Has("enable_tenant") == args->Has("disable_tenant")) {
+    return UsageError("admin needs one of --enable_tenant=N and --disable_tenant=N");
+  }
+  auto c = Connect(*args);
+  if (!c.ok()) return Fail(c.status());
+  const bool enable = args->Has("enable_tenant");
+  const uint64_t tenant = args->Uint(enable ? "enable_tenant" : "disable_tenant");
+  // The spec checked the tenant fits 32 bits.
+  if (absl::Status s = (*c)->SetTenantEnabled(static_cast<uint32_t>(tenant), enable); !s.ok()) {
+    return Fail(s);
+  }
+  std::printf("tenant %llu %s\n", static_cast<unsigned long long>(tenant),
+              enable ? "enabled" : "disabled");
+  return 0;
+}
+
 }  // namespace
 }  // namespace mk::mkctl
 
@@ -180,6 +207,7 @@ int main(int argc, char** argv) {
       "  poll        collect completions of tickets\n"
       "  telemetry   print a telemetry snapshot\n"
       "  resources   list, register or evict LOAD_MISS resources\n"
+      "  admin       enable or disable a tenant (the admin token)\n"
       "  bench       load generator (closed/open loop) and the baseline suite\n"
       "  top         live view of occupancy, throughput per tenant, watchdog\n"
       "  soak        drive the server with several tenants and faults; reconcile every ticket\n"
@@ -204,6 +232,7 @@ int main(int argc, char** argv) {
   if (command == "poll") return mk::mkctl::Poll(rest);
   if (command == "telemetry") return mk::mkctl::Telemetry(rest);
   if (command == "resources") return mk::mkctl::Resources(rest);
+  if (command == "admin") return mk::mkctl::Admin(rest);
   if (command == "bench") return mk::mkctl::RunBench(rest);
   if (command == "top") return mk::mkctl::RunTop(rest);
   if (command == "soak") return mk::mkctl::RunSoak(rest);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root, with .gpu-bundle carried (see
 # run_suite.sh). Every step prints `=== exit N: step`; the script fails if any step failed.
-# MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench");
+# MK_BENCH_QUICK=1 shortens the benchmarks; MK_SUITE_STEPS limits the steps (e.g. "tests bench";
+# "soak", the soak against the CUDA engine, runs only when named);
 # MK_BENCH_TIMEOUT bounds the CUDA and io benchmarks (seconds, default 300). A build configured
 # with -DMK_ENABLE_PROFILING=ON logs the engine's dispatch timing (docs/performance.md).
 set -uo pipefail
@@ -58,5 +59,12 @@ fi
 if [[ " $steps " == *" grpc "* ]]; then
   step env MK_SERVER_FLAGS=--engine=auto timeout 300 bash tests/bench/grpc_bench.sh \
     "$bin/megakerneld" "$bin/mkctl"
+fi
+# Only when asked for (MK_SUITE_STEPS=soak): the soak against the CUDA engine, MK_SOAK_SECONDS
+# (120) of open loop with faults, a drain and a restart (docs/soak.md). Needs python3.
+if [[ " $steps " == *" soak "* ]]; then
+  step timeout 900 python3 tests/soak/soak.py --megakerneld="$bin/megakerneld" \
+    --mkctl="$bin/mkctl" --engine=cuda --duration="${MK_SOAK_SECONDS:-120}" \
+    ${MK_SOAK_REPORT:+--report="$MK_SOAK_REPORT"}
 fi
 exit $rc

@@ -15,7 +15,10 @@ warm-up and at the end of each process (growth below --rss_limit_percent). Exit 
 everything holds, 1 otherwise.
 
   python3 tests/soak/soak.py --megakerneld=build/server/megakerneld --mkctl=build/client/mkctl \\
-      --proto_root=proto --duration=60
+      --duration=60
+
+It needs only Python's standard library (admin calls go through `mkctl admin`), so it runs
+wherever the two binaries run, the GPU machine's bundle included (docs/soak.md).
 """
 import argparse
 import json
@@ -28,11 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from megakerneld_process import generate_stubs  # noqa: E402
-
-from soak_faults import FileFaults  # noqa: E402
+from soak_faults import FileFaults
 
 ADMIN_TOKEN = "soak-admin-token-0123"
 RESOURCE_FILES = 4
@@ -42,7 +43,6 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--megakerneld", required=True)
     p.add_argument("--mkctl", required=True)
-    p.add_argument("--proto_root", required=True, help="the repository's proto/ folder")
     p.add_argument("--duration", type=float, default=60, help="open-loop seconds")
     p.add_argument("--engine", default="cpu", help="megakerneld --engine (cpu, cuda, auto, ...)")
     p.add_argument("--tenants", type=int, default=4)
@@ -51,8 +51,8 @@ def parse_args():
     p.add_argument("--resource_kib", type=int, default=256, help="size of each resource file")
     p.add_argument("--rss_limit_percent", type=float, default=10)
     p.add_argument("--warmup", type=float, default=0,
-                   help="seconds of open loop before the RSS baseline (0: 10%% of --duration, "
-                        "5..30 s)")
+                   help="seconds of open loop before the RSS baseline (0: 25%% of --duration, "
+                        "10..60 s: a fresh server's RSS ramps for about 25 s)")
     p.add_argument("--no_restart", action="store_true", help="skip the drain and restart")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", help="keep everything here instead of a temporary folder")
@@ -60,7 +60,7 @@ def parse_args():
     p.add_argument("--server_flag", action="append", default=[],
                    help="one more megakerneld flag (repeatable)")
     args = p.parse_args()
-    for name in ("megakerneld", "mkctl", "proto_root"):  # the server runs in the work folder
+    for name in ("megakerneld", "mkctl"):  # the server runs in the work folder
         setattr(args, name, os.path.abspath(getattr(args, name)))
     return args
 
@@ -80,6 +80,7 @@ class Sampler:
         self.period = period
         self.samples = []
         self.pids = {}  # name -> pid, swapped when the server restarts
+        self.server = None  # the Server whose /metrics is read
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.start_time = time.monotonic()
@@ -101,6 +102,9 @@ class Sampler:
                         sample["server_rss_kib"] = rss_kib(pid)
                 except (OSError, IndexError):
                     pass  # between processes
+            stored = self.server.stored_completions() if self.server else None
+            if stored is not None:
+                sample["stored_completions"] = stored
             self.samples.append(sample)
 
 
@@ -134,10 +138,13 @@ class Server:
                                      text=True, cwd=workdir)
         self.lines = []
         self.port = None
+        self.metrics_url = None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip())
             if "listening on 127.0.0.1:" in line:
                 self.port = int(line.split("listening on 127.0.0.1:")[1].split()[0])
+            if "metrics on " in line:  # printed after the listening line
+                self.metrics_url = line.split("metrics on ")[1].split()[0]
                 break
         if self.port is None:
             raise RuntimeError("megakerneld did not start:\n" + "\n".join(self.lines))
@@ -150,6 +157,17 @@ class Server:
 
     def target(self):
         return f"127.0.0.1:{self.port}"
+
+    def stored_completions(self):
+        """The mk_completions_stored gauge: outcomes waiting for a Poll."""
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("mk_completions_stored "):
+                        return int(float(line.split()[1]))
+        except (OSError, ValueError):
+            return None  # between processes
+        return None
 
     def stop(self, timeout=120):
         """SIGTERM (a drain); returns the exit code and the `stopped:` counts."""
@@ -213,18 +231,17 @@ class Mkctl:
 
 
 class Admin:
-    def __init__(self, proto_root):
-        generate_stubs([(proto_root, "mk/v1/megakernel.proto")])
-        import grpc
-        from mk.v1 import megakernel_pb2, megakernel_pb2_grpc
-        self.grpc, self.pb, self.grpc_mod = grpc, megakernel_pb2, megakernel_pb2_grpc
+    """Admin.SetTenantEnabled through `mkctl admin` (the admin token)."""
+
+    def __init__(self, mkctl):
+        self.mkctl = mkctl
 
     def set_enabled(self, target, tenant, enabled):
-        with self.grpc.insecure_channel(target) as channel:
-            stub = self.grpc_mod.AdminStub(channel)
-            stub.SetTenantEnabled(self.pb.SetTenantEnabledRequest(tenant=tenant, enabled=enabled),
-                                  metadata=[("authorization", f"Bearer {ADMIN_TOKEN}")],
-                                  timeout=30)
+        flag = f"--{'enable' if enabled else 'disable'}_tenant={tenant}"
+        r = subprocess.run([self.mkctl, "admin", f"--target={target}", f"--token={ADMIN_TOKEN}",
+                            flag], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"mkctl admin {flag}: {r.stdout}{r.stderr}")
 
 
 def setup(args, workdir):
@@ -275,9 +292,9 @@ def main():
     args = parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix="mk_soak_")
     os.makedirs(workdir, exist_ok=True)
-    warmup = args.warmup or min(30.0, max(5.0, args.duration / 10))
+    warmup = args.warmup or min(60.0, max(10.0, args.duration / 4))
     tenants, tenants_file, root = setup(args, workdir)
-    admin = Admin(args.proto_root)
+    admin = Admin(args.mkctl)
     target_file = os.path.join(workdir, "target.txt")
     report_file = os.path.join(workdir, "mkctl_report.json")
     problems, servers, rss = [], [], []
@@ -295,6 +312,7 @@ def main():
     started = time.monotonic()
     sampler = Sampler(period=max(1.0, args.duration / 30))
     sampler.pids = {"server": servers[0].proc.pid, "mkctl": mkctl.proc.pid}
+    sampler.server = servers[0]
     cpu = []  # per server process: its CPU and wall seconds during the open loop
     mkctl_cpu = mkctl_cpu0 = 0.0
     try:
@@ -332,6 +350,7 @@ def main():
             servers[-1].result = (rc, counts)
             servers.append(Server(args, workdir, tenants_file, root))
             sampler.pids["server"] = servers[-1].proc.pid
+            sampler.server = servers[-1]
             write_target(target_file, servers[-1].target())
             if not mkctl.wait_line("open loop resumed", timeout=120):
                 raise RuntimeError("mkctl soak did not resume against the new server")
@@ -427,6 +446,9 @@ def print_report(report, client):
     rss_line = [f"{x['t']:.0f}s:{x['server_rss_kib'] // 1024}M" for x in report["timeline"]
                 if "server_rss_kib" in x]
     print(f"  rss timeline     {' '.join(rss_line)}")
+    stored_line = [f"{x['t']:.0f}s:{x['stored_completions']}" for x in report["timeline"]
+                   if "stored_completions" in x]
+    print(f"  stored timeline  {' '.join(stored_line)}")
     for r in report["rss"]:
         print(f"  rss process {r['process']}    warm {r.get('warm_kib')} KiB, end "
               f"{r.get('end_kib')} KiB, growth {r.get('growth_percent')}%")
