@@ -61,6 +61,8 @@ void CompletionBatcher::FlushReleases() {
 }
 
 void CompletionBatcher::Deliver() {
+  // The room first: a caller holding every completion may publish again at once.
+  FlushReleases();
   if (!batch_.empty()) current_->OnCompletions(batch_);
   batch_.clear();
 }
@@ -73,7 +75,6 @@ void CompletionBatcher::Flush() {
     publish_times_.clear();
   }
   if (done_ + faulted_ + cancelled_ == 0) return;
-  FlushReleases();  // after delivery: waiters hear first, the tenant's room follows
   FlushTenantCounts();
   if (!latency_.empty()) {
     ledger_.RecordLatency(latency_);

@@ -41,7 +41,8 @@ class CompletionBatcher {
   OutcomeLedger& ledger_;
   CompletionSink& default_sink_;
   TenantShares* const shares_;
-  // Slots of one (tenant, partition) run not yet given back to shares_ (after delivery).
+  // Slots of one (tenant, partition) run not yet given back to shares_ (before the
+  // completions that freed them are delivered).
   uint32_t release_tenant_ = UINT32_MAX;
   uint32_t release_partition_ = 0;
   uint64_t release_count_ = 0;
