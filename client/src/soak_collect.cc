@@ -35,7 +35,9 @@ bool TenantSession::PollOnce(const std::vector<uint64_t>& tickets, absl::Duratio
     NotifyProgress();
     return true;
   }
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+  // UNAVAILABLE, or CANCELLED by a server that is going away (its flush grace is over).
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      (s.error_code() == grpc::StatusCode::CANCELLED && server_gone_->load())) {
     unreachable_ = true;
     NotifyProgress();
     if (!stopping_.load()) on_server_gone_();

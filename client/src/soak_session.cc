@@ -277,8 +277,14 @@ void TenantSession::CancelMarked() {
 }
 
 void TenantSession::Issue(Action action, std::mt19937_64& rng) {
+  std::vector<uint32_t> ids;  // registered resources
   {
     std::lock_guard<std::mutex> lock(mu_);
+    for (uint32_t id : resource_ids_) {
+      if (id != 0) ids.push_back(id);
+    }
+    // With no file registered (each is mid-fault), a resource request becomes a plain one.
+    if (action == Action::kResource && ids.empty()) action = Action::kPublishWait;
     ++report_.issued;
     if (IsFault(action)) ++report_.faults_injected[static_cast<int>(action)];
   }
@@ -301,14 +307,6 @@ void TenantSession::Issue(Action action, std::mt19937_64& rng) {
       return;
     }
     case Action::kResource: {
-      std::vector<uint32_t> ids;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        for (uint32_t id : resource_ids_) {
-          if (id != 0) ids.push_back(id);
-        }
-      }
-      if (ids.empty()) return Issue(Action::kPublishWait, rng);
       Batch b = ResourceBatch(rng, ids[rng() % ids.size()]);
       const absl::Duration wait = rng() % 2 == 0 ? options_.publish_wait : absl::ZeroDuration();
       StartPublish(b.slots, std::move(b.kinds), wait, action, packed, false, normal);
