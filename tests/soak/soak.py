@@ -94,7 +94,8 @@ class Sampler:
 
     def _run(self):
         while not self.stopping.wait(self.period):  # the period paces; stop ends it at once
-            sample = {"t": round(time.monotonic() - self.start_time, 1)}
+            sample = {"t": round(time.monotonic() - self.start_time, 1),
+                      "loadavg_1m": os.getloadavg()[0]}  # the machine's, others' work included
             for name, pid in list(self.pids.items()):
                 try:
                     sample[f"{name}_cpu_s"] = round(cpu_seconds(pid), 2)
@@ -449,6 +450,8 @@ def print_report(report, client):
     stored_line = [f"{x['t']:.0f}s:{x['stored_completions']}" for x in report["timeline"]
                    if "stored_completions" in x]
     print(f"  stored timeline  {' '.join(stored_line)}")
+    load_line = [f"{x['t']:.0f}s:{x['loadavg_1m']:.1f}" for x in report["timeline"]]
+    print(f"  load average     {' '.join(load_line)} (the machine's, {os.cpu_count()} cores)")
     for r in report["rss"]:
         print(f"  rss process {r['process']}    warm {r.get('warm_kib')} KiB, end "
               f"{r.get('end_kib')} KiB, growth {r.get('growth_percent')}%")
