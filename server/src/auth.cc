@@ -72,8 +72,7 @@ absl::StatusOr<std::unique_ptr<TenantDirectory>> TenantDirectory::Parse(absl::st
         return bad(absl::StrCat("cert binds '", f[1], "', which is neither 'admin' nor a ",
                                 "tenant id 0..", max_tenants - 1));
       }
-      d->bound_names_[f[1] == "admin" ? std::string("admin") : absl::StrCat(id)].emplace_back(
-          f[2]);
+      d->bound_names_[f[1] == "admin" ? std::string("admin") : absl::StrCat(id)].emplace_back(f[2]);
       continue;
     }
     Caller caller;

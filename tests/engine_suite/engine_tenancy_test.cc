@@ -131,7 +131,8 @@ TEST_F(EngineTenancyTest, OutstandingSlotsAreCappedPerTenant) {
   EXPECT_THAT(refused.message(), HasSubstr("tenant 1 has 100 slots in flight and may have 100"));
   EXPECT_THAT(refused.message(), HasSubstr("--max_outstanding_slots_per_tenant"));
   // Over all priorities, and per tenant: tenant 2 has its own 100.
-  EXPECT_FALSE(e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop, {}, kCritical)}, {&sink_}).ok());
+  EXPECT_FALSE(
+      e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop, {}, kCritical)}, {&sink_}).ok());
   EXPECT_EQ(FillUntilRefused(*e, 2, 10, kNormal, &refused), 100u);
   ASSERT_TRUE(e->Start().ok());
   ASSERT_TRUE(sink_.WaitForCount(200));
@@ -184,10 +185,9 @@ TEST_F(EngineTenancyTest, PollingATicketThatCannotArriveFailsAtOnce) {
   auto streamed = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink_});
   ASSERT_TRUE(streamed.ok());
   ASSERT_TRUE(sink_.WaitForCount(1));
-  EXPECT_EQ(e->WaitFor(1, testing::Tickets(*streamed), absl::Now() + absl::Hours(1))
-                .status()
-                .code(),
-            absl::StatusCode::kNotFound)
+  EXPECT_EQ(
+      e->WaitFor(1, testing::Tickets(*streamed), absl::Now() + absl::Hours(1)).status().code(),
+      absl::StatusCode::kNotFound)
       << "its completion went to the sink";
 }
 

@@ -32,7 +32,11 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
 
 SlotReaper::SlotReaper(PartitionedRing& ring, ControlBuffers& control, OutcomeLedger& ledger,
                        TenantShares& shares, CompletionSink& default_sink)
-    : ring_(ring), control_(control), ledger_(ledger), shares_(shares), default_sink_(default_sink) {}
+    : ring_(ring),
+      control_(control),
+      ledger_(ledger),
+      shares_(shares),
+      default_sink_(default_sink) {}
 
 bool SlotReaper::ReapIfTerminal(uint32_t index, uint32_t partition, CompletionBatcher* out) {
   uint32_t* w = ring_.slot(index);

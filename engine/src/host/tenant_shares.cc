@@ -23,8 +23,7 @@ TenantShares::TenantShares(uint32_t max_tenants, const PartitionCounts& partitio
 }
 
 int64_t TenantShares::Add(uint32_t tenant, uint32_t partition, int64_t delta) {
-  const int64_t before =
-      rows_[tenant].held[partition].fetch_add(delta, std::memory_order_acq_rel);
+  const int64_t before = rows_[tenant].held[partition].fetch_add(delta, std::memory_order_acq_rel);
   const bool was_active = before > 0;
   const bool is_active = before + delta > 0;
   if (is_active && !was_active) active_[partition].fetch_add(1, std::memory_order_acq_rel);
@@ -69,11 +68,11 @@ absl::Status TenantShares::Admit(uint32_t tenant, const PartitionCounts& wanted)
     for (uint32_t q = 0; q < p; ++q) {
       if (wanted[q] != 0) Add(tenant, q, -static_cast<int64_t>(wanted[q]));
     }
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "engine: tenant ", tenant, " holds ", std::max<int64_t>(before, 0), " of the ",
-        kPriorityNames[p], " partition's slots and asked for ", wanted[p], " more; with ",
-        sharing, " tenants publishing there its fair share is ", share,
-        "; retry after about 50us with backoff, once its slots complete"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("engine: tenant ", tenant, " holds ", std::max<int64_t>(before, 0), " of the ",
+                     kPriorityNames[p], " partition's slots and asked for ", wanted[p],
+                     " more; with ", sharing, " tenants publishing there its fair share is ", share,
+                     "; retry after about 50us with backoff, once its slots complete"));
   }
   return absl::OkStatus();
 }

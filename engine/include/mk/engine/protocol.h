@@ -72,8 +72,8 @@ enum class Priority : uint32_t {
 };
 inline constexpr uint32_t kPriorityCount = 5;
 // Names for messages, indexed by priority (= partition).
-inline constexpr const char* kPriorityNames[kPriorityCount] = {"CRITICAL", "HIGH", "NORMAL",
-                                                               "LOW", "IDLE"};
+inline constexpr const char* kPriorityNames[kPriorityCount] = {"CRITICAL", "HIGH", "NORMAL", "LOW",
+                                                               "IDLE"};
 inline constexpr uint32_t kDefaultPriority = static_cast<uint32_t>(Priority::kNormal);
 
 // ---------------------------------------------------------------------------------------------
