@@ -223,6 +223,9 @@ def tenants_file():
         "token-twice": bytes([0, 8]) + b"tenant 1 same-token-twice\nadmin same-token-twice\n",
         "malformed": bytes([0, 8]) + b"root one-token-here\n",
         "huge-max": bytes([255]) + u32(0xFFFFFFFF) + b"tenant 4294967294 big-tenant-id\n",
+        "cert": bytes([0, 8]) + text[text.index(b"tenant 3"):] +
+        b"cert 3 client-three\ncert admin ops.example\ncert 7 no-token\ncert 3 also-three\n",
+        "cert-bad-id": bytes([0, 4]) + b"cert 4 client-four\n",
     }
 
 

@@ -38,29 +38,15 @@ using protocol::ExecResult;
 using protocol::FaultCode;
 using protocol::SlotStatus;
 
-constexpr uint32_t kOpcodes[] = {op::kNop,
-                                 op::kStoreU32,
-                                 op::kAtomicAdd,
-                                 op::kLoadU32,
-                                 op::kCompareSwap,
-                                 op::kMemcpy,
-                                 op::kDfaStep,
-                                 op::kBatchFence,
-                                 8,
-                                 9,
-                                 op::kChecksum,
-                                 op::kComputeFirst,
-                                 op::kComputeLast,
-                                 op::kLoadMiss,
-                                 op::kPrintf,
-                                 op::kPackedSlot,
-                                 op::kShutdown,
-                                 op::kUserLowLast,
-                                 op::kUserHighFirst,
-                                 op::kUserHighLast,
-                                 0x80000000u,
-                                 0x80000002u,
-                                 0xFFFFu};
+constexpr uint32_t kOpcodes[] = {
+    // The scratch built-ins, BATCH_FENCE, SCRATCH_SUM (custom, registered) and 9 (not).
+    op::kNop, op::kStoreU32, op::kAtomicAdd, op::kLoadU32, op::kCompareSwap, op::kMemcpy,
+    op::kDfaStep, op::kBatchFence, 8, 9,
+    // CHECKSUM, the reserved compute range's ends, LOAD_MISS, PRINTF, PACKED_SLOT, SHUTDOWN.
+    op::kChecksum, op::kComputeFirst, op::kComputeLast, op::kLoadMiss, op::kPrintf, op::kPackedSlot,
+    op::kShutdown,
+    // The user ranges' edges (unregistered) and values around them.
+    op::kUserLowLast, op::kUserHighFirst, op::kUserHighLast, 0x80000000u, 0x80000002u, 0xFFFFu};
 constexpr uint32_t kTenants = 4;
 constexpr uint32_t kScratchWords = 32;
 

@@ -1,19 +1,25 @@
 // libFuzzer target: the tenants file (server/src/auth.h: TenantDirectory::Parse, which Load
-// runs over the file's contents; docs/security.md "Credentials") and bearer authentication.
+// runs over the file's contents; docs/security.md "Credentials"), bearer authentication and the
+// client-certificate bindings of `cert` lines.
 //
 // Input: one byte for max_tenants (mostly 0..39, sometimes any value), then the file's text
 // (dict/tenants_file.dict: the keywords, separators, comment and CR).
 // Properties, against a reference reading of docs/security.md:
 // - the file is accepted exactly when every entry is `tenant <id> <token>` with id below
-//   max_tenants or `admin <token>`, every token at least 8 printable ASCII characters and none
-//   used twice ('#' comments; spaces, tabs and CR separate fields); a refusal names the first
-//   bad line ("auth: tenants.txt:<line>: ...");
+//   max_tenants, `admin <token>` or `cert <id|admin> <name>`, every token at least 8 printable
+//   ASCII characters and none used twice ('#' comments; spaces, tabs and CR separate fields); a
+//   refusal names the first bad line ("auth: tenants.txt:<line>: ...");
 // - every accepted token authenticates ("Bearer <token>") as its entry's caller (tenant id,
 //   admin, names a tenant), RequireTenant and RequireAdmin agree with the entry, and anything
 //   else (no header, no "Bearer " prefix, a token with a character more, a fuzzed header) is
 //   UNAUTHENTICATED unless it is exactly another entry's header;
+// - a caller some `cert` line binds passes CheckCertificate exactly when one of the names
+//   presented is bound to it (PERMISSION_DENIED otherwise, also with no certificate); a caller
+//   no line binds passes with any names; binds_certificates() says whether any line binds;
 // - development mode makes every caller tenant 0 and admin.
+#include <algorithm>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +40,8 @@ struct Entry {
 
 struct Expected {
   std::vector<Entry> entries;
-  int bad_line = 0;  // 0: the file is valid
+  std::map<std::string, std::vector<std::string>> bound;  // "admin" or the tenant id -> names
+  int bad_line = 0;                                       // 0: the file is valid
 };
 
 bool GoodToken(absl::string_view token) {
@@ -57,6 +64,15 @@ Expected Reference(absl::string_view text, uint32_t max_tenants) {
     if (f.empty()) continue;
     Entry entry;
     bool ok = false;
+    if (f.size() == 3 && f[0] == "cert") {
+      uint32_t id = 0;
+      if (f[1] != "admin" && (!absl::SimpleAtoi(f[1], &id) || id >= max_tenants)) {
+        e.bad_line = number;
+        return e;
+      }
+      e.bound[f[1] == "admin" ? std::string("admin") : absl::StrCat(id)].emplace_back(f[2]);
+      continue;
+    }
     if (f.size() == 2 && f[0] == "admin") {
       entry = Entry{std::string{f[1]}, Caller{0, true, false}};
       ok = true;
@@ -108,6 +124,40 @@ std::optional<Caller> Owner(const std::vector<Entry>& entries, absl::string_view
   return std::nullopt;
 }
 
+std::string Key(const Caller& caller) {
+  return caller.is_tenant ? absl::StrCat(caller.tenant) : std::string("admin");
+}
+
+void CheckCertificates(const TenantDirectory& dir, const Expected& expected) {
+  MK_FUZZ_CHECK(dir.binds_certificates() == !expected.bound.empty(), "binds_certificates");
+  std::vector<Caller> callers;
+  for (const Entry& e : expected.entries) callers.push_back(e.caller);
+  for (const auto& [key, names] : expected.bound) {  // bound callers without a token too
+    Caller caller{0, true, false};
+    uint32_t id = 0;
+    if (key != "admin" && absl::SimpleAtoi(key, &id)) caller = Caller{id, false, true};
+    callers.push_back(caller);
+  }
+  for (size_t i = 0; i < callers.size() && i < 48; ++i) {
+    const Caller& caller = callers[i];
+    const auto bound = expected.bound.find(Key(caller));
+    const absl::Status none = dir.CheckCertificate(caller, {});
+    MK_FUZZ_CHECK(none.ok() == (bound == expected.bound.end()), Key(caller), ": ", none.ToString());
+    if (bound == expected.bound.end()) {
+      MK_FUZZ_CHECK(dir.CheckCertificate(caller, {"any-name"}).ok(), "unbound ", Key(caller));
+      continue;
+    }
+    MK_FUZZ_CHECK(absl::IsPermissionDenied(none), none.ToString());
+    const std::vector<std::string>& names = bound->second;
+    const absl::Status with = dir.CheckCertificate(caller, {"other", names.back()});
+    MK_FUZZ_CHECK(with.ok(), Key(caller), " presenting ", names.back(), ": ", with.ToString());
+    const std::string near = names.front() + "x";
+    const bool near_bound = std::find(names.begin(), names.end(), near) != names.end();
+    MK_FUZZ_CHECK(dir.CheckCertificate(caller, {near}).ok() == near_bound, Key(caller),
+                  " presenting ", near);
+  }
+}
+
 void Fuzz(fuzz::Input& in) {
   const uint32_t max_tenants = in.U8() < 240 ? in.Below(40) : in.U32();
   const absl::string_view text = in.Rest();
@@ -137,6 +187,7 @@ void Fuzz(fuzz::Input& in) {
       CheckHeader(dir, other, Owner(expected.entries, other));
     }
   }
+  CheckCertificates(dir, expected);
   // A header made of the file's own bytes.
   const absl::string_view header = text.substr(0, 48);
   CheckHeader(dir, header, Owner(expected.entries, header));
