@@ -26,13 +26,13 @@ namespace fs = std::filesystem;
 class Results {
  public:
   ReadCallback Callback() {
-    return [this](absl::Status s, uint64_t bytes) {
+    return [this](const absl::Status& s, uint64_t bytes) {
       // A copy with a representation of its own: the reader's thread drops its references to
       // `s` through Abseil's uninstrumented reference count, which ThreadSanitizer cannot see
       // (it reports the test thread's later reads as racing with that thread's delete).
       absl::Status own(s.code(), s.message());
       s.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
-        own.SetPayload(url, absl::Cord(std::string(payload)));
+        own.SetPayload(url, absl::Cord(static_cast<std::string>(payload)));
       });
       std::lock_guard<std::mutex> lock(mu_);
       statuses_.push_back(std::move(own));
