@@ -179,7 +179,7 @@ TEST_F(EngineTenancyTest, PollingATicketThatCannotArriveFailsAtOnce) {
               HasSubstr(absl::StrCat("tickets[0] = ", r->first_ticket, " is not pending")));
   EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "not the hour-long wait";
   auto async = e->WaitForAsync(1, testing::Tickets(*r), absl::Now() + absl::Hours(1),
-                               [](std::vector<Completion>) {});
+                               [](const std::vector<Completion>& /*unused*/) {});
   EXPECT_EQ(async.status().code(), absl::StatusCode::kNotFound);
 
   auto streamed = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {&sink_});
