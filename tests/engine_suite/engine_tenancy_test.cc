@@ -165,7 +165,7 @@ TEST_F(EngineTenancyTest, CancelledSlotsGiveTheirShareBack) {
 
 // Re-polling a collected ticket, or polling one whose completion went to a sink (a stream),
 // waited the whole wait and answered OK with nothing. Now, with nothing owed to the tenant, it
-// is NOT_FOUND at once, naming the ticket; with completions owed, a waiter waits as before.
+// is NOT_FOUND at once, naming the ticket (with completions owed, see the next test).
 TEST_F(EngineTenancyTest, PollingATicketThatCannotArriveFailsAtOnce) {
   auto e = Make(Options());
   ASSERT_TRUE(e->Start().ok());
@@ -189,6 +189,41 @@ TEST_F(EngineTenancyTest, PollingATicketThatCannotArriveFailsAtOnce) {
       e->WaitFor(1, testing::Tickets(*streamed), absl::Now() + absl::Hours(1)).status().code(),
       absl::StatusCode::kNotFound)
       << "its completion went to the sink";
+}
+
+// With other completions still owed to the tenant, a ticket it collected already, or one the
+// store dropped after the time-to-live, is NOT_FOUND at once too, saying which happened; the
+// owed one is still collected.
+TEST_F(EngineTenancyTest, RepollingWhileOthersAreOwedFailsAtOnce) {
+  EngineOptions o = Options();
+  o.completion_ttl = absl::Milliseconds(300);
+  auto e = Make(o);
+  ASSERT_TRUE(e->Start().ok());
+  auto collected = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  ASSERT_TRUE(collected.ok());
+  ASSERT_EQ(e->WaitFor(1, testing::Tickets(*collected), absl::Now() + absl::Seconds(30))->size(),
+            1u);
+  auto dropped = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  ASSERT_TRUE(dropped.ok());
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->counters().expired_completions == 1; }));
+  auto owed = e->Publish(1, std::vector<SlotPayload>{Slot(op::kNop)}, {});
+  ASSERT_TRUE(owed.ok());
+
+  const absl::Time start = absl::Now();
+  auto again = e->WaitFor(1, testing::Tickets(*collected), absl::Now() + absl::Hours(1));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(again.status().message(),
+              HasSubstr(absl::StrCat("ticket ", collected->first_ticket,
+                                     " of tenant 1 was collected already")));
+  auto late = e->WaitFor(1, testing::Tickets(*dropped), absl::Now() + absl::Hours(1));
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(late.status().message(), HasSubstr(absl::StrCat("ticket ", dropped->first_ticket,
+                                                              " of tenant 1 was dropped")));
+  auto async = e->WaitForAsync(1, testing::Tickets(*collected), absl::Now() + absl::Hours(1),
+                               [](const std::vector<Completion>& /*unused*/) {});
+  EXPECT_EQ(async.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "not the hour-long waits";
+  EXPECT_EQ(e->WaitFor(1, testing::Tickets(*owed), absl::Now() + absl::Seconds(30))->size(), 1u);
 }
 
 }  // namespace

@@ -57,6 +57,18 @@ TEST_F(ServerRpcTest, PublishPackedThenPoll) {
   auto again = c_->Poll(tickets, absl::Seconds(30));
   EXPECT_EQ(again.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(again.status().message()), ::testing::HasSubstr("is not pending"));
+  // Also while another completion is owed to the tenant (stored, not collected yet).
+  auto owed = c_->Publish({Slot{}});
+  ASSERT_TRUE(owed.ok()) << owed.status();
+  const absl::Time start = absl::Now();
+  auto while_owed = c_->Poll(tickets, absl::Seconds(30));
+  EXPECT_EQ(while_owed.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(while_owed.status().message()),
+              ::testing::HasSubstr("was collected already"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10)) << "not the 30 s wait";
+  auto collected = c_->Poll({owed->first_ticket}, absl::Seconds(10));
+  ASSERT_TRUE(collected.ok()) << collected.status();
+  EXPECT_EQ(collected->size(), 1u);
 }
 
 TEST_F(ServerRpcTest, StreamTypedAndPacked) {

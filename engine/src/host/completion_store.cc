@@ -33,7 +33,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
           k->second.erase(k->second.begin());
           if (k->second.empty()) async_keys_.erase(k);
           w->second.got.push_back(c);
-          Settle(c.tenant);
+          Settle(key, Settled::kNo);
           if (--w->second.remaining == 0) {
             finished.push_back(std::move(w->second));
             async_.erase(w);
@@ -70,7 +70,7 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
         waiter.got.push_back(it->second.completion);
         Unstore(it->second.bucket);
         completions_.erase(it);
-        Settle(tenant);
+        Settle(key, Settled::kNo);
       } else {
         std::vector<uint64_t>& waiters = async_keys_[key];
         if (std::find(waiters.begin(), waiters.end(), id) != waiters.end()) continue;  // duplicate
@@ -136,7 +136,7 @@ uint64_t CompletionStore::DropExpired(absl::Time now) {
       for (auto it = completions_.begin(); it != completions_.end();) {
         auto next = std::next(it);
         if (it->second.bucket == id) {
-          Settle(it->first.tenant);
+          Settle(it->first, Settled::kDropped);
           completions_.erase(it);
           ++dropped;
         }
@@ -149,6 +149,38 @@ uint64_t CompletionStore::DropExpired(absl::Time now) {
   size_.store(completions_.size(), std::memory_order_relaxed);
   dropped_.fetch_add(dropped, std::memory_order_relaxed);
   return dropped;
+}
+
+void CompletionStore::Return(absl::Span<const Completion> batch) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Completion& c : batch) {
+      const Key key{c.tenant, c.ticket};
+      SettledEntry& entry = settled_[SettledIndex(key)];
+      if (entry.key == key) entry = SettledEntry{};
+    }
+  }
+  for (const Completion& c : batch) AddOwed(c.tenant, 1);
+  OnCompletions(batch);
+}
+
+std::optional<CompletionStore::SettledTicket> CompletionStore::FirstSettled(
+    uint32_t tenant, absl::Span<const uint64_t> tickets) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t ticket : tickets) {
+    const Key key{tenant, ticket};
+    const SettledEntry& entry = settled_[SettledIndex(key)];
+    if (entry.key == key) return SettledTicket{ticket, entry.how};
+  }
+  return std::nullopt;
+}
+
+void CompletionStore::RememberDelivered(absl::Span<const Completion> delivered) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Completion& c : delivered) {
+    const Key key{c.tenant, c.ticket};
+    if (!completions_.contains(key)) settled_[SettledIndex(key)] = {key, Settled::kCollected};
+  }
 }
 
 size_t CompletionStore::async_waiters() {
@@ -180,7 +212,7 @@ size_t CompletionStore::Collect(uint32_t tenant, absl::Span<const uint64_t> tick
     Unstore(it->second.bucket);
     completions_.erase(it);
     (*taken)[i] = true;
-    Settle(tenant);
+    Settle(Key{tenant, tickets[i]});
   }
   size_.store(completions_.size(), std::memory_order_relaxed);
   return missing;
@@ -191,7 +223,7 @@ bool CompletionStore::HandOff(const Key& key, const Completion& c) {
     Handoff* h = handoffs_[i];
     if (!(h->key == key)) continue;
     DropHandoff(i);
-    Settle(key.tenant);
+    Settle(key);
     h->completion = c;
     h->state.store(1, std::memory_order_release);  // the waiter may return (and free h) now
     return true;

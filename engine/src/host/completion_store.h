@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -39,7 +40,8 @@ class CompletionStore final : public CompletionSink {
       : max_tenants_(max_tenants),
         ttl_(ttl),
         bucket_width_(std::max(ttl / 8, absl::Milliseconds(1))),
-        owed_by_tenant_(std::make_unique<std::atomic<uint64_t>[]>(max_tenants)) {}
+        owed_by_tenant_(std::make_unique<std::atomic<uint64_t>[]>(max_tenants)),
+        settled_(std::make_unique<SettledEntry[]>(kSettledMemory)) {}
 
   void OnCompletions(absl::Span<const Completion> batch) override;
 
@@ -86,10 +88,25 @@ class CompletionStore final : public CompletionSink {
     if (tenant < max_tenants_) owed_by_tenant_[tenant].fetch_add(n, std::memory_order_acq_rel);
   }
   // Completions a caller took but could not deliver, handed back (they are owed again).
-  void Return(absl::Span<const Completion> batch) {
-    for (const Completion& c : batch) AddOwed(c.tenant, 1);
-    OnCompletions(batch);
-  }
+  void Return(absl::Span<const Completion> batch);
+
+  // How a ticket's completion left the store for good.
+  enum class Settled : uint8_t { kNo, kCollected, kDropped };
+  struct SettledTicket {
+    uint64_t ticket = 0;
+    Settled how = Settled::kNo;
+  };
+  // The first of `tickets` whose completion `tenant` already collected or the store dropped
+  // after the time-to-live, among the last ~kSettledMemory settlements (older ones are
+  // forgotten, and a wait for them runs out as before); nullopt if none. A handed-back
+  // completion (Return) is pending again.
+  std::optional<SettledTicket> FirstSettled(uint32_t tenant, absl::Span<const uint64_t> tickets);
+  // Completions an asynchronous wait (TakeAsync) handed to its callback are remembered as
+  // collected only once the caller says they were delivered: a caller whose RPC was cancelled
+  // hands them back instead (Return), and a re-poll meanwhile must wait for them, not be told
+  // they are gone. Those present in the store again (handed back) are skipped.
+  void RememberDelivered(absl::Span<const Completion> delivered);
+  static constexpr size_t kSettledMemory = size_t{1} << 16;
   // Drops stored completions nobody collected within the time-to-live (they expire between ttl
   // and ttl * 9/8 after they arrived); they are owed no more. Returns how many were dropped.
   // Costs a scan of the stored completions only when some did expire.
@@ -160,13 +177,26 @@ class CompletionStore final : public CompletionSink {
   // publish. Neither should pull the map's or the mutex's line away from the reaper.
   alignas(64) std::atomic<uint64_t> generation_{0};  // bumped (under mu_) after every batch
   alignas(64) std::atomic<uint64_t> owed_{0};
-  // One completion of `tenant` handed out or dropped: owed no more.
-  void Settle(uint32_t tenant) {
+  // The completion of `key` handed out or dropped: owed no more, and remembered as settled
+  // (needs mu_).
+  // kNo: an asynchronous wait's collection, remembered later by RememberDelivered.
+  void Settle(const Key& key, Settled how = Settled::kCollected) {
     owed_.fetch_sub(1, std::memory_order_acq_rel);
-    if (tenant < max_tenants_) owed_by_tenant_[tenant].fetch_sub(1, std::memory_order_acq_rel);
+    if (key.tenant < max_tenants_) {
+      owed_by_tenant_[key.tenant].fetch_sub(1, std::memory_order_acq_rel);
+    }
+    if (how != Settled::kNo) settled_[SettledIndex(key)] = SettledEntry{key, how};
   }
+  static size_t SettledIndex(const Key& key) { return absl::HashOf(key) & (kSettledMemory - 1); }
   const uint32_t max_tenants_;
   const std::unique_ptr<std::atomic<uint64_t>[]> owed_by_tenant_;
+  // The last settlements, hashed by key (a newer one overwrites an older one in its entry).
+  // Guarded by mu_.
+  struct SettledEntry {
+    Key key{UINT32_MAX, 0};
+    Settled how = Settled::kNo;
+  };
+  const std::unique_ptr<SettledEntry[]> settled_;
   // Arrival buckets for the time-to-live: each covers bucket_width_ of arrivals and counts its
   // completions still stored. Guarded by mu_.
   struct Bucket {

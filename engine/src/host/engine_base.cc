@@ -85,10 +85,26 @@ absl::Status EngineBase::CheckTenant(uint32_t tenant) const {
                                                  options_.max_tenants - 1));
 }
 
-absl::Status EngineBase::CheckPending(uint32_t tenant, absl::Span<const uint64_t> tickets) const {
+absl::Status EngineBase::CheckPending(uint32_t tenant, absl::Span<const uint64_t> tickets) {
   // Completions owed to WaitFor are counted before their slots become visible and until they
   // are handed out: with none owed, no ticket of this tenant can arrive for a waiter any more.
-  if (tickets.empty() || store_.owed(tenant) != 0) return absl::OkStatus();
+  if (tickets.empty()) return absl::OkStatus();
+  if (store_.owed(tenant) != 0) {
+    // Others are owed: name a ticket collected or dropped already (the store remembers its
+    // last settlements), instead of waiting out the wait for it.
+    const auto settled = store_.FirstSettled(tenant, tickets);
+    if (!settled.has_value()) return absl::OkStatus();
+    if (settled->how == CompletionStore::Settled::kDropped) {
+      return absl::NotFoundError(absl::StrCat(
+          "engine: ticket ", settled->ticket, " of tenant ", tenant,
+          " was dropped: nobody collected its completion within the completion time-to-live (",
+          absl::FormatDuration(store_.ttl()), "); poll sooner after publishing"));
+    }
+    return absl::NotFoundError(absl::StrCat("engine: ticket ", settled->ticket, " of tenant ",
+                                            tenant,
+                                            " was collected already by an earlier Poll; poll "
+                                            "each ticket published without a wait once"));
+  }
   return absl::NotFoundError(absl::StrCat(
       "engine: tickets[0] = ", tickets[0], " is not pending for tenant ", tenant,
       " (nothing is owed to it): its completion was collected already, dropped after the ",
@@ -151,7 +167,11 @@ absl::StatusOr<Engine::WaitId> EngineBase::WaitForAsync(uint32_t tenant,
       tenant, tickets, [this, expiry, done = std::move(done)](std::vector<Completion> got) {
         expiry->finished.store(true, std::memory_order_seq_cst);
         if (uint64_t t = expiry->timer.load(std::memory_order_seq_cst); t != 0) timer_.Cancel(t);
+        // `done` hands back (ReturnCompletions) what it cannot deliver before it returns; the
+        // rest is remembered as collected afterwards (a re-poll of it is then NOT_FOUND).
+        const std::vector<Completion> handed = got;
         done(std::move(got));
+        store_.RememberDelivered(handed);
       });
   if (expiry->finished.load(std::memory_order_seq_cst)) return id;
   expiry->timer.store(timer_.Schedule(deadline, [this, id] { store_.Expire(id); }),

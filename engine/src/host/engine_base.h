@@ -155,7 +155,7 @@ class EngineBase : public Engine {
   // NOT_FOUND when `tenant` is owed no completion at all, so none of `tickets` can arrive
   // (collected, expired, or delivered to a sink): a waiter gets that at once, not after its
   // whole wait. With completions owed, waiters wait as before.
-  absl::Status CheckPending(uint32_t tenant, absl::Span<const uint64_t> tickets) const;
+  absl::Status CheckPending(uint32_t tenant, absl::Span<const uint64_t> tickets);
   // The ledger's outcome counts and the stored completions: what Drain and Shutdown return.
   // Unlike counters() it asks nothing of the executor, so it is safe under any engine lock and
   // after the executor is gone.

@@ -222,7 +222,9 @@ class Engine {
                                               absl::Time deadline, CompletionsCallback done) = 0;
   // Ends wait `id` now (its caller went away): `done` runs at once with what it collected,
   // and the wait holds nothing any more. No effect on a wait that finished already. A caller
-  // that cannot deliver what `done` got hands it back with ReturnCompletions.
+  // that cannot deliver what `done` got hands it back with ReturnCompletions, from within
+  // `done`: what `done` kept is remembered as collected when it returns, and WaitFor /
+  // WaitForAsync for such a ticket are then NOT_FOUND at once.
   virtual void EndWait(WaitId id) = 0;
 
   // Gives completions taken by a wait that could not deliver them (its RPC was cancelled or
