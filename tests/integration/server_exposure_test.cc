@@ -4,11 +4,14 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -121,6 +124,45 @@ TEST(ServerExposureTest, MessageSizeFollowsTheOption) {
   EXPECT_TRUE(c->Echo(std::string(512 << 10, 'x')).ok());
   EXPECT_EQ(c->Echo(std::string(2 << 20, 'x')).status().code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+// Whether a client pinging every `ping_every` between calls keeps its connection for `watch`:
+// false once the server answered the pings with GOAWAY too_many_pings (the channel leaves
+// READY).
+bool KeepsConnectionWhilePinging(const TestServer& ts, absl::Duration ping_every,
+                                 absl::Duration watch) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(ping_every)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // keep pinging without calls
+  auto channel = grpc::CreateCustomChannel(ts.target(), grpc::InsecureChannelCredentials(), args);
+  EXPECT_TRUE(channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10))));
+  // No sleep: this returns at once when the state changes, else when `watch` has passed.
+  return !channel->WaitForStateChange(GRPC_CHANNEL_READY, absl::ToChronoTime(absl::Now() + watch));
+}
+
+// Keepalive enforcement is an option: clients pinging between calls at the allowed interval
+// keep their connection (gRPC's default policy, also what a zero option leaves in place, sends
+// GOAWAY after the third ping within five minutes); faster ones are still sent away.
+TEST(ServerExposureTest, KeepalivePingsAtTheAllowedIntervalKeepTheConnection) {
+  server::ServerOptions allowed;
+  allowed.keepalive_min_ping_interval = absl::Milliseconds(100);
+  auto ts = TestServer::Start(allowed);
+  ASSERT_NE(ts, nullptr);
+  EXPECT_TRUE(KeepsConnectionWhilePinging(*ts, absl::Milliseconds(300), absl::Seconds(2)));
+
+  server::ServerOptions strict;  // pings every 300 ms against 10 s allowed: GOAWAY
+  strict.keepalive_min_ping_interval = absl::Seconds(10);
+  auto strict_ts = TestServer::Start(strict);
+  ASSERT_NE(strict_ts, nullptr);
+  EXPECT_FALSE(KeepsConnectionWhilePinging(*strict_ts, absl::Milliseconds(300), absl::Seconds(10)));
+
+  server::ServerOptions grpc_default;  // the policy before the option existed
+  grpc_default.keepalive_min_ping_interval = absl::ZeroDuration();
+  auto default_ts = TestServer::Start(grpc_default);
+  ASSERT_NE(default_ts, nullptr);
+  EXPECT_FALSE(
+      KeepsConnectionWhilePinging(*default_ts, absl::Milliseconds(300), absl::Seconds(10)));
 }
 
 using Serving = grpc::health::v1::HealthCheckResponse;
