@@ -25,6 +25,7 @@ if [[ " $steps " == *" tests "* ]]; then
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_conformance" --gtest_brief=1
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency" --gtest_brief=1
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_resources" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_tenancy" --gtest_brief=1
   step timeout 300 "$bin/cuda_engine_test" --gtest_brief=1 --gtest_filter='-*UnresponsiveKernel*'
   # Leaves a kernel running until its process ends: a process of its own.
   step timeout 120 "$bin/cuda_engine_test" --gtest_brief=1 --gtest_filter='*UnresponsiveKernel*'
@@ -47,10 +48,14 @@ if [[ " $steps " == *" sanitizer "* ]]; then
       --gtest_brief=1 --gtest_filter='-*ProducersPublish*:*OneKernelLaunch*:*UnresponsiveKernel*'
     step env MK_TEST_ENGINE=cuda timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 \
       "$bin/engine_resources" --gtest_brief=1 --gtest_filter='*/threads:-*Concurrent*'
+    step env MK_TEST_ENGINE=cuda timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 9 \
+      "$bin/engine_tenancy" --gtest_brief=1
   done
 fi
 if [[ " $steps " == *" bench "* ]]; then
   step timeout "${MK_BENCH_TIMEOUT:-300}" "$bin/cuda_engine_bench"
+  # One tenant flooding a partition against a victim's round trips (docs/security.md).
+  step timeout "${MK_BENCH_TIMEOUT:-300}" "$bin/tenancy_bench" cuda
 fi
 if [[ " $steps " == *" io "* ]]; then
   # fio is the baseline: the machine's, or one carried in the bundle.

@@ -17,10 +17,12 @@ bash deploy/gpu/package.sh \
   $b/tests/engine_suite/engine_conformance \
   $b/tests/engine_suite/engine_concurrency \
   $b/tests/engine_suite/engine_resources \
+  $b/tests/engine_suite/engine_tenancy \
   $b/tests/gpu/cuda_engine_test \
   $b/tests/bench/cuda_engine_bench \
   $b/tests/bench/engine_cpu_bench \
   $b/tests/bench/io_bench \
+  $b/tests/bench/tenancy_bench \
   $b/server/megakerneld \
   $b/client/mkctl \
   $b/fio/fio
