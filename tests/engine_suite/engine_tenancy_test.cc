@@ -81,6 +81,50 @@ TEST_F(EngineTenancyTest, AFloodingTenantLeavesRoomForAnother) {
   ASSERT_TRUE(sink_.WaitForCount(2 * 1920 + 128));
 }
 
+// Claims are FIFO within a partition, so what each backlogged tenant gets claimed is what it
+// holds there. Three tenants keep publishing NOPs in batches of 256, 16 and 2 until refused:
+// without the rule the big batches take nearly the whole partition; with it each holds about a
+// third of H (1920 / 3 = 640), whatever its batch size, and the claims that follow are shared
+// the same way.
+TEST_F(EngineTenancyTest, BackloggedTenantsGetEqualClaimsWhateverTheirBatchSize) {
+  for (bool fair : {false, true}) {
+    EngineOptions o = Options();
+    o.fair_share = fair;
+    auto e = Make(o);
+    const uint32_t batches[] = {256, 16, 2};
+    uint64_t held[3] = {0, 0, 0};
+    bool refused[3] = {false, false, false};
+    for (int round = 0; round < 10000 && !(refused[0] && refused[1] && refused[2]); ++round) {
+      for (uint32_t t = 0; t < 3; ++t) {
+        if (refused[t]) continue;
+        std::vector<SlotPayload> batch(batches[t], Slot(op::kNop));
+        if (e->Publish(1 + t, batch, {&sink_}).ok()) {
+          held[t] += batches[t];
+        } else {
+          refused[t] = true;
+        }
+      }
+    }
+    SCOPED_TRACE(
+        absl::StrCat(fair ? "fair" : "unfair", ": held ", held[0], " / ", held[1], " / ", held[2]));
+    const uint64_t total = held[0] + held[1] + held[2];
+    if (fair) {
+      for (uint64_t h : held) {
+        EXPECT_LE(h, 640u) << "at most a third of H";
+        EXPECT_GE(h, 640u - 256u) << "at least a third of H less one batch";
+      }
+    } else {
+      EXPECT_GT(held[0], total * 8 / 10) << "the big batches took the partition";
+    }
+    ASSERT_TRUE(e->Start().ok());
+    ASSERT_TRUE(sink_.WaitForCount(total));
+    uint64_t claimed[3] = {0, 0, 0};
+    for (const Completion& c : sink_.completions()) ++claimed[c.tenant - 1];
+    for (uint32_t t = 0; t < 3; ++t) EXPECT_EQ(claimed[t], held[t]) << "tenant " << 1 + t;
+    sink_.Clear();
+  }
+}
+
 // The operator's knob: a lower share bounds how far behind a flooder another tenant's slot
 // queues (here 1/4 of the 2048-slot partition), and out-of-range values are refused.
 TEST_F(EngineTenancyTest, TheLargestShareIsAnOption) {

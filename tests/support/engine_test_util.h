@@ -100,6 +100,10 @@ class RecordingSink final : public CompletionSink {
     std::lock_guard<std::mutex> lock(mu_);
     return completions_;
   }
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    completions_.clear();
+  }
 
  private:
   std::mutex mu_;
