@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "early_auth.h"
 #include "mk/base/status_macros.h"
 
 namespace mk::server {
@@ -76,7 +77,8 @@ absl::Status CheckCertificateAndKey(const std::string& cert_pem, const std::stri
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const ServerOptions& o) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
+    const ServerOptions& o, const TenantDirectory* tenants) {
   if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
     if (!o.tls_client_ca_file.empty()) {
       return absl::InvalidArgumentError(
@@ -105,7 +107,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const S
     ssl.pem_root_certs = *ca;
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
-  return grpc::SslServerCredentials(ssl);
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::SslServerCredentials(ssl);
+  if (!tenants->development_mode()) {
+    credentials->SetAuthMetadataProcessor(std::make_shared<EarlyAuthProcessor>(tenants));
+  }
+  return credentials;
 }
 
 bool IsLoopbackListen(const std::string& listen) {

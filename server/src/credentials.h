@@ -14,13 +14,17 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "auth.h"
 #include "mk/server/server.h"
 
 namespace mk::server {
 
-// Insecure credentials without TLS files; TLS (optionally mutual) with them. INVALID_ARGUMENT
-// naming the file for an unreadable, malformed or mismatched certificate or key.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(const ServerOptions& o);
+// Insecure credentials without TLS files; TLS (optionally mutual) with them, which authenticate
+// each call's token from `tenants` before its body is read (early_auth.h; `tenants` must
+// outlive the server). INVALID_ARGUMENT naming the file for an unreadable, malformed or
+// mismatched certificate or key.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeCredentials(
+    const ServerOptions& o, const TenantDirectory* tenants);
 
 // Whether the host of "host:port" is a loopback address (127.0.0.0/8, ::1, localhost).
 bool IsLoopbackListen(const std::string& listen);

@@ -62,7 +62,7 @@ class ServerImpl final : public Server {
   }
 
   absl::Status Start(const ServerOptions& options) {
-    auto credentials = MakeCredentials(options);
+    auto credentials = MakeCredentials(options, tenants_.get());
     if (!credentials.ok()) return credentials.status();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();

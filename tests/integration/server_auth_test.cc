@@ -2,6 +2,7 @@
 #include <cstdlib>
 
 #include "gmock/gmock.h"
+#include "grpc_health_v1.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "support/temp_files.h"
 #include "support/test_server.h"
@@ -275,6 +276,49 @@ TEST_F(TlsTest, ATokenBoundToACertificateNeedsThatCertificate) {
             absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(client("token-of-tenant-two", "two")->Publish({Slot{}}, absl::Seconds(10)).ok())
       << "tenant 2 has no binding: any certificate the CA signed";
+}
+
+// On a TLS listener a call's token is checked on its metadata, before gRPC reads the body (the
+// finding: anonymous calls made the server hold whole 64 MiB messages before any check). The
+// proof: an anonymous message over --max_message_bytes is refused for its missing token, not
+// for its size, which gRPC checks as it reads the body. Health stays anonymous.
+TEST_F(TlsTest, AnonymousCallsAreRefusedBeforeTheirBodyIsRead) {
+  const testing::ScopedTempDir files("mk_tls_early");
+  server::ServerOptions so;
+  so.tls_cert_file = Path("server.pem");
+  so.tls_key_file = Path("server.key");
+  so.max_message_bytes = 1 << 20;
+  so.tenants_file = files.WriteFile("tenants.txt", "tenant 1 token-of-tenant-one\n");
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  auto client = [&](const std::string& token) {
+    client::ClientOptions co;
+    co.target = ts->target();
+    co.token = token;
+    co.tls_ca_file = Path("ca.pem");
+    co.tls_server_name = "localhost";
+    co.max_attempts = 1;
+    co.rpc_timeout = absl::Seconds(10);
+    return *client::Client::Create(co);
+  };
+  const std::string big(2 << 20, 'x');
+  for (const std::string& token : {std::string(), std::string("not-a-token")}) {
+    absl::Status refused = client(token)->Echo(big).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kUnauthenticated) << refused;
+    EXPECT_THAT(refused.message(), HasSubstr("checked before the request body was read"));
+  }
+  EXPECT_EQ(client("token-of-tenant-one")->Echo(big).status().code(),
+            absl::StatusCode::kResourceExhausted)
+      << "with a token, the size limit applies as before";
+  auto echoed = client("token-of-tenant-one")->Echo("hello");
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  auto anonymous = client("");
+  auto health = grpc::health::v1::Health::NewStub(anonymous->channel());
+  grpc::ClientContext ctx;
+  grpc::health::v1::HealthCheckRequest req;
+  grpc::health::v1::HealthCheckResponse resp;
+  ASSERT_TRUE(health->Check(&ctx, req, &resp).ok()) << "health needs no token";
+  EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
 
 TEST_F(TlsTest, CertificateBindingsWithoutMutualTlsAreRefused) {
