@@ -32,8 +32,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
           auto w = async_.find(k->second.front());
           k->second.erase(k->second.begin());
           if (k->second.empty()) async_keys_.erase(k);
-          w->second.got.push_back(c);
-          Settle(key, Settled::kNo);
+          w->second.got.push_back(c);  // owed until Deliver settles it
           if (--w->second.remaining == 0) {
             finished.push_back(std::move(w->second));
             async_.erase(w);
@@ -51,7 +50,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
     wake = blocked_waiters_ != 0;
   }
   if (wake) arrived_.notify_all();
-  for (AsyncWaiter& w : finished) w.done(std::move(w.got));
+  for (AsyncWaiter& w : finished) Deliver(w);
 }
 
 uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> tickets,
@@ -69,8 +68,7 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
       if (it != completions_.end()) {
         waiter.got.push_back(it->second.completion);
         Unstore(it->second.bucket);
-        completions_.erase(it);
-        Settle(key, Settled::kNo);
+        completions_.erase(it);  // owed until Deliver settles it
       } else {
         std::vector<uint64_t>& waiters = async_keys_[key];
         if (std::find(waiters.begin(), waiters.end(), id) != waiters.end()) continue;  // duplicate
@@ -85,7 +83,7 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
       return id;
     }
   }
-  waiter.done(std::move(waiter.got));
+  Deliver(waiter);
   return id;
 }
 
@@ -105,7 +103,7 @@ void CompletionStore::Expire(uint64_t id) {
       if (k->second.empty()) async_keys_.erase(k);
     }
   }
-  waiter.done(std::move(waiter.got));
+  Deliver(waiter);
 }
 
 uint64_t CompletionStore::BucketFor(absl::Time now) {
@@ -151,16 +149,52 @@ uint64_t CompletionStore::DropExpired(absl::Time now) {
   return dropped;
 }
 
-void CompletionStore::Return(absl::Span<const Completion> batch) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const Completion& c : batch) {
-      const Key key{c.tenant, c.ticket};
-      SettledEntry& entry = settled_[SettledIndex(key)];
-      if (entry.key == key) entry = SettledEntry{};
+namespace {
+// The asynchronous delivery running on this thread (innermost first; a callback's Return can
+// finish another waiter, whose delivery then runs inside it): what its callback handed back.
+struct DeliveryScope {
+  std::vector<CompletionStore::TicketKey> returned;
+  DeliveryScope* outer = nullptr;
+};
+thread_local DeliveryScope* current_delivery = nullptr;
+}  // namespace
+
+void CompletionStore::Deliver(AsyncWaiter& waiter) {
+  std::vector<Key> keys;
+  keys.reserve(waiter.got.size());
+  for (const Completion& c : waiter.got) keys.push_back(Key{c.tenant, c.ticket});
+  DeliveryScope scope;
+  scope.outer = current_delivery;
+  current_delivery = &scope;
+  waiter.done(std::move(waiter.got));
+  current_delivery = scope.outer;
+  if (keys.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Key& key : keys) {
+    const TicketKey k{key.tenant, key.ticket};
+    if (std::find(scope.returned.begin(), scope.returned.end(), k) != scope.returned.end()) {
+      continue;  // handed back: still owed, pending again
     }
+    Settle(key);
   }
-  for (const Completion& c : batch) AddOwed(c.tenant, 1);
+}
+
+void CompletionStore::Return(absl::Span<const Completion> batch) {
+  if (current_delivery != nullptr) {
+    // From inside a waiter's callback: those completions were never settled (still owed).
+    for (const Completion& c : batch) current_delivery->returned.push_back({c.tenant, c.ticket});
+  } else {
+    // Settled already (a synchronous Take's caller handing back): owed, and pending, again.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const Completion& c : batch) {
+        const Key key{c.tenant, c.ticket};
+        SettledEntry& entry = settled_[SettledIndex(key)];
+        if (entry.key == key) entry = SettledEntry{};
+      }
+    }
+    for (const Completion& c : batch) AddOwed(c.tenant, 1);
+  }
   OnCompletions(batch);
 }
 
@@ -173,14 +207,6 @@ std::optional<CompletionStore::SettledTicket> CompletionStore::FirstSettled(
     if (entry.key == key) return SettledTicket{ticket, entry.how};
   }
   return std::nullopt;
-}
-
-void CompletionStore::RememberDelivered(absl::Span<const Completion> delivered) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const Completion& c : delivered) {
-    const Key key{c.tenant, c.ticket};
-    if (!completions_.contains(key)) settled_[SettledIndex(key)] = {key, Settled::kCollected};
-  }
 }
 
 size_t CompletionStore::async_waiters() {

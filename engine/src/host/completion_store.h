@@ -76,8 +76,9 @@ class CompletionStore final : public CompletionSink {
   uint64_t size() const { return size_.load(std::memory_order_relaxed); }
 
   // Completions owed to callers of Take: slots published without a sink and not yet handed
-  // out (in flight or stored). Exact at any moment, unlike in_flight + size(), which can count
-  // a just-delivered completion twice.
+  // out (in flight, stored, or with an asynchronous waiter whose callback is still running).
+  // Exact at any moment, unlike in_flight + size(), which can count a just-delivered
+  // completion twice.
   uint64_t owed() const { return owed_.load(std::memory_order_acquire); }
   // The same, for one tenant (the per-tenant quota).
   uint64_t owed(uint32_t tenant) const {
@@ -87,7 +88,9 @@ class CompletionStore final : public CompletionSink {
     owed_.fetch_add(n, std::memory_order_acq_rel);
     if (tenant < max_tenants_) owed_by_tenant_[tenant].fetch_add(n, std::memory_order_acq_rel);
   }
-  // Completions a caller took but could not deliver, handed back (they are owed again).
+  // Completions a caller took but could not deliver, handed back: pending (and owed) again.
+  // Called from inside a TakeAsync callback (the Poll that was cancelled), they were never
+  // settled: a re-poll meanwhile waits for them instead of being told they were collected.
   void Return(absl::Span<const Completion> batch);
 
   // How a ticket's completion left the store for good.
@@ -101,11 +104,12 @@ class CompletionStore final : public CompletionSink {
   // forgotten, and a wait for them runs out as before); nullopt if none. A handed-back
   // completion (Return) is pending again.
   std::optional<SettledTicket> FirstSettled(uint32_t tenant, absl::Span<const uint64_t> tickets);
-  // Completions an asynchronous wait (TakeAsync) handed to its callback are remembered as
-  // collected only once the caller says they were delivered: a caller whose RPC was cancelled
-  // hands them back instead (Return), and a re-poll meanwhile must wait for them, not be told
-  // they are gone. Those present in the store again (handed back) are skipped.
-  void RememberDelivered(absl::Span<const Completion> delivered);
+  // A ticket as Return records it inside an asynchronous waiter's callback.
+  struct TicketKey {
+    uint32_t tenant;
+    uint64_t ticket;
+    friend bool operator==(const TicketKey&, const TicketKey&) = default;
+  };
   static constexpr size_t kSettledMemory = size_t{1} << 16;
   // Drops stored completions nobody collected within the time-to-live (they expire between ttl
   // and ttl * 9/8 after they arrived); they are owed no more. Returns how many were dropped.
@@ -156,6 +160,9 @@ class CompletionStore final : public CompletionSink {
     std::vector<Completion> got;
     Callback done;
   };
+  // Runs `waiter`'s callback with what it got (never under mu_), then settles what the callback
+  // did not hand back with Return: owed no more, remembered as collected.
+  void Deliver(AsyncWaiter& waiter);
 
   std::mutex mu_;
   std::condition_variable arrived_;
@@ -179,13 +186,12 @@ class CompletionStore final : public CompletionSink {
   alignas(64) std::atomic<uint64_t> owed_{0};
   // The completion of `key` handed out or dropped: owed no more, and remembered as settled
   // (needs mu_).
-  // kNo: an asynchronous wait's collection, remembered later by RememberDelivered.
   void Settle(const Key& key, Settled how = Settled::kCollected) {
     owed_.fetch_sub(1, std::memory_order_acq_rel);
     if (key.tenant < max_tenants_) {
       owed_by_tenant_[key.tenant].fetch_sub(1, std::memory_order_acq_rel);
     }
-    if (how != Settled::kNo) settled_[SettledIndex(key)] = SettledEntry{key, how};
+    settled_[SettledIndex(key)] = SettledEntry{key, how};
   }
   static size_t SettledIndex(const Key& key) { return absl::HashOf(key) & (kSettledMemory - 1); }
   const uint32_t max_tenants_;

@@ -102,8 +102,9 @@ absl::Status EngineBase::CheckPending(uint32_t tenant, absl::Span<const uint64_t
     }
     return absl::NotFoundError(absl::StrCat("engine: ticket ", settled->ticket, " of tenant ",
                                             tenant,
-                                            " was collected already by an earlier Poll; poll "
-                                            "each ticket published without a wait once"));
+                                            " was collected already (by an earlier Poll, or by "
+                                            "the waiting Publish that published it); poll each "
+                                            "ticket published without a wait once"));
   }
   return absl::NotFoundError(absl::StrCat(
       "engine: tickets[0] = ", tickets[0], " is not pending for tenant ", tenant,
@@ -167,11 +168,7 @@ absl::StatusOr<Engine::WaitId> EngineBase::WaitForAsync(uint32_t tenant,
       tenant, tickets, [this, expiry, done = std::move(done)](std::vector<Completion> got) {
         expiry->finished.store(true, std::memory_order_seq_cst);
         if (uint64_t t = expiry->timer.load(std::memory_order_seq_cst); t != 0) timer_.Cancel(t);
-        // `done` hands back (ReturnCompletions) what it cannot deliver before it returns; the
-        // rest is remembered as collected afterwards (a re-poll of it is then NOT_FOUND).
-        const std::vector<Completion> handed = got;
         done(std::move(got));
-        store_.RememberDelivered(handed);
       });
   if (expiry->finished.load(std::memory_order_seq_cst)) return id;
   expiry->timer.store(timer_.Schedule(deadline, [this, id] { store_.Expire(id); }),

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -197,6 +198,74 @@ TEST(CompletionStoreTest, CollectedCompletionsNeverExpire) {
   }
   EXPECT_EQ(store.DropExpired(absl::Now() + absl::Hours(1)), 0u);
   EXPECT_EQ(store.owed(), 0u);
+}
+
+// What a synchronous Take collected is remembered at once; what a dropped completion was, too.
+TEST(CompletionStoreTest, CollectedAndDroppedTicketsAreRemembered) {
+  CompletionStore store{64, absl::Milliseconds(10)};
+  store.AddOwed(1, 2);
+  const Completion collected = Done(1, 1, 0);
+  store.OnCompletions({&collected, 1});
+  const std::vector<uint64_t> one{1};
+  ASSERT_EQ(store.Take(1, one, absl::Now() + absl::Seconds(10)).size(), 1u);
+  const Completion dropped = Done(1, 2, 0);
+  store.OnCompletions({&dropped, 1});
+  AwaitState([&] { return store.DropExpired(absl::Now()) == 1; });
+  const std::vector<uint64_t> both{2, 1};
+  auto first = store.FirstSettled(1, both);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->ticket, 2u);
+  EXPECT_EQ(first->how, CompletionStore::Settled::kDropped);
+  EXPECT_EQ(store.FirstSettled(1, one)->how, CompletionStore::Settled::kCollected);
+  EXPECT_FALSE(store.FirstSettled(2, one).has_value()) << "per tenant";
+  EXPECT_EQ(store.owed(1), 0u);
+}
+
+// An asynchronous waiter's completions stay owed and unsettled while its callback runs: one it
+// hands back from there (its Poll was cancelled) goes to the next waiter for that ticket and
+// is never reported as collected in between; only a delivery that keeps it settles it.
+TEST(CompletionStoreTest, HandedBackCompletionsAreNeverReportedCollected) {
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(1, 2);
+  const std::vector<uint64_t> t{7};
+  const std::vector<uint64_t> t_and_u{7, 8};
+  std::vector<Completion> second_got;
+  // The second waiter (tickets 7 and 8) is next in line for ticket 7 after the first one.
+  store.TakeAsync(1, t, [&](const std::vector<Completion>& got) {
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(store.owed(1), 2u) << "still owed while the callback runs";
+    store.Return(got);  // cancelled: hand it back
+  });
+  const uint64_t second_id = store.TakeAsync(
+      1, t_and_u, [&](std::vector<Completion> got) { second_got = std::move(got); });
+  const Completion c = Done(1, 7, 5);
+  store.OnCompletions({&c, 1});  // to the first waiter, which hands it to the second
+  EXPECT_FALSE(store.FirstSettled(1, t).has_value()) << "held by the second waiter";
+  EXPECT_EQ(store.owed(1), 2u);
+  store.Expire(second_id);  // its Poll ends with ticket 7 and keeps it
+  ASSERT_EQ(second_got.size(), 1u);
+  EXPECT_EQ(second_got[0].results[0], 5u);
+  auto settled = store.FirstSettled(1, t);
+  ASSERT_TRUE(settled.has_value());
+  EXPECT_EQ(settled->how, CompletionStore::Settled::kCollected);
+  EXPECT_EQ(store.owed(1), 1u) << "ticket 8 is still owed";
+}
+
+// A synchronous Take's caller that hands completions back makes them pending and owed again.
+TEST(CompletionStoreTest, ReturnAfterATakeMakesTheTicketPendingAgain) {
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(1, 1);
+  const Completion c = Done(1, 3, 0);
+  store.OnCompletions({&c, 1});
+  const std::vector<uint64_t> t{3};
+  auto got = store.Take(1, t, absl::Now() + absl::Seconds(10));
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(store.FirstSettled(1, t).has_value());
+  store.Return(got);
+  EXPECT_FALSE(store.FirstSettled(1, t).has_value());
+  EXPECT_EQ(store.owed(1), 1u);
+  EXPECT_EQ(store.Take(1, t, absl::Now() + absl::Seconds(10)).size(), 1u);
+  EXPECT_EQ(store.owed(1), 0u);
 }
 
 }  // namespace
