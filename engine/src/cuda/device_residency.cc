@@ -15,8 +15,11 @@
 #include "mk/base/log.h"
 #include "mk/base/page_memory.h"
 #include "mk/base/status_macros.h"
+#include "mk/engine/engine.h"
 
 namespace mk::engine::cuda {
+
+static_assert(offload::kSharedOwner == kSharedResourceOwner);
 
 #if MK_PROFILING
 void DeviceResidency::CopyProfile::Record(Time issued, Time queued, Time done) {

@@ -41,18 +41,22 @@ struct Resident {
   uint64_t length = 0;
 };
 
-// Resource `id` of `tenant` in the residency table (mapped host memory, kernel_abi.h): the key,
-// the fields, and the key again, so an entry replaced meanwhile reads as absent.
+// Resource `id` of `tenant`, or a shared resource `id` (every tenant's to use), in the residency
+// table (mapped host memory, kernel_abi.h): the key, the fields, and the key again, so an entry
+// replaced meanwhile reads as absent.
 __device__ inline Resident LookupResident(const offload::ResidencyParams& r, uint32_t tenant,
                                           uint32_t id) {
   Resident out;
   if (r.table == nullptr) return out;
   const offload::ResidencyEntry* e = r.table + (id & r.table_mask);
-  const uint64_t want = offload::ResidencyKey(tenant, id);
-  if (LoadAcquireSystem(&e->key) != want) return out;
+  const uint64_t key = LoadAcquireSystem(&e->key);
+  if (key != offload::ResidencyKey(tenant, id) &&
+      key != offload::ResidencyKey(offload::kSharedOwner, id)) {
+    return out;
+  }
   out.address = LoadAcquireSystem(&e->address);
   out.length = LoadAcquireSystem(&e->length);
-  out.found = LoadAcquireSystem(&e->key) == want;
+  out.found = LoadAcquireSystem(&e->key) == key;
   return out;
 }
 

@@ -112,9 +112,14 @@ struct alignas(32) ResidencyEntry {
   uint64_t length;   // bytes
   uint64_t reserved;
 };
+// The owner of shared resources (mk::engine::kSharedResourceOwner): every tenant may use them.
+inline constexpr uint32_t kSharedOwner = 0xFFFFFFFFu;
+// A tenant's key has its id + 1 in the high word; a shared resource's key is its id alone (ids
+// start at 1): never 0, and never another owner's key.
 MK_HOST_DEVICE constexpr uint64_t ResidencyKey(uint32_t tenant, uint32_t id) {
-  return (uint64_t{tenant} + 1) << 32 | id;  // never 0
+  return (uint64_t{tenant} + 1) << 32 | id;
 }
+static_assert(ResidencyKey(kSharedOwner, 7) == 7 && ResidencyKey(0, 7) == (uint64_t{1} << 32 | 7));
 
 // A LOAD_MISS whose resource the kernel did not find resident completes with this status: the
 // host's loader serves it (load, coalesce, requeue, or fault) instead of the kernel.
