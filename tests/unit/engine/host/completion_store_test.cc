@@ -28,13 +28,17 @@ void AwaitState(Ready ready) {
   while (!ready()) std::this_thread::yield();
 }
 
+// Owes `c` to its tenant, delivers it, and takes it back with a synchronous Take.
+std::vector<Completion> DeliverAndTake(CompletionStore& store, const Completion& c) {
+  store.AddOwed(c.tenant, 1);
+  store.OnCompletions({&c, 1});
+  const std::vector<uint64_t> tickets{c.ticket};
+  return store.Take(c.tenant, tickets, absl::Now() + absl::Seconds(10));
+}
+
 TEST(CompletionStoreTest, StoredCompletionIsTakenAtOnce) {
   CompletionStore store{64, absl::Minutes(10)};
-  store.AddOwed(1, 1);
-  const Completion c = Done(1, 7, 42);
-  store.OnCompletions({&c, 1});
-  const std::vector<uint64_t> tickets{7};
-  auto got = store.Take(1, tickets, absl::Now() + absl::Seconds(10));
+  auto got = DeliverAndTake(store, Done(1, 7, 42));
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].results[0], 42u);
   EXPECT_EQ(store.owed(), 0u);
@@ -203,11 +207,9 @@ TEST(CompletionStoreTest, CollectedCompletionsNeverExpire) {
 // What a synchronous Take collected is remembered at once; what a dropped completion was, too.
 TEST(CompletionStoreTest, CollectedAndDroppedTicketsAreRemembered) {
   CompletionStore store{64, absl::Milliseconds(10)};
-  store.AddOwed(1, 2);
-  const Completion collected = Done(1, 1, 0);
-  store.OnCompletions({&collected, 1});
+  ASSERT_EQ(DeliverAndTake(store, Done(1, 1, 0)).size(), 1u);
   const std::vector<uint64_t> one{1};
-  ASSERT_EQ(store.Take(1, one, absl::Now() + absl::Seconds(10)).size(), 1u);
+  store.AddOwed(1, 1);
   const Completion dropped = Done(1, 2, 0);
   store.OnCompletions({&dropped, 1});
   AwaitState([&] { return store.DropExpired(absl::Now()) == 1; });
@@ -254,12 +256,9 @@ TEST(CompletionStoreTest, HandedBackCompletionsAreNeverReportedCollected) {
 // A synchronous Take's caller that hands completions back makes them pending and owed again.
 TEST(CompletionStoreTest, ReturnAfterATakeMakesTheTicketPendingAgain) {
   CompletionStore store{64, absl::Minutes(10)};
-  store.AddOwed(1, 1);
-  const Completion c = Done(1, 3, 0);
-  store.OnCompletions({&c, 1});
-  const std::vector<uint64_t> t{3};
-  auto got = store.Take(1, t, absl::Now() + absl::Seconds(10));
+  auto got = DeliverAndTake(store, Done(1, 3, 0));
   ASSERT_EQ(got.size(), 1u);
+  const std::vector<uint64_t> t{3};
   ASSERT_TRUE(store.FirstSettled(1, t).has_value());
   store.Return(got);
   EXPECT_FALSE(store.FirstSettled(1, t).has_value());
