@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/base/optimization.h"
+#include "absl/container/flat_hash_set.h"
 
 namespace mk::engine::host {
 
@@ -153,7 +154,7 @@ namespace {
 // The asynchronous delivery running on this thread (innermost first; a callback's Return can
 // finish another waiter, whose delivery then runs inside it): what its callback handed back.
 struct DeliveryScope {
-  std::vector<CompletionStore::TicketKey> returned;
+  absl::flat_hash_set<CompletionStore::Key> returned;
   DeliveryScope* outer = nullptr;
 };
 thread_local DeliveryScope* current_delivery = nullptr;
@@ -171,18 +172,14 @@ void CompletionStore::Deliver(AsyncWaiter& waiter) {
   if (keys.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   for (const Key& key : keys) {
-    const TicketKey k{key.tenant, key.ticket};
-    if (std::find(scope.returned.begin(), scope.returned.end(), k) != scope.returned.end()) {
-      continue;  // handed back: still owed, pending again
-    }
-    Settle(key);
+    if (!scope.returned.contains(key)) Settle(key);  // handed back: still owed, pending again
   }
 }
 
 void CompletionStore::Return(absl::Span<const Completion> batch) {
   if (current_delivery != nullptr) {
     // From inside a waiter's callback: those completions were never settled (still owed).
-    for (const Completion& c : batch) current_delivery->returned.push_back({c.tenant, c.ticket});
+    for (const Completion& c : batch) current_delivery->returned.insert(Key{c.tenant, c.ticket});
   } else {
     // Settled already (a synchronous Take's caller handing back): owed, and pending, again.
     {

@@ -104,11 +104,15 @@ class CompletionStore final : public CompletionSink {
   // forgotten, and a wait for them runs out as before); nullopt if none. A handed-back
   // completion (Return) is pending again.
   std::optional<SettledTicket> FirstSettled(uint32_t tenant, absl::Span<const uint64_t> tickets);
-  // A ticket as Return records it inside an asynchronous waiter's callback.
-  struct TicketKey {
+  // A tenant's ticket: the store's map key, and what Return records inside a waiter's callback.
+  struct Key {
     uint32_t tenant;
     uint64_t ticket;
-    friend bool operator==(const TicketKey&, const TicketKey&) = default;
+    friend bool operator==(const Key&, const Key&) = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& k) {
+      return H::combine(std::move(h), k.tenant, k.ticket);
+    }
   };
   static constexpr size_t kSettledMemory = size_t{1} << 16;
   // Drops stored completions nobody collected within the time-to-live (they expire between ttl
@@ -119,15 +123,6 @@ class CompletionStore final : public CompletionSink {
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
  private:
-  struct Key {
-    uint32_t tenant;
-    uint64_t ticket;
-    friend bool operator==(const Key&, const Key&) = default;
-    template <typename H>
-    friend H AbslHashValue(H h, const Key& k) {
-      return H::combine(std::move(h), k.tenant, k.ticket);
-    }
-  };
   // Which of a Take's tickets were collected (inline for the usual few: no allocation).
   using TakenFlags = absl::InlinedVector<bool, 16>;
   // Moves the completions of `tickets` present now into `out`; returns how many are missing.
