@@ -72,6 +72,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def last_sampled_cpu(sampler, name):
+    """The last CPU reading the sampler took of `name` (0.0 when none): for a process that
+    exited (and was reaped) before it could be read directly."""
+    for sample in reversed(sampler.samples):
+        if f"{name}_cpu_s" in sample:
+            return sample[f"{name}_cpu_s"]
+    return 0.0
+
+
 class Sampler:
     """Samples the server's RSS and the CPU of the server and mkctl every `period` seconds (the
     report's timeline: is memory flat or climbing, what the soak costs)."""
@@ -365,7 +374,10 @@ def main():
         mkctl.wait_line("soak: open loop over", timeout=args.duration + 300)
         if len(cpu) == len(servers):
             close_cpu(servers[-1], cpu[-1])
-        mkctl_cpu = cpu_seconds(mkctl.proc.pid) - mkctl_cpu0
+        try:
+            mkctl_cpu = cpu_seconds(mkctl.proc.pid) - mkctl_cpu0
+        except OSError:  # mkctl exited and was reaped already (a slow machine's end)
+            mkctl_cpu = last_sampled_cpu(sampler, "mkctl") - mkctl_cpu0
         if rss and len(rss) == len(servers):
             rss[-1]["end_kib"] = rss_kib(servers[-1].proc.pid)
         mkctl.proc.wait(timeout=300)

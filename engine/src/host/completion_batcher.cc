@@ -2,15 +2,13 @@
 
 namespace mk::engine::host {
 
-CompletionBatcher::CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink,
-                                     TenantShares* shares)
-    : ledger_(ledger), default_sink_(default_sink), shares_(shares) {
+CompletionBatcher::CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink)
+    : ledger_(ledger), default_sink_(default_sink) {
   batch_.reserve(256);
   publish_times_.reserve(256);
 }
 
-void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns,
-                            uint32_t partition) {
+void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns) {
   if (sink == nullptr) sink = &default_sink_;
   if (sink != current_ || batch_.size() == batch_.capacity()) {
     Deliver();
@@ -36,12 +34,6 @@ void CompletionBatcher::Add(CompletionSink* sink, const Completion& c, uint64_t 
     counts_tenant_ = c.tenant;
   }
   ++counts_[static_cast<uint32_t>(OpcodeClassOf(c.opcode))][static_cast<uint32_t>(outcome)];
-  if (c.tenant != release_tenant_ || partition != release_partition_) {
-    FlushReleases();
-    release_tenant_ = c.tenant;
-    release_partition_ = partition;
-  }
-  ++release_count_;
   if (publish_ns != 0 && ledger_.collect_latency()) publish_times_.push_back(publish_ns);
 }
 
@@ -52,17 +44,7 @@ void CompletionBatcher::FlushTenantCounts() {
   counts_tenant_ = UINT32_MAX;
 }
 
-void CompletionBatcher::FlushReleases() {
-  if (shares_ != nullptr && release_count_ != 0) {
-    shares_->Release(release_tenant_, release_partition_, release_count_);
-  }
-  release_count_ = 0;
-  release_tenant_ = UINT32_MAX;
-}
-
 void CompletionBatcher::Deliver() {
-  // The room first: a caller holding every completion may publish again at once.
-  FlushReleases();
   if (!batch_.empty()) current_->OnCompletions(batch_);
   batch_.clear();
 }

@@ -13,39 +13,30 @@
 #include <vector>
 
 #include "host/outcome_ledger.h"
-#include "host/tenant_shares.h"
 #include "mk/engine/engine.h"
 
 namespace mk::engine::host {
 
 class CompletionBatcher {
  public:
-  // Completions added without a sink go to `default_sink`; the slots they came from are given
-  // back to `shares` (null: not tracked) when the batch is flushed.
-  CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink, TenantShares* shares);
+  // Completions added without a sink go to `default_sink`. (The slots they came from go back
+  // to their tenants' shares when the ring's tail passes them: PartitionedRing::AdvanceTail.)
+  CompletionBatcher(OutcomeLedger& ledger, CompletionSink& default_sink);
   CompletionBatcher(const CompletionBatcher&) = delete;
   CompletionBatcher& operator=(const CompletionBatcher&) = delete;
   ~CompletionBatcher() { Flush(); }
 
-  // `publish_ns` (0 = unknown) feeds the publish-to-completion latency histogram; `partition`
-  // is the ring partition the completed slot left.
-  void Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns, uint32_t partition);
+  // `publish_ns` (0 = unknown) feeds the publish-to-completion latency histogram.
+  void Add(CompletionSink* sink, const Completion& c, uint64_t publish_ns);
   // Delivers what was added and adds its counts to the ledger.
   void Flush();
 
  private:
   void Deliver();
   void FlushTenantCounts();
-  void FlushReleases();
 
   OutcomeLedger& ledger_;
   CompletionSink& default_sink_;
-  TenantShares* const shares_;
-  // Slots of one (tenant, partition) run not yet given back to shares_ (before the
-  // completions that freed them are delivered).
-  uint32_t release_tenant_ = UINT32_MAX;
-  uint32_t release_partition_ = 0;
-  uint64_t release_count_ = 0;
   CompletionSink* current_ = nullptr;
   std::vector<Completion> batch_;
   uint64_t done_ = 0, faulted_ = 0, cancelled_ = 0;

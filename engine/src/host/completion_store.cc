@@ -35,6 +35,7 @@ void CompletionStore::OnCompletions(absl::Span<const Completion> batch) {
           if (k->second.empty()) async_keys_.erase(k);
           w->second.got.push_back(c);  // owed until Deliver settles it
           if (--w->second.remaining == 0) {
+            BeginDelivery(w->second);
             finished.push_back(std::move(w->second));
             async_.erase(w);
           }
@@ -83,6 +84,7 @@ uint64_t CompletionStore::TakeAsync(uint32_t tenant, absl::Span<const uint64_t> 
       async_.emplace(id, std::move(waiter));
       return id;
     }
+    BeginDelivery(waiter);
   }
   Deliver(waiter);
   return id;
@@ -103,6 +105,7 @@ void CompletionStore::Expire(uint64_t id) {
       if (pos != k->second.end()) k->second.erase(pos);
       if (k->second.empty()) async_keys_.erase(k);
     }
+    BeginDelivery(waiter);
   }
   Deliver(waiter);
 }
@@ -160,6 +163,10 @@ struct DeliveryScope {
 thread_local DeliveryScope* current_delivery = nullptr;
 }  // namespace
 
+void CompletionStore::BeginDelivery(const AsyncWaiter& waiter) {
+  for (const Completion& c : waiter.got) ++delivering_[Key{c.tenant, c.ticket}];
+}
+
 void CompletionStore::Deliver(AsyncWaiter& waiter) {
   std::vector<Key> keys;
   keys.reserve(waiter.got.size());
@@ -170,10 +177,17 @@ void CompletionStore::Deliver(AsyncWaiter& waiter) {
   waiter.done(std::move(waiter.got));
   current_delivery = scope.outer;
   if (keys.empty()) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const Key& key : keys) {
-    if (!scope.returned.contains(key)) Settle(key);  // handed back: still owed, pending again
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Key& key : keys) {
+      if (!scope.returned.contains(key)) Settle(key);  // handed back: still owed, pending again
+      auto it = delivering_.find(key);
+      if (it != delivering_.end() && --it->second == 0) delivering_.erase(it);
+    }
+    wake = delivery_watchers_ != 0;
   }
+  if (wake) delivered_.notify_all();
 }
 
 void CompletionStore::Return(absl::Span<const Completion> batch) {
@@ -197,18 +211,32 @@ void CompletionStore::Return(absl::Span<const Completion> batch) {
 
 std::optional<CompletionStore::SettledTicket> CompletionStore::FirstSettled(
     uint32_t tenant, absl::Span<const uint64_t> tickets) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (uint64_t ticket : tickets) {
-    const Key key{tenant, ticket};
-    const SettledEntry& entry = settled_[SettledIndex(key)];
-    if (entry.key == key) return SettledTicket{ticket, entry.how};
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto until = std::chrono::steady_clock::now() + absl::ToChronoSeconds(kDeliveryWait);
+  while (true) {
+    bool in_delivery = false;
+    for (uint64_t ticket : tickets) {
+      const Key key{tenant, ticket};
+      const SettledEntry& entry = settled_[SettledIndex(key)];
+      if (entry.key == key) return SettledTicket{ticket, entry.how};
+      in_delivery = in_delivery || (!delivering_.empty() && delivering_.contains(key));
+    }
+    if (!in_delivery) return std::nullopt;
+    ++delivery_watchers_;
+    const bool timed_out = delivered_.wait_until(lock, until) == std::cv_status::timeout;
+    --delivery_watchers_;
+    if (timed_out) return std::nullopt;
   }
-  return std::nullopt;
 }
 
 size_t CompletionStore::async_waiters() {
   std::lock_guard<std::mutex> lock(mu_);
   return async_.size();
+}
+
+size_t CompletionStore::delivery_watchers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return delivery_watchers_;
 }
 
 size_t CompletionStore::blocked_waiters() {

@@ -71,6 +71,8 @@ class CompletionStore final : public CompletionSink {
   // Callers of Take blocked on the condition variable (past their spin), and those spinning
   // on a handoff record: what tests wait for before delivering.
   size_t blocked_waiters();
+  // FirstSettled callers waiting for a delivery in progress.
+  size_t delivery_watchers();
   size_t handoff_waiters();
 
   uint64_t size() const { return size_.load(std::memory_order_relaxed); }
@@ -102,7 +104,10 @@ class CompletionStore final : public CompletionSink {
   // The first of `tickets` whose completion `tenant` already collected or the store dropped
   // after the time-to-live, among the last ~kSettledMemory settlements (older ones are
   // forgotten, and a wait for them runs out as before); nullopt if none. A handed-back
-  // completion (Return) is pending again.
+  // completion (Return) is pending again. A ticket whose completion an asynchronous waiter's
+  // callback is delivering right now is neither: this waits (at most kDeliveryWait) for the
+  // callback to return, so a caller that got its answer and polls again at once is told the
+  // ticket was collected (the answer can reach it before the callback returns).
   std::optional<SettledTicket> FirstSettled(uint32_t tenant, absl::Span<const uint64_t> tickets);
   // A tenant's ticket: the store's map key, and what Return records inside a waiter's callback.
   struct Key {
@@ -115,6 +120,7 @@ class CompletionStore final : public CompletionSink {
     }
   };
   static constexpr size_t kSettledMemory = size_t{1} << 16;
+  static constexpr absl::Duration kDeliveryWait = absl::Seconds(1);
   // Drops stored completions nobody collected within the time-to-live (they expire between ttl
   // and ttl * 9/8 after they arrived); they are owed no more. Returns how many were dropped.
   // Costs a scan of the stored completions only when some did expire.
@@ -155,6 +161,9 @@ class CompletionStore final : public CompletionSink {
     std::vector<Completion> got;
     Callback done;
   };
+  // Records the completions `waiter` got as being delivered (FirstSettled waits for them);
+  // called under mu_ when the waiter finishes, before Deliver.
+  void BeginDelivery(const AsyncWaiter& waiter);
   // Runs `waiter`'s callback with what it got (never under mu_), then settles what the callback
   // did not hand back with Return: owed no more, remembered as collected.
   void Deliver(AsyncWaiter& waiter);
@@ -165,6 +174,12 @@ class CompletionStore final : public CompletionSink {
   // (tenant, ticket) -> waiters in arrival order; a completion goes to the first. Guarded by mu_.
   absl::flat_hash_map<Key, std::vector<uint64_t>> async_keys_;
   uint64_t next_async_id_ = 1;  // guarded by mu_
+  // Completions a finished waiter's callback is delivering now (a count per key: a handed-back
+  // one may be in a second delivery already), and the FirstSettled callers waiting for them.
+  // Guarded by mu_.
+  absl::flat_hash_map<Key, uint32_t> delivering_;
+  uint32_t delivery_watchers_ = 0;
+  std::condition_variable delivered_;
   // A stored completion and the arrival bucket it counts in.
   struct Stored {
     Completion completion;

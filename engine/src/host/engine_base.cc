@@ -37,10 +37,12 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       shares_(options.max_tenants, ring_->partition_sizes(),
               options.max_outstanding_slots_per_tenant, options.fair_share,
               options.max_tenant_partition_share),
-      reaper_(*ring_, *control_, ledger_, shares_, store_),
+      reaper_(*ring_, *control_, ledger_, store_),
       publisher_(*ring_, tickets_, ledger_, store_, shares_, options.max_stored_completions,
                  options.max_stored_completions_per_tenant),
-      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {}
+      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {
+  ring_->AttachShares(&shares_);
+}
 
 absl::Status EngineBase::CreateLoader(const ResourceLoader::StoreFactory& make_store) {
   if (options_.resource_root.empty()) return absl::OkStatus();

@@ -139,7 +139,8 @@ class EngineBase : public Engine {
   TicketBook tickets_;
   OutcomeLedger ledger_;
   CompletionStore store_;
-  TenantShares shares_;  // each tenant's slots per partition: the publisher takes, reapers give
+  TenantShares
+      shares_;  // each tenant's slots per partition: the publisher takes, the ring's tail gives
   DeadlineTimer timer_;  // after store_: stopped before the store goes away
   SlotReaper reaper_;
   SlotPublisher publisher_;

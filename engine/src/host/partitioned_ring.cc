@@ -161,7 +161,26 @@ void PartitionedRing::AdvanceTail(uint32_t partition) {
                              static_cast<uint32_t>(SlotStatus::kEmpty)) {
     ++tail;
   }
-  if (tail != start) part.tail.store(tail, std::memory_order_release);
+  if (tail == start) return;
+  // The tenants are read before the tail moves: past it, a publisher may rewrite the slots.
+  ReleaseShares(partition, start, tail);
+  part.tail.store(tail, std::memory_order_release);
+}
+
+void PartitionedRing::ReleaseShares(uint32_t partition, uint64_t begin, uint64_t end) const {
+  if (shares_ == nullptr) return;
+  uint32_t run_tenant = 0;
+  uint64_t run = 0;
+  ForEachIndex(ClaimRange{partition, begin, end}, [&](uint32_t index) {
+    const uint32_t tenant = slot(index)[protocol::kWordTenant];
+    if (run != 0 && tenant != run_tenant) {
+      shares_->Release(run_tenant, partition, run);
+      run = 0;
+    }
+    run_tenant = tenant;
+    ++run;
+  });
+  if (run != 0) shares_->Release(run_tenant, partition, run);
 }
 
 void PartitionedRing::ForEachCommitted(uint32_t partition,
@@ -207,7 +226,9 @@ void PartitionedRing::SweepInFlight(absl::FunctionRef<void(uint32_t)> fn) {
   for (const Partition& part : partitions_) WaitForFrontier(part, part.reserve);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     Partition& part = partitions_[p];
-    for (uint64_t seq = part.tail.load(); seq < part.reserve; ++seq) fn(IndexOf(p, seq));
+    const uint64_t tail = part.tail.load();
+    for (uint64_t seq = tail; seq < part.reserve; ++seq) fn(IndexOf(p, seq));
+    ReleaseShares(p, tail, part.reserve);
     part.claim.store(part.reserve, std::memory_order_release);
     part.tail.store(part.reserve, std::memory_order_release);
   }

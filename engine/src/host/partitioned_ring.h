@@ -15,7 +15,12 @@
 //   slot PUBLISHED -> CLAIMED with a compare-and-swap (which loses to a concurrent cancel).
 // - tail: everything before it is EMPTY and reusable. AdvanceTail walks EMPTY slots in
 //   [tail, claim); a slot that stays PUBLISHED (a disabled tenant's) or REQUEUE (a waiting
-//   fence) holds it.
+//   fence) holds it. The slots the tail passes go back to their tenants' shares
+//   (TenantShares::Release, when one is attached): a slot counts against its tenant until its
+//   room is reusable, not merely until it completed, so the slots tenants hold add up to the
+//   partition's in-flight span [tail, reserve) and the headroom the shares keep free is room in
+//   the FIFO (executors finish out of order: a completed slot behind an older running one still
+//   takes room).
 //
 // WriteOutcome is the one writer of a slot's outcome (results, then DONE or FAULT, release);
 // it, MoveStatus and StoreStatus check their moves against the slot state machine in builds
@@ -48,6 +53,7 @@
 #include "absl/status/statusor.h"
 #include "host/prefetch.h"
 #include "host/slot_state_machine.h"
+#include "host/tenant_shares.h"
 #include "mk/base/page_memory.h"
 #include "mk/engine/engine.h"
 #include "mk/engine/interpreter.h"
@@ -111,6 +117,10 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
     for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) sizes[p] = partitions_[p].size;
     return sizes;
   }
+
+  // Gives the slots the tail passes back to `shares` (each to the tenant in its TENANT word).
+  // Call before any slot is published; `shares` must outlive the ring's last AdvanceTail.
+  void AttachShares(TenantShares* shares) { shares_ = shares; }
 
   // ---- Publishing (SlotPublisher) ----
   // The sequences one publish takes in each partition. Holds the reservation mutex from
@@ -206,6 +216,8 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   }
 
   // ---- Recycling and inspection ----
+  // Moves the tail over the EMPTY slots at its head and gives them back to their tenants'
+  // shares.
   void AdvanceTail(uint32_t partition);
   // Calls fn(ring index) for every committed slot of `partition` not yet behind the tail
   // (cancellation looks for tickets there).
@@ -216,7 +228,8 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   void CountOccupancy(Occupancy* out) const;
   // Teardown (no executor runs): blocks new reservations, waits for reservations under way to
   // commit, calls fn(ring index) for every slot in [tail, reserve) of each partition, then
-  // leaves every partition empty (claim = tail = reserve). fn must leave each slot EMPTY.
+  // leaves every partition empty (claim = tail = reserve) and gives those slots back to their
+  // tenants' shares. fn must leave each slot EMPTY.
   void SweepInFlight(absl::FunctionRef<void(uint32_t)> fn);
 
   // ---- The reference design's ports (ring_ports.h) ----
@@ -247,14 +260,18 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
                   const std::array<uint32_t, protocol::kPriorityCount>& weights);
   // Waits until every sequence of `part` before `sequence` is committed.
   static void WaitForFrontier(const Partition& part, uint64_t sequence);
+  // Gives the slots [begin, end) of `partition` (EMPTY, not yet reusable) back to their
+  // tenants' shares, one Release per run of one tenant.
+  void ReleaseShares(uint32_t partition, uint64_t begin, uint64_t end) const;
   absl::Status CheckIndex(uint32_t slot_index) const;
 
   const base::PagePtr<uint32_t[]> words_;  // page-aligned
   const uint32_t slot_count_;
   std::unique_ptr<SlotMeta[]> meta_;
   std::array<Partition, protocol::kPriorityCount> partitions_;
-  mutable std::mutex reserve_mu_;  // guards every partition's reserve and tail_seen
-  std::mutex port_publish_mu_;     // serializes the producer port's Publish calls
+  mutable std::mutex reserve_mu_;   // guards every partition's reserve and tail_seen
+  std::mutex port_publish_mu_;      // serializes the producer port's Publish calls
+  TenantShares* shares_ = nullptr;  // not owned; set before publishing starts
 };
 
 template <typename Fn>

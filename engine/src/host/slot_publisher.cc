@@ -43,7 +43,7 @@ absl::StatusOr<PublishResult> SlotPublisher::Publish(uint32_t tenant,
                                                      CompletionSink* sink) {
   MK_RETURN_IF_ERROR(CheckStoreRoom(tenant, slots.size(), sink));
   const PriorityCounts wanted = CountByPriority(slots);
-  MK_RETURN_IF_ERROR(shares_.Admit(tenant, wanted));  // released as the slots are reaped
+  MK_RETURN_IF_ERROR(Admit(tenant, wanted));
   absl::StatusOr<PartitionedRing::Reservation> reserved = ring_.Reserve(wanted);
   if (!reserved.ok()) {
     shares_.Cancel(tenant, wanted);
@@ -64,6 +64,17 @@ absl::StatusOr<PublishResult> SlotPublisher::Publish(uint32_t tenant,
   ring_.Commit(reservation);
   ledger_.AddOutcomeCounts(tenant, published);
   return PublishResult{first_ticket, static_cast<uint32_t>(slots.size())};
+}
+
+absl::Status SlotPublisher::Admit(uint32_t tenant, const PriorityCounts& wanted) {
+  absl::Status admitted = shares_.Admit(tenant, wanted);
+  if (!absl::IsResourceExhausted(admitted)) return admitted;
+  // The tenant's slots go back to its share when the ring's tail passes them, which the reaper
+  // does after delivering their completions: a caller that got every completion may publish
+  // before that, so move the tails here and ask once more (every partition's: the fixed cap
+  // counts the tenant's slots in all of them).
+  for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) ring_.AdvanceTail(p);
+  return shares_.Admit(tenant, wanted);
 }
 
 absl::Status SlotPublisher::CheckStoreRoom(uint32_t tenant, size_t slots,

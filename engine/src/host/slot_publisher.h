@@ -37,6 +37,9 @@ class SlotPublisher {
                                         CompletionSink* sink);
 
  private:
+  // Takes the tenant's share of the ring for `wanted` (TenantShares::Admit), moving the tails
+  // once when it is refused.
+  absl::Status Admit(uint32_t tenant, const PriorityCounts& wanted);
   absl::Status CheckStoreRoom(uint32_t tenant, size_t slots, const CompletionSink* sink) const;
   // Writes each slot's meta, payload and STATUS=PUBLISHED into its reserved ring slot and
   // records where it went in `index_of`. Nothing is visible to executors until Commit.

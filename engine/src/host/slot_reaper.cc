@@ -31,14 +31,10 @@ Completion CompletionFromSlot(const uint32_t* slot, SlotStatus status, uint64_t 
 }  // namespace
 
 SlotReaper::SlotReaper(PartitionedRing& ring, ControlBuffers& control, OutcomeLedger& ledger,
-                       TenantShares& shares, CompletionSink& default_sink)
-    : ring_(ring),
-      control_(control),
-      ledger_(ledger),
-      shares_(shares),
-      default_sink_(default_sink) {}
+                       CompletionSink& default_sink)
+    : ring_(ring), control_(control), ledger_(ledger), default_sink_(default_sink) {}
 
-bool SlotReaper::ReapIfTerminal(uint32_t index, uint32_t partition, CompletionBatcher* out) {
+bool SlotReaper::ReapIfTerminal(uint32_t index, CompletionBatcher* out) {
   uint32_t* w = ring_.slot(index);
   const auto status =
       static_cast<SlotStatus>(PartitionedRing::StatusWord(w).load(std::memory_order_acquire));
@@ -50,12 +46,12 @@ bool SlotReaper::ReapIfTerminal(uint32_t index, uint32_t partition, CompletionBa
   if (!PartitionedRing::MoveStatus(w, index, status, SlotStatus::kEmpty, Actor::kHost)) {
     return false;  // another thread reaped it first
   }
-  out->Add(sink, c, publish_ns, partition);
+  out->Add(sink, c, publish_ns);
   return true;
 }
 
 void SlotReaper::ReapRange(const ClaimRange& range, CompletionBatcher* out) {
-  ring_.ForEachIndex(range, [&](uint32_t index) { ReapIfTerminal(index, range.partition, out); });
+  ring_.ForEachIndex(range, [&](uint32_t index) { ReapIfTerminal(index, out); });
   out->Flush();
   ring_.AdvanceTail(range.partition);
 }
@@ -63,9 +59,8 @@ void SlotReaper::ReapRange(const ClaimRange& range, CompletionBatcher* out) {
 void SlotReaper::ReapIndices(absl::Span<const uint32_t> indices, CompletionBatcher* out) {
   std::array<bool, protocol::kPriorityCount> touched{};
   for (uint32_t index : indices) {
-    const uint32_t partition = ring_.PartitionOf(index);
-    ReapIfTerminal(index, partition, out);
-    touched[partition] = true;
+    ReapIfTerminal(index, out);
+    touched[ring_.PartitionOf(index)] = true;
   }
   out->Flush();
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
@@ -74,9 +69,8 @@ void SlotReaper::ReapIndices(absl::Span<const uint32_t> indices, CompletionBatch
 }
 
 void SlotReaper::ReapSlot(uint32_t index, CompletionBatcher* out) {
-  const uint32_t partition = ring_.PartitionOf(index);
-  ReapIfTerminal(index, partition, out);
-  ring_.AdvanceTail(partition);
+  ReapIfTerminal(index, out);
+  ring_.AdvanceTail(ring_.PartitionOf(index));
 }
 
 bool SlotReaper::CancelSlot(uint32_t index, CompletionBatcher* out) {
@@ -95,7 +89,7 @@ bool SlotReaper::CancelSlot(uint32_t index, CompletionBatcher* out) {
   if (!ring_.MoveStatus(index, status, SlotStatus::kEmpty, Actor::kHost)) {
     return false;  // an executor claimed it first
   }
-  out->Add(sink, c, publish_ns, ring_.PartitionOf(index));
+  out->Add(sink, c, publish_ns);
   if (fence != kNoFence) OnFenceReleased(fence);
   return true;
 }
@@ -146,7 +140,7 @@ void SlotReaper::FailInFlight(CompletionBatcher* out) {
           protocol::Fault(protocol::FaultCode::kEngineRestart, static_cast<uint32_t>(status)),
           Actor::kHost);
     }
-    ReapIfTerminal(index, ring_.PartitionOf(index), out);
+    ReapIfTerminal(index, out);
   });
 }
 

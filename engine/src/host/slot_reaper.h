@@ -31,14 +31,14 @@ class SlotReaper {
   // Completions of slots published without a sink go to `default_sink`. Every argument must
   // outlive the reaper.
   SlotReaper(PartitionedRing& ring, ControlBuffers& control, OutcomeLedger& ledger,
-             TenantShares& shares, CompletionSink& default_sink);
+             CompletionSink& default_sink);
 
   // Where a fence released by cancellation, io completion or teardown goes.
   void SetFenceReadyCallback(std::function<void(uint32_t)> callback) {
     on_fence_ready_ = std::move(callback);
   }
   // A batcher delivering to this reaper's default sink and counting into its ledger.
-  CompletionBatcher NewBatcher() { return CompletionBatcher(ledger_, default_sink_, &shares_); }
+  CompletionBatcher NewBatcher() { return CompletionBatcher(ledger_, default_sink_); }
 
   // Reaps every terminal slot of the range (or the one slot, or the given slots) and advances
   // the tails of the partitions involved. ReapRange and ReapIndices deliver what they reaped
@@ -65,8 +65,7 @@ class SlotReaper {
 
  private:
   // Delivers a terminal slot's completion if this thread wins the terminal -> EMPTY move.
-  // `partition`: the one `index` lies in (its slot goes back to the tenant's share there).
-  bool ReapIfTerminal(uint32_t index, uint32_t partition, CompletionBatcher* out);
+  bool ReapIfTerminal(uint32_t index, CompletionBatcher* out);
   void OnFenceReleased(uint32_t fence) {
     if (ring_.ReleaseFence(fence) && on_fence_ready_) on_fence_ready_(fence);
   }
@@ -74,7 +73,6 @@ class SlotReaper {
   PartitionedRing& ring_;
   ControlBuffers& control_;
   OutcomeLedger& ledger_;
-  TenantShares& shares_;
   CompletionSink& default_sink_;
   std::function<void(uint32_t)> on_fence_ready_;
   std::mutex resume_mu_;  // ResumeWaiting vs FailInFlight

@@ -7,6 +7,8 @@
 // EngineOptions::max_tenant_partition_share), and a tenant may hold at most H / A of them, A
 // being the tenants that hold slots there (itself included). A tenant alone
 // may hold H; when a second one arrives, the first is refused until its share drains to H / 2.
+// A slot is held from its publish until the ring's tail passes it, so the holds add up to the
+// partition's in-flight span and the headroom is free room whatever order slots complete in.
 // Executors claim a partition in FIFO order, so equal holds mean equal throughput for
 // backlogged tenants (Little's law), and a slot admitted into a partition waits behind at most
 // H others. Optionally a fixed cap bounds a tenant's slots over all partitions.
@@ -49,7 +51,8 @@ class TenantShares {
   absl::Status Admit(uint32_t tenant, const PartitionCounts& wanted);
   // Gives back slots Admit took (a publish that failed after Admit).
   void Cancel(uint32_t tenant, const PartitionCounts& wanted);
-  // `count` slots of `tenant` in `partition` were reaped (or cancelled, or failed).
+  // `count` slots of `tenant` in `partition` were passed by the ring's tail (reaped, cancelled
+  // or failed, and their room reusable: PartitionedRing::AdvanceTail).
   void Release(uint32_t tenant, uint32_t partition, uint64_t count);
 
   int64_t held(uint32_t tenant, uint32_t partition) const {

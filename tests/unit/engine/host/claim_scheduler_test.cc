@@ -29,8 +29,10 @@ class ClaimSchedulerTest : public ::testing::Test {
           tickets(8),
           ledger(8, /*collect_latency=*/false),
           shares(8, memory.ring->partition_sizes(), 0),
-          reaper(*memory.ring, *memory.control, ledger, shares, store),
-          publisher(*memory.ring, tickets, ledger, store, shares, 1u << 20, 0) {}
+          reaper(*memory.ring, *memory.control, ledger, store),
+          publisher(*memory.ring, tickets, ledger, store, shares, 1u << 20, 0) {
+      memory.ring->AttachShares(&shares);
+    }
     EngineMemory memory;
     TenantGate tenants;
     TicketBook tickets;

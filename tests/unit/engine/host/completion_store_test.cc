@@ -4,6 +4,7 @@
 #include "host/completion_store.h"
 
 #include <atomic>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -251,6 +252,35 @@ TEST(CompletionStoreTest, HandedBackCompletionsAreNeverReportedCollected) {
   ASSERT_TRUE(settled.has_value());
   EXPECT_EQ(settled->how, CompletionStore::Settled::kCollected);
   EXPECT_EQ(store.owed(1), 1u) << "ticket 8 is still owed";
+}
+
+// The answer to a Poll can reach its caller before the callback that sent it returns (and
+// settles its tickets): a re-poll right then waited out its whole wait (a flaky gRPC test
+// under load). Now FirstSettled waits for the delivery in progress and reports the ticket
+// collected.
+TEST(CompletionStoreTest, ARepollDuringTheDeliveryIsToldTheTicketWasCollected) {
+  CompletionStore store{64, absl::Minutes(10)};
+  store.AddOwed(1, 2);
+  const std::vector<uint64_t> t{4};
+  std::atomic<bool> in_callback{false}, release{false};
+  store.TakeAsync(1, t, [&](const std::vector<Completion>&) {
+    in_callback = true;
+    AwaitState([&] { return release.load(); });  // the answer is out; the callback not done
+  });
+  std::thread deliverer([&] {
+    const Completion c = Done(1, 4, 0);
+    store.OnCompletions({&c, 1});
+  });
+  AwaitState([&] { return in_callback.load(); });
+  std::optional<CompletionStore::SettledTicket> settled;
+  std::thread repoll([&] { settled = store.FirstSettled(1, t); });
+  AwaitState([&] { return store.delivery_watchers() == 1; });  // it waits for the delivery
+  release = true;
+  repoll.join();
+  deliverer.join();
+  ASSERT_TRUE(settled.has_value());
+  EXPECT_EQ(settled->how, CompletionStore::Settled::kCollected);
+  EXPECT_EQ(store.owed(1), 1u);
 }
 
 // A synchronous Take's caller that hands completions back makes them pending and owed again.
