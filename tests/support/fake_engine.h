@@ -141,6 +141,21 @@ class FakeEngine final : public engine::Engine {
   absl::Status EvictResource(uint32_t, uint32_t) override {
     return absl::FailedPreconditionError("fake engine: no resources");
   }
+  absl::StatusOr<engine::BufferInfo> CreateBuffer(uint32_t, uint64_t) override {
+    return absl::FailedPreconditionError("fake engine: no buffers");
+  }
+  absl::Status WriteBuffer(uint32_t, uint32_t, uint64_t, absl::Span<const char>) override {
+    return absl::FailedPreconditionError("fake engine: no buffers");
+  }
+  absl::Status ReadBuffer(uint32_t, uint32_t, uint64_t, absl::Span<char>) override {
+    return absl::FailedPreconditionError("fake engine: no buffers");
+  }
+  absl::Status FreeBuffer(uint32_t, uint32_t) override {
+    return absl::FailedPreconditionError("fake engine: no buffers");
+  }
+  absl::StatusOr<std::vector<engine::BufferInfo>> ListBuffers(uint32_t) override {
+    return std::vector<engine::BufferInfo>();
+  }
   absl::Status Restart() override { return absl::OkStatus(); }
   engine::EngineCounters counters() const override {
     std::lock_guard<std::mutex> lock(mu_);

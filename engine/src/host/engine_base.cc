@@ -40,7 +40,11 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       reaper_(*ring_, *control_, ledger_, store_),
       publisher_(*ring_, tickets_, ledger_, store_, shares_, options.max_stored_completions,
                  options.max_stored_completions_per_tenant),
-      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {
+      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }),
+      buffers_(BufferTable::Limits{.max_tenants = options.max_tenants,
+                                   .max_per_tenant = options.max_buffers_per_tenant,
+                                   .tenant_bytes = options.tenant_buffer_bytes},
+               &buffer_memory_) {
   ring_->AttachShares(&shares_);
 }
 
@@ -354,6 +358,29 @@ void EngineBase::Stats(EngineStats* out) const {
   out->restarts = restarts_.load();
   out->executor_starts = executor_starts_.load();
   if (loader_ != nullptr) loader_->Stats(&out->io);
+}
+
+absl::StatusOr<BufferInfo> EngineBase::CreateBuffer(uint32_t tenant, uint64_t bytes) {
+  return buffers_.Create(tenant, bytes);
+}
+
+absl::Status EngineBase::WriteBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
+                                     absl::Span<const char> bytes) {
+  return buffers_.Write(tenant, handle, offset, bytes);
+}
+
+absl::Status EngineBase::ReadBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
+                                    absl::Span<char> out) {
+  return buffers_.Read(tenant, handle, offset, out);
+}
+
+absl::Status EngineBase::FreeBuffer(uint32_t tenant, uint32_t handle) {
+  return buffers_.Free(tenant, handle);
+}
+
+absl::StatusOr<std::vector<BufferInfo>> EngineBase::ListBuffers(uint32_t tenant) {
+  MK_RETURN_IF_ERROR(CheckTenant(tenant));
+  return buffers_.List(tenant);
 }
 
 }  // namespace mk::engine::host

@@ -23,6 +23,7 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/time/time.h"
+#include "host/buffer_table.h"
 #include "host/claim_scheduler.h"
 #include "host/completion_store.h"
 #include "host/control_buffers.h"
@@ -83,6 +84,13 @@ class EngineBase : public Engine {
                                             uint64_t offset, uint64_t length) override;
   absl::StatusOr<std::vector<ResourceInfo>> ListResources(uint32_t tenant) override;
   absl::Status EvictResource(uint32_t tenant, uint32_t resource_id) override;
+  absl::StatusOr<BufferInfo> CreateBuffer(uint32_t tenant, uint64_t bytes) override;
+  absl::Status WriteBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
+                           absl::Span<const char> bytes) override;
+  absl::Status ReadBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
+                          absl::Span<char> out) override;
+  absl::Status FreeBuffer(uint32_t tenant, uint32_t handle) override;
+  absl::StatusOr<std::vector<BufferInfo>> ListBuffers(uint32_t tenant) override;
   EngineCounters counters() const override;
   void Stats(EngineStats* out) const override;
 
@@ -139,12 +147,16 @@ class EngineBase : public Engine {
   TicketBook tickets_;
   OutcomeLedger ledger_;
   CompletionStore store_;
-  TenantShares
-      shares_;  // each tenant's slots per partition: the publisher takes, the ring's tail gives
+  // Each tenant's slots per partition: the publisher takes, the ring's tail gives back.
+  TenantShares shares_;
   DeadlineTimer timer_;  // after store_: stopped before the store goes away
   SlotReaper reaper_;
   SlotPublisher publisher_;
   ClaimScheduler scheduler_;
+  // Tenant buffers, in host memory on every engine for now (the CUDA engine's device arena
+  // is issue 18's next step: docs/buffers.md).
+  HostBufferMemory buffer_memory_;
+  BufferTable buffers_;
   // LOAD_MISS / CHECKSUM; null without a resource root. Last: destroyed first.
   std::unique_ptr<ResourceLoader> loader_;
 

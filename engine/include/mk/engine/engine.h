@@ -108,6 +108,13 @@ struct ResourceInfo {
   bool resident = false;
 };
 
+// A tenant buffer (docs/buffers.md): `handle` names it in buffer calls and in opcode arguments
+// (protocol::buffer); only the tenant that created it can use it.
+struct BufferInfo {
+  uint32_t handle = 0;
+  uint64_t bytes = 0;
+};
+
 struct EngineOptions {
   // kCudaEmulated: the CUDA engine's host side with host threads in the GPU kernel's place (a
   // test vehicle: it runs the CUDA dispatcher and reapers without a GPU and under
@@ -139,6 +146,9 @@ struct EngineOptions {
   uint64_t tenant_residency_bytes = 256ull << 20;
   // Resources one owner may have registered at once (0 = no limit).
   uint32_t max_resources_per_tenant = 1024;
+  // Tenant buffers: bytes and buffers one tenant may hold (0 = no limit).
+  uint64_t tenant_buffer_bytes = 1ull << 30;
+  uint32_t max_buffers_per_tenant = 1024;
   std::string io_backend = "auto";  // auto | io_uring | threads
   // Read resources with O_DIRECT (bypassing the page cache); resource offsets and lengths must
   // then be multiples of 4096, or their loads fail with EINVAL.
@@ -263,6 +273,18 @@ class Engine {
   virtual absl::StatusOr<std::vector<ResourceInfo>> ListResources(uint32_t tenant) = 0;
   // Drops the resource and its resident copy; FAILED_PRECONDITION while it is loading.
   virtual absl::Status EvictResource(uint32_t tenant, uint32_t resource_id) = 0;
+
+  // Tenant buffers (docs/buffers.md). CreateBuffer: `bytes` zero-filled bytes, counted
+  // against the tenant's quota (RESOURCE_EXHAUSTED with the numbers when over it). Write and
+  // Read copy a byte range (OUT_OF_RANGE past the end). A handle is usable only by the tenant
+  // that created it: any other tenant's call, and any call after FreeBuffer, is NOT_FOUND.
+  virtual absl::StatusOr<BufferInfo> CreateBuffer(uint32_t tenant, uint64_t bytes) = 0;
+  virtual absl::Status WriteBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
+                                   absl::Span<const char> bytes) = 0;
+  virtual absl::Status ReadBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
+                                  absl::Span<char> out) = 0;
+  virtual absl::Status FreeBuffer(uint32_t tenant, uint32_t handle) = 0;
+  virtual absl::StatusOr<std::vector<BufferInfo>> ListBuffers(uint32_t tenant) = 0;
 
   // Recovery (the watchdog's): stops the executor, fails every slot not yet terminal with
   // FAULT(ENGINE_RESTART), and starts a fresh executor. Accepting continues.

@@ -122,6 +122,27 @@ enum class FaultCode : uint32_t {
   kResourceExhausted = 8,
 };
 
+// Buffer handles (tenant buffers: docs/buffers.md). A handle names one buffer of one tenant;
+// resources keep their ids (below 2^31), so one argument word can name either. Layout:
+// bit 31 set, bits 20..30 a generation (bumped when the entry is reused, so a freed buffer's
+// handle never names its successor), bits 0..19 the table entry.
+namespace buffer {
+inline constexpr uint32_t kHandleBit = 0x80000000u;
+inline constexpr uint32_t kIndexBits = 20;
+inline constexpr uint32_t kMaxBuffers = 1u << kIndexBits;
+inline constexpr uint32_t kGenerationMask = 0x7FFu;
+MK_HOST_DEVICE constexpr bool IsBufferHandle(uint32_t handle) { return (handle & kHandleBit) != 0; }
+MK_HOST_DEVICE constexpr uint32_t HandleIndex(uint32_t handle) {
+  return handle & (kMaxBuffers - 1);
+}
+MK_HOST_DEVICE constexpr uint32_t HandleGeneration(uint32_t handle) {
+  return (handle >> kIndexBits) & kGenerationMask;
+}
+MK_HOST_DEVICE constexpr uint32_t MakeHandle(uint32_t index, uint32_t generation) {
+  return kHandleBit | ((generation & kGenerationMask) << kIndexBits) | (index & (kMaxBuffers - 1));
+}
+}  // namespace buffer
+
 // PACKED_SLOT (opcode 0x80000001) argument layout, in words:
 //   ARG0            inner-op count n (1..kMaxInnerOps)
 //   ARG1..          n records, each: one header word (bits 0..15 opcode, bits 16..31 argc),
