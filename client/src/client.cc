@@ -148,19 +148,6 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext(absl::Duration timeout) 
   return context;
 }
 
-template <typename Call>
-grpc::Status Client::WithRetries(Call&& call) {
-  absl::Duration backoff = options_.initial_backoff;
-  for (int attempt = 1;; ++attempt) {
-    grpc::Status status = call();
-    const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                           status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
-    if (status.ok() || !retryable || attempt >= options_.max_attempts) return status;
-    std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff));  // retry backoff
-    backoff = std::min(backoff * 2, options_.max_backoff);
-  }
-}
-
 absl::StatusOr<PublishResult> Client::PublishRequest(const v1::PublishRequest& request) {
   v1::PublishResponse response;
   const absl::Duration wait =

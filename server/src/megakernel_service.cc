@@ -235,15 +235,11 @@ class WatchTelemetryReactor final : public grpc::ServerWriteReactor<v1::Telemetr
   const std::unique_ptr<TenantLimiter::Lease> lease_;  // the caller's place among its streams
 };
 
-namespace {
-
 grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const grpc::Status& s) {
   auto* reactor = context->DefaultReactor();
   reactor->Finish(s);
   return reactor;
 }
-
-}  // namespace
 
 grpc::ServerUnaryReactor* MegakernelService::Publish(grpc::CallbackServerContext* context,
                                                      const v1::PublishRequest* request,

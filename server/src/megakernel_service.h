@@ -47,6 +47,21 @@ class MegakernelService final : public v1::Megakernel::CallbackService {
                                           const v1::EvictResourceRequest* request,
                                           v1::EvictResourceResponse* response) override;
 
+  // Tenant buffers (buffer_service.cc).
+  grpc::ServerUnaryReactor* CreateBuffer(grpc::CallbackServerContext* context,
+                                         const v1::CreateBufferRequest* request,
+                                         v1::CreateBufferResponse* response) override;
+  grpc::ServerReadReactor<v1::WriteBufferChunk>* WriteBuffer(
+      grpc::CallbackServerContext* context, v1::WriteBufferResponse* response) override;
+  grpc::ServerWriteReactor<v1::BufferData>* ReadBuffer(
+      grpc::CallbackServerContext* context, const v1::ReadBufferRequest* request) override;
+  grpc::ServerUnaryReactor* FreeBuffer(grpc::CallbackServerContext* context,
+                                       const v1::FreeBufferRequest* request,
+                                       v1::FreeBufferResponse* response) override;
+  grpc::ServerUnaryReactor* ListBuffers(grpc::CallbackServerContext* context,
+                                        const v1::ListBuffersRequest* request,
+                                        v1::ListBuffersResponse* response) override;
+
   // Fills `out` with a telemetry snapshot; the watchdog compares with the previous call.
   absl::Status Snapshot(const v1::TelemetryRequest& request, v1::Telemetry* out);
 
@@ -68,6 +83,9 @@ class MegakernelService final : public v1::Megakernel::CallbackService {
   absl::flat_hash_set<WatchTelemetryReactor*> watchers_;  // guarded by watchers_mu_
   bool watch_streams_ended_ = false;                      // guarded by watchers_mu_
 };
+
+// Finishes a unary call at once with `s` (the context's default reactor).
+grpc::ServerUnaryReactor* Finished(grpc::CallbackServerContext* context, const grpc::Status& s);
 
 }  // namespace mk::server
 

@@ -13,9 +13,12 @@
 
 #include <grpcpp/channel.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -99,6 +102,21 @@ class Client {
   std::unique_ptr<Stream> OpenStream();
   absl::StatusOr<std::string> Echo(const std::string& payload);
 
+  // Tenant buffers (client_buffers.cc). WriteBuffer streams `data` in chunks of `chunk_bytes`
+  // to [offset, offset + size); ReadBuffer streams [offset, offset + length) back. `progress`
+  // (may be empty) hears the bytes done so far after each chunk. Large transfers get a
+  // deadline of rpc_timeout plus one second per 64 MiB.
+  using Progress = std::function<void(uint64_t done, uint64_t total)>;
+  absl::StatusOr<v1::Buffer> CreateBuffer(uint64_t bytes);
+  absl::StatusOr<uint64_t> WriteBuffer(uint32_t handle, uint64_t offset, absl::string_view data,
+                                       uint32_t chunk_bytes = 1u << 20,
+                                       const Progress& progress = nullptr);
+  absl::StatusOr<std::string> ReadBuffer(uint32_t handle, uint64_t offset, uint64_t length,
+                                         uint32_t chunk_bytes = 1u << 20,
+                                         const Progress& progress = nullptr);
+  absl::Status FreeBuffer(uint32_t handle);
+  absl::StatusOr<std::vector<v1::Buffer>> ListBuffers();
+
   absl::Status SetTenantEnabled(uint32_t tenant, bool enabled);
   absl::StatusOr<v1::DrainResponse> Drain();
   absl::Status Shutdown(bool drain);
@@ -113,7 +131,17 @@ class Client {
   explicit Client(const ClientOptions& options, std::shared_ptr<grpc::Channel> channel);
   // Runs `call` (one attempt, fresh context each) with the retry policy.
   template <typename Call>
-  grpc::Status WithRetries(Call&& call);
+  grpc::Status WithRetries(Call&& call) {
+    absl::Duration backoff = options_.initial_backoff;
+    for (int attempt = 1;; ++attempt) {
+      grpc::Status status = call();
+      const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                             status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+      if (status.ok() || !retryable || attempt >= options_.max_attempts) return status;
+      std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff));  // retry backoff
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    }
+  }
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
