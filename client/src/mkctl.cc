@@ -1,5 +1,6 @@
 // mkctl: the command-line client of megakerneld.
-//   mkctl publish | poll | telemetry | resources | admin | bench | top | soak   (each with --help)
+//   mkctl publish | poll | telemetry | resources | buffer | admin | bench | top | soak
+//   (each with --help)
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -207,6 +208,7 @@ int main(int argc, char** argv) {
       "  poll        collect completions of tickets\n"
       "  telemetry   print a telemetry snapshot\n"
       "  resources   list, register or evict LOAD_MISS resources\n"
+      "  buffer      create, write, read, free or list your buffers (create|write|read|free|ls)\n"
       "  admin       enable or disable a tenant (the admin token)\n"
       "  bench       load generator (closed/open loop) and the baseline suite\n"
       "  top         live view of occupancy, throughput per tenant, watchdog\n"
@@ -232,6 +234,7 @@ int main(int argc, char** argv) {
   if (command == "poll") return mk::mkctl::Poll(rest);
   if (command == "telemetry") return mk::mkctl::Telemetry(rest);
   if (command == "resources") return mk::mkctl::Resources(rest);
+  if (command == "buffer") return mk::mkctl::RunBuffer(rest);
   if (command == "admin") return mk::mkctl::Admin(rest);
   if (command == "bench") return mk::mkctl::RunBench(rest);
   if (command == "top") return mk::mkctl::RunTop(rest);

@@ -114,6 +114,7 @@ int UsageError(absl::string_view message);
 int RunBench(const std::vector<std::string>& argv);
 int RunTop(const std::vector<std::string>& argv);
 int RunSoak(const std::vector<std::string>& argv);
+int RunBuffer(const std::vector<std::string>& argv);
 
 }  // namespace mk::mkctl
 

@@ -147,6 +147,51 @@ class MkctlTest(unittest.TestCase):
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         self.assertIn("UNAUTHENTICATED", result.stderr)
 
+    def test_buffer_round_trip(self):
+        """create --from a file, ls, read back (to a file and to a pipe, which gets no progress
+        line), write at an offset, free; then the handle is gone (exit 1, NOT_FOUND)."""
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        path = os.path.join(self.dir.name, "upload.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        tok = f"--token={TOKEN}"
+        r = self.mkctl("buffer", "create", tok, f"--from={path}", "--chunk_bytes=1000000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        handle = re.search(r"created buffer (0x[0-9a-f]{8}) \((\d+) bytes\)", r.stdout)
+        self.assertIsNotNone(handle, r.stdout)
+        self.assertEqual(int(handle.group(2)), len(data))
+        self.assertIn(f"wrote {len(data)} bytes", r.stdout)
+        self.assertEqual(r.stderr, "", "no progress line when stderr is not a terminal")
+        h = handle.group(1)
+        r = self.mkctl("buffer", "ls", tok)
+        self.assertIn(f"{h} {len(data)} bytes", r.stdout)
+        out = os.path.join(self.dir.name, "download.bin")
+        r = self.mkctl("buffer", "read", tok, f"--handle={h}", f"--out={out}")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(), data)
+        patch = os.path.join(self.dir.name, "patch.bin")
+        with open(patch, "wb") as f:
+            f.write(b"megakernel")
+        r = self.mkctl("buffer", "write", tok, f"--handle={h}", f"--from={patch}", "--offset=5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        piped = subprocess.run([MKCTL, "buffer", "read", tok, f"--handle={h}", "--offset=3",
+                                "--length=14", f"--target={self.server.target()}"],
+                               capture_output=True, timeout=60)
+        self.assertEqual(piped.returncode, 0, piped.stderr)
+        self.assertEqual(piped.stdout, data[3:5] + b"megakernel" + data[15:17])
+        self.assertEqual(piped.stderr, b"")
+        r = self.mkctl("buffer", "read", tok, f"--handle={h}", "--offset=0",
+                       f"--length={len(data) + 1}")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("runs past the end", r.stderr)
+        self.assertEqual(self.mkctl("buffer", "free", tok, f"--handle={h}").returncode, 0)
+        r = self.mkctl("buffer", "read", tok, f"--handle={h}", "--length=1")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("is not a buffer of tenant 5", r.stderr)
+        self.assertUsageError(self.mkctl("buffer", "create", tok), "one of --bytes and --from")
+        self.assertUsageError(self.mkctl("buffer", "frobnicate", tok), "create|write|read")
+
     def test_token_from_environment(self):
         self.assertUnauthenticated(self.publish())
         self.assertPublished(self.publish(env_token=TOKEN))
