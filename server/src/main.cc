@@ -54,6 +54,9 @@ ABSL_FLAG(uint64_t, tenant_residency_bytes, 256ull << 20,
           "own copies (0 = the whole budget)");
 ABSL_FLAG(uint32_t, max_resources_per_tenant, 1024,
           "resources one tenant may have registered at once (0 = no limit)");
+ABSL_FLAG(uint64_t, tenant_buffer_bytes, 1ull << 30,
+          "bytes of buffers one tenant may hold (0 = no limit; docs/buffers.md)");
+ABSL_FLAG(uint32_t, max_buffers_per_tenant, 1024, "buffers one tenant may hold (0 = no limit)");
 ABSL_FLAG(uint64_t, max_stored_completions, 1ull << 22,
           "completions owed to Poll (in flight or stored) in all before Publish answers "
           "RESOURCE_EXHAUSTED");
@@ -179,6 +182,8 @@ absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
   eo.max_tenant_partition_share = absl::GetFlag(FLAGS_max_tenant_partition_share);
   eo.completion_ttl = absl::GetFlag(FLAGS_completion_ttl);
   eo.max_resources_per_tenant = absl::GetFlag(FLAGS_max_resources_per_tenant);
+  eo.tenant_buffer_bytes = absl::GetFlag(FLAGS_tenant_buffer_bytes);
+  eo.max_buffers_per_tenant = absl::GetFlag(FLAGS_max_buffers_per_tenant);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);
   eo.io_direct = absl::GetFlag(FLAGS_io_direct);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);

@@ -26,6 +26,8 @@ struct CpuEngine::WorkerState {
 void CpuEngine::WorkerLoop() {
   WorkerState ws(*control_, reaper_);
   if (loader_ != nullptr) ws.ctx.io = loader_->Hook();
+  ws.ctx.buffers = buffers_.descriptors();
+  ws.ctx.buffer_count = buffers_.capacity();
   const auto spin_before_park = absl::ToChronoNanoseconds(options_.idle_spin);
   auto idle_since = std::chrono::steady_clock::now();
   uint32_t idle_spins = 0;

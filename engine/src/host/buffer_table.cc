@@ -33,8 +33,13 @@ absl::Status HostBufferMemory::CopyOut(absl::Span<char> dst, const void* src) {
   return absl::OkStatus();
 }
 
-BufferTable::BufferTable(const Limits& limits, BufferMemory* memory)
-    : limits_(limits), memory_(memory), use_(limits.max_tenants) {}
+BufferTable::BufferTable(const Limits& limits, BufferMemory* memory, const PartitionedRing* ring)
+    : limits_(limits),
+      capacity_(std::min(limits.capacity, pb::kMaxBuffers)),
+      memory_(memory),
+      ring_(ring),
+      descriptors_(std::make_unique<pb::Descriptor[]>(capacity_)),
+      use_(limits.max_tenants) {}
 
 BufferTable::~BufferTable() = default;
 
@@ -50,26 +55,28 @@ absl::StatusOr<BufferInfo> BufferTable::Create(uint32_t tenant, uint64_t bytes) 
   if (bytes == 0) {
     return absl::InvalidArgumentError("buffer: bytes is 0; a buffer holds at least one byte");
   }
-  const uint32_t capacity = std::min(limits_.capacity, pb::kMaxBuffers);
   uint32_t index;
+  std::vector<std::shared_ptr<Allocation>> released;  // destroyed after the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
+    SweepRetired(&released);
     TenantUse& use = use_[tenant];
     if (limits_.tenant_bytes != 0 &&
         (bytes > limits_.tenant_bytes || use.bytes > limits_.tenant_bytes - bytes)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "buffer: tenant ", tenant, " holds ", use.bytes, " bytes in ", use.buffers,
           " buffers and may hold ", limits_.tenant_bytes, " (--tenant_buffer_bytes); a buffer of ",
-          bytes, " bytes does not fit: free buffers or create a smaller one"));
+          bytes, " bytes does not fit: free buffers or create a smaller one (freed buffers count ",
+          "until the slots published before the free are done)"));
     }
     if (limits_.max_per_tenant != 0 && use.buffers >= limits_.max_per_tenant) {
       return absl::ResourceExhaustedError(
           absl::StrCat("buffer: tenant ", tenant, " holds ", use.buffers, " buffers, the most ",
                        "one tenant may hold (--max_buffers_per_tenant); free one first"));
     }
-    if (free_list_.empty() && entries_.size() >= capacity) {
+    if (free_list_.empty() && entries_.size() >= capacity_) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "buffer: all ", capacity, " buffer handles of this engine are in use; retry later"));
+          "buffer: all ", capacity_, " buffer handles of this engine are in use; retry later"));
     }
     // Counted before the allocation, so concurrent creates cannot overrun the quota together.
     use.bytes += bytes;
@@ -96,7 +103,13 @@ absl::StatusOr<BufferInfo> BufferTable::Create(uint32_t tenant, uint64_t bytes) 
   entry.owner = tenant;
   entry.generation = (entry.generation + 1) & pb::kGenerationMask;
   entry.allocation = std::make_shared<Allocation>(memory_, *data, bytes);
-  return BufferInfo{pb::MakeHandle(index, entry.generation), bytes};
+  const uint32_t handle = pb::MakeHandle(index, entry.generation);
+  pb::Descriptor& d = descriptors_[index];
+  d.owner = tenant;
+  d.data = reinterpret_cast<uintptr_t>(*data);
+  d.bytes = bytes;
+  DescriptorHandle(index).store(handle, std::memory_order_release);  // executors may use it now
+  return BufferInfo{handle, bytes};
 }
 
 absl::StatusOr<std::shared_ptr<BufferTable::Allocation>> BufferTable::Find(
@@ -147,22 +160,53 @@ absl::Status BufferTable::Read(uint32_t tenant, uint32_t handle, uint64_t offset
 }
 
 absl::Status BufferTable::Free(uint32_t tenant, uint32_t handle) {
-  std::shared_ptr<Allocation> allocation;  // released after the lock, when no copy holds it
+  std::vector<std::shared_ptr<Allocation>> released;  // destroyed after the lock
   std::lock_guard<std::mutex> lock(mu_);
   absl::StatusOr<std::shared_ptr<Allocation>> found = Find(tenant, handle, 0, 0, "a free");
   if (!found.ok()) return found.status();
-  Entry& entry = entries_[pb::HandleIndex(handle)];
-  use_[tenant].bytes -= entry.allocation->bytes;
-  --use_[tenant].buffers;
-  allocation = std::move(entry.allocation);
-  entry.owner = kNoOwner;
-  free_list_.push_back(pb::HandleIndex(handle));
+  const uint32_t index = pb::HandleIndex(handle);
+  DescriptorHandle(index).store(0, std::memory_order_release);  // no new resolve succeeds
+  Entry& entry = entries_[index];
+  --use_[tenant].buffers;      // its bytes count until the retirement ends
+  entry.owner = kNoOwner - 1;  // retiring: neither usable nor free
+  retired_.push_back(
+      Retired{index, tenant, std::move(entry.allocation),
+              ring_ != nullptr ? ring_->ReserveSnapshot() : PartitionedRing::Sequences{}});
+  SweepRetired(&released);
   return absl::OkStatus();
+}
+
+void BufferTable::SweepRetired(std::vector<std::shared_ptr<Allocation>>* released) {
+  for (size_t i = 0; i < retired_.size();) {
+    Retired& r = retired_[i];
+    if (ring_ != nullptr && !ring_->TailsPassed(r.published)) {
+      ++i;
+      continue;
+    }
+    use_[r.tenant].bytes -= r.allocation->bytes;
+    entries_[r.index].owner = kNoOwner;
+    free_list_.push_back(r.index);
+    released->push_back(std::move(r.allocation));
+    r = std::move(retired_.back());
+    retired_.pop_back();
+  }
+}
+
+size_t BufferTable::ReleaseRetired() {
+  std::vector<std::shared_ptr<Allocation>> released;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (retired_.empty()) return 0;
+    SweepRetired(&released);
+  }
+  return released.size();
 }
 
 std::vector<BufferInfo> BufferTable::List(uint32_t tenant) {
   std::vector<BufferInfo> out;
+  std::vector<std::shared_ptr<Allocation>> released;  // destroyed after the lock
   std::lock_guard<std::mutex> lock(mu_);
+  SweepRetired(&released);
   for (uint32_t i = 0; i < entries_.size(); ++i) {
     const Entry& entry = entries_[i];
     if (entry.owner == tenant && entry.allocation != nullptr) {

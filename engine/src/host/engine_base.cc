@@ -44,7 +44,7 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       buffers_(BufferTable::Limits{.max_tenants = options.max_tenants,
                                    .max_per_tenant = options.max_buffers_per_tenant,
                                    .tenant_bytes = options.tenant_buffer_bytes},
-               &buffer_memory_) {
+               &buffer_memory_, ring_.get()) {
   ring_->AttachShares(&shares_);
 }
 
@@ -80,6 +80,7 @@ void EngineBase::ScheduleCompletionExpiry() {
       std::clamp(options_.completion_ttl / 8, absl::Milliseconds(10), absl::Seconds(10));
   timer_.Schedule(absl::Now() + period, [this] {
     store_.DropExpired(absl::Now());
+    buffers_.ReleaseRetired();  // freed buffers whose slots are done, if nobody else did
     ScheduleCompletionExpiry();
   });
 }

@@ -215,6 +215,23 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
     return meta_[fence_index].fence_pending.fetch_sub(1, std::memory_order_acq_rel) == 1;
   }
 
+  // ---- Retiring memory slots may still use (BufferTable) ----
+  using Sequences = std::array<uint64_t, protocol::kPriorityCount>;
+  // Every partition's next sequence to hand out: the slots published so far lie below it.
+  Sequences ReserveSnapshot() const {
+    std::lock_guard<std::mutex> lock(reserve_mu_);
+    Sequences out{};
+    for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) out[p] = partitions_[p].reserve;
+    return out;
+  }
+  // True when every slot below `snapshot` has left the ring (each partition's tail passed it).
+  bool TailsPassed(const Sequences& snapshot) const {
+    for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
+      if (partitions_[p].tail.load(std::memory_order_acquire) < snapshot[p]) return false;
+    }
+    return true;
+  }
+
   // ---- Recycling and inspection ----
   // Moves the tail over the EMPTY slots at its head and gives them back to their tenants'
   // shares.

@@ -31,6 +31,7 @@ class EmulatedEngine final : public OffloadEngine {
                         HostThreadKernel::Create(kernel, control_->control().layout(),
                                                  control_->debug_log_storage(),
                                                  control_->debug_log_records(), checksum));
+    port->SetBuffers(buffers_.descriptors(), buffers_.capacity());
     InstallKernel(std::move(port));
     return absl::OkStatus();
   }

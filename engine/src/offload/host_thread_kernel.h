@@ -58,6 +58,12 @@ class HostThreadKernel final : public KernelPort {
       const HostKernelConfig& config, const protocol::control::Layout& layout,
       absl::Span<uint32_t> debug_log, uint32_t debug_log_records, protocol::IoHook checksum);
   ~HostThreadKernel() override;
+  // The tenant buffers the blocks resolve handles through (host memory: this kernel runs on
+  // the host). Call before Launch.
+  void SetBuffers(const protocol::buffer::Descriptor* buffers, uint32_t count) {
+    context_.buffers = buffers;
+    context_.buffer_count = count;
+  }
 
   absl::Status Launch(const uint64_t* first_positions) override;
   absl::Status WaitStopped(absl::Time deadline) override;

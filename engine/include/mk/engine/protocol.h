@@ -89,6 +89,12 @@ inline constexpr uint32_t kDfaStep = 6;
 inline constexpr uint32_t kBatchFence = 7;
 inline constexpr uint32_t kChecksum = 0xFFF0;
 inline constexpr uint32_t kComputeFirst = 0xFFF1;
+// The memory opcodes (docs/buffers.md has their arguments; mk/engine/memory_opcodes.h runs them).
+inline constexpr uint32_t kCopy = 0xFFF1;
+inline constexpr uint32_t kFill = 0xFFF2;
+inline constexpr uint32_t kDfaScan = 0xFFF3;
+inline constexpr uint32_t kGemv = 0xFFF4;
+inline constexpr uint32_t kEmbeddingGather = 0xFFF5;
 inline constexpr uint32_t kComputeLast = 0xFFFC;
 inline constexpr uint32_t kLoadMiss = 0xFFFD;
 inline constexpr uint32_t kPrintf = 0xFFFE;
@@ -141,6 +147,19 @@ MK_HOST_DEVICE constexpr uint32_t HandleGeneration(uint32_t handle) {
 MK_HOST_DEVICE constexpr uint32_t MakeHandle(uint32_t index, uint32_t generation) {
   return kHandleBit | ((generation & kGenerationMask) << kIndexBits) | (index & (kMaxBuffers - 1));
 }
+// One entry of the table executors resolve handles through (host memory on the CPU engine).
+// `handle` is written last when a buffer is created (release) and cleared first when it is
+// freed; an executor that reads its slot's handle there (acquire) may read the rest. An entry
+// is reused only after every slot published before its buffer was freed has left the ring, so
+// a view resolved before the free stays valid until the slot is done.
+struct Descriptor {
+  uint32_t handle;  // the live handle naming this entry; 0 when free
+  uint32_t owner;   // the tenant
+  uint64_t data;    // address of the bytes
+  uint64_t bytes;
+  uint64_t reserved;
+};
+static_assert(sizeof(Descriptor) == 32);
 }  // namespace buffer
 
 // PACKED_SLOT (opcode 0x80000001) argument layout, in words:
