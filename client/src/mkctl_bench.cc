@@ -195,6 +195,45 @@ double PipelinedThroughput(Stream& stream, const Request& request, int messages,
   return answered.load() / std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// 4. Buffer upload (WriteBuffer) and download (ReadBuffer) in 1 MiB messages vs an echo stream
+// of the same 1 MiB messages over the same channel (payload bytes per second, counted once).
+int BufferTransfers(client::Client& c, bool quick) {
+  constexpr uint32_t kChunk = 1u << 20;
+  const int messages = quick ? 64 : 512;
+  const uint64_t total = uint64_t{kChunk} * messages;
+  auto buffer = c.CreateBuffer(total);
+  if (!buffer.ok()) return Fail(buffer.status());
+  const std::string data(total, 'b');
+  auto start = Clock::now();
+  auto written = c.WriteBuffer(buffer->handle(), 0, data, kChunk);
+  const double upload_s = std::chrono::duration<double>(Clock::now() - start).count();
+  start = Clock::now();
+  auto read = c.ReadBuffer(buffer->handle(), 0, total, kChunk);
+  const double download_s = std::chrono::duration<double>(Clock::now() - start).count();
+  const absl::Status freed = c.FreeBuffer(buffer->handle());
+  if (!written.ok()) return Fail(written.status());
+  if (!read.ok()) return Fail(read.status());
+  if (!freed.ok()) return Fail(freed);
+  if (*read != data) return Fail(absl::DataLossError("bench: the buffer read back differs"));
+  grpc::ClientContext ctx;
+  auto e = c.diagnostics()->EchoStream(&ctx);
+  v1::EchoRequest er;
+  er.set_payload(std::string(kChunk, 'e'));
+  int64_t rejected = 0;
+  const double echo_messages_per_s = PipelinedThroughput<v1::EchoResponse>(
+      *e, er, messages, 4, 1, [](const v1::EchoResponse&) { return int64_t{1}; },
+      [](const v1::EchoResponse&) { return int64_t{0}; }, &rejected);
+  e->WritesDone();
+  e->Finish();
+  const double mb = 1e6, echo = echo_messages_per_s * kChunk / mb;
+  PrintFigure("buffer_upload_MBps", total / upload_s / mb, "MB/s");
+  PrintFigure("buffer_download_MBps", total / download_s / mb, "MB/s");
+  PrintFigure("echo_stream_1MiB_MBps", echo, "MB/s");
+  PrintFigure("buffer_upload_ratio_vs_echo", total / upload_s / mb / echo, "x");
+  PrintFigure("buffer_download_ratio_vs_echo", total / download_s / mb / echo, "x");
+  return 0;
+}
+
 int Suite(client::Client& c, bool quick) {
   const int n = quick ? 2000 : 20000;
   const std::vector<client::Slot> nop(1);
@@ -295,7 +334,7 @@ int Suite(client::Client& c, bool quick) {
   PrintFigure("echo_stream_64KiB_throughput", echo_slots_per_s, "slot_equivalents/s");
   PrintFigure("stream_packed_ratio_vs_echo", slots_per_s / echo_slots_per_s, "x");
   PrintFigure("stream_packed_rejected_requests", static_cast<double>(rejected), "requests");
-  return 0;
+  return BufferTransfers(c, quick);
 }
 
 }  // namespace

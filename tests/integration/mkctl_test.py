@@ -192,6 +192,39 @@ class MkctlTest(unittest.TestCase):
         self.assertUsageError(self.mkctl("buffer", "create", tok), "one of --bytes and --from")
         self.assertUsageError(self.mkctl("buffer", "frobnicate", tok), "create|write|read")
 
+    def test_buffer_gemv_as_in_the_readme(self):
+        """The README's GEMV round trip with mkctl: W (3 x 4 bf16) and x from files, y read
+        back and checked against the product computed here."""
+        import struct
+        tok = f"--token={TOKEN}"
+        w = [1.0, 2.0, -1.0, 0.5, 0.0, 1.5, 2.0, -2.0, 4.0, 0.25, 1.0, 3.0]  # exact in bf16
+        x = [0.5, -1.0, 2.0, 4.0]
+        bf16 = b"".join(struct.pack("<f", v)[2:] for v in w)  # the high half of each f32
+        handles = []
+        for name, data in (("w.bin", bf16), ("x.bin", struct.pack("<4f", *x))):
+            path = os.path.join(self.dir.name, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            r = self.mkctl("buffer", "create", tok, f"--from={path}")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            handles.append(re.search(r"created buffer (0x[0-9a-f]{8})", r.stdout).group(1))
+        r = self.mkctl("buffer", "create", tok, "--bytes=12")
+        handles.append(re.search(r"created buffer (0x[0-9a-f]{8})", r.stdout).group(1))
+        hw, hx, hy = handles
+        r = self.mkctl("publish", tok, "--opcode=65524", "--wait=10s",
+                       f"--args={hw},0,0,3,4,1,{hx},0,0,{hy},0,0")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("DONE results=[3 ", r.stdout)
+        piped = subprocess.run([MKCTL, "buffer", "read", tok, f"--handle={hy}",
+                                f"--target={self.server.target()}"], capture_output=True,
+                               timeout=60)
+        self.assertEqual(piped.returncode, 0, piped.stderr)
+        y = struct.unpack("<3f", piped.stdout)
+        want = [sum(w[r * 4 + c] * x[c] for c in range(4)) for r in range(3)]
+        self.assertEqual(list(y), want)
+        for h in handles:
+            self.assertEqual(self.mkctl("buffer", "free", tok, f"--handle={h}").returncode, 0)
+
     def test_token_from_environment(self):
         self.assertUnauthenticated(self.publish())
         self.assertPublished(self.publish(env_token=TOKEN))

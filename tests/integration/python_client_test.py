@@ -2,6 +2,7 @@
 poll, stream, read telemetry and health from a real megakerneld."""
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -86,6 +87,23 @@ class PythonClientTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as e:
             self.stub.Publish(pb.PublishRequest(slots=pb.SlotList(slots=[pb.Slot()])), timeout=30)
         self.assertEqual(e.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+
+    def test_buffers_and_the_gemv_example(self):
+        """examples/python/gemv.py (only the .proto) uploads W and x, runs GEMV and reads y."""
+        example = os.path.join(os.path.dirname(__file__), "../../examples/python/gemv.py")
+        r = subprocess.run([sys.executable, example, f"--target={self.server.target()}",
+                            f"--token={TOKEN}", f"--proto_root={PROTO_ROOT}", "--rows=37",
+                            "--cols=301"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("GEMV: status=COMPLETION_STATUS_DONE result0=37", r.stdout)
+        self.assertRegex(r.stdout, r"max error=")
+        # The example freed its buffers; another tenant's handle is NOT_FOUND.
+        self.assertEqual(len(self.stub.ListBuffers(pb.ListBuffersRequest(), metadata=self.auth,
+                                                   timeout=30).buffers), 0)
+        with self.assertRaises(grpc.RpcError) as err:
+            self.stub.FreeBuffer(pb.FreeBufferRequest(handle=0x80100000), metadata=self.auth,
+                                 timeout=30)
+        self.assertEqual(err.exception.code(), grpc.StatusCode.NOT_FOUND)
 
     def test_health(self):
         stub = health_grpc.HealthStub(self.channel)

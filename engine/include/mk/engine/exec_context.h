@@ -38,6 +38,9 @@ struct ExecContext {
   // Tenant buffers (protocol::buffer::Descriptor); null: none, memory opcodes fault.
   const buffer::Descriptor* buffers = nullptr;
   uint32_t buffer_count = 0;
+  // The tenant of the slot being run (Execute sets it before a custom opcode runs, so the
+  // opcode can resolve that tenant's buffers: ResolveRange(ctx, ctx.tenant, ...)).
+  uint32_t tenant = 0;
 };
 
 MK_HOST_DEVICE inline ExecResult Fault(FaultCode code, uint32_t detail = 0) {

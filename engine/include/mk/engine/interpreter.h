@@ -150,7 +150,10 @@ MK_HOST_DEVICE ExecResult Execute(const uint32_t* slot, uint32_t slot_index, Exe
       if (ctx.io.checksum == nullptr) return Fault(FaultCode::kResourceNotFound, args[0]);
       return ctx.io.checksum(ctx.io.context, slot_index, tenant, args);
     default:
-      if (Registry::Has(op)) return Registry::Run(op, args, scratch, ctx);
+      if (Registry::Has(op)) {
+        ctx.tenant = tenant;
+        return Registry::Run(op, args, scratch, ctx);
+      }
       return Fault(FaultCode::kUnknownOpcode, op);
   }
 }

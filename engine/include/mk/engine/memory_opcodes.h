@@ -94,6 +94,19 @@ MK_HOST_DEVICE inline float Bf16ToF32(uint16_t bits) {
   return v;
 }
 
+// memmove, in host and device code (device code has no memmove).
+MK_HOST_DEVICE inline void MoveBytes(uint8_t* dst, const uint8_t* src, uint64_t n) {
+#if defined(__CUDA_ARCH__)
+  if (dst <= src) {
+    for (uint64_t i = 0; i < n; ++i) dst[i] = src[i];
+  } else {
+    for (uint64_t i = n; i > 0; --i) dst[i - 1] = src[i - 1];
+  }
+#else
+  memmove(dst, src, n);
+#endif
+}
+
 // COPY (0xFFF1): src handle, src offset lo, hi, dst handle, dst offset lo, hi, length lo, hi.
 // memmove semantics (overlapping ranges of one buffer are fine). Results: length lo, hi.
 MK_HOST_DEVICE inline ExecResult ExecuteCopy(const uint32_t* args, uint32_t tenant,
@@ -105,7 +118,7 @@ MK_HOST_DEVICE inline ExecResult ExecuteCopy(const uint32_t* args, uint32_t tena
   ExecResult fault;
   if (!ResolveRange(ctx, tenant, args[0], src_offset, length, &src, &fault)) return fault;
   if (!ResolveRange(ctx, tenant, args[3], dst_offset, length, &dst, &fault)) return fault;
-  memmove(dst.data + dst_offset, src.data + src_offset, length);
+  MoveBytes(dst.data + dst_offset, src.data + src_offset, length);
   ExecResult r = Done(2);
   r.results[0] = static_cast<uint32_t>(length);
   r.results[1] = static_cast<uint32_t>(length >> 32);
@@ -127,10 +140,16 @@ MK_HOST_DEVICE inline ExecResult ExecuteFill(const uint32_t* args, uint32_t tena
   uint8_t* out = dst.data + offset;
   if (width == 1) {
     memset(out, static_cast<int>(pattern & 0xFF), length);
-  } else {
-    for (uint64_t i = 0; i < length; ++i) {
-      out[i] = static_cast<uint8_t>(pattern >> (8 * (i % width)));
-    }
+    return Done();
+  }
+  // The first bytes one by one, then doubling copies of what is written (a multiple of the
+  // width, so the pattern's phase carries over).
+  const uint64_t head = length < 64 ? length : 64;
+  for (uint64_t i = 0; i < head; ++i) out[i] = static_cast<uint8_t>(pattern >> (8 * (i % width)));
+  for (uint64_t done = head; done < length;) {
+    const uint64_t n = done < length - done ? done : length - done;
+    memcpy(out + done, out, n);
+    done += n;
   }
   return Done();
 }
@@ -300,8 +319,8 @@ MK_HOST_DEVICE inline ExecResult ExecuteEmbeddingGather(const uint32_t* args, ui
   for (uint32_t i = 0; i < count; ++i) {
     const uint32_t row = LoadU32(index.data + index_offset + uint64_t{i} * 4);
     if (row >= table_rows) return Fault(FaultCode::kOutOfBounds, i);
-    memmove(out.data + out_offset + uint64_t{i} * row_bytes,
-            table.data + table_offset + uint64_t{row} * row_bytes, row_bytes);
+    MoveBytes(out.data + out_offset + uint64_t{i} * row_bytes,
+              table.data + table_offset + uint64_t{row} * row_bytes, row_bytes);
   }
   ExecResult r = Done(1);
   r.results[0] = count;

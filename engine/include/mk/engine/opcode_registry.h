@@ -10,14 +10,24 @@
 // over the list (no tables, no virtual calls, valid in device code), and the host validates
 // publishes against the same list, so an opcode without a handler never reaches a worker.
 //
+// A handler that works on tenant buffers resolves its handles with ResolveRange(ctx,
+// ctx.tenant, handle, offset, length, &view, &fault) (memory_opcodes.h): bounds-checked views,
+// faults RESOURCE_NOT_FOUND / OUT_OF_BOUNDS naming the handle. It runs on one thread per slot;
+// keep one slot's work to about a millisecond (split larger work over slots), and make it
+// deterministic: both engines must return the same results.
+//
 // `ProductOpcodes` is the list both engines are built with. To add an opcode, define its type
-// below (or in a header included here) and append it to the list.
+// below (or in a header included here) and append it to the list, or, without editing this
+// file, build with -DMK_EXTRA_OPCODES_HEADER=<header> (CMake: MK_EXTRA_OPCODES_HEADER=path):
+// that header defines its opcode types and `#define MK_EXTRA_OPCODES , TypeA, TypeB` (a list
+// starting with a comma). examples/custom_opcode/ is a worked example.
 #ifndef MK_ENGINE_OPCODE_REGISTRY_H_
 #define MK_ENGINE_OPCODE_REGISTRY_H_
 
 #include <stdint.h>
 
 #include "mk/engine/interpreter.h"
+#include "mk/engine/memory_opcodes.h"
 #include "mk/engine/protocol.h"
 
 namespace mk::protocol {
@@ -71,7 +81,18 @@ struct ScratchSumOp {
   }
 };
 
-using ProductOpcodes = OpcodeRegistry<ScratchSumOp>;
+}  // namespace mk::protocol
+
+#if defined(MK_EXTRA_OPCODES_HEADER)
+#include MK_EXTRA_OPCODES_HEADER
+#endif
+#if !defined(MK_EXTRA_OPCODES)
+#define MK_EXTRA_OPCODES
+#endif
+
+namespace mk::protocol {
+
+using ProductOpcodes = OpcodeRegistry<ScratchSumOp MK_EXTRA_OPCODES>;
 static_assert(ProductOpcodes::Valid(), "custom opcodes must be unique and inside the user ranges");
 
 }  // namespace mk::protocol
