@@ -213,14 +213,15 @@ MK_HOST_DEVICE inline ExecResult ExecuteDfaScan(const uint32_t* args, uint32_t t
   MemoryView input;
   if (!ResolveRange(ctx, tenant, args[4], in_offset, length, &input, &fault)) return fault;
   const uint8_t* in = input.data + in_offset;
+  const uint8_t* next = dfa.base;
+  const uint8_t* accept = dfa.base + uint64_t{states} * memory::kDfaAlphabet * 4;
   uint64_t accepted = 0, first = memory::kNoOffset;
   for (uint64_t i = 0; i < length; ++i) {
-    state = dfa.Next(state, in[i]);
+    state = LoadU32(next + ((uint64_t{state} << 8) | in[i]) * 4);
     if (state >= states) return Fault(FaultCode::kBadArgument, 3);
-    if (dfa.Accepts(state)) {
-      if (accepted == 0) first = i;
-      ++accepted;
-    }
+    const uint32_t hit = (LoadU32(accept + (state >> 5) * 4) >> (state & 31)) & 1u;
+    if (hit != 0 && accepted == 0) first = i;
+    accepted += hit;
   }
   ExecResult r = Done(5);
   r.results[0] = state;
