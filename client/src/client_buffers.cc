@@ -20,9 +20,9 @@ absl::StatusOr<v1::Buffer> Client::CreateBuffer(uint64_t bytes) {
   v1::CreateBufferRequest request;
   request.set_bytes(bytes);
   v1::CreateBufferResponse response;
-  grpc::Status s = WithRetries([&] {
-    return megakernel_->CreateBuffer(NewContext(options_.rpc_timeout).get(), request, &response);
-  });
+  // One attempt: a retry after an attempt that timed out but succeeded would leak a buffer.
+  grpc::Status s =
+      megakernel_->CreateBuffer(NewContext(options_.rpc_timeout).get(), request, &response);
   if (!s.ok()) return FromGrpcStatus(s);
   return response.buffer();
 }
@@ -61,7 +61,7 @@ absl::StatusOr<std::string> Client::ReadBuffer(uint32_t handle, uint64_t offset,
   auto context = NewContext(TransferTimeout(options_.rpc_timeout, length));
   auto reader = megakernel_->ReadBuffer(context.get(), request);
   std::string out;
-  out.reserve(length);
+  out.reserve(std::min<uint64_t>(length, 64u << 20));  // before the server checked the range
   v1::BufferData message;
   while (reader->Read(&message)) {
     if (message.offset() != offset + out.size()) {

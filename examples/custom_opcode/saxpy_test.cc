@@ -19,7 +19,6 @@ using engine::CompletionStatus;
 using engine::testing::RunOne;
 using engine::testing::Slot;
 
-
 class SaxpyTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -5,7 +5,10 @@
 // Threading: the reactors' callbacks run on gRPC's threads, one at a time per call (each
 // starts the next read or write only when the previous one is done); the engine's buffer
 // calls copy synchronously, so no callback waits on anything but a copy. Lifetime: each
-// reactor deletes itself in OnDone.
+// reactor deletes itself in OnDone, giving back its place among the tenant's transfers.
+// Memory: a transfer holds at most one message (a WriteBuffer chunk is dropped once copied; a
+// ReadBuffer chunk is at most 4 MiB), and a tenant has at most --max_streams_per_tenant
+// transfers open.
 #include <algorithm>
 #include <string>
 
@@ -30,8 +33,9 @@ void ToProto(const engine::BufferInfo& info, v1::Buffer* out) {
 // index (the earlier chunks stay written).
 class WriteBufferReactor final : public grpc::ServerReadReactor<v1::WriteBufferChunk> {
  public:
-  WriteBufferReactor(engine::Engine* engine, uint32_t tenant, v1::WriteBufferResponse* response)
-      : engine_(engine), tenant_(tenant), response_(response) {
+  WriteBufferReactor(engine::Engine* engine, uint32_t tenant, v1::WriteBufferResponse* response,
+                     std::unique_ptr<TenantLimiter::Lease> lease)
+      : engine_(engine), tenant_(tenant), response_(response), lease_(std::move(lease)) {
     StartRead(&chunk_);
   }
   void OnReadDone(bool ok) override {
@@ -49,6 +53,7 @@ class WriteBufferReactor final : public grpc::ServerReadReactor<v1::WriteBufferC
     }
     written_ += chunk_.data().size();
     ++chunks_;
+    std::string().swap(*chunk_.mutable_data());  // hold no copied chunk while waiting
     StartRead(&chunk_);
   }
   void OnDone() override { delete this; }
@@ -60,14 +65,17 @@ class WriteBufferReactor final : public grpc::ServerReadReactor<v1::WriteBufferC
   v1::WriteBufferChunk chunk_;
   uint64_t written_ = 0;
   uint32_t chunks_ = 0;
+  const std::unique_ptr<TenantLimiter::Lease> lease_;
 };
 
 // Streams [offset, offset + length) in chunks, reading each from the engine just before it is
 // written to the wire.
 class ReadBufferReactor final : public grpc::ServerWriteReactor<v1::BufferData> {
  public:
-  ReadBufferReactor(engine::Engine* engine, uint32_t tenant, const v1::ReadBufferRequest& request)
-      : engine_(engine),
+  ReadBufferReactor(engine::Engine* engine, uint32_t tenant, const v1::ReadBufferRequest& request,
+                    std::unique_ptr<TenantLimiter::Lease> lease)
+      : lease_(std::move(lease)),
+        engine_(engine),
         tenant_(tenant),
         handle_(request.handle()),
         next_(request.offset()),
@@ -96,6 +104,7 @@ class ReadBufferReactor final : public grpc::ServerWriteReactor<v1::BufferData> 
     StartWrite(&message_);
   }
 
+  const std::unique_ptr<TenantLimiter::Lease> lease_;
   engine::Engine* const engine_;
   const uint32_t tenant_;
   const uint32_t handle_;
@@ -134,7 +143,9 @@ grpc::ServerReadReactor<v1::WriteBufferChunk>* MegakernelService::WriteBuffer(
     grpc::CallbackServerContext* context, v1::WriteBufferResponse* response) {
   absl::StatusOr<Caller> caller = tenants_->AuthenticateTenant(*context);
   if (!caller.ok()) return new RejectedWrite(ToGrpcStatus(caller.status()));
-  return new WriteBufferReactor(engine_, caller->tenant, response);
+  auto lease = transfers_.Acquire(caller->tenant);
+  if (!lease.ok()) return new RejectedWrite(ToGrpcStatus(lease.status()));
+  return new WriteBufferReactor(engine_, caller->tenant, response, *std::move(lease));
 }
 
 grpc::ServerWriteReactor<v1::BufferData>* MegakernelService::ReadBuffer(
@@ -158,7 +169,9 @@ grpc::ServerWriteReactor<v1::BufferData>* MegakernelService::ReadBuffer(
         "ListBuffers shows its size",
         request->length(), request->offset(), request->handle()))));
   }
-  return new ReadBufferReactor(engine_, caller->tenant, *request);
+  auto lease = transfers_.Acquire(caller->tenant);
+  if (!lease.ok()) return new RejectedRead(ToGrpcStatus(lease.status()));
+  return new ReadBufferReactor(engine_, caller->tenant, *request, *std::move(lease));
 }
 
 grpc::ServerUnaryReactor* MegakernelService::FreeBuffer(grpc::CallbackServerContext* context,

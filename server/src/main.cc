@@ -57,6 +57,8 @@ ABSL_FLAG(uint32_t, max_resources_per_tenant, 1024,
 ABSL_FLAG(uint64_t, tenant_buffer_bytes, 1ull << 30,
           "bytes of buffers one tenant may hold (0 = no limit; docs/buffers.md)");
 ABSL_FLAG(uint32_t, max_buffers_per_tenant, 1024, "buffers one tenant may hold (0 = no limit)");
+ABSL_FLAG(uint64_t, buffer_budget_bytes, 8ull << 30,
+          "bytes all tenants' buffers may hold together (0 = no limit)");
 ABSL_FLAG(uint64_t, max_stored_completions, 1ull << 22,
           "completions owed to Poll (in flight or stored) in all before Publish answers "
           "RESOURCE_EXHAUSTED");
@@ -184,6 +186,7 @@ absl::StatusOr<mk::engine::EngineOptions> EngineOptionsFromFlags() {
   eo.max_resources_per_tenant = absl::GetFlag(FLAGS_max_resources_per_tenant);
   eo.tenant_buffer_bytes = absl::GetFlag(FLAGS_tenant_buffer_bytes);
   eo.max_buffers_per_tenant = absl::GetFlag(FLAGS_max_buffers_per_tenant);
+  eo.buffer_budget_bytes = absl::GetFlag(FLAGS_buffer_budget_bytes);
   eo.io_backend = absl::GetFlag(FLAGS_io_backend);
   eo.io_direct = absl::GetFlag(FLAGS_io_direct);
   eo.scratch_words = absl::GetFlag(FLAGS_scratch_words);

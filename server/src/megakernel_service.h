@@ -22,7 +22,9 @@ class MegakernelService final : public v1::Megakernel::CallbackService {
         tenants_(tenants),
         stream_max_pending_(stream_max_pending),
         streams_(max_streams_per_tenant, "streams (Stream and WatchTelemetry)",
-                 "--max_streams_per_tenant") {}
+                 "--max_streams_per_tenant"),
+        transfers_(max_streams_per_tenant, "buffer transfers (WriteBuffer and ReadBuffer)",
+                   "--max_streams_per_tenant") {}
 
   grpc::ServerUnaryReactor* Publish(grpc::CallbackServerContext* context,
                                     const v1::PublishRequest* request,
@@ -76,7 +78,8 @@ class MegakernelService final : public v1::Megakernel::CallbackService {
   engine::Engine* engine_;
   const TenantDirectory* tenants_;
   const size_t stream_max_pending_;
-  TenantLimiter streams_;  // open Stream and WatchTelemetry calls per tenant
+  TenantLimiter streams_;    // open Stream and WatchTelemetry calls per tenant
+  TenantLimiter transfers_;  // open WriteBuffer and ReadBuffer calls per tenant
   std::mutex snapshot_mu_;
   engine::ControlSnapshot last_control_;  // guarded by snapshot_mu_
   std::mutex watchers_mu_;

@@ -20,7 +20,7 @@ using ::testing::HasSubstr;
 class EngineBuffersTest : public ::testing::Test {
  protected:
   void SetUp() override { MK_REQUIRE_BACKEND(testing::BackendUnderTest()); }
-  static std::unique_ptr<Engine> Make(EngineOptions o = testing::SmallRingSuiteOptions()) {
+  static std::unique_ptr<Engine> Make(const EngineOptions& o = testing::SmallRingSuiteOptions()) {
     auto e = CreateEngine(o);
     EXPECT_TRUE(e.ok()) << e.status();
     return e.ok() ? *std::move(e) : nullptr;
@@ -94,8 +94,11 @@ TEST_F(EngineBuffersTest, AHandleIsOnlyItsTenants) {
   EXPECT_EQ(never.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(std::string(never.message()).substr(0, 20),
             std::string(foreign.message()).substr(0, 20));
-  EXPECT_EQ(e->ReadBuffer(1, 7, 0, absl::MakeSpan(out)).code(), absl::StatusCode::kNotFound)
-      << "a resource id is no buffer";
+  EXPECT_EQ(e->ReadBuffer(1, 7, 0, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "a resource id reads a resource, and this engine has no resource root";
+  EXPECT_EQ(e->WriteBuffer(1, 7, 0, out).code(), absl::StatusCode::kNotFound)
+      << "a resource id is no buffer to write";
 
   ASSERT_TRUE(e->FreeBuffer(1, mine->handle).ok());
   EXPECT_EQ(e->ReadBuffer(1, mine->handle, 0, absl::MakeSpan(out)).code(),
@@ -135,6 +138,51 @@ TEST_F(EngineBuffersTest, QuotasAreBytesAndBuffersPerTenant) {
   for (const BufferInfo& b : *listed) total += b.bytes;
   EXPECT_EQ(listed->size(), 3u);
   EXPECT_EQ(total, 1000u);
+}
+
+// A freed buffer is retired until every slot published before the free has left the ring:
+// meanwhile it counts against its tenant (bytes and buffers), so freeing and creating in a
+// loop while a slot holds the ring's tail cannot take more than the quota.
+TEST_F(EngineBuffersTest, FreedBuffersCountUntilTheSlotsBeforeTheFreeAreDone) {
+  EngineOptions o = testing::SmallRingSuiteOptions();
+  o.max_buffers_per_tenant = 2;
+  auto e = Make(o);
+  auto a = e->CreateBuffer(1, 10);
+  ASSERT_TRUE(a.ok()) << a.status();
+  testing::RecordingSink sink;
+  // Not started: this slot stays in the ring, as a long-running one would.
+  const SlotPayload nop = testing::Slot(protocol::opcode::kNop);
+  ASSERT_TRUE(e->Publish(1, {&nop, 1}, {&sink}).ok());
+  ASSERT_TRUE(e->FreeBuffer(1, a->handle).ok());
+  ASSERT_TRUE(e->CreateBuffer(1, 10).ok());
+  auto third = e->CreateBuffer(1, 10);
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(), HasSubstr("holds 2 buffers"));
+  EXPECT_EQ(e->ListBuffers(1)->size(), 1u) << "the freed one is gone for the tenant";
+  ASSERT_TRUE(e->Start().ok());
+  ASSERT_TRUE(sink.WaitForCount(1));
+  ASSERT_TRUE(testing::WaitUntil([&] { return e->CreateBuffer(1, 10).ok(); }))
+      << "released once the slot left the ring";
+}
+
+TEST_F(EngineBuffersTest, TheEngineWideBudgetBoundsAllTenantsTogether) {
+  EngineOptions o = testing::SmallRingSuiteOptions();
+  o.buffer_budget_bytes = 1000;
+  auto e = Make(o);
+  ASSERT_TRUE(e->CreateBuffer(1, 600).ok());
+  auto over = e->CreateBuffer(2, 500);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(over.status().message(), HasSubstr("hold 600 of 1000 bytes (--buffer_budget_bytes)"));
+  EXPECT_TRUE(e->CreateBuffer(2, 400).ok());
+}
+
+TEST_F(EngineBuffersTest, TenantsOutOfRangeAreInvalid) {
+  auto e = Make();
+  std::string out(1, '\0');
+  EXPECT_EQ(e->ReadBuffer(0xFFFFFFFE, 0x80100000, 0, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->FreeBuffer(0xFFFFFFFE, 0x80100000).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->CreateBuffer(64, 1).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

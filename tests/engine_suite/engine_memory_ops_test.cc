@@ -133,14 +133,14 @@ TEST_F(EngineMemoryOpsTest, DfaScanEqualsTheSequentialScan) {
   for (int round = 0; round < 12; ++round) {
     Dfa dfa;
     dfa.states = Uniform(1, 70);
-    dfa.next.resize(dfa.states * 256);
+    dfa.next.resize(size_t{dfa.states} * 256);
     for (uint32_t& n : dfa.next) n = Uniform(0, dfa.states - 1);
     dfa.accept.assign((dfa.states + 31) / 32, 0);
     for (uint32_t s = 0; s < dfa.states; ++s) {
       if (Uniform(0, 3) == 0) dfa.accept[s / 32] |= 1u << (s % 32);
     }
     // The table after a few bytes of padding (its offset is a multiple of 4).
-    const uint64_t table_off = 4 * Uniform(0, 5);
+    const uint64_t table_off = uint64_t{4} * Uniform(0, 5);
     const uint32_t table = Buffer(RandomBytes(table_off) + dfa.Table());
     const std::string input = RandomBytes(round == 0 ? 0 : Uniform(1, 100000));
     const uint32_t in = Buffer(input + "tail");
@@ -174,7 +174,7 @@ TEST_F(EngineMemoryOpsTest, DfaScanEqualsTheSequentialScan) {
 TEST_F(EngineMemoryOpsTest, DfaTransitionsOutsideTheTableFault) {
   Dfa dfa;
   dfa.states = 2;
-  dfa.next.assign(2 * 256, 1);
+  dfa.next.assign(size_t{2} * 256, 1);
   dfa.next[1 * 256 + 'x'] = 7;  // state 7 does not exist
   dfa.accept = {0};
   const uint32_t table = Buffer(dfa.Table());
@@ -182,6 +182,11 @@ TEST_F(EngineMemoryOpsTest, DfaTransitionsOutsideTheTableFault) {
   ExpectFault(RunOne(*e_, Slot(op::kDfaScan, {table, 0, 0, 2, in, 0, 0, 4, 0, 0})),
               FaultCode::kBadArgument, 3);
   ExpectFault(RunOne(*e_, Slot(op::kDfaStep, {table, 0, 256, 2})), FaultCode::kBadArgument, 2);
+  // DFA_STEP checks the transition it takes, as DFA_SCAN does.
+  ExpectFault(RunOne(*e_, Slot(op::kDfaStep, {table, 1, 'x', 2})), FaultCode::kBadArgument, 3);
+  // A misaligned table offset names the offset word.
+  ExpectFault(RunOne(*e_, Slot(op::kDfaScan, {table, 2, 0, 1, in, 0, 0, 1, 0, 0})),
+              FaultCode::kBadArgument, 1);
   // A table of 3 states does not fit the buffer.
   ExpectFault(RunOne(*e_, Slot(op::kDfaStep, {table, 0, 1, 3})), FaultCode::kOutOfBounds, table);
 }
@@ -216,10 +221,10 @@ TEST_F(EngineMemoryOpsTest, GemvMatchesADoubleReferenceInRowBlocks) {
         w[i] = FromBf16(b);
       }
     }
-    std::string x_bytes(cols * 4, '\0');
-    std::memcpy(x_bytes.data(), x.data(), cols * 4);
+    std::string x_bytes(size_t{cols} * 4, '\0');
+    std::memcpy(x_bytes.data(), x.data(), size_t{cols} * 4);
     const uint32_t hw = Buffer(w_bytes), hx = Buffer(x_bytes);
-    const uint32_t hy = Buffer(std::string(rows * 4, '\0'));
+    const uint32_t hy = Buffer(std::string(size_t{rows} * 4, '\0'));
     // Rows in blocks, as a client splits a large matrix.
     const uint32_t block = Uniform(1, rows);
     for (uint32_t r0 = 0; r0 < rows; r0 += block) {
@@ -230,7 +235,7 @@ TEST_F(EngineMemoryOpsTest, GemvMatchesADoubleReferenceInRowBlocks) {
       ASSERT_EQ(c.status, CompletionStatus::kDone) << "rows " << r0;
       EXPECT_EQ(c.results[0], n);
     }
-    const std::string y_bytes = Contents(hy, rows * 4);
+    const std::string y_bytes = Contents(hy, size_t{rows} * 4);
     for (uint32_t r = 0; r < rows; ++r) {
       double want = 0, magnitude = 0;
       for (uint32_t c = 0; c < cols; ++c) {
@@ -238,7 +243,7 @@ TEST_F(EngineMemoryOpsTest, GemvMatchesADoubleReferenceInRowBlocks) {
         magnitude += std::abs(double{w[uint64_t{r} * cols + c]} * x[c]);
       }
       float got;
-      std::memcpy(&got, y_bytes.data() + r * 4, 4);
+      std::memcpy(&got, y_bytes.data() + size_t{r} * 4, 4);
       ASSERT_NEAR(got, want, 1e-5 * magnitude + 1e-6) << "dtype " << dtype << " row " << r;
     }
   }
@@ -249,8 +254,8 @@ TEST_F(EngineMemoryOpsTest, EmbeddingGatherCopiesTheIndexedRows) {
   const std::string table = RandomBytes(uint64_t{row_bytes} * rows);
   std::vector<uint32_t> index(count);
   for (uint32_t& i : index) i = Uniform(0, rows - 1);
-  std::string index_bytes(count * 4 + 4, '\0');  // at offset 4
-  std::memcpy(index_bytes.data() + 4, index.data(), count * 4);
+  std::string index_bytes(size_t{count} * 4 + 4, '\0');  // at offset 4
+  std::memcpy(index_bytes.data() + 4, index.data(), size_t{count} * 4);
   const uint32_t ht = Buffer(table), hi = Buffer(index_bytes);
   const uint32_t ho = Buffer(std::string(uint64_t{count} * row_bytes + 1, '\0'));
   const Completion c = RunOne(
@@ -311,6 +316,18 @@ TEST_F(EngineMemoryOpsTest, OversizedOrMalformedSlotsAreRefusedAtPublish) {
               HasSubstr("start state"));
   EXPECT_THAT(refused(Slot(op::kEmbeddingGather, {1, 0, 0, 0})).message(),
               HasSubstr("row bytes) is 0"));
+  // Work caps that keep one slot near a millisecond, and products that must not wrap: a GEMV
+  // of 2^31 x 2^31 f32 is 2^64 bytes, which wrapped to 0 and passed the W check.
+  EXPECT_THAT(refused(Slot(op::kGemv, {1, 0, 0, 0x80000000, 0x80000000, 0})).message(),
+              HasSubstr("args[4] (GEMV cols, as f32 x)"));
+  EXPECT_THAT(refused(Slot(op::kGemv, {1, 0, 0, 1u << 28, 0, 0})).message(),
+              HasSubstr("args[3] (GEMV rows, as f32 y)"));
+  EXPECT_THAT(refused(Slot(op::kDfaScan, {1, 0, 0, 4097, 1, 0, 0, 1, 0, 0})).message(),
+              HasSubstr("4097 is not 1..4096"));
+  EXPECT_THAT(refused(Slot(op::kDfaScan, {1, 0, 0, 4, 1, 0, 0, (256u << 10) + 1, 0, 0})).message(),
+              HasSubstr("split the scan"));
+  EXPECT_THAT(refused(Slot(op::kEmbeddingGather, {1, 0, 0, 1, 1, 1, 0, 0, 65537})).message(),
+              HasSubstr("65537 rows exceed"));
 }
 
 // A buffer freed while slots that use it are in flight: they finish (DONE, or faulting once

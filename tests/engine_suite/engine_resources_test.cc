@@ -25,6 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace op = protocol::opcode;
 using protocol::FaultCode;
+using ::testing::HasSubstr;
 using testing::Slot;
 using testing::Tickets;
 
@@ -127,6 +128,40 @@ TEST_P(EngineResourcesTest, ChecksumAfterLoadMissMatchesTheFile) {
   e->Stats(&stats);
   EXPECT_EQ(stats.io.requests_ok, 1u);
   EXPECT_STREQ(stats.io.backend, GetParam().c_str());
+}
+
+// ReadBuffer with a resource id reads its resident bytes back (read-only): the tenant's own
+// and shared resources, never another tenant's; a resource must be resident first.
+TEST_P(EngineResourcesTest, ResidentResourcesReadBackThroughReadBuffer) {
+  const std::string data = File("table.bin", 300001, 9);
+  const std::string shared = File("common.bin", 5000, 10, kSharedResourceOwner);
+  auto e = Start();
+  const uint32_t id = *e->RegisterResource(1, "table.bin", 7, 0);
+  const uint32_t common = *e->RegisterResource(kSharedResourceOwner, "common.bin", 0, 0);
+  std::string out(1000, '\0');
+  const absl::Status cold = e->ReadBuffer(1, id, 0, absl::MakeSpan(out));
+  EXPECT_EQ(cold.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(cold.message(), HasSubstr("load it first (LOAD_MISS)"));
+  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {id, 0})).status, CompletionStatus::kDone);
+  ASSERT_EQ(RunOne(*e, Slot(op::kLoadMiss, {common, 0}), 2).status, CompletionStatus::kDone);
+  const absl::Status read = e->ReadBuffer(1, id, 299000 - 7, absl::MakeSpan(out));
+  if (testing::BackendUnderTest() == EngineOptions::Backend::kCuda) {
+    // Resident in device memory: not readable back yet (docs/buffers.md says so).
+    EXPECT_EQ(read.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(read.message(), HasSubstr("device memory"));
+    return;
+  }
+  ASSERT_TRUE(read.ok()) << read;
+  EXPECT_EQ(out, data.substr(299000, 1000)) << "the last bytes of the file";
+  std::string all(5000, '\0');
+  ASSERT_TRUE(e->ReadBuffer(2, common, 0, absl::MakeSpan(all)).ok()) << "shared: any tenant";
+  EXPECT_EQ(all, shared);
+  EXPECT_EQ(e->ReadBuffer(2, id, 0, absl::MakeSpan(out)).code(), absl::StatusCode::kNotFound)
+      << "tenant 1's resource does not exist for tenant 2";
+  EXPECT_EQ(e->ReadBuffer(1, id, 299000, absl::MakeSpan(out)).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(e->WriteBuffer(1, id, 0, "x").code(), absl::StatusCode::kNotFound)
+      << "resources are read-only: a resource id is no buffer to write";
 }
 
 TEST_P(EngineResourcesTest, DeletedAndTruncatedFilesFaultWithTheirErrno) {

@@ -6,6 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/engine_test_util.h"
 #include "support/temp_files.h"
 #include "support/test_server.h"
 
@@ -112,6 +113,41 @@ TEST_F(ServerBuffersTest, BadRangesGetPreciseErrors) {
   auto empty = one_->ReadBuffer(buffer->handle(), 100, 0);
   ASSERT_TRUE(empty.ok()) << empty.status();
   EXPECT_TRUE(empty->empty());
+}
+
+// A tenant has at most --max_streams_per_tenant buffer transfers open (each may hold a
+// message): one more is RESOURCE_EXHAUSTED, and closing one makes room.
+TEST(ServerBufferTransfersTest, OpenTransfersAreCappedPerTenant) {
+  const testing::ScopedTempDir files{"mk_buffers_cap"};
+  server::ServerOptions so;
+  so.tenants_file = files.WriteFile("tenants.txt", kTenants);
+  so.max_streams_per_tenant = 1;
+  auto ts = TestServer::Start(so);
+  ASSERT_NE(ts, nullptr);
+  auto one = ts->Client("token-of-tenant-one");
+  auto buffer = one->CreateBuffer(10);
+  ASSERT_TRUE(buffer.ok()) << buffer.status();
+  auto context = one->NewContext(absl::Seconds(30));
+  v1::WriteBufferResponse response;
+  auto open = one->megakernel()->WriteBuffer(context.get(), &response);
+  v1::WriteBufferChunk chunk;
+  chunk.set_handle(buffer->handle());
+  chunk.set_data("abc");
+  ASSERT_TRUE(open->Write(chunk));
+  // Once the server has the open transfer (its chunk written), a second one is refused.
+  absl::Status second;
+  ASSERT_TRUE(engine::testing::WaitUntil([&] {
+    second = one->ReadBuffer(buffer->handle(), 0, 10).status();
+    return second.code() == absl::StatusCode::kResourceExhausted;
+  })) << second;
+  EXPECT_THAT(second.message(), HasSubstr("buffer transfers"));
+  EXPECT_TRUE(ts->Client("token-of-tenant-two")->ListBuffers().ok()) << "others unaffected";
+  open->WritesDone();
+  ASSERT_TRUE(open->Finish().ok());
+  EXPECT_EQ(response.bytes_written(), 3u);
+  auto again = one->ReadBuffer(buffer->handle(), 0, 3);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, "abc");
 }
 
 }  // namespace

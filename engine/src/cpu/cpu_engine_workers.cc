@@ -108,9 +108,14 @@ bool CpuEngine::TryRun(uint32_t index, WorkerState& ws) {
 }
 
 void CpuEngine::RunClaimed(uint32_t index, WorkerState& ws) {
-  FinishClaimed(index,
-                protocol::Execute<protocol::ProductOpcodes>(ring_->slot(index), index, ws.ctx),
+  const uint32_t* slot = ring_->slot(index);
+  // Read while the slot is CLAIMED (once finished, another thread may reap and reuse it).
+  const bool long_running = protocol::IsMemoryOpcode(slot[protocol::kWordOpcode]);
+  FinishClaimed(index, protocol::Execute<protocol::ProductOpcodes>(slot, index, ws.ctx),
                 ws.counters);
+  // A memory opcode may take a millisecond: its progress shows at once (DONE_COUNT, which the
+  // watchdog reads) rather than at the end of a claim of up to claim_batch such slots.
+  if (long_running) ws.FlushCounters();
 }
 
 void CpuEngine::IdleWait(bool was_spinning) {

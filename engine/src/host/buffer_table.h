@@ -1,7 +1,7 @@
 // BufferTable: tenant buffers (docs/buffers.md). A tenant creates a buffer of N bytes, writes
 // and reads byte ranges of it, lists and frees its buffers; each buffer is named by a handle
 // (protocol::buffer) that only its owner can use: every other tenant's use is NOT_FOUND with
-// the same message as a handle that never existed, so handles reveal nothing about others.
+// the same message as a handle that never existed.
 //
 // Memory comes from a BufferMemory: host memory on the CPU engine, device memory on the CUDA
 // engine. New buffers are zero-filled (never another tenant's old bytes). Each tenant holds at
@@ -23,6 +23,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -59,9 +61,12 @@ class BufferTable {
  public:
   struct Limits {
     uint32_t max_tenants = 1024;
-    uint32_t capacity = 1u << 16;        // buffers in all (at most protocol::buffer::kMaxBuffers)
-    uint32_t max_per_tenant = 1024;      // buffers one tenant may hold (0: no limit)
+    // Buffers one tenant may hold, freed ones still retiring included (0: no limit, and then
+    // one tenant may take every handle). The table has max_tenants x this many entries (at
+    // most protocol::buffer::kMaxBuffers), so no tenant can use up another's.
+    uint32_t max_per_tenant = 1024;
     uint64_t tenant_bytes = 1ull << 30;  // bytes one tenant may hold (0: no limit)
+    uint64_t total_bytes = 0;            // bytes all tenants may hold together (0: no limit)
   };
   // `ring`: whose slots may use the buffers (null: none do; frees release at once).
   BufferTable(const Limits& limits, BufferMemory* memory, const PartitionedRing* ring);
@@ -74,8 +79,8 @@ class BufferTable {
                      absl::Span<const char> bytes);
   absl::Status Read(uint32_t tenant, uint32_t handle, uint64_t offset, absl::Span<char> out);
   absl::Status Free(uint32_t tenant, uint32_t handle);
-  std::vector<BufferInfo> List(uint32_t tenant);
-  // Bytes `tenant` holds in buffers (retired ones not yet released included).
+  absl::StatusOr<std::vector<BufferInfo>> List(uint32_t tenant);
+  // Bytes `tenant` holds in buffers (retiring ones included).
   uint64_t held_bytes(uint32_t tenant);
   // Releases the retired allocations no slot can use any more; returns how many.
   size_t ReleaseRetired();
@@ -85,7 +90,7 @@ class BufferTable {
   uint32_t capacity() const { return capacity_; }
 
  private:
-  // One allocation, released when the last reference (the entry's, a copy's) goes.
+  // One allocation, released when the last reference (the entry's, a host copy's) goes.
   struct Allocation {
     Allocation(BufferMemory* memory, void* data, uint64_t bytes)
         : memory(memory), data(data), bytes(bytes) {}
@@ -94,12 +99,26 @@ class BufferTable {
     void* const data;
     const uint64_t bytes;
   };
+  enum class State : uint8_t { kFree, kReserved, kLive, kRetiring };
   struct Entry {
-    uint32_t owner = kNoOwner;
+    State state = State::kFree;
+    uint32_t owner = 0;
     uint32_t generation = 0;
     std::shared_ptr<Allocation> allocation;
   };
-  static constexpr uint32_t kNoOwner = UINT32_MAX;
+  struct Retired {
+    uint32_t index;
+    uint32_t tenant;
+    std::shared_ptr<Allocation> allocation;
+    PartitionedRing::Sequences published;  // the ring's reservations at the free
+  };
+  struct TenantUse {
+    uint64_t bytes = 0;
+    uint32_t buffers = 0;
+  };
+  struct FreeDescriptors {
+    void operator()(protocol::buffer::Descriptor* d) const { std::free(d); }
+  };
 
   // The allocation `handle` names for `tenant`, checked against [offset, offset + length);
   // `verb` names the operation in errors (needs mu_).
@@ -107,8 +126,10 @@ class BufferTable {
                                                    uint64_t offset, uint64_t length,
                                                    const char* verb);
   absl::Status CheckTenant(uint32_t tenant) const;
-  // Moves the retired allocations whose slots are gone to `released` (destroyed by the caller
-  // after unlocking) and their entries to the free list (needs mu_).
+  absl::Status CheckQuota(uint32_t tenant, uint64_t bytes) const;  // needs mu_
+  // Releases the retirements (oldest first) whose slots are gone: their allocations move to
+  // `released` (destroyed by the caller after unlocking), their entries to the free list
+  // (needs mu_).
   void SweepRetired(std::vector<std::shared_ptr<Allocation>>* released);
   std::atomic_ref<uint32_t> DescriptorHandle(uint32_t index) {
     return std::atomic_ref<uint32_t>(descriptors_[index].handle);
@@ -118,23 +139,16 @@ class BufferTable {
   const uint32_t capacity_;
   BufferMemory* const memory_;
   const PartitionedRing* const ring_;
-  // capacity_ entries, zeroed; written under mu_, read by executors without it.
-  const std::unique_ptr<protocol::buffer::Descriptor[]> descriptors_;
-  struct Retired {
-    uint32_t index;
-    uint32_t tenant;
-    std::shared_ptr<Allocation> allocation;
-    PartitionedRing::Sequences published;  // the ring's reservations at the free
-  };
-  std::vector<Retired> retired_;  // guarded by mu_
+  // capacity_ entries, zeroed (calloc: pages are touched as entries are used); written under
+  // mu_, read by executors without it (protocol::buffer::Descriptor says how).
+  const std::unique_ptr<protocol::buffer::Descriptor[], FreeDescriptors> descriptors_;
   std::mutex mu_;
-  std::vector<Entry> entries_;       // guarded by mu_
-  std::vector<uint32_t> free_list_;  // unused entries; guarded by mu_
-  struct TenantUse {
-    uint64_t bytes = 0;
-    uint32_t buffers = 0;
-  };
-  std::vector<TenantUse> use_;  // by tenant; guarded by mu_
+  std::vector<Entry> entries_;     // guarded by mu_; grows up to capacity_
+  std::deque<uint32_t> free_;      // free entries, oldest first (reused last); guarded by mu_
+  std::deque<Retired> retired_;    // in the order of their frees; guarded by mu_
+  std::vector<TenantUse> use_;     // by tenant; guarded by mu_
+  uint64_t total_bytes_ = 0;       // guarded by mu_
+  uint32_t next_generation_seed_;  // guarded by mu_: first generations are not predictable
 };
 
 }  // namespace mk::engine::host

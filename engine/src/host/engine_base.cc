@@ -37,14 +37,15 @@ EngineBase::EngineBase(EngineMemory memory, const EngineOptions& options)
       shares_(options.max_tenants, ring_->partition_sizes(),
               options.max_outstanding_slots_per_tenant, options.fair_share,
               options.max_tenant_partition_share),
+      buffers_(BufferTable::Limits{.max_tenants = options.max_tenants,
+                                   .max_per_tenant = options.max_buffers_per_tenant,
+                                   .tenant_bytes = options.tenant_buffer_bytes,
+                                   .total_bytes = options.buffer_budget_bytes},
+               &buffer_memory_, ring_.get()),
       reaper_(*ring_, *control_, ledger_, store_),
       publisher_(*ring_, tickets_, ledger_, store_, shares_, options.max_stored_completions,
                  options.max_stored_completions_per_tenant),
-      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }),
-      buffers_(BufferTable::Limits{.max_tenants = options.max_tenants,
-                                   .max_per_tenant = options.max_buffers_per_tenant,
-                                   .tenant_bytes = options.tenant_buffer_bytes},
-               &buffer_memory_, ring_.get()) {
+      scheduler_(*ring_, *control_, tenants_, reaper_, [this] { OnReady(); }) {
   ring_->AttachShares(&shares_);
 }
 
@@ -372,6 +373,11 @@ absl::Status EngineBase::WriteBuffer(uint32_t tenant, uint32_t handle, uint64_t 
 
 absl::Status EngineBase::ReadBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
                                     absl::Span<char> out) {
+  if (!protocol::buffer::IsBufferHandle(handle)) {  // a resource id: its resident bytes
+    MK_RETURN_IF_ERROR(CheckTenant(tenant));
+    MK_RETURN_IF_ERROR(CheckLoader());
+    return loader_->ReadResident(tenant, handle, offset, out);
+  }
   return buffers_.Read(tenant, handle, offset, out);
 }
 
@@ -380,7 +386,6 @@ absl::Status EngineBase::FreeBuffer(uint32_t tenant, uint32_t handle) {
 }
 
 absl::StatusOr<std::vector<BufferInfo>> EngineBase::ListBuffers(uint32_t tenant) {
-  MK_RETURN_IF_ERROR(CheckTenant(tenant));
   return buffers_.List(tenant);
 }
 

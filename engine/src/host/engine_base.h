@@ -149,14 +149,15 @@ class EngineBase : public Engine {
   CompletionStore store_;
   // Each tenant's slots per partition: the publisher takes, the ring's tail gives back.
   TenantShares shares_;
-  DeadlineTimer timer_;  // after store_: stopped before the store goes away
+  // Tenant buffers, in host memory on every engine for now (the CUDA engine's device arena
+  // is the next step: docs/buffers.md). Before timer_, whose ticks release retired buffers:
+  // the timer stops before they go away.
+  HostBufferMemory buffer_memory_;
+  BufferTable buffers_;
+  DeadlineTimer timer_;  // after store_ and buffers_: stopped before they go away
   SlotReaper reaper_;
   SlotPublisher publisher_;
   ClaimScheduler scheduler_;
-  // Tenant buffers, in host memory on every engine for now (the CUDA engine's device arena
-  // is issue 18's next step: docs/buffers.md).
-  HostBufferMemory buffer_memory_;
-  BufferTable buffers_;
   // LOAD_MISS / CHECKSUM; null without a resource root. Last: destroyed first.
   std::unique_ptr<ResourceLoader> loader_;
 

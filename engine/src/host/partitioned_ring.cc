@@ -226,7 +226,10 @@ void PartitionedRing::SweepInFlight(absl::FunctionRef<void(uint32_t)> fn) {
   for (const Partition& part : partitions_) WaitForFrontier(part, part.reserve);
   for (uint32_t p = 0; p < protocol::kPriorityCount; ++p) {
     Partition& part = partitions_[p];
-    const uint64_t tail = part.tail.load();
+    // Under the tail's lock: a concurrent AdvanceTail (a Cancel, a Publish's retry) neither
+    // passes these slots itself (releasing their shares twice) nor stores an older tail.
+    std::lock_guard<std::mutex> tail_lock(part.tail_mu);
+    const uint64_t tail = part.tail.load(std::memory_order_relaxed);
     for (uint64_t seq = tail; seq < part.reserve; ++seq) fn(IndexOf(p, seq));
     ReleaseShares(p, tail, part.reserve);
     part.claim.store(part.reserve, std::memory_order_release);

@@ -246,7 +246,8 @@ class PartitionedRing final : public RingProducer, public RingConsumer {
   // Teardown (no executor runs): blocks new reservations, waits for reservations under way to
   // commit, calls fn(ring index) for every slot in [tail, reserve) of each partition, then
   // leaves every partition empty (claim = tail = reserve) and gives those slots back to their
-  // tenants' shares. fn must leave each slot EMPTY.
+  // tenants' shares. fn must leave each slot EMPTY and must not move a tail (each partition's
+  // tail lock is held while fn runs on its slots).
   void SweepInFlight(absl::FunctionRef<void(uint32_t)> fn);
 
   // ---- The reference design's ports (ring_ports.h) ----

@@ -43,8 +43,15 @@ absl::Status ValidateMemoryArgs(size_t i, const SlotPayload& s) {
       }
       break;
     case op::kDfaScan:
-      if (arg64(7) > mem::kMaxSlotBytes) return too_long("args[7..8] (DFA_SCAN length)", arg64(7));
-      if (s.args[3] == 0) return SlotError(i, "args[3] (DFA_SCAN states)", "is 0");
+      if (arg64(7) > mem::kMaxScanBytes) {
+        return SlotError(i, "args[7..8] (DFA_SCAN length)",
+                         absl::StrCat(arg64(7), " bytes exceed one slot's ", mem::kMaxScanBytes,
+                                      " (256 KiB); split the scan over several slots"));
+      }
+      if (s.args[3] == 0 || s.args[3] > mem::kMaxDfaStates) {
+        return SlotError(i, "args[3] (DFA_SCAN states)",
+                         absl::StrCat(s.args[3], " is not 1..", mem::kMaxDfaStates));
+      }
       if (s.args[9] >= s.args[3]) {
         return SlotError(i, "args[9] (DFA_SCAN start state)",
                          absl::StrCat(s.args[9], " is not below the ", s.args[3], " states"));
@@ -55,6 +62,13 @@ absl::Status ValidateMemoryArgs(size_t i, const SlotPayload& s) {
         return SlotError(i, "args[5] (GEMV dtype)",
                          absl::StrCat(s.args[5], " is neither 0 (f32) nor 1 (bf16)"));
       }
+      if (uint64_t{s.args[4]} * 4 > mem::kMaxSlotBytes) {
+        return too_long("args[4] (GEMV cols, as f32 x)", uint64_t{s.args[4]} * 4);
+      }
+      if (uint64_t{s.args[3]} * 4 > mem::kMaxSlotBytes) {
+        return too_long("args[3] (GEMV rows, as f32 y)", uint64_t{s.args[3]} * 4);
+      }
+      // Both factors are below 2^22 now: the product cannot wrap.
       const uint64_t w_bytes =
           uint64_t{s.args[3]} * s.args[4] * (s.args[5] == mem::kDtypeF32 ? 4 : 2);
       if (w_bytes > mem::kMaxSlotBytes) return too_long("args[3..4] (GEMV rows x cols)", w_bytes);
@@ -63,6 +77,11 @@ absl::Status ValidateMemoryArgs(size_t i, const SlotPayload& s) {
     case op::kEmbeddingGather: {
       const uint64_t out_bytes = uint64_t{s.args[8]} * s.args[3];
       if (s.args[3] == 0) return SlotError(i, "args[3] (EMBEDDING_GATHER row bytes)", "is 0");
+      if (s.args[8] > mem::kMaxGatherRows) {
+        return SlotError(i, "args[8] (EMBEDDING_GATHER count)",
+                         absl::StrCat(s.args[8], " rows exceed one slot's ", mem::kMaxGatherRows,
+                                      "; split the gather over several slots"));
+      }
       if (out_bytes > mem::kMaxSlotBytes) {
         return too_long("args[8] x args[3] (EMBEDDING_GATHER count x row bytes)", out_bytes);
       }

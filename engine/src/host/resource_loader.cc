@@ -1,9 +1,11 @@
 #include "host/resource_loader.h"
 
 #include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "host/tree_hash.h"
+#include "mk/base/status_macros.h"
 
 namespace mk::engine::host {
 
@@ -341,6 +343,36 @@ ExecResult ResourceLoader::Checksum(uint32_t, uint32_t tenant, const uint32_t* a
   out.results[1] = static_cast<uint32_t>(h.root >> 32);
   out.results[2] = h.blocks;
   return out;
+}
+
+absl::Status ResourceLoader::ReadResident(uint32_t tenant, uint32_t id, uint64_t offset,
+                                          absl::Span<char> out) {
+  MK_RETURN_IF_ERROR(Owned(tenant, id).status());
+  absl::Span<const uint8_t> bytes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = resident_.find(id);
+    if (it == resident_.end() || it->second.loading) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "engine: resource ", id, " is not resident; load it first (LOAD_MISS), then read it"));
+    }
+    bytes = store_->HostBytes(id);
+    if (bytes.empty() && it->second.reserved != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("engine: resource ", id, " is resident in device memory, which cannot ",
+                       "be read back yet (docs/buffers.md)"));
+    }
+    if (offset > bytes.size() || out.size() > bytes.size() - offset) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "engine: a read of ", out.size(), " bytes at offset ", offset,
+          " runs past the end of resource ", id, " (", bytes.size(), " bytes resident)"));
+    }
+    ++pins_[id];  // not evicted while copied
+    it->second.last_use = ++clock_;
+  }
+  if (!out.empty()) std::memcpy(out.data(), bytes.data() + offset, out.size());
+  Unpin(id);
+  return absl::OkStatus();
 }
 
 void ResourceLoader::PumpLoop() {

@@ -68,6 +68,11 @@ class ResourceLoader {
   protocol::IoHook Hook();
   protocol::ExecResult LoadMiss(uint32_t slot_index, uint32_t tenant, const uint32_t* args);
   protocol::ExecResult Checksum(uint32_t slot_index, uint32_t tenant, const uint32_t* args);
+  // Copies resident bytes [offset, offset + out.size()) of resource `id` into `out` (ReadBuffer
+  // with a resource id): NOT_FOUND when it is not `tenant`'s or shared, FAILED_PRECONDITION
+  // when it is not resident (load it with LOAD_MISS first) or resident in device memory (not
+  // readable back yet), OUT_OF_RANGE past its end. Pinned while copied.
+  absl::Status ReadResident(uint32_t tenant, uint32_t id, uint64_t offset, absl::Span<char> out);
 
   // An executor reads resource `id`'s bytes until the matching Unpin: it is not evicted.
   void Pin(uint32_t id);

@@ -146,9 +146,11 @@ struct EngineOptions {
   uint64_t tenant_residency_bytes = 256ull << 20;
   // Resources one owner may have registered at once (0 = no limit).
   uint32_t max_resources_per_tenant = 1024;
-  // Tenant buffers: bytes and buffers one tenant may hold (0 = no limit).
+  // Tenant buffers: bytes and buffers one tenant may hold (0 = no limit), and bytes all
+  // tenants' buffers may hold together (0 = no limit).
   uint64_t tenant_buffer_bytes = 1ull << 30;
   uint32_t max_buffers_per_tenant = 1024;
+  uint64_t buffer_budget_bytes = 8ull << 30;
   std::string io_backend = "auto";  // auto | io_uring | threads
   // Read resources with O_DIRECT (bypassing the page cache); resource offsets and lengths must
   // then be multiples of 4096, or their loads fail with EINVAL.
@@ -281,6 +283,7 @@ class Engine {
   virtual absl::StatusOr<BufferInfo> CreateBuffer(uint32_t tenant, uint64_t bytes) = 0;
   virtual absl::Status WriteBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
                                    absl::Span<const char> bytes) = 0;
+  // ReadBuffer also reads a resident resource by its id (read-only; docs/buffers.md).
   virtual absl::Status ReadBuffer(uint32_t tenant, uint32_t handle, uint64_t offset,
                                   absl::Span<char> out) = 0;
   virtual absl::Status FreeBuffer(uint32_t tenant, uint32_t handle) = 0;

@@ -12,9 +12,11 @@
 // The host also checks what needs no memory (sizes, dtype, widths) at publish, so those
 // arrive as INVALID_ARGUMENT naming the slot and the field instead.
 //
-// Length: one slot touches at most kMaxSlotBytes of its main operand, so it holds an executor
-// for about a millisecond at most; larger work is split by the client into several slots
-// (ranges, row blocks), which executors then run in parallel.
+// Work per slot is capped so one slot holds an executor for about a millisecond (a few on a
+// slow host core): at most kMaxSlotBytes of every operand, kMaxScanBytes of DFA_SCAN input over
+// a table of at most kMaxDfaStates states, kMaxGatherRows rows per EMBEDDING_GATHER. Larger work
+// is split by the client into several slots (ranges, row blocks), which executors then run in
+// parallel.
 #ifndef MK_ENGINE_MEMORY_OPCODES_H_
 #define MK_ENGINE_MEMORY_OPCODES_H_
 
@@ -27,6 +29,9 @@ namespace mk::protocol {
 
 namespace memory {
 inline constexpr uint64_t kMaxSlotBytes = 16ull << 20;
+inline constexpr uint64_t kMaxScanBytes = 256ull << 10;
+inline constexpr uint32_t kMaxDfaStates = 4096;  // a 4 MiB table
+inline constexpr uint32_t kMaxGatherRows = 65536;
 inline constexpr uint32_t kDtypeF32 = 0;
 inline constexpr uint32_t kDtypeBf16 = 1;
 inline constexpr uint32_t kDfaAlphabet = 256;
@@ -55,6 +60,8 @@ MK_HOST_DEVICE inline FaultCode ResolveBuffer(const ExecContext& ctx, uint32_t t
   if (index >= ctx.buffer_count) return FaultCode::kResourceNotFound;
   const buffer::Descriptor& d = ctx.buffers[index];
   if (AtomicLoad(&d.handle) != handle || d.owner != tenant) return FaultCode::kResourceNotFound;
+  // The table holds addresses as integers (the same layout in host and device memory).
+  // NOLINTNEXTLINE(performance-no-int-to-ptr)
   out->data = reinterpret_cast<uint8_t*>(static_cast<uintptr_t>(d.data));
   out->bytes = d.bytes;
   return FaultCode::kNone;
@@ -172,16 +179,17 @@ struct DfaTable {
   }
 };
 
-// Resolves a DFA table of `states` states at `offset` of buffer `handle`.
+// Resolves a DFA table of `states` states at `offset` of buffer `handle`; `states_arg` and
+// `offset_arg` name those argument words in faults.
 MK_HOST_DEVICE inline bool ResolveDfaTable(const ExecContext& ctx, uint32_t tenant, uint32_t handle,
                                            uint64_t offset, uint32_t states, uint32_t states_arg,
-                                           DfaTable* out, ExecResult* fault) {
-  if (states == 0) {
+                                           uint32_t offset_arg, DfaTable* out, ExecResult* fault) {
+  if (states == 0 || states > memory::kMaxDfaStates) {
     *fault = Fault(FaultCode::kBadArgument, states_arg);
     return false;
   }
   if (offset % 4 != 0) {
-    *fault = Fault(FaultCode::kBadArgument, states_arg + 1);
+    *fault = Fault(FaultCode::kBadArgument, offset_arg);
     return false;
   }
   MemoryView table;
@@ -203,10 +211,10 @@ MK_HOST_DEVICE inline ExecResult ExecuteDfaScan(const uint32_t* args, uint32_t t
   const uint32_t states = args[3];
   const uint64_t in_offset = Arg64(args, 5), length = Arg64(args, 7);
   uint32_t state = args[9];
-  if (length > memory::kMaxSlotBytes) return Fault(FaultCode::kBadArgument, 7);
+  if (length > memory::kMaxScanBytes) return Fault(FaultCode::kBadArgument, 7);
   DfaTable dfa;
   ExecResult fault;
-  if (!ResolveDfaTable(ctx, tenant, args[0], Arg64(args, 1), states, 3, &dfa, &fault)) {
+  if (!ResolveDfaTable(ctx, tenant, args[0], Arg64(args, 1), states, 3, 1, &dfa, &fault)) {
     return fault;
   }
   if (state >= states) return Fault(FaultCode::kBadArgument, 9);
@@ -219,7 +227,7 @@ MK_HOST_DEVICE inline ExecResult ExecuteDfaScan(const uint32_t* args, uint32_t t
   for (uint64_t i = 0; i < length; ++i) {
     state = LoadU32(next + ((uint64_t{state} << 8) | in[i]) * 4);
     if (state >= states) return Fault(FaultCode::kBadArgument, 3);
-    const uint32_t hit = (LoadU32(accept + (state >> 5) * 4) >> (state & 31)) & 1u;
+    const uint32_t hit = (LoadU32(accept + uint64_t{state >> 5} * 4) >> (state & 31)) & 1u;
     if (hit != 0 && accepted == 0) first = i;
     accepted += hit;
   }
@@ -240,12 +248,13 @@ MK_HOST_DEVICE inline ExecResult ExecuteDfaStepInBuffer(const uint32_t* args, ui
   if (symbol >= memory::kDfaAlphabet) return Fault(FaultCode::kBadArgument, 2);
   DfaTable dfa;
   ExecResult fault;
-  if (!ResolveDfaTable(ctx, tenant, args[0], Arg64(args, 4), states, 3, &dfa, &fault)) {
+  if (!ResolveDfaTable(ctx, tenant, args[0], Arg64(args, 4), states, 3, 4, &dfa, &fault)) {
     return fault;
   }
   if (state >= states) return Fault(FaultCode::kBadArgument, 1);
   ExecResult r = Done(1);
   r.results[0] = dfa.Next(state, static_cast<uint8_t>(symbol));
+  if (r.results[0] >= states) return Fault(FaultCode::kBadArgument, 3);
   return r;
 }
 
@@ -262,7 +271,10 @@ MK_HOST_DEVICE inline ExecResult ExecuteGemv(const uint32_t* args, uint32_t tena
   }
   const uint32_t element = dtype == memory::kDtypeF32 ? 4 : 2;
   const uint64_t w_offset = Arg64(args, 1), x_offset = Arg64(args, 7), y_offset = Arg64(args, 10);
-  const uint64_t w_bytes = uint64_t{rows} * cols * element;
+  // Each factor is bounded before the product (no wrap), and so are x and y.
+  if (uint64_t{cols} * 4 > memory::kMaxSlotBytes) return Fault(FaultCode::kBadArgument, 4);
+  if (uint64_t{rows} * 4 > memory::kMaxSlotBytes) return Fault(FaultCode::kBadArgument, 3);
+  const uint64_t w_bytes = uint64_t{rows} * cols * element;  // below 2^22 * 2^22 * 4
   if (w_bytes > memory::kMaxSlotBytes) return Fault(FaultCode::kBadArgument, 3);
   if (w_offset % element != 0) return Fault(FaultCode::kBadArgument, 1);
   if (x_offset % 4 != 0) return Fault(FaultCode::kBadArgument, 7);
@@ -278,8 +290,9 @@ MK_HOST_DEVICE inline ExecResult ExecuteGemv(const uint32_t* args, uint32_t tena
     float sum = 0.0f;
     const uint8_t* row = wp + uint64_t{r} * cols * element;
     if (dtype == memory::kDtypeF32) {
-      for (uint32_t c = 0; c < cols; ++c)
-        sum += LoadF32(row + uint64_t{c} * 4) * LoadF32(xp + c * 4ull);
+      for (uint32_t c = 0; c < cols; ++c) {
+        sum += LoadF32(row + uint64_t{c} * 4) * LoadF32(xp + uint64_t{c} * 4);
+      }
     } else {
       for (uint32_t c = 0; c < cols; ++c) {
         uint16_t bits;
@@ -305,7 +318,9 @@ MK_HOST_DEVICE inline ExecResult ExecuteEmbeddingGather(const uint32_t* args, ui
   const uint64_t out_offset = Arg64(args, 10);
   const uint64_t out_bytes = uint64_t{count} * row_bytes;
   if (row_bytes == 0) return Fault(FaultCode::kBadArgument, 3);
-  if (out_bytes > memory::kMaxSlotBytes) return Fault(FaultCode::kBadArgument, 8);
+  if (count > memory::kMaxGatherRows || out_bytes > memory::kMaxSlotBytes) {
+    return Fault(FaultCode::kBadArgument, 8);
+  }
   if (index_offset % 4 != 0) return Fault(FaultCode::kBadArgument, 6);
   MemoryView table, index, out;
   ExecResult fault;
