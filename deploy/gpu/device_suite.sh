@@ -26,6 +26,7 @@ if [[ " $steps " == *" tests "* ]]; then
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_concurrency" --gtest_brief=1
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_resources" --gtest_brief=1
   step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_tenancy" --gtest_brief=1
+  step env MK_TEST_ENGINE=cuda timeout 300 "$bin/engine_buffers" --gtest_brief=1
   step timeout 300 "$bin/cuda_engine_test" --gtest_brief=1 --gtest_filter='-*UnresponsiveKernel*'
   # Leaves a kernel running until its process ends: a process of its own.
   step timeout 120 "$bin/cuda_engine_test" --gtest_brief=1 --gtest_filter='*UnresponsiveKernel*'

@@ -18,6 +18,7 @@ bash deploy/gpu/package.sh \
   $b/tests/engine_suite/engine_concurrency \
   $b/tests/engine_suite/engine_resources \
   $b/tests/engine_suite/engine_tenancy \
+  $b/tests/engine_suite/engine_buffers \
   $b/tests/gpu/cuda_engine_test \
   $b/tests/bench/cuda_engine_bench \
   $b/tests/bench/engine_cpu_bench \
