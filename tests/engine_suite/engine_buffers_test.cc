@@ -146,10 +146,10 @@ TEST_F(EngineBuffersTest, QuotasAreBytesAndBuffersPerTenant) {
 TEST_F(EngineBuffersTest, FreedBuffersCountUntilTheSlotsBeforeTheFreeAreDone) {
   EngineOptions o = testing::SmallRingSuiteOptions();
   o.max_buffers_per_tenant = 2;
+  testing::RecordingSink sink;  // before the engine: it outlives the engine's deliveries
   auto e = Make(o);
   auto a = e->CreateBuffer(1, 10);
   ASSERT_TRUE(a.ok()) << a.status();
-  testing::RecordingSink sink;
   // Not started: this slot stays in the ring, as a long-running one would.
   const SlotPayload nop = testing::Slot(protocol::opcode::kNop);
   ASSERT_TRUE(e->Publish(1, {&nop, 1}, {&sink}).ok());

@@ -71,6 +71,8 @@ class EngineMemoryOpsTest : public ::testing::Test {
   }
   uint32_t seed_ = 0;
   std::mt19937 rng_;
+  // Before the engine: destroyed after it, so no worker is still inside OnCompletions.
+  testing::RecordingSink sink_;
   std::unique_ptr<Engine> e_;
 };
 
@@ -337,12 +339,11 @@ TEST_F(EngineMemoryOpsTest, FreeingABufferInUseIsSafe) {
   const uint32_t src = Buffer(RandomBytes(size));
   const uint32_t dst = Buffer(std::string(size, '\0'));
   std::vector<SlotPayload> copies(64, Slot(op::kCopy, {src, 0, 0, dst, 0, 0, size, 0}));
-  testing::RecordingSink sink;
-  auto published = testing::PublishWithRetry(*e_, 1, copies, &sink);
+  auto published = testing::PublishWithRetry(*e_, 1, copies, &sink_);
   ASSERT_TRUE(published.ok()) << published.status();
   ASSERT_TRUE(e_->FreeBuffer(1, src).ok());
-  ASSERT_TRUE(sink.WaitForCount(64));
-  for (const Completion& c : sink.completions()) {
+  ASSERT_TRUE(sink_.WaitForCount(64));
+  for (const Completion& c : sink_.completions()) {
     if (c.status == CompletionStatus::kFault) {
       EXPECT_EQ(c.fault_code, static_cast<uint32_t>(FaultCode::kResourceNotFound));
       EXPECT_EQ(c.fault_detail, src);
